@@ -1,0 +1,26 @@
+//! Types shared by the kernel programs (`fim-ebpf`) and user space (`fim-userspace`).
+//!
+//! Everything here is `#[repr(C)]` plain data: the kernel writes it into maps and the ring
+//! buffer, user space reads the same bytes. One module per concept, as in kunai:
+//! - [`event`]: the ring-buffer record (header + packed path data) and operation codes;
+//! - [`roots`]: how monitored roots are keyed in the inode map and the path-prefix trie;
+//! - [`offsets`]: kernel struct offsets read from BTF in user space (Rust BPF has no CO-RE);
+//! - [`maps`]: map and program names, so both halves agree on them.
+#![no_std]
+
+pub mod event;
+pub mod maps;
+pub mod offsets;
+pub mod roots;
+
+#[cfg(feature = "user")]
+mod pod {
+    //! aya's `Pod` marker for every type user space exchanges with maps.
+    use crate::{offsets::KernelOffsets, roots::*};
+    unsafe impl aya::Pod for InodeKey {}
+    unsafe impl aya::Pod for InodeEntry {}
+    unsafe impl aya::Pod for PrefixEntry {}
+    unsafe impl aya::Pod for WriterKey {}
+    unsafe impl aya::Pod for WriterState {}
+    unsafe impl aya::Pod for KernelOffsets {}
+}

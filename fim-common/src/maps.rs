@@ -1,0 +1,30 @@
+//! Names of maps and globals, shared so the loader and the programs cannot drift apart.
+
+/// Ring buffer carrying [`crate::event::EventHeader`] records to user space.
+pub const EVENTS: &str = "EVENTS";
+/// (dev, ino) of monitored roots and of their ancestors: [`crate::roots::InodeEntry`].
+pub const INODES: &str = "INODES";
+/// Path-string prefixes of roots below each ancestor: [`crate::roots::PrefixKey`].
+pub const PREFIXES: &str = "PREFIXES";
+/// Files open for writing under a root, keyed by (tgid, fd): [`crate::roots::WriterState`].
+pub const WRITERS: &str = "WRITERS";
+/// Number of tracked writer fds per tgid, so process exit only scans fds when it must.
+pub const WRITER_COUNTS: &str = "WRITER_COUNTS";
+/// Open flags stashed between sys_enter and sys_exit, keyed by pid_tgid.
+pub const OPEN_STASH: &str = "OPEN_STASH";
+/// Name-based operations waiting for their syscall's return value, keyed by pid_tgid.
+pub const PENDING_RESULTS: &str = "PENDING_RESULTS";
+/// Per-CPU drop counters, indexed by root id (slot 0: root unknown).
+pub const DROPS: &str = "DROPS";
+/// Per-CPU scratch space where an event is assembled before it is copied to the ring.
+pub const SCRATCH: &str = "SCRATCH";
+
+/// Global: the kernel offsets ([`crate::offsets::KernelOffsets`]).
+pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+/// Global: the daemon's own tgid, excluded in the kernel.
+pub const GLOBAL_DAEMON_TGID: &str = "DAEMON_TGID";
+
+/// Number of drop counter slots (root ids are below this).
+pub const MAX_ROOT_IDS: u32 = 4096;
+/// Default ring-buffer size in bytes (must be a power of two multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;

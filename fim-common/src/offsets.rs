@@ -1,0 +1,38 @@
+//! Kernel struct member offsets, in bytes.
+//!
+//! Rust BPF programs get no CO-RE relocations, and these offsets differ between kernel builds
+//! (task_struct.fs moves with every config change). User space reads them from the running
+//! kernel's BTF and passes them in as a global at load time.
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_fs: u32,
+    pub task_files: u32,
+    /// 0 when the kernel has no audit support (no login uid).
+    pub task_loginuid: u32,
+    pub fs_root: u32,
+    pub fs_pwd: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_path: u32,
+    pub file_mode: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_parent: u32,
+    pub dentry_name_ptr: u32,
+    pub dentry_inode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub inode_mode: u32,
+    pub sb_dev: u32,
+    pub vfsmount_root: u32,
+    /// Offset of `struct vfsmount mnt` inside `struct mount`.
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    pub _pad: u32,
+}

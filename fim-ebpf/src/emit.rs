@@ -1,0 +1,78 @@
+//! Assembling a record in per-CPU scratch and sending it through the ring buffer.
+//!
+//! Records are variable-length (header + used path bytes), so a burst of small events does
+//! not fill the ring with empty path space. A failed send is never silent: it bumps the
+//! per-CPU drop counter of the root the event belonged to, which user space turns into a
+//! gap notice.
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+    generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+};
+use fim_common::{
+    event::{EventBuf, EventHeader, PathDesc, DATA_SIZE, HEADER_SIZE, LOGINUID_UNSET},
+    maps::MAX_ROOT_IDS,
+};
+
+use crate::{
+    kernel::{current_task, offset, read_u32, read_u64},
+    maps::{DROPS, EVENTS, SCRATCH},
+};
+
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    unsafe { bpf_ktime_get_boot_ns() }
+}
+
+/// Starts a record for the current task in this CPU's scratch buffer.
+#[inline(always)]
+pub fn begin(op: u8) -> Option<&'static mut EventBuf> {
+    let buf = unsafe { &mut *SCRATCH.get_ptr_mut(0)? };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    let task = current_task();
+    let loginuid_off = offset!(task_loginuid);
+    let loginuid = if loginuid_off == 0 { LOGINUID_UNSET } else { read_u32(task, loginuid_off) };
+    let parent = read_u64(task, offset!(task_real_parent));
+    buf.header = EventHeader {
+        op,
+        flags: 0,
+        _pad: 0,
+        data_len: 0,
+        time_ns: now_ns(),
+        pid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
+        ppid: read_u32(parent, offset!(task_tgid)),
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        loginuid,
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        dev: 0,
+        mode: 0,
+        ino: 0,
+        arg: 0,
+        paths: [PathDesc::default(); 2],
+    };
+    Some(buf)
+}
+
+/// Sends `HEADER_SIZE + used` bytes of the scratch record; counts a drop against `root_id`.
+#[inline(always)]
+pub fn send(buf: &mut EventBuf, used: usize) {
+    let used = if used > DATA_SIZE { DATA_SIZE } else { used };
+    buf.header.data_len = used as u32;
+    let len = (HEADER_SIZE + used) & (2 * DATA_SIZE - 1);
+    let bytes = unsafe { core::slice::from_raw_parts(buf as *const EventBuf as *const u8, len) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        let root = buf.header.paths[0].root_id.max(buf.header.paths[1].root_id);
+        count_drop(root);
+    }
+}
+
+#[inline(always)]
+pub fn count_drop(root_id: u32) {
+    let slot = if root_id < MAX_ROOT_IDS { root_id } else { 0 };
+    if let Some(counter) = DROPS.get_ptr_mut(slot) {
+        unsafe { *counter += 1 };
+    }
+}

@@ -1,0 +1,44 @@
+//! Every map the programs share, named after the constants in `fim_common::maps`.
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use fim_common::{
+    event::EventBuf,
+    maps::{DEFAULT_RING_BYTES, MAX_ROOT_IDS},
+    roots::{InodeEntry, InodeKey, PrefixEntry, WriterKey, WriterState, PREFIX_PATH_BYTES},
+};
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+#[map]
+pub static INODES: HashMap<InodeKey, InodeEntry> = HashMap::with_max_entries(65536, 0);
+
+#[map]
+pub static PREFIXES: LpmTrie<[u8; 4 + PREFIX_PATH_BYTES], PrefixEntry> =
+    LpmTrie::with_max_entries(65536, 0);
+
+#[map]
+pub static WRITERS: LruHashMap<WriterKey, WriterState> = LruHashMap::with_max_entries(65536, 0);
+
+#[map]
+pub static WRITER_COUNTS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+
+#[map]
+pub static OPEN_STASH: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+
+#[map]
+pub static PENDING_RESULTS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_ROOT_IDS, 0);
+
+#[map]
+pub static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
+
+/// Key buffer for prefix-trie lookups (too large for the 512-byte BPF stack together with
+/// everything else).
+#[map]
+pub static PREFIX_SCRATCH: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<[u8; 4 + PREFIX_PATH_BYTES]>> =
+    PerCpuArray::with_max_entries(1, 0);

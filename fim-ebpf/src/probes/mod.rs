@@ -1,0 +1,37 @@
+//! The tracepoint strategy: syscall tracepoints, which every kernel with BPF permits.
+//!
+//! One file per event family. Each program is named after the tracepoint it attaches to
+//! (`sys_enter_unlinkat` attaches to `syscalls/sys_enter_unlinkat`), so the loader needs no
+//! table of its own.
+mod exit;
+mod names;
+mod open;
+mod write;
+
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext, EbpfContext};
+
+use crate::kernel::daemon_tgid;
+
+/// Syscall argument `n` (tracepoint records: 8 bytes of common fields, the syscall number
+/// padded to 8, then six 8-byte arguments). Read directly: tracepoint programs may read ctx.
+#[inline(always)]
+pub fn arg(ctx: &TracePointContext, n: usize) -> u64 {
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(16 + 8 * n) as *const u64) }
+}
+
+/// The return value in a sys_exit record.
+#[inline(always)]
+pub fn ret(ctx: &TracePointContext) -> i64 {
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(16) as *const i64) }
+}
+
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
+/// The daemon's own file activity is excluded in the kernel.
+#[inline(always)]
+pub fn is_daemon() -> bool {
+    current_tgid() == daemon_tgid()
+}

@@ -1,0 +1,336 @@
+//! Operations that name a path: unlink, rename, link, symlink, mkdir, rmdir, mknod, and the
+//! attribute changes (chmod, chown, truncate, xattrs, timestamps), by path or by fd.
+//!
+//! A syscall tracepoint sees the path string before the kernel resolves it. The base directory
+//! (root for absolute paths, cwd, or dirfd) is walked like any dentry; if the base is an
+//! ancestor of roots, the string is matched against the prefix trie. Strings with `.`/`..`
+//! components go to user space to be normalised. The event is sent at entry and stands only if
+//! the syscall's result (sent from the matching sys_exit) is not an error.
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user_str},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use fim_common::{
+    event::{flag, op, path_flag, EventBuf, DATA_SIZE, MAX_USER_STRING},
+    roots::PREFIX_PATH_BYTES,
+};
+
+use super::{arg, is_daemon, ret};
+use crate::{
+    emit::{begin, send},
+    kernel::{base_dir, dentry_ids, fd_file, file_path},
+    maps::{PENDING_RESULTS, PREFIXES, PREFIX_SCRATCH},
+    walk::{walk, Found},
+};
+
+const AT_FDCWD: i64 = -100;
+const AT_REMOVEDIR: u64 = 0x200;
+
+/// Reads the string into the prefix scratch key and reports (len with NUL, absolute,
+/// needs-user-space). Returns None for an unreadable pointer (the syscall fails with EFAULT).
+#[inline(always)]
+fn inspect_string(ptr: u64) -> Option<(usize, bool, bool)> {
+    let key = unsafe { &mut *PREFIX_SCRATCH.get_ptr_mut(0)? };
+    let n = unsafe {
+        bpf_probe_read_user_str(
+            key.data.as_mut_ptr().add(4).cast(),
+            PREFIX_PATH_BYTES as u32,
+            ptr as *const _,
+        )
+    };
+    if n <= 0 {
+        return None;
+    }
+    let len = n as usize;
+    let mut odd = len >= PREFIX_PATH_BYTES;
+    let mut prev = b'/';
+    let mut i = 0usize;
+    while i < PREFIX_PATH_BYTES - 1 {
+        let c = key.data[4 + i];
+        if c == 0 {
+            break;
+        }
+        if prev == b'/' {
+            let next = key.data[5 + i];
+            if c == b'/' || (c == b'.' && (next == b'/' || next == b'.' || next == 0)) {
+                odd = true;
+                break;
+            }
+        }
+        prev = c;
+        i += 1;
+    }
+    Some((len, key.data[4] == b'/', odd))
+}
+
+/// Decides whether the path `(dirfd, ptr)` is under a root, writing the walk and the string
+/// into `paths[slot]`. Returns whether it matched.
+#[inline(always)]
+fn resolve(buf: &mut EventBuf, slot: usize, dirfd: i64, ptr: u64, off: &mut usize) -> bool {
+    let Some((len, absolute, odd)) = inspect_string(ptr) else { return false };
+    let base = base_dir(dirfd, absolute);
+    let matched = match walk(buf, slot, base, off, odd) {
+        Found::Root(_) | Found::Truncated => true,
+        Found::BaseAncestor(id) => {
+            if odd {
+                true
+            } else {
+                prefix_lookup(buf, slot, id, len)
+            }
+        }
+        Found::Nothing => odd,
+    };
+    if matched {
+        if odd {
+            buf.header.paths[slot & 1].flags |= path_flag::UNNORMALISED;
+        }
+        copy_string(buf, slot, ptr, off);
+    }
+    matched
+}
+
+#[inline(always)]
+fn prefix_lookup(buf: &mut EventBuf, slot: usize, ancestor_id: u32, len: usize) -> bool {
+    let Some(key) = PREFIX_SCRATCH.get_ptr_mut(0) else { return false };
+    let key = unsafe { &mut *key };
+    let id = ancestor_id.to_be_bytes();
+    key.data[0] = id[0];
+    key.data[1] = id[1];
+    key.data[2] = id[2];
+    key.data[3] = id[3];
+    key.prefix_len = ((4 + len) * 8) as u32;
+    match PREFIXES.get(&*key) {
+        Some(entry) => {
+            let desc = &mut buf.header.paths[slot & 1];
+            desc.root_id = entry.root_id;
+            desc.flags |= path_flag::VIA_PREFIX;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Appends the user string to the record's data for `paths[slot]`.
+#[inline(always)]
+fn copy_string(buf: &mut EventBuf, slot: usize, ptr: u64, off: &mut usize) {
+    if *off > DATA_SIZE - MAX_USER_STRING {
+        buf.header.paths[slot & 1].flags |= path_flag::STRING_TRUNCATED;
+        return;
+    }
+    let dst = unsafe { buf.data.as_mut_ptr().add(*off & (DATA_SIZE - 1)) };
+    let n = unsafe { bpf_probe_read_user_str(dst.cast(), MAX_USER_STRING as u32, ptr as *const _) };
+    let desc = &mut buf.header.paths[slot & 1];
+    desc.flags |= path_flag::PRESENT;
+    if n <= 0 {
+        return;
+    }
+    let n = (n as usize) & (2 * MAX_USER_STRING - 1);
+    if n >= MAX_USER_STRING {
+        desc.flags |= path_flag::STRING_TRUNCATED;
+    }
+    desc.str_off = *off as u16;
+    desc.str_len = (n - 1) as u16;
+    *off += n;
+}
+
+/// Sends a matched entry event and remembers that its result must follow.
+#[inline(always)]
+fn send_awaiting(buf: &mut EventBuf, off: usize) {
+    buf.header.flags |= flag::AWAITS_RESULT;
+    let _ = PENDING_RESULTS.insert(&bpf_get_current_pid_tgid(), &1u8, 0);
+    send(buf, off);
+}
+
+/// An operation on one named path. `arg_value` and `mode` go into the header.
+#[inline(always)]
+fn one_path(event_op: u8, dirfd: i64, ptr: u64, arg_value: u64, mode: u32) -> u32 {
+    if is_daemon() {
+        return 0;
+    }
+    let Some(buf) = begin(event_op) else { return 0 };
+    let mut off = 0usize;
+    if !resolve(buf, 0, dirfd, ptr, &mut off) {
+        return 0;
+    }
+    buf.header.arg = arg_value;
+    buf.header.mode = mode;
+    send_awaiting(buf, off);
+    0
+}
+
+/// An operation with a source and a destination path (rename, link): sent if either side is
+/// monitored, so moves into and out of a root are both seen.
+#[inline(always)]
+fn two_paths(event_op: u8, old_dirfd: i64, old: u64, new_dirfd: i64, new: u64, arg_value: u64) -> u32 {
+    if is_daemon() {
+        return 0;
+    }
+    let Some(buf) = begin(event_op) else { return 0 };
+    let mut off = 0usize;
+    let old_matched = resolve(buf, 0, old_dirfd, old, &mut off);
+    let new_matched = resolve(buf, 1, new_dirfd, new, &mut off);
+    if !old_matched && !new_matched {
+        return 0;
+    }
+    if !old_matched {
+        copy_string(buf, 0, old, &mut off);
+    }
+    if !new_matched {
+        copy_string(buf, 1, new, &mut off);
+    }
+    buf.header.arg = arg_value;
+    send_awaiting(buf, off);
+    0
+}
+
+/// An operation on an open fd (fchmod, fchown, ftruncate, fsetxattr…).
+#[inline(always)]
+fn on_fd(event_op: u8, fd: u64, arg_value: u64, mode: u32) -> u32 {
+    if is_daemon() {
+        return 0;
+    }
+    let path = file_path(fd_file(fd));
+    let Some(buf) = begin(event_op) else { return 0 };
+    let mut off = 0usize;
+    match walk(buf, 0, path, &mut off, false) {
+        Found::Root(_) | Found::Truncated => {}
+        _ => return 0,
+    }
+    let (dev, ino, _) = dentry_ids(path.dentry);
+    buf.header.dev = dev;
+    buf.header.ino = ino;
+    buf.header.arg = arg_value;
+    buf.header.mode = mode;
+    send_awaiting(buf, off);
+    0
+}
+
+/// sys_exit of an operation sent at entry: its return value decides whether it happened.
+#[inline(always)]
+fn on_result(ctx: &TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if unsafe { PENDING_RESULTS.get(&pid_tgid) }.is_none() {
+        return 0;
+    }
+    let _ = PENDING_RESULTS.remove(&pid_tgid);
+    let Some(buf) = begin(op::SYSCALL_RESULT) else { return 0 };
+    buf.header.arg = ret(ctx) as u64;
+    send(buf, 0);
+    0
+}
+
+/// The fd-or-path form (utimensat with a NULL path, AT_EMPTY_PATH variants).
+#[inline(always)]
+fn path_or_fd(event_op: u8, dirfd: u64, ptr: u64, arg_value: u64, mode: u32) -> u32 {
+    if ptr == 0 {
+        return on_fd(event_op, dirfd, arg_value, mode);
+    }
+    one_path(event_op, dirfd as i64, ptr, arg_value, mode)
+}
+
+fn chown_arg(uid: u64, gid: u64) -> u64 {
+    (uid & 0xffff_ffff) | (gid << 32)
+}
+
+macro_rules! enter {
+    ($name:ident, |$ctx:ident| $body:expr) => {
+        #[tracepoint]
+        pub fn $name($ctx: TracePointContext) -> u32 {
+            $body
+        }
+    };
+}
+
+macro_rules! results {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tracepoint]
+            pub fn $name(ctx: TracePointContext) -> u32 {
+                on_result(&ctx)
+            }
+        )*
+    };
+}
+
+// Removal and creation of names.
+enter!(sys_enter_unlink, |c| one_path(op::UNLINK, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_unlinkat, |c| {
+    let removes_dir = arg(&c, 2) & AT_REMOVEDIR != 0;
+    let event_op = if removes_dir { op::RMDIR } else { op::UNLINK };
+    one_path(event_op, arg(&c, 0) as i64, arg(&c, 1), 0, 0)
+});
+enter!(sys_enter_rmdir, |c| one_path(op::RMDIR, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_mkdir, |c| one_path(op::MKDIR, AT_FDCWD, arg(&c, 0), 0, arg(&c, 1) as u32));
+enter!(sys_enter_mkdirat, |c| one_path(op::MKDIR, arg(&c, 0) as i64, arg(&c, 1), 0, arg(&c, 2) as u32));
+enter!(sys_enter_mknod, |c| one_path(op::CREATE, AT_FDCWD, arg(&c, 0), arg(&c, 2), arg(&c, 1) as u32));
+enter!(sys_enter_mknodat, |c| one_path(op::CREATE, arg(&c, 0) as i64, arg(&c, 1), arg(&c, 3), arg(&c, 2) as u32));
+enter!(sys_enter_rename, |c| two_paths(op::RENAME, AT_FDCWD, arg(&c, 0), AT_FDCWD, arg(&c, 1), 0));
+enter!(sys_enter_renameat, |c| two_paths(op::RENAME, arg(&c, 0) as i64, arg(&c, 1), arg(&c, 2) as i64, arg(&c, 3), 0));
+enter!(sys_enter_renameat2, |c| two_paths(op::RENAME, arg(&c, 0) as i64, arg(&c, 1), arg(&c, 2) as i64, arg(&c, 3), arg(&c, 4)));
+enter!(sys_enter_link, |c| two_paths(op::LINK, AT_FDCWD, arg(&c, 0), AT_FDCWD, arg(&c, 1), 0));
+enter!(sys_enter_linkat, |c| two_paths(op::LINK, arg(&c, 0) as i64, arg(&c, 1), arg(&c, 2) as i64, arg(&c, 3), arg(&c, 4)));
+enter!(sys_enter_symlink, |c| symlink(arg(&c, 0), AT_FDCWD, arg(&c, 1)));
+enter!(sys_enter_symlinkat, |c| symlink(arg(&c, 0), arg(&c, 1) as i64, arg(&c, 2)));
+
+// Attribute changes.
+enter!(sys_enter_chmod, |c| one_path(op::CHMOD, AT_FDCWD, arg(&c, 0), 0, arg(&c, 1) as u32));
+enter!(sys_enter_fchmodat, |c| one_path(op::CHMOD, arg(&c, 0) as i64, arg(&c, 1), 0, arg(&c, 2) as u32));
+enter!(sys_enter_fchmodat2, |c| path_or_fd(op::CHMOD, arg(&c, 0), empty_to_null(arg(&c, 1)), 0, arg(&c, 2) as u32));
+enter!(sys_enter_fchmod, |c| on_fd(op::CHMOD, arg(&c, 0), 0, arg(&c, 1) as u32));
+enter!(sys_enter_chown, |c| one_path(op::CHOWN, AT_FDCWD, arg(&c, 0), chown_arg(arg(&c, 1), arg(&c, 2)), 0));
+enter!(sys_enter_lchown, |c| one_path(op::CHOWN, AT_FDCWD, arg(&c, 0), chown_arg(arg(&c, 1), arg(&c, 2)), 0));
+enter!(sys_enter_fchownat, |c| path_or_fd(op::CHOWN, arg(&c, 0), empty_to_null(arg(&c, 1)), chown_arg(arg(&c, 2), arg(&c, 3)), 0));
+enter!(sys_enter_fchown, |c| on_fd(op::CHOWN, arg(&c, 0), chown_arg(arg(&c, 1), arg(&c, 2)), 0));
+enter!(sys_enter_truncate, |c| one_path(op::TRUNCATE, AT_FDCWD, arg(&c, 0), arg(&c, 1), 0));
+enter!(sys_enter_ftruncate, |c| on_fd(op::TRUNCATE, arg(&c, 0), arg(&c, 1), 0));
+enter!(sys_enter_setxattr, |c| one_path(op::XATTR, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_lsetxattr, |c| one_path(op::XATTR, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_fsetxattr, |c| on_fd(op::XATTR, arg(&c, 0), 0, 0));
+enter!(sys_enter_removexattr, |c| one_path(op::XATTR, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_lremovexattr, |c| one_path(op::XATTR, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_fremovexattr, |c| on_fd(op::XATTR, arg(&c, 0), 0, 0));
+enter!(sys_enter_setxattrat, |c| path_or_fd(op::XATTR, arg(&c, 0), empty_to_null(arg(&c, 1)), 0, 0));
+enter!(sys_enter_removexattrat, |c| path_or_fd(op::XATTR, arg(&c, 0), empty_to_null(arg(&c, 1)), 0, 0));
+enter!(sys_enter_utimensat, |c| path_or_fd(op::SETATTR, arg(&c, 0), arg(&c, 1), 0, 0));
+enter!(sys_enter_futimesat, |c| path_or_fd(op::SETATTR, arg(&c, 0), arg(&c, 1), 0, 0));
+enter!(sys_enter_utimes, |c| one_path(op::SETATTR, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_utime, |c| one_path(op::SETATTR, AT_FDCWD, arg(&c, 0), 0, 0));
+
+results!(
+    sys_exit_unlink, sys_exit_unlinkat, sys_exit_rmdir, sys_exit_mkdir, sys_exit_mkdirat,
+    sys_exit_mknod, sys_exit_mknodat, sys_exit_rename, sys_exit_renameat, sys_exit_renameat2,
+    sys_exit_link, sys_exit_linkat, sys_exit_symlink, sys_exit_symlinkat, sys_exit_chmod,
+    sys_exit_fchmodat, sys_exit_fchmodat2, sys_exit_fchmod, sys_exit_chown, sys_exit_lchown,
+    sys_exit_fchownat, sys_exit_fchown, sys_exit_truncate, sys_exit_ftruncate, sys_exit_setxattr,
+    sys_exit_lsetxattr, sys_exit_fsetxattr, sys_exit_removexattr, sys_exit_lremovexattr,
+    sys_exit_fremovexattr, sys_exit_setxattrat, sys_exit_removexattrat, sys_exit_utimensat,
+    sys_exit_futimesat, sys_exit_utimes, sys_exit_utime,
+);
+
+/// symlink: the new name is the monitored path; the target is only text, kept in paths[1].
+#[inline(always)]
+fn symlink(target: u64, dirfd: i64, linkpath: u64) -> u32 {
+    if is_daemon() {
+        return 0;
+    }
+    let Some(buf) = begin(op::SYMLINK) else { return 0 };
+    let mut off = 0usize;
+    if !resolve(buf, 0, dirfd, linkpath, &mut off) {
+        return 0;
+    }
+    copy_string(buf, 1, target, &mut off);
+    send_awaiting(buf, off);
+    0
+}
+
+/// An empty path string with AT_EMPTY_PATH means "the fd itself": treat it as no path.
+#[inline(always)]
+fn empty_to_null(ptr: u64) -> u64 {
+    let first = unsafe { aya_ebpf::helpers::bpf_probe_read_user(ptr as *const u8) }.unwrap_or(0);
+    if first == 0 {
+        0
+    } else {
+        ptr
+    }
+}

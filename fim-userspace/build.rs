@@ -1,0 +1,28 @@
+//! Builds the BPF object (fim-ebpf) for bpfel-unknown-none and leaves it in OUT_DIR, where
+//! `loader.rs` embeds it. `AYA_BUILD_SKIP=1` skips this (for clippy on hosts without
+//! bpf-linker); the binary then carries an empty object and says so at start-up.
+use anyhow::{anyhow, Context as _};
+
+fn main() -> anyhow::Result<()> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
+    let ebpf = metadata
+        .packages
+        .iter()
+        .find(|package| package.name.as_str() == "fim-ebpf")
+        .ok_or_else(|| anyhow!("fim-ebpf package not found in the workspace"))?;
+    let root_dir = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("fim-ebpf manifest has no parent directory"))?;
+    aya_build::build_ebpf(
+        [aya_build::Package {
+            name: ebpf.name.as_str(),
+            root_dir: root_dir.as_str(),
+            ..Default::default()
+        }],
+        aya_build::Toolchain::default(),
+    )
+}

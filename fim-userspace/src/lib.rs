@@ -1,0 +1,2 @@
+//! fimd's library: everything between the kernel programs and the change records.
+pub mod kernel_offsets;
