@@ -42,3 +42,11 @@ pub static SCRATCH: PerCpuArray<EventBuf> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static PREFIX_SCRATCH: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<[u8; 4 + PREFIX_PATH_BYTES]>> =
     PerCpuArray::with_max_entries(1, 0);
+
+/// State of the d_parent walk (see `walk.rs` for why it is not on the stack).
+#[map]
+pub static WALK_SCRATCH: PerCpuArray<crate::walk::WalkState> = PerCpuArray::with_max_entries(1, 0);
+
+/// State of the path-string scan (see `probes/names.rs`).
+#[map]
+pub static SCAN_SCRATCH: PerCpuArray<crate::probes::Scan> = PerCpuArray::with_max_entries(1, 0);

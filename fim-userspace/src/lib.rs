@@ -1,2 +1,13 @@
 //! fimd's library: everything between the kernel programs and the change records.
+//!
+//! Data path: [`loader`] loads the BPF object chosen by [`strategy`], with offsets from
+//! [`kernel_offsets`]; [`ebpf_source`] drains the ring buffer, [`decode`]s records, rebuilds
+//! paths from [`roots`] and emits [`record`] types, the interface every event source shares.
+pub mod decode;
+pub mod ebpf_source;
 pub mod kernel_offsets;
+pub mod loader;
+pub mod record;
+pub mod roots;
+pub mod strategy;
+pub mod wallclock;

@@ -12,6 +12,13 @@ use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext, E
 
 use crate::kernel::daemon_tgid;
 
+/// State of the path-string scan in `names.rs`, kept in a per-CPU map for the verifier.
+#[repr(C)]
+pub struct Scan {
+    pub len: u64,
+    pub odd: u64,
+}
+
 /// Syscall argument `n` (tracepoint records: 8 bytes of common fields, the syscall number
 /// padded to 8, then six 8-byte arguments). Read directly: tracepoint programs may read ctx.
 #[inline(always)]

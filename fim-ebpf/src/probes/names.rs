@@ -6,8 +6,13 @@
 //! ancestor of roots, the string is matched against the prefix trie. Strings with `.`/`..`
 //! components go to user space to be normalised. The event is sent at entry and stands only if
 //! the syscall's result (sent from the matching sys_exit) is not an error.
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_probe_read_user_str},
+    helpers::{
+        bpf_get_current_pid_tgid,
+        generated::{bpf_loop, bpf_probe_read_user_str},
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -20,7 +25,7 @@ use super::{arg, is_daemon, ret};
 use crate::{
     emit::{begin, send},
     kernel::{base_dir, dentry_ids, fd_file, file_path},
-    maps::{PENDING_RESULTS, PREFIXES, PREFIX_SCRATCH},
+    maps::{PENDING_RESULTS, PREFIXES, PREFIX_SCRATCH, SCAN_SCRATCH},
     walk::{walk, Found},
 };
 
@@ -43,25 +48,45 @@ fn inspect_string(ptr: u64) -> Option<(usize, bool, bool)> {
         return None;
     }
     let len = n as usize;
-    let mut odd = len >= PREFIX_PATH_BYTES;
-    let mut prev = b'/';
-    let mut i = 0usize;
-    while i < PREFIX_PATH_BYTES - 1 {
-        let c = key.data[4 + i];
-        if c == 0 {
-            break;
+    let absolute = key.data[4] == b'/';
+    let scan = unsafe { &mut *SCAN_SCRATCH.get_ptr_mut(0)? };
+    scan.len = len as u64;
+    scan.odd = (len >= PREFIX_PATH_BYTES) as u64;
+    if scan.odd == 0 {
+        // bpf_loop: a 252-step open-coded loop multiplies verifier states in the callers.
+        unsafe {
+            bpf_loop(
+                (PREFIX_PATH_BYTES - 1) as u32,
+                scan_step as *mut c_void,
+                core::ptr::null_mut(),
+                0,
+            );
         }
-        if prev == b'/' {
-            let next = key.data[5 + i];
-            if c == b'/' || (c == b'.' && (next == b'/' || next == b'.' || next == 0)) {
-                odd = true;
-                break;
-            }
-        }
-        prev = c;
-        i += 1;
     }
-    Some((len, key.data[4] == b'/', odd))
+    Some((len, absolute, scan.odd != 0))
+}
+
+/// Flags `//`, and `.` or `..` components: such strings are normalised in user space.
+extern "C" fn scan_step(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(scan) = SCAN_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let scan = unsafe { &mut *scan };
+    let i = index as usize;
+    if i + 1 >= scan.len as usize || i >= PREFIX_PATH_BYTES - 1 {
+        return 1;
+    }
+    let Some(key) = PREFIX_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let data = unsafe { &(*key).data };
+    let c = data[4 + i];
+    let prev = if i == 0 { b'/' } else { data[3 + i] };
+    if prev != b'/' {
+        return 0;
+    }
+    let next = data[5 + i];
+    if c == b'/' || (c == b'.' && (next == b'/' || next == b'.' || next == 0)) {
+        scan.odd = 1;
+        return 1;
+    }
+    0
 }
 
 /// Decides whether the path `(dirfd, ptr)` is under a root, writing the walk and the string

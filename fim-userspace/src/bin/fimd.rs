@@ -1,1 +1,160 @@
-fn main(){}
+//! fimd: the file integrity monitoring daemon.
+//!
+//! Today it loads the kernel pipeline and prints each event under the watched roots as one
+//! JSON line on stdout; logs go to stderr through tracing. SIGINT/SIGTERM detach everything.
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use clap::Parser;
+use fim_common::maps::DEFAULT_RING_BYTES;
+use fim_userspace::{
+    ebpf_source::EbpfSource,
+    kernel_offsets::read_kernel_offsets,
+    loader,
+    record::SourceItem,
+    roots::RootSpec,
+    strategy::{self, Requested},
+};
+use tokio::{
+    io::AsyncWriteExt,
+    signal::unix::{signal, SignalKind},
+    sync::mpsc,
+};
+
+/// The recommended Linux roots (see PRODUCT.md), used when no --watch is given.
+const DEFAULT_ROOTS: &[&str] = &[
+    "/bin/login", "/bin/passwd", "/etc", "/usr/bin", "/usr/sbin", "/bin", "/sbin", "/boot",
+    "/usr/local/bin", "/usr/local/sbin", "/opt/bin", "/opt/sbin", "/etc/crontab", "/etc/init.d",
+    "/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly",
+];
+
+#[derive(Parser, Debug)]
+#[command(name = "fimd", version, about = "File integrity monitoring daemon")]
+struct Args {
+    /// A path to monitor (recursively); repeatable. Without it, the recommended defaults.
+    #[arg(long = "watch", value_name = "PATH")]
+    watch: Vec<PathBuf>,
+    /// Attach strategy: auto picks the best the kernel permits.
+    #[arg(long, default_value = "auto", value_parser = parse_requested)]
+    strategy: Requested,
+    /// Kernel ring buffer size in bytes (a power of two, at least one page).
+    #[arg(long, default_value_t = DEFAULT_RING_BYTES)]
+    ring_bytes: u32,
+    /// Kernel BTF to read struct offsets from.
+    #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
+    btf: PathBuf,
+}
+
+fn parse_requested(text: &str) -> Result<Requested, String> {
+    text.parse()
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // try_init also routes the `log` facade (aya-log's records) into tracing.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if !args.ring_bytes.is_power_of_two() || args.ring_bytes < 4096 {
+        anyhow::bail!("--ring-bytes {} must be a power of two of at least 4096", args.ring_bytes);
+    }
+    let roots: Vec<RootSpec> = if args.watch.is_empty() {
+        DEFAULT_ROOTS.iter().map(RootSpec::recursive).collect()
+    } else {
+        args.watch.iter().map(RootSpec::recursive).collect()
+    };
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    let Some(source) = start_kernel_source(&args, roots).await? else {
+        // Scan-only: nothing to stream until the scanner lands; wait for a signal.
+        tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} }
+        return Ok(());
+    };
+    let (source, mut events) = source;
+    let mut stdout = tokio::io::stdout();
+    loop {
+        tokio::select! {
+            item = events.recv() => {
+                let Some(item) = item else { break };
+                let mut line = serde_json::to_vec(&item).context("encoding an event")?;
+                line.push(b'\n');
+                stdout.write_all(&line).await.context("writing to stdout")?;
+                stdout.flush().await.context("writing to stdout")?;
+            }
+            _ = terminate.recv() => { tracing::info!("SIGTERM: detaching"); break }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: detaching"); break }
+        }
+    }
+    source.stop().await.context("stopping the kernel pipeline")?;
+    tracing::info!("all programs detached");
+    Ok(())
+}
+
+/// Chooses a strategy and starts the kernel pipeline, or returns None for scan-only after
+/// saying in one line what is missing.
+async fn start_kernel_source(
+    args: &Args,
+    roots: Vec<RootSpec>,
+) -> anyhow::Result<Option<(EbpfSource, mpsc::Receiver<SourceItem>)>> {
+    let (strategy, refused) = match strategy::choose(args.strategy) {
+        Ok(choice) => choice,
+        Err(refused) => {
+            let reasons: Vec<String> = refused.iter().map(ToString::to_string).collect();
+            tracing::error!("no kernel event strategy is usable ({}); falling back to scan-only", reasons.join("; "));
+            return Ok(None);
+        }
+    };
+    for reason in &refused {
+        tracing::info!("strategy {reason}");
+    }
+    let offsets = match read_kernel_offsets(&args.btf) {
+        Ok(offsets) => offsets,
+        Err(error) => {
+            tracing::error!("{error}; falling back to scan-only");
+            return Ok(None);
+        }
+    };
+    tracing::debug!(?offsets, "kernel offsets from BTF");
+    let tracefs = strategy::tracefs_root().unwrap_or("/sys/kernel/tracing");
+    let loaded = match loader::load(strategy, &offsets, args.ring_bytes, tracefs) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::error!("{error}; falling back to scan-only");
+            return Ok(None);
+        }
+    };
+    if !loaded.missing.is_empty() {
+        tracing::info!("this kernel lacks {} syscalls, skipped: {}", loaded.missing.len(), loaded.missing.join(", "));
+    }
+    let attached = loaded.attached.len();
+    let (sender, receiver) = mpsc::channel(4096);
+    let (source, warnings) = EbpfSource::start(loaded, roots.clone(), sender).context("starting the event source")?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let watched: Vec<String> = roots.iter().map(|root| root.path.display().to_string()).collect();
+    tracing::info!(strategy = %strategy, programs = attached, roots = ?watched, "monitoring started");
+    Ok(Some((source, receiver)))
+}

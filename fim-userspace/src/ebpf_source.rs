@@ -1,0 +1,495 @@
+//! The eBPF event source: ring buffer -> decode -> path resolution -> [`SourceItem`]s.
+//!
+//! One task owns the loaded programs and their maps. It drains the ring buffer when it is
+//! readable, pairs entry events with their syscall results, turns every increase of the
+//! kernel's drop counters into a gap notice, and applies root changes to the maps without
+//! reloading anything. Dropping the task (shutdown) detaches every program.
+use std::{
+    collections::HashMap,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{lpm_trie::Key, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf};
+use fim_common::{
+    event::{flag, op, path_flag, LOGINUID_UNSET},
+    maps,
+    roots::{InodeEntry, InodeKey, PrefixData, PrefixEntry},
+};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+
+use crate::{
+    decode::{decode, RawEvent, RawPath},
+    loader::Loaded,
+    record::{FileEvent, GapNotice, Operation, SourceItem},
+    roots::{display_path, kernel_dev, normalise, plan, RootPlan, RootSpec},
+    wallclock::WallClock,
+};
+
+/// How long an entry event waits for its syscall result before it is reported anyway.
+const RESULT_WAIT: Duration = Duration::from_millis(500);
+/// How often drop counters and stale entries are checked.
+const TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("BPF map {0} is missing from the object")]
+    MissingMap(&'static str),
+    #[error("BPF map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+    #[error("cannot poll the ring buffer: {0}")]
+    Poll(std::io::Error),
+    #[error("the event source has stopped")]
+    Stopped,
+}
+
+enum Command {
+    UpdateRoots(Vec<RootSpec>, oneshot::Sender<Result<Vec<String>, SourceError>>),
+}
+
+/// Handle to the running source.
+pub struct EbpfSource {
+    commands: mpsc::Sender<Command>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), SourceError>>,
+}
+
+struct KernelMaps {
+    inodes: BpfHashMap<MapData, InodeKey, InodeEntry>,
+    prefixes: LpmTrie<MapData, PrefixData, PrefixEntry>,
+    drops: PerCpuArray<MapData, u64>,
+}
+
+impl EbpfSource {
+    /// Starts consuming. Returns the warnings of the initial root plan.
+    pub fn start(
+        mut loaded: Loaded,
+        roots: Vec<RootSpec>,
+        output: mpsc::Sender<SourceItem>,
+    ) -> Result<(Self, Vec<String>), SourceError> {
+        let take = |ebpf: &mut aya::Ebpf, name: &'static str| ebpf.take_map(name).ok_or(SourceError::MissingMap(name));
+        let ring = RingBuf::try_from(take(&mut loaded.ebpf, maps::EVENTS)?)
+            .map_err(|source| SourceError::Map { name: maps::EVENTS, source })?;
+        let mut kernel_maps = KernelMaps {
+            inodes: BpfHashMap::try_from(take(&mut loaded.ebpf, maps::INODES)?)
+                .map_err(|source| SourceError::Map { name: maps::INODES, source })?,
+            prefixes: LpmTrie::try_from(take(&mut loaded.ebpf, maps::PREFIXES)?)
+                .map_err(|source| SourceError::Map { name: maps::PREFIXES, source })?,
+            drops: PerCpuArray::try_from(take(&mut loaded.ebpf, maps::DROPS)?)
+                .map_err(|source| SourceError::Map { name: maps::DROPS, source })?,
+        };
+        let mut state = State::new(RootPlan::default());
+        let warnings = state.apply_roots(&mut kernel_maps, &roots)?;
+        let ring = register(ring)?;
+        let (commands, command_rx) = mpsc::channel(8);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(run(loaded, ring, kernel_maps, state, command_rx, shutdown_rx, output));
+        Ok((Self { commands, shutdown, task }, warnings))
+    }
+
+    /// Replaces the monitored roots; the kernel follows at once, without reloading.
+    pub async fn update_roots(&self, roots: Vec<RootSpec>) -> Result<Vec<String>, SourceError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::UpdateRoots(roots, reply)).await.map_err(|_| SourceError::Stopped)?;
+        answer.await.map_err(|_| SourceError::Stopped)?
+    }
+
+    /// Stops consuming and detaches every program.
+    pub async fn stop(self) -> Result<(), SourceError> {
+        let _ = self.shutdown.send(true);
+        self.task.await.map_err(|_| SourceError::Stopped)?
+    }
+}
+
+async fn run(
+    loaded: Loaded,
+    mut ring: AsyncFd<RingBuf<MapData>>,
+    mut kernel_maps: KernelMaps,
+    mut state: State,
+    mut commands: mpsc::Receiver<Command>,
+    mut shutdown: watch::Receiver<bool>,
+    output: mpsc::Sender<SourceItem>,
+) -> Result<(), SourceError> {
+    let Loaded { ebpf, logger, .. } = loaded;
+    let mut logger = match logger {
+        Some(logger) => register(logger).ok(),
+        None => None,
+    };
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        let mut ready = Vec::new();
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(SourceError::Poll)?;
+                let ring = guard.get_inner_mut();
+                while let Some(record) = ring.next() {
+                    state.handle_record(&record, &mut ready);
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                state.expire_pending(&mut ready, Instant::now());
+                state.check_drops(&kernel_maps.drops, &mut ready);
+            }
+            Some(guard) = async { match logger.as_mut() { Some(fd) => Some(fd.readable_mut().await), None => None } } => {
+                if let Ok(mut guard) = guard {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+            }
+            command = commands.recv() => match command {
+                Some(Command::UpdateRoots(roots, reply)) => {
+                    let _ = reply.send(state.apply_roots(&mut kernel_maps, &roots));
+                }
+                None => break,
+            },
+            _ = shutdown.changed() => break,
+        }
+        if state.replan_requested {
+            state.replan_requested = false;
+            let roots: Vec<RootSpec> = state.plan.roots.values().map(|root| root.spec.clone()).collect();
+            if let Err(error) = state.apply_roots(&mut kernel_maps, &roots) {
+                tracing::warn!("re-registering roots after a missing root appeared failed: {error}");
+            }
+        }
+        for item in ready {
+            if output.send(item).await.is_err() {
+                break;
+            }
+        }
+    }
+    // Programs detach when the object is dropped.
+    drop(ebpf);
+    Ok(())
+}
+
+/// A decoded event waiting for its syscall result.
+struct Pending {
+    event: FileEvent,
+    since: Instant,
+    affects_missing_root: bool,
+}
+
+struct State {
+    plan: RootPlan,
+    clock: WallClock,
+    pending: HashMap<u32, Pending>,
+    /// (tgid, fd) -> path of files open for writing, for write-closed at process exit.
+    writers: HashMap<(u32, u32), String>,
+    drops_seen: HashMap<u32, u64>,
+    inode_cache: HashMap<InodeKey, PathBuf>,
+    replan_requested: bool,
+}
+
+impl State {
+    fn new(plan: RootPlan) -> Self {
+        Self {
+            plan,
+            clock: WallClock::now(),
+            pending: HashMap::new(),
+            writers: HashMap::new(),
+            drops_seen: HashMap::new(),
+            inode_cache: HashMap::new(),
+            replan_requested: false,
+        }
+    }
+
+    fn apply_roots(&mut self, kernel_maps: &mut KernelMaps, roots: &[RootSpec]) -> Result<Vec<String>, SourceError> {
+        let next = plan(roots);
+        let map_error = |name| move |source| SourceError::Map { name, source };
+        for key in self.plan.inodes.keys().filter(|key| !next.inodes.contains_key(key)) {
+            let _ = kernel_maps.inodes.remove(key);
+        }
+        for ((bits, data), _) in self.plan.prefixes.iter().filter(|(key, _)| !next.prefixes.contains_key(key)) {
+            let _ = kernel_maps.prefixes.remove(&Key::new(*bits, *data));
+        }
+        for (key, entry) in &next.inodes {
+            kernel_maps.inodes.insert(key, entry, 0).map_err(map_error(maps::INODES))?;
+        }
+        for ((bits, data), entry) in &next.prefixes {
+            kernel_maps.prefixes.insert(&Key::new(*bits, *data), entry, 0).map_err(map_error(maps::PREFIXES))?;
+        }
+        for (id, root) in &next.roots {
+            let seen = self.drops_seen.get(id).copied();
+            if seen.is_none() {
+                let current = kernel_maps.drops.get(id, 0).map(|values| values.iter().sum()).unwrap_or(0);
+                self.drops_seen.insert(*id, current);
+            }
+            tracing::debug!(id, path = %root.path.display(), exists = root.exists, "root registered");
+        }
+        self.drops_seen.entry(0).or_insert_with(|| kernel_maps.drops.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0));
+        let warnings = next.warnings.clone();
+        self.plan = next;
+        self.inode_cache.clear();
+        Ok(warnings)
+    }
+
+    fn check_drops(&mut self, drops: &PerCpuArray<MapData, u64>, ready: &mut Vec<SourceItem>) {
+        let mut affected = Vec::new();
+        let mut total = 0;
+        for (id, seen) in self.drops_seen.iter_mut() {
+            let Ok(values) = drops.get(id, 0) else { continue };
+            let now: u64 = values.iter().sum();
+            if now > *seen {
+                total += now - *seen;
+                affected.push(*id);
+                *seen = now;
+            }
+        }
+        if total > 0 {
+            affected.sort_unstable();
+            let roots = self.plan.root_paths(&affected).iter().map(|path| display_path(path)).collect();
+            tracing::warn!(dropped = total, ?affected, "kernel ring buffer overflowed; events were lost");
+            ready.push(SourceItem::Gap(GapNotice { op: "gap", roots, dropped: total, time: self.clock.now_rfc3339() }));
+        }
+    }
+
+    fn expire_pending(&mut self, ready: &mut Vec<SourceItem>, now: Instant) {
+        let stale: Vec<u32> =
+            self.pending.iter().filter(|(_, pending)| now - pending.since > RESULT_WAIT).map(|(tid, _)| *tid).collect();
+        for tid in stale {
+            if let Some(mut pending) = self.pending.remove(&tid) {
+                pending.event.result_unknown = true;
+                ready.push(SourceItem::Change(pending.event));
+            }
+        }
+    }
+
+    fn handle_record(&mut self, record: &[u8], ready: &mut Vec<SourceItem>) {
+        let raw = match decode(record) {
+            Ok(raw) => raw,
+            Err(error) => {
+                tracing::warn!("undecodable kernel record ({} bytes): {error}", record.len());
+                return;
+            }
+        };
+        let header = &raw.header;
+        match header.op {
+            op::SYSCALL_RESULT => {
+                if let Some(pending) = self.pending.remove(&header.pid) {
+                    if (header.arg as i64) >= 0 {
+                        if pending.affects_missing_root {
+                            self.replan_requested = true;
+                        }
+                        ready.push(SourceItem::Change(pending.event));
+                    }
+                }
+            }
+            op::WRITE_OPENED => {
+                if let Some(path) = self.primary_path(&raw) {
+                    self.remember_writer(header.tgid, header.arg as u32, path, ready);
+                }
+            }
+            _ => self.handle_change(raw, ready),
+        }
+    }
+
+    fn remember_writer(&mut self, tgid: u32, fd: u32, path: PathBuf, ready: &mut Vec<SourceItem>) {
+        let _ = ready;
+        if self.writers.len() > 65536 {
+            self.writers.clear();
+        }
+        self.writers.insert((tgid, fd), display_path(&path));
+    }
+
+    fn handle_change(&mut self, raw: RawEvent, ready: &mut Vec<SourceItem>) {
+        let header = raw.header;
+        let Some(operation) = operation(header.op) else {
+            tracing::debug!(op = header.op, "unknown operation code");
+            return;
+        };
+        let fd = header.arg as u32;
+        let (path, truncated) = if header.flags & flag::AT_EXIT != 0 {
+            match self.writers.remove(&(header.tgid, fd)) {
+                Some(path) => (PathBuf::from(path), false),
+                None => return,
+            }
+        } else {
+            match raw.paths[0].as_ref().map(|raw_path| self.resolve(raw_path)) {
+                Some(Some(resolved)) => resolved,
+                _ => return,
+            }
+        };
+        let second = raw.paths[1].as_ref().and_then(|raw_path| {
+            if operation == Operation::Symlink {
+                raw_path.string.as_ref().map(|target| (PathBuf::from(std::ffi::OsStr::from_bytes(target)), false))
+            } else {
+                self.resolve(raw_path)
+            }
+        });
+        let under_root = self.plan.root_of(&path).is_some();
+        let second_under_root = operation != Operation::Symlink
+            && second.as_ref().is_some_and(|(second, _)| self.plan.root_of(second).is_some());
+        let affects_missing_root = self.plan.leads_to_missing_root(&path)
+            || second.as_ref().is_some_and(|(second, _)| self.plan.leads_to_missing_root(second));
+        if !under_root && !second_under_root {
+            if affects_missing_root && header.flags & flag::AWAITS_RESULT == 0 {
+                self.replan_requested = true;
+            }
+            if !affects_missing_root {
+                return;
+            }
+        }
+        // Renames and links carry (source, destination); the record names the destination.
+        let (path, old_path) = match operation {
+            Operation::Rename | Operation::Link => match second {
+                Some((destination, _)) => (destination, Some(display_path(&path))),
+                None => (path, None),
+            },
+            Operation::Symlink => (path, second.map(|(target, _)| display_path(&target))),
+            _ => (path, None),
+        };
+        let path_text = display_path(&path);
+        match operation {
+            Operation::Create => self.remember_writer(header.tgid, fd, path.clone(), ready),
+            Operation::WriteClosed => {
+                self.writers.remove(&(header.tgid, fd));
+            }
+            _ => {}
+        }
+        if !self.plan.root_of(&path).is_some() && !old_path.as_ref().is_some_and(|old| self.plan.root_of(Path::new(old)).is_some()) {
+            // Only on the way to a missing root: used to re-plan, not reported.
+            if header.flags & flag::AWAITS_RESULT == 0 {
+                return;
+            }
+        }
+        let event = FileEvent {
+            op: operation,
+            path: path_text,
+            old_path,
+            pid: header.tgid,
+            tid: header.pid,
+            ppid: header.ppid,
+            comm: comm(&header.comm),
+            uid: header.uid,
+            gid: header.gid,
+            loginuid: (header.loginuid != LOGINUID_UNSET).then_some(header.loginuid),
+            cgroup: header.cgroup_id,
+            dev: if header.dev == 0 { 0 } else { libc::makedev(header.dev >> 20, header.dev & 0xfffff) },
+            ino: header.ino,
+            mode: matches!(operation, Operation::Chmod | Operation::Mkdir).then_some(header.mode & 0o7777),
+            owner: (operation == Operation::Chown).then_some((header.arg as u32, (header.arg >> 32) as u32)),
+            length: (operation == Operation::Truncate).then_some(header.arg),
+            time: self.clock.rfc3339(header.time_ns),
+            truncated,
+            result_unknown: false,
+        };
+        if header.flags & flag::AWAITS_RESULT != 0 {
+            let under = self.plan.root_of(&path).is_some()
+                || event.old_path.as_ref().is_some_and(|old| self.plan.root_of(Path::new(old)).is_some());
+            if !under && !affects_missing_root {
+                return;
+            }
+            let replaced = self.pending.insert(header.pid, Pending { event, since: Instant::now(), affects_missing_root });
+            if let Some(mut lost) = replaced {
+                lost.event.result_unknown = true;
+                ready.push(SourceItem::Change(lost.event));
+            }
+        } else {
+            ready.push(SourceItem::Change(event));
+        }
+    }
+
+    fn primary_path(&mut self, raw: &RawEvent) -> Option<PathBuf> {
+        raw.paths[0].as_ref().and_then(|raw_path| self.resolve(raw_path)).map(|(path, _)| path)
+    }
+
+    /// Rebuilds a path from its anchor, the walked names and the string. Returns the path and
+    /// whether it had to be completed in user space.
+    fn resolve(&mut self, raw: &RawPath) -> Option<(PathBuf, bool)> {
+        let desc = &raw.desc;
+        let mut truncated = false;
+        let mut path = if desc.flags & path_flag::REACHED_TOP != 0 {
+            PathBuf::from("/")
+        } else if desc.flags & path_flag::WALK_TRUNCATED != 0 {
+            truncated = true;
+            let top = InodeKey { dev: desc.top_dev, _pad: 0, ino: desc.top_ino };
+            match self.find_directory(top) {
+                Some(path) => path,
+                None => PathBuf::from("/\u{2026}"),
+            }
+        } else {
+            let anchor = InodeKey { dev: desc.anchor_dev, _pad: 0, ino: desc.anchor_ino };
+            match self.plan.anchors.get(&anchor) {
+                Some(path) => path.clone(),
+                None => self.find_directory(anchor)?,
+            }
+        };
+        for name in raw.names.iter().rev() {
+            path.push(std::ffi::OsStr::from_bytes(name));
+        }
+        if let Some(string) = &raw.string {
+            let relative: &[u8] = {
+                let mut bytes = string.as_slice();
+                while let [b'/', rest @ ..] = bytes {
+                    bytes = rest;
+                }
+                bytes
+            };
+            if !relative.is_empty() {
+                path.push(std::ffi::OsStr::from_bytes(relative));
+            }
+        }
+        if desc.flags & path_flag::UNNORMALISED != 0 {
+            path = normalise(&path);
+        }
+        Some((path, truncated))
+    }
+
+    /// Finds a directory by (dev, ino) under the roots: for walks deeper than the kernel follows.
+    fn find_directory(&mut self, key: InodeKey) -> Option<PathBuf> {
+        if let Some(path) = self.inode_cache.get(&key) {
+            return Some(path.clone());
+        }
+        use std::os::unix::fs::MetadataExt;
+        for root in self.plan.roots.values() {
+            let walker = walkdir::WalkDir::new(&root.watched_from).same_file_system(true);
+            for entry in walker.into_iter().filter_map(Result::ok) {
+                let Ok(metadata) = entry.metadata() else { continue };
+                if metadata.is_dir() && metadata.ino() == key.ino && kernel_dev(metadata.dev()) == key.dev {
+                    let path = entry.path().to_path_buf();
+                    self.inode_cache.insert(key, path.clone());
+                    return Some(path);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Registers a map-backed fd with tokio's reactor.
+fn register<T: std::os::fd::AsRawFd>(inner: T) -> Result<AsyncFd<T>, SourceError> {
+    // SAFETY: the fd is owned by `inner`, which the AsyncFd owns, so it stays open for as long
+    // as it is registered.
+    unsafe { AsyncFd::register(inner) }.map_err(|error| SourceError::Poll(error.into_parts().1))
+}
+
+fn operation(code: u8) -> Option<Operation> {
+    Some(match code {
+        op::WRITE_CLOSED => Operation::WriteClosed,
+        op::WRITE_IN_PROGRESS => Operation::WriteInProgress,
+        op::CREATE => Operation::Create,
+        op::RENAME => Operation::Rename,
+        op::UNLINK => Operation::Unlink,
+        op::CHMOD => Operation::Chmod,
+        op::CHOWN => Operation::Chown,
+        op::TRUNCATE => Operation::Truncate,
+        op::SETATTR => Operation::Setattr,
+        op::XATTR => Operation::Xattr,
+        op::LINK => Operation::Link,
+        op::SYMLINK => Operation::Symlink,
+        op::MKDIR => Operation::Mkdir,
+        op::RMDIR => Operation::Rmdir,
+        _ => return None,
+    })
+}
+
+fn comm(bytes: &[u8; 16]) -> String {
+    let end = bytes.iter().position(|byte| *byte == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}

@@ -1,0 +1,317 @@
+//! Monitored roots, turned into what the kernel programs look up.
+//!
+//! For every root the kernel needs: the root's own (dev, ino) in the inode map; every ancestor
+//! directory (not itself under a root) as an *ancestor* entry with an id; and, per ancestor,
+//! the path strings that lead from it into the root, in the prefix trie. Files under a root
+//! with more than one hard link are registered by inode too, so a write through a link outside
+//! the root is still attributed to the monitored file.
+//!
+//! A root that does not exist yet is watched from its nearest existing ancestor: events there
+//! reach user space, which drops those outside the root and re-plans when the root appears.
+use std::{
+    collections::{BTreeMap, HashMap},
+    ffi::OsStr,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
+    path::{Component, Path, PathBuf},
+};
+
+use fim_common::roots::{
+    InodeEntry, InodeKey, PrefixData, PrefixEntry, INODE_ANCESTOR, INODE_ROOT, PREFIX_PATH_BYTES,
+};
+
+/// Hard-link registration stops after this many directory entries per root, so a huge tree
+/// cannot stall start-up; the limit is logged when hit.
+const HARDLINK_SCAN_LIMIT: usize = 500_000;
+
+/// A root as the user gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootSpec {
+    pub path: PathBuf,
+    pub recursive: bool,
+}
+
+impl RootSpec {
+    pub fn recursive(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), recursive: true }
+    }
+}
+
+/// The kernel's view of a set of roots, and what user space needs to read events back.
+#[derive(Debug, Default)]
+pub struct RootPlan {
+    pub inodes: HashMap<InodeKey, InodeEntry>,
+    /// (prefix length in bits, data) -> entry.
+    pub prefixes: HashMap<(u32, PrefixData), PrefixEntry>,
+    /// Known paths of every anchor the kernel may report.
+    pub anchors: HashMap<InodeKey, PathBuf>,
+    /// Root id -> the root's state.
+    pub roots: BTreeMap<u32, PlannedRoot>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlannedRoot {
+    pub spec: RootSpec,
+    /// The root's canonical path (symlinks resolved), or the given path while it is missing.
+    pub path: PathBuf,
+    /// Other spellings of the same root (the path as given, when it went through symlinks).
+    pub aliases: Vec<PathBuf>,
+    /// Where the kernel watches it from: the root itself, or its nearest existing ancestor.
+    pub watched_from: PathBuf,
+    pub exists: bool,
+}
+
+impl RootPlan {
+    /// Does `path` fall under one of the roots (by canonical path or alias)? Returns its id.
+    pub fn root_of(&self, path: &Path) -> Option<u32> {
+        self.roots
+            .iter()
+            .filter(|(_, root)| {
+                std::iter::once(&root.path).chain(&root.aliases).any(|base| {
+                    path == base || (root.spec.recursive && path.starts_with(base))
+                        || (!root.spec.recursive && path.parent() == Some(base.as_path()))
+                })
+            })
+            .map(|(id, _)| *id)
+            .next()
+    }
+
+    /// Paths of the given root ids (for gap notices); all roots for id 0 (unknown).
+    pub fn root_paths(&self, ids: &[u32]) -> Vec<PathBuf> {
+        if ids.contains(&0) {
+            return self.roots.values().map(|root| root.path.clone()).collect();
+        }
+        ids.iter().filter_map(|id| self.roots.get(id).map(|root| root.path.clone())).collect()
+    }
+
+    /// Is `path` on the way to a root that does not exist yet (so its creation matters)?
+    pub fn leads_to_missing_root(&self, path: &Path) -> bool {
+        self.roots.values().any(|root| !root.exists && root.path.starts_with(path))
+    }
+}
+
+/// Kernel `dev_t` encoding (MKDEV: major << 20 | minor) from a user-space st_dev.
+pub fn kernel_dev(st_dev: u64) -> u32 {
+    let major = libc::major(st_dev);
+    let minor = libc::minor(st_dev);
+    (major << 20) | (minor & 0xfffff)
+}
+
+fn inode_key(metadata: &std::fs::Metadata) -> InodeKey {
+    InodeKey { dev: kernel_dev(metadata.dev()), _pad: 0, ino: metadata.ino() }
+}
+
+/// Lexically normalises an absolute path (`.` and `..`), without touching the filesystem.
+pub fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(name) => out.push(name),
+        }
+    }
+    out
+}
+
+/// Builds the plan for `specs`. Root ids are 1-based positions in `specs`.
+pub fn plan(specs: &[RootSpec]) -> RootPlan {
+    let mut plan = RootPlan::default();
+    for (index, spec) in specs.iter().enumerate() {
+        let id = index as u32 + 1;
+        let absolute = normalise(&std::env::current_dir().unwrap_or_else(|_| "/".into()).join(&spec.path));
+        let (path, exists) = match std::fs::canonicalize(&absolute) {
+            Ok(canonical) => (canonical, true),
+            Err(_) => (absolute.clone(), false),
+        };
+        let watched_from = if exists { path.clone() } else { nearest_existing(&path) };
+        let aliases = if absolute != path { vec![absolute] } else { Vec::new() };
+        if path == Path::new("/") {
+            plan.warnings.push(format!("root {} covers the whole filesystem", spec.path.display()));
+        }
+        plan.roots.insert(id, PlannedRoot { spec: spec.clone(), path, aliases, watched_from, exists });
+    }
+    let recursive_dirs: Vec<PathBuf> = plan
+        .roots
+        .values()
+        .filter(|root| root.spec.recursive || !root.exists)
+        .map(|root| root.watched_from.clone())
+        .collect();
+    let mut ancestor_ids: HashMap<PathBuf, u32> = HashMap::new();
+    let roots: Vec<(u32, PlannedRoot)> = plan.roots.iter().map(|(id, root)| (*id, root.clone())).collect();
+    for (id, root) in roots {
+        let Ok(metadata) = std::fs::metadata(&root.watched_from) else { continue };
+        let key = inode_key(&metadata);
+        let max_depth = if !root.exists || root.spec.recursive { u8::MAX } else if metadata.is_dir() { 1 } else { 0 };
+        plan.inodes.insert(key, InodeEntry { kind: INODE_ROOT, max_depth, _pad: 0, id });
+        plan.anchors.insert(key, root.watched_from.clone());
+        if root.exists && metadata.is_dir() {
+            register_hard_links(&mut plan, id, &root, metadata.dev());
+        }
+        for spelling in std::iter::once(&root.watched_from).chain(&root.aliases) {
+            add_ancestors(&mut plan, &mut ancestor_ids, &recursive_dirs, spelling, id, metadata.is_dir());
+        }
+    }
+    plan
+}
+
+fn nearest_existing(path: &Path) -> PathBuf {
+    let mut candidate = path.to_path_buf();
+    while !candidate.exists() {
+        if !candidate.pop() {
+            return PathBuf::from("/");
+        }
+    }
+    std::fs::canonicalize(&candidate).unwrap_or(candidate)
+}
+
+fn add_ancestors(
+    plan: &mut RootPlan,
+    ancestor_ids: &mut HashMap<PathBuf, u32>,
+    recursive_dirs: &[PathBuf],
+    root_path: &Path,
+    root_id: u32,
+    is_dir: bool,
+) {
+    let mut ancestor = root_path.to_path_buf();
+    while ancestor.pop() {
+        let under_a_root = recursive_dirs.iter().any(|dir| ancestor.starts_with(dir));
+        if under_a_root {
+            continue;
+        }
+        let next_id = ancestor_ids.len() as u32 + 1;
+        let ancestor_id = *ancestor_ids.entry(ancestor.clone()).or_insert(next_id);
+        if let Ok(metadata) = std::fs::metadata(&ancestor) {
+            let key = inode_key(&metadata);
+            plan.inodes
+                .entry(key)
+                .or_insert(InodeEntry { kind: INODE_ANCESTOR, max_depth: 0, _pad: 0, id: ancestor_id });
+            plan.anchors.entry(key).or_insert_with(|| ancestor.clone());
+        }
+        let Ok(relative) = root_path.strip_prefix(&ancestor) else { continue };
+        let relative = relative.as_os_str().as_bytes();
+        // Relative strings ("etc/passwd" from cwd /) and absolute ones ("/etc/passwd", resolved
+        // from a task root that is this ancestor).
+        for lead in [&b""[..], &b"/"[..]] {
+            let mut text = lead.to_vec();
+            text.extend_from_slice(relative);
+            let mut exact = text.clone();
+            exact.push(0);
+            insert_prefix(plan, ancestor_id, &exact, root_id);
+            if is_dir {
+                text.push(b'/');
+                insert_prefix(plan, ancestor_id, &text, root_id);
+            }
+        }
+    }
+}
+
+fn insert_prefix(plan: &mut RootPlan, ancestor_id: u32, text: &[u8], root_id: u32) {
+    if text.len() > PREFIX_PATH_BYTES {
+        plan.warnings.push(format!(
+            "path {} is longer than the kernel prefix table holds; operations on it by that spelling \
+             are matched by directory walk only",
+            String::from_utf8_lossy(text)
+        ));
+        return;
+    }
+    let mut data: PrefixData = [0; 4 + PREFIX_PATH_BYTES];
+    data[..4].copy_from_slice(&ancestor_id.to_be_bytes());
+    data[4..4 + text.len()].copy_from_slice(text);
+    let bits = ((4 + text.len()) * 8) as u32;
+    plan.prefixes.insert((bits, data), PrefixEntry { root_id, _pad: 0 });
+}
+
+fn register_hard_links(plan: &mut RootPlan, id: u32, root: &PlannedRoot, dev: u64) {
+    let walker = walkdir::WalkDir::new(&root.path).same_file_system(true).follow_links(false);
+    let walker = if root.spec.recursive { walker } else { walker.max_depth(1) };
+    for (seen, entry) in walker.into_iter().enumerate() {
+        if seen >= HARDLINK_SCAN_LIMIT {
+            plan.warnings.push(format!(
+                "{}: more than {HARDLINK_SCAN_LIMIT} entries; hard links beyond them are not registered",
+                root.path.display()
+            ));
+            break;
+        }
+        let Ok(entry) = entry else { continue };
+        let Ok(metadata) = entry.metadata() else { continue };
+        if metadata.is_file() && metadata.nlink() > 1 && metadata.dev() == dev {
+            let key = inode_key(&metadata);
+            plan.inodes.entry(key).or_insert(InodeEntry { kind: INODE_ROOT, max_depth: 0, _pad: 0, id });
+            plan.anchors.entry(key).or_insert_with(|| entry.path().to_path_buf());
+        }
+    }
+}
+
+/// Renders path bytes for humans and JSON: UTF-8 as is, other bytes as `\xNN`.
+pub fn display_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+pub fn display_path(path: &Path) -> String {
+    display_bytes(OsStr::as_bytes(path.as_os_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalise_resolves_dots_lexically() {
+        assert_eq!(normalise(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(normalise(Path::new("/../../x")), PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn plan_registers_root_ancestors_and_prefixes() {
+        let dir = std::env::temp_dir().join(format!("fim-plan-{}", std::process::id()));
+        let root = dir.join("watched");
+        std::fs::create_dir_all(&root).unwrap();
+        let plan = plan(&[RootSpec::recursive(&root)]);
+        let root_key = inode_key(&std::fs::metadata(&root).unwrap());
+        assert_eq!(plan.inodes[&root_key].kind, INODE_ROOT);
+        let parent_key = inode_key(&std::fs::metadata(&dir).unwrap());
+        assert_eq!(plan.inodes[&parent_key].kind, INODE_ANCESTOR);
+        // From the parent, "watched/" leads into root 1.
+        let parent_id = plan.inodes[&parent_key].id;
+        let mut data: PrefixData = [0; 4 + PREFIX_PATH_BYTES];
+        data[..4].copy_from_slice(&parent_id.to_be_bytes());
+        data[4..12].copy_from_slice(b"watched/");
+        assert_eq!(plan.prefixes[&(12 * 8, data)].root_id, 1);
+        assert_eq!(plan.root_of(&root.join("x")), Some(1));
+        assert_eq!(plan.root_of(&dir.join("watchedx")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_root_is_watched_from_nearest_ancestor() {
+        let dir = std::env::temp_dir().join(format!("fim-missing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plan = plan(&[RootSpec::recursive(dir.join("a/b"))]);
+        let root = &plan.roots[&1];
+        assert!(!root.exists);
+        assert_eq!(root.watched_from, std::fs::canonicalize(&dir).unwrap());
+        assert!(plan.leads_to_missing_root(&dir.join("a")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn non_utf8_bytes_are_escaped() {
+        assert_eq!(display_bytes(b"a\xffb\\"), "a\\xffb\\\\");
+    }
+}

@@ -1,0 +1,19 @@
+//! `cargo xtask build [--release]`: build the daemon and, through its build.rs (aya-build), the
+//! BPF object it embeds.
+//!
+//! Why a task for a single cargo call: it is the one place that names the package to build, so
+//! `run` and `test` build exactly what a developer builds. It deliberately does not run setup,
+//! which keeps the edit-build loop free of apt and rustup checks.
+
+use anyhow::Result;
+
+use crate::{cargo, run_cmd};
+
+pub fn run(release: bool) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["build", "-p", "fim-userspace"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run_cmd(&mut cmd)
+}

@@ -1,0 +1,122 @@
+//! `cargo xtask test`: everything CI checks, in one command (`.ci/run` runs exactly this).
+//!
+//! Why one driver: the host kernel can only run the tracepoint strategy, so a green run needs
+//! both the host test suite and a VM run per strategy on Debian's stock kernel. Every part runs
+//! even after an earlier one failed, so a single CI run shows all breakages; the summary table
+//! at the end names each part, and any failure, hang or missing result marker makes the
+//! command exit non-zero.
+
+use std::{
+    env,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Result};
+
+use crate::{cargo, is_root, run_cmd, setup, target_dir, vm};
+
+/// The strategy the host kernel supports (it refuses fentry and LSM programs).
+const HOST_STRATEGY: &str = "tracepoint";
+/// Run in this order: LSM first, as it is the preferred strategy on kernels that allow it.
+const VM_STRATEGIES: &[vm::Strategy] = &[
+    vm::Strategy::Lsm,
+    vm::Strategy::Fentry,
+    vm::Strategy::Tracepoint,
+];
+
+struct Row {
+    name: String,
+    elapsed: Duration,
+    result: Result<String>,
+}
+
+pub fn run(vm_timeout: Duration) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "cargo xtask test needs root: the host tests load BPF programs and setup installs \
+             packages and mounts bpffs/tracefs/securityfs"
+        );
+    }
+    let started = Instant::now();
+    setup::run()?;
+    let mut rows = Vec::new();
+    rows.push(timed("host: cargo test", host_tests));
+    for &strategy in VM_STRATEGIES {
+        let opts = vm::VmOpts {
+            strategy,
+            keep: false,
+            timeout: vm_timeout,
+            test_args: Vec::new(),
+        };
+        rows.push(timed(&format!("vm: {strategy}"), || {
+            vm::run(&opts).map(|report| format!("{} test binaries passed", report.tests))
+        }));
+    }
+    summary(&rows, started.elapsed());
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|row| row.result.is_err())
+        .map(|row| row.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} parts failed: {}",
+            failed.len(),
+            rows.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn timed(name: &str, part: impl FnOnce() -> Result<String>) -> Row {
+    println!("==> {name}");
+    let started = Instant::now();
+    let result = part();
+    if let Err(err) = &result {
+        eprintln!("xtask: {name} FAILED: {err:#}");
+    }
+    Row {
+        name: name.to_owned(),
+        elapsed: started.elapsed(),
+        result,
+    }
+}
+
+/// `cargo test` over the workspace on the host kernel. fim-ebpf is excluded: it is a no_std
+/// BPF binary that cannot link for the host (fim-userspace's build.rs builds it for BPF).
+/// The integration tests find the daemon through FIMD_BIN and use the host's strategy.
+fn host_tests() -> Result<String> {
+    crate::build::run(false)?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--exclude", "fim-ebpf"]);
+    if env::var_os("FIMD_BIN").is_none() {
+        cmd.env("FIMD_BIN", target_dir().join("debug").join("fimd"));
+    }
+    if env::var_os("FIM_STRATEGY").is_none() {
+        cmd.env("FIM_STRATEGY", HOST_STRATEGY);
+    }
+    run_cmd(&mut cmd)?;
+    Ok("passed".to_owned())
+}
+
+fn summary(rows: &[Row], total: Duration) {
+    println!();
+    println!("{:<22} {:<6} {:>8}  detail", "part", "result", "time");
+    println!("{}", "-".repeat(72));
+    for row in rows {
+        let (verdict, detail) = match &row.result {
+            Ok(detail) => ("PASS", detail.clone()),
+            Err(err) => ("FAIL", format!("{err:#}")),
+        };
+        println!(
+            "{:<22} {:<6} {:>7.1}s  {}",
+            row.name,
+            verdict,
+            row.elapsed.as_secs_f64(),
+            detail
+        );
+    }
+    println!("{}", "-".repeat(72));
+    println!("total {:.1}s", total.as_secs_f64());
+}
