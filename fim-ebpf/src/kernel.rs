@@ -104,6 +104,8 @@ pub fn read_path(at: u64) -> KPath {
 /// The `struct file *` behind `fd` in the current task, or 0.
 #[inline(always)]
 pub fn fd_file(fd: u64) -> u64 {
+    // An `int` argument: the upper half of the register is not defined.
+    let fd = fd & 0xffff_ffff;
     let files = read_u64(current_task(), offset!(task_files));
     let fdt = read_u64(files, offset!(files_fdt));
     let max_fds = read_u32(fdt, offset!(fdtable_max_fds)) as u64;
@@ -135,6 +137,8 @@ pub fn file_mode(file: u64) -> u32 {
 #[inline(always)]
 pub fn base_dir(dirfd: i64, absolute: bool) -> KPath {
     const AT_FDCWD: i64 = -100;
+    // dirfd is an `int`: only the low half of the register is defined.
+    let dirfd = dirfd as i32 as i64;
     if absolute || dirfd == AT_FDCWD {
         let fs = read_u64(current_task(), offset!(task_fs));
         let at = if absolute { offset!(fs_root) } else { offset!(fs_pwd) };

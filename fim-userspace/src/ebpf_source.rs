@@ -269,6 +269,7 @@ impl State {
             }
         };
         let header = &raw.header;
+        tracing::trace!(op = header.op, flags = header.flags, pid = header.pid, arg = header.arg, paths = ?raw.paths, "kernel record");
         match header.op {
             op::SYSCALL_RESULT => {
                 if let Some(pending) = self.pending.remove(&header.pid) {

@@ -46,7 +46,14 @@ pub fn boot(
     .arg(kernel)
     .arg("-initrd")
     .arg(initrd)
-    .args(["-append", KERNEL_CMDLINE, "-nographic", "-no-reboot"])
+    .args([
+        "-append",
+        KERNEL_CMDLINE,
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+    ])
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
