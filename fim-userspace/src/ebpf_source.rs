@@ -150,6 +150,9 @@ async fn run(
             },
             _ = shutdown.changed() => break,
         }
+        for link in std::mem::take(&mut state.new_links) {
+            state.register_link(&mut kernel_maps, &link);
+        }
         if state.replan_requested {
             state.replan_requested = false;
             let roots: Vec<RootSpec> = state.plan.roots.values().map(|root| root.spec.clone()).collect();
@@ -184,6 +187,9 @@ struct State {
     drops_seen: HashMap<u32, u64>,
     inode_cache: HashMap<InodeKey, PathBuf>,
     replan_requested: bool,
+    /// Hard links made since the last drain: their inode must be registered, so writes through
+    /// either name are attributed to the monitored one.
+    new_links: Vec<FileEvent>,
 }
 
 impl State {
@@ -196,6 +202,7 @@ impl State {
             drops_seen: HashMap::new(),
             inode_cache: HashMap::new(),
             replan_requested: false,
+            new_links: Vec::new(),
         }
     }
 
@@ -227,6 +234,36 @@ impl State {
         self.plan = next;
         self.inode_cache.clear();
         Ok(warnings)
+    }
+
+    /// Registers the inode of a new hard link under the monitored name.
+    fn register_link(&mut self, kernel_maps: &mut KernelMaps, link: &FileEvent) {
+        use std::os::unix::fs::MetadataExt;
+        let new = PathBuf::from(&link.path);
+        let old = link.old_path.as_ref().map(PathBuf::from);
+        let (anchor, root_id) = match (self.plan.root_of(&new), old.as_ref().and_then(|old| self.plan.root_of(old).map(|id| (old, id)))) {
+            (_, Some((old, id))) => (old.clone(), id),
+            (Some(id), None) => (new.clone(), id),
+            (None, None) => return,
+        };
+        tracing::trace!(new = %new.display(), anchor = %anchor.display(), "registering hard link");
+        let Ok(metadata) = std::fs::symlink_metadata(&new) else { return };
+        if !metadata.is_file() {
+            return;
+        }
+        let key = InodeKey { dev: kernel_dev(metadata.dev()), _pad: 0, ino: metadata.ino() };
+        let entry = InodeEntry { kind: fim_common::roots::INODE_ROOT, max_depth: 0, _pad: 0, id: root_id };
+        if self.plan.inodes.contains_key(&key) {
+            return;
+        }
+        match kernel_maps.inodes.insert(key, entry, 0) {
+            Ok(()) => {
+                tracing::debug!(link = %new.display(), anchor = %anchor.display(), "hard link registered");
+                self.plan.inodes.insert(key, entry);
+                self.plan.anchors.insert(key, anchor);
+            }
+            Err(error) => tracing::warn!("cannot register hard link {}: {error}", new.display()),
+        }
     }
 
     fn check_drops(&mut self, drops: &PerCpuArray<MapData, u64>, ready: &mut Vec<SourceItem>) {
@@ -276,6 +313,9 @@ impl State {
                     if (header.arg as i64) >= 0 {
                         if pending.affects_missing_root {
                             self.replan_requested = true;
+                        }
+                        if pending.event.op == Operation::Link {
+                            self.new_links.push(pending.event.clone());
                         }
                         ready.push(SourceItem::Change(pending.event));
                     }

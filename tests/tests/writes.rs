@@ -195,3 +195,46 @@ fn process_exit_without_close_still_reports_write() {
     assert_actor(&events, pid);
     daemon.stop();
 }
+
+#[test]
+fn long_lived_writer_gets_at_most_one_in_progress_event_per_second() {
+    let scratch = Scratch::new("inprogress");
+    let file = scratch.watched.join("growing.log");
+    std::fs::write(&file, b"").unwrap();
+    let daemon = Daemon::start(&[&scratch.watched], &[]);
+    let path = c(&file);
+    let pid = in_child(|| unsafe {
+        let fd = libc::open(path.as_ptr(), O_WRONLY | libc::O_APPEND);
+        for _ in 0..9 {
+            libc::write(fd, b"tick\n".as_ptr().cast(), 5);
+            libc::usleep(300_000);
+        }
+        libc::close(fd);
+        0
+    });
+    let events = daemon.settle(&scratch.base, 2);
+    let kinds: Vec<String> = ops(&events).into_iter().map(|(op, _)| op).collect();
+    let in_progress = kinds.iter().filter(|op| *op == "write-in-progress").count();
+    assert!((1..=3).contains(&in_progress), "2.7 s of writing should give 1-3 in-progress events: {kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("write-closed"), "{kinds:?}");
+    assert_eq!(kinds.len(), in_progress + 1, "{kinds:?}");
+    assert_actor(&events, pid);
+    daemon.stop();
+}
+
+#[test]
+fn hard_link_made_while_running_is_registered() {
+    let scratch = Scratch::new("newlink");
+    let file = scratch.watched.join("passwd");
+    std::fs::write(&file, b"x").unwrap();
+    let daemon = Daemon::start(&[&scratch.watched], &[]);
+    let alias = scratch.other.join("sneaky");
+    let (from, to) = (c(&file), c(&alias));
+    in_child(|| unsafe { libc::link(from.as_ptr(), to.as_ptr()).abs() });
+    daemon.settle(&scratch.base, 1);
+    let pid = in_child(|| raw_write(&to, O_WRONLY | libc::O_APPEND, b"y"));
+    let events = daemon.settle(&scratch.base, 2);
+    assert_eq!(ops(&events), vec![pair("link", &alias), pair("write-closed", &file)]);
+    assert_actor(&events[1..], pid);
+    daemon.stop();
+}
