@@ -8,6 +8,9 @@ pub const INODES: &str = "INODES";
 pub const PREFIXES: &str = "PREFIXES";
 /// Files open for writing under a root, keyed by (tgid, fd): [`crate::roots::WriterState`].
 pub const WRITERS: &str = "WRITERS";
+/// Files open for writing under a root, keyed by `struct file *` (LSM and fentry strategies,
+/// which see the file before it has an fd).
+pub const FILE_WRITERS: &str = "FILE_WRITERS";
 /// Number of tracked writer fds per tgid, so process exit only scans fds when it must.
 pub const WRITER_COUNTS: &str = "WRITER_COUNTS";
 /// Open flags stashed between sys_enter and sys_exit, keyed by pid_tgid.

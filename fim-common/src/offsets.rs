@@ -34,5 +34,17 @@ pub struct KernelOffsets {
     pub mount_mnt: u32,
     pub mount_parent: u32,
     pub mount_mountpoint: u32,
+    pub iattr_valid: u32,
+    pub iattr_mode: u32,
+    pub iattr_uid: u32,
+    pub iattr_gid: u32,
+    pub iattr_size: u32,
+    pub renamedata_old_dentry: u32,
+    pub renamedata_new_dentry: u32,
+    /// Which argument of the `inode_setattr` LSM hook is the dentry (0 before 6.3, 1 after,
+    /// when an idmap argument was added in front).
+    pub setattr_dentry_arg: u32,
+    /// 1 when `vfs_mkdir` returns a dentry pointer (6.15+) rather than an int.
+    pub mkdir_returns_ptr: u32,
     pub _pad: u32,
 }

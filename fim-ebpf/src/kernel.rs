@@ -30,6 +30,15 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     mount_mnt: 0,
     mount_parent: 0,
     mount_mountpoint: 0,
+    iattr_valid: 0,
+    iattr_mode: 0,
+    iattr_uid: 0,
+    iattr_gid: 0,
+    iattr_size: 0,
+    renamedata_old_dentry: 0,
+    renamedata_new_dentry: 0,
+    setattr_dentry_arg: 0,
+    mkdir_returns_ptr: 0,
     _pad: 0,
 };
 

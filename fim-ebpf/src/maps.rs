@@ -23,6 +23,9 @@ pub static PREFIXES: LpmTrie<[u8; 4 + PREFIX_PATH_BYTES], PrefixEntry> =
 pub static WRITERS: LruHashMap<WriterKey, WriterState> = LruHashMap::with_max_entries(65536, 0);
 
 #[map]
+pub static FILE_WRITERS: LruHashMap<u64, WriterState> = LruHashMap::with_max_entries(65536, 0);
+
+#[map]
 pub static WRITER_COUNTS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
 
 #[map]

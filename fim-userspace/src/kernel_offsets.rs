@@ -5,7 +5,7 @@
 //! /sys/kernel/btf/vmlinux (or any BTF file, for tests against recorded kernels).
 use std::path::Path;
 
-use btfparse::{Offset, Readable, TypeInformation};
+use btfparse::{Offset, Readable, TypeInformation, TypeVariant};
 use fim_common::offsets::KernelOffsets;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +71,31 @@ pub fn read_kernel_offsets(path: &Path) -> Result<KernelOffsets, OffsetsError> {
         mount_mnt: at("mount", "mnt")?,
         mount_parent: at("mount", "mnt_parent")?,
         mount_mountpoint: at("mount", "mnt_mountpoint")?,
+        iattr_valid: at("iattr", "ia_valid")?,
+        iattr_mode: at("iattr", "ia_mode")?,
+        iattr_uid: at("iattr", "ia_uid").or_else(|_| at("iattr", "ia_vfsuid"))?,
+        iattr_gid: at("iattr", "ia_gid").or_else(|_| at("iattr", "ia_vfsgid"))?,
+        iattr_size: at("iattr", "ia_size")?,
+        renamedata_old_dentry: at("renamedata", "old_dentry")?,
+        renamedata_new_dentry: at("renamedata", "new_dentry")?,
+        // bpf_lsm_inode_setattr(dentry, attr) before 6.3; (idmap, dentry, attr) after.
+        setattr_dentry_arg: match function_signature(&types, "bpf_lsm_inode_setattr") {
+            Some((params, _)) => params.iter().position(|name| name == "dentry").unwrap_or(0) as u32,
+            None => 0,
+        },
+        mkdir_returns_ptr: function_signature(&types, "vfs_mkdir").is_some_and(|(_, returns_ptr)| returns_ptr) as u32,
         _pad: 0,
     })
+}
+
+/// Parameter names of a kernel function, and whether it returns a pointer.
+fn function_signature(types: &TypeInformation, name: &str) -> Option<(Vec<String>, bool)> {
+    let id = types.id_of(name)?;
+    let TypeVariant::Func(func) = types.from_id(id)? else { return None };
+    let TypeVariant::FuncProto(proto) = types.from_id(*func.prototype_tid())? else { return None };
+    let params = proto.parameter_list().iter().map(|param| param.name().unwrap_or_default()).collect();
+    let returns_ptr = matches!(types.from_id(*proto.return_tid()), Some(TypeVariant::Ptr(_)));
+    Some((params, returns_ptr))
 }
 
 fn offset_of(types: &TypeInformation, ty: &str, member: &str) -> Result<u32, OffsetsError> {
@@ -98,6 +121,12 @@ mod tests {
         assert_ne!(offsets.file_path, 0);
         assert_eq!(offsets.path_mnt, 0, "struct path starts with mnt");
         assert_eq!(offsets.path_dentry, 8);
+        // 6.18: inode_setattr takes an idmap first, and vfs_mkdir returns a dentry.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        if release.starts_with("6.18") {
+            assert_eq!(offsets.setattr_dentry_arg, 1);
+            assert_eq!(offsets.mkdir_returns_ptr, 1);
+        }
     }
 
     #[test]

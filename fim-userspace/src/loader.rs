@@ -1,5 +1,10 @@
 //! Loading the embedded BPF object and attaching the chosen strategy's programs.
-use aya::{programs::TracePoint, Ebpf, EbpfLoader};
+use std::path::Path;
+
+use aya::{
+    programs::{FEntry, FExit, Lsm, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
 use fim_common::{maps, offsets::KernelOffsets};
 
 use crate::strategy::Strategy;
@@ -15,8 +20,8 @@ pub enum LoadError {
     Object(#[from] aya::EbpfError),
     #[error("program {name} was refused by the kernel: {source}")]
     Program { name: String, source: aya::programs::ProgramError },
-    #[error("the {0} strategy has no programs in this build")]
-    NotBuilt(Strategy),
+    #[error("cannot read kernel BTF for attaching: {0}")]
+    Btf(aya::BtfError),
 }
 
 pub struct Loaded {
@@ -29,6 +34,31 @@ pub struct Loaded {
     pub missing: Vec<String>,
 }
 
+/// How one program attaches.
+enum Attach {
+    Tracepoint { category: &'static str, name: String },
+    Lsm(String),
+    Fentry(String),
+    Fexit(String),
+}
+
+/// The strategy's programs and where each attaches; None for programs of other strategies.
+fn attach_point(strategy: Strategy, program: &str) -> Option<Attach> {
+    let tracepoint = |category, name: &str| Some(Attach::Tracepoint { category, name: name.to_string() });
+    match (strategy, program) {
+        (Strategy::Tracepoint, "sched_process_exit") => tracepoint("sched", "sched_process_exit"),
+        (Strategy::Tracepoint, name) if name.starts_with("sys_") => tracepoint("syscalls", name),
+        (Strategy::Lsm | Strategy::Fentry, "file_close") => tracepoint("syscalls", "sys_enter_close"),
+        (Strategy::Lsm | Strategy::Fentry, "file_process_exit") => tracepoint("sched", "sched_process_exit"),
+        (Strategy::Lsm, name) => name.strip_prefix("lsm_").map(|hook| Attach::Lsm(hook.to_string())),
+        (Strategy::Fentry, name) => match name.strip_prefix("fentry_") {
+            Some(function) => Some(Attach::Fentry(function.to_string())),
+            None => name.strip_prefix("fexit_").map(|function| Attach::Fexit(function.to_string())),
+        },
+        _ => None,
+    }
+}
+
 /// Loads the object with the kernel's offsets and attaches the strategy's programs.
 pub fn load(
     strategy: Strategy,
@@ -39,16 +69,13 @@ pub fn load(
     if BPF_OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
-    if strategy != Strategy::Tracepoint {
-        return Err(LoadError::NotBuilt(strategy));
-    }
     let daemon_tgid = std::process::id();
     let mut ebpf = EbpfLoader::new()
         .override_global(maps::GLOBAL_OFFSETS, offsets, true)
         .override_global(maps::GLOBAL_DAEMON_TGID, &daemon_tgid, true)
         .map_max_entries(maps::EVENTS, ring_bytes)
         .load(BPF_OBJECT)?;
-    // aya-log records go to the `log` facade, which tracing-log forwards into tracing.
+    // aya-log records go to the `log` facade, which tracing-subscriber forwards into tracing.
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(logger) => Some(logger),
         Err(error) => {
@@ -56,26 +83,47 @@ pub fn load(
             None
         }
     };
+    let btf = match strategy {
+        Strategy::Tracepoint => None,
+        _ => Some(Btf::from_sys_fs().map_err(LoadError::Btf)?),
+    };
     let mut attached = Vec::new();
     let mut missing = Vec::new();
     let names: Vec<String> = ebpf.programs().map(|(name, _)| name.to_string()).collect();
     for name in names {
-        let category = if name.starts_with("sys_") { "syscalls" } else { "sched" };
-        if !std::path::Path::new(tracefs).join("events").join(category).join(&name).exists() {
-            missing.push(name);
-            continue;
-        }
+        let Some(attach) = attach_point(strategy, &name) else { continue };
         let program = ebpf.program_mut(&name).ok_or_else(|| LoadError::Program {
             name: name.clone(),
             source: aya::programs::ProgramError::NotLoaded,
         })?;
-        let tracepoint: &mut TracePoint = program
-            .try_into()
-            .map_err(|source| LoadError::Program { name: name.clone(), source })?;
-        tracepoint.load().map_err(|source| LoadError::Program { name: name.clone(), source })?;
-        tracepoint
-            .attach(category, &name)
-            .map_err(|source| LoadError::Program { name: name.clone(), source })?;
+        let failed = |source| LoadError::Program { name: name.clone(), source };
+        match (attach, btf.as_ref()) {
+            (Attach::Tracepoint { category, name: event }, _) => {
+                if !Path::new(tracefs).join("events").join(category).join(&event).exists() {
+                    missing.push(event);
+                    continue;
+                }
+                let program: &mut TracePoint = program.try_into().map_err(failed)?;
+                program.load().map_err(failed)?;
+                program.attach(category, &event).map_err(failed)?;
+            }
+            (Attach::Lsm(hook), Some(btf)) => {
+                let program: &mut Lsm = program.try_into().map_err(failed)?;
+                program.load(&hook, btf).map_err(failed)?;
+                program.attach().map_err(failed)?;
+            }
+            (Attach::Fentry(function), Some(btf)) => {
+                let program: &mut FEntry = program.try_into().map_err(failed)?;
+                program.load(&function, btf).map_err(failed)?;
+                program.attach().map_err(failed)?;
+            }
+            (Attach::Fexit(function), Some(btf)) => {
+                let program: &mut FExit = program.try_into().map_err(failed)?;
+                program.load(&function, btf).map_err(failed)?;
+                program.attach().map_err(failed)?;
+            }
+            _ => continue,
+        }
         attached.push(name);
     }
     Ok(Loaded { ebpf, logger, attached, missing })

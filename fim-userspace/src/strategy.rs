@@ -62,42 +62,53 @@ pub fn probe(strategy: Strategy) -> Result<(), Unavailable> {
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(unavailable("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into()));
     }
+    if tracefs_root().is_none() {
+        // Every strategy closes files through syscall tracepoints.
+        return Err(unavailable("tracefs is not mounted and could not be mounted".into()));
+    }
     match strategy {
-        Strategy::Lsm | Strategy::Fentry => {
-            // The kernel may well permit these (see the VM tests), but this build carries only
-            // the tracepoint programs.
-            Err(unavailable("this build has no programs for it yet".into()))
+        Strategy::Lsm => {
+            let active = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+            if !active.split(',').any(|lsm| lsm.trim() == "bpf") {
+                return Err(unavailable(format!(
+                    "`bpf` is not among the active LSMs ({}); boot with lsm=...,bpf",
+                    active.trim()
+                )));
+            }
+            Ok(())
         }
+        // Whether the kernel lets trampolines load is only known by loading: the caller
+        // falls through to the next strategy when that fails.
+        Strategy::Fentry => Ok(()),
         Strategy::Tracepoint => {
             let supported = aya::sys::is_program_supported(ProgramType::TracePoint)
                 .map_err(|error| unavailable(format!("cannot probe BPF: {error}")))?;
             if !supported {
                 return Err(unavailable("BPF tracepoint programs are not permitted".into()));
             }
-            if tracefs_root().is_none() {
-                return Err(unavailable("tracefs is not mounted and could not be mounted".into()));
-            }
             Ok(())
         }
     }
 }
 
-/// Picks the best permitted strategy, or reports why each was refused.
-pub fn choose(requested: Requested) -> Result<(Strategy, Vec<Unavailable>), Vec<Unavailable>> {
-    let candidates: &[Strategy] = match requested {
+/// The strategies to try, best first, that pass the static checks; and why the others
+/// were refused. The caller loads them in order and keeps the first that loads.
+pub fn candidates(requested: Requested) -> (Vec<Strategy>, Vec<Unavailable>) {
+    let wanted: &[Strategy] = match requested {
         Requested::Auto => &[Strategy::Lsm, Strategy::Fentry, Strategy::Tracepoint],
         Requested::Only(Strategy::Lsm) => &[Strategy::Lsm],
         Requested::Only(Strategy::Fentry) => &[Strategy::Fentry],
         Requested::Only(Strategy::Tracepoint) => &[Strategy::Tracepoint],
     };
+    let mut usable = Vec::new();
     let mut refused = Vec::new();
-    for strategy in candidates {
+    for strategy in wanted {
         match probe(*strategy) {
-            Ok(()) => return Ok((*strategy, refused)),
+            Ok(()) => usable.push(*strategy),
             Err(reason) => refused.push(reason),
         }
     }
-    Err(refused)
+    (usable, refused)
 }
 
 /// Where tracefs is mounted, mounting it at /sys/kernel/tracing when it is not.

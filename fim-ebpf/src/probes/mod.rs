@@ -1,11 +1,18 @@
-//! The tracepoint strategy: syscall tracepoints, which every kernel with BPF permits.
+//! The programs of the three strategies, one file per event family.
 //!
-//! One file per event family. Each program is named after the tracepoint it attaches to
-//! (`sys_enter_unlinkat` attaches to `syscalls/sys_enter_unlinkat`), so the loader needs no
-//! table of its own.
+//! - tracepoint (`open`, `write`, `names`, `exit`): syscall tracepoints, which every kernel
+//!   with BPF permits. Each program is named after the tracepoint it attaches to
+//!   (`sys_enter_unlinkat` attaches to `syscalls/sys_enter_unlinkat`).
+//! - LSM (`lsm`) and fentry (`fentry`): programs named `lsm_<hook>`, `fentry_<function>`,
+//!   `fexit_<function>`, sharing `resolved` (dentry operations) and `files` (writers keyed by
+//!   `struct file *`, closed through the `file_close`/`file_process_exit` tracepoints).
 mod exit;
+mod fentry;
+mod files;
+mod lsm;
 mod names;
 mod open;
+mod resolved;
 mod write;
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext, EbpfContext};

@@ -112,41 +112,54 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The verifier's log can be thousands of lines: keep the summary line.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.find("Verifier output") {
+        Some(cut) => line[..cut].trim_end_matches([' ', '.']).to_string(),
+        None => line.to_string(),
+    }
+}
+
 /// Chooses a strategy and starts the kernel pipeline, or returns None for scan-only after
 /// saying in one line what is missing.
 async fn start_kernel_source(
     args: &Args,
     roots: Vec<RootSpec>,
 ) -> anyhow::Result<Option<(EbpfSource, mpsc::Receiver<SourceItem>)>> {
-    let (strategy, refused) = match strategy::choose(args.strategy) {
-        Ok(choice) => choice,
-        Err(refused) => {
-            let reasons: Vec<String> = refused.iter().map(ToString::to_string).collect();
-            tracing::error!("no kernel event strategy is usable ({}); falling back to scan-only", reasons.join("; "));
-            return Ok(None);
-        }
-    };
-    for reason in &refused {
-        tracing::info!("strategy {reason}");
-    }
     let offsets = match read_kernel_offsets(&args.btf) {
         Ok(offsets) => offsets,
         Err(error) => {
-            tracing::error!("{error}; falling back to scan-only");
+            tracing::error!("{error}; no kernel events, falling back to scan-only");
             return Ok(None);
         }
     };
     tracing::debug!(?offsets, "kernel offsets from BTF");
+    let (candidates, mut refused) = strategy::candidates(args.strategy);
     let tracefs = strategy::tracefs_root().unwrap_or("/sys/kernel/tracing");
-    let loaded = match loader::load(strategy, &offsets, args.ring_bytes, tracefs) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            tracing::error!("{error}; falling back to scan-only");
-            return Ok(None);
+    let mut chosen = None;
+    for candidate in candidates {
+        match loader::load(candidate, &offsets, args.ring_bytes, tracefs) {
+            Ok(loaded) => {
+                chosen = Some((candidate, loaded));
+                break;
+            }
+            Err(error) => refused.push(strategy::Unavailable { strategy: candidate, reason: error.to_string() }),
         }
+    }
+    let reasons: Vec<String> = refused.iter().map(|reason| first_line(&reason.to_string())).collect();
+    let Some((strategy, loaded)) = chosen else {
+        if args.strategy != Requested::Auto {
+            anyhow::bail!("the requested strategy cannot run here: {}", reasons.join("; "));
+        }
+        tracing::error!("no kernel event strategy is usable ({}); falling back to scan-only", reasons.join("; "));
+        return Ok(None);
     };
+    if !reasons.is_empty() {
+        tracing::info!("attach strategy {strategy} chosen; not usable here: {}", reasons.join("; "));
+    }
     if !loaded.missing.is_empty() {
-        tracing::info!("this kernel lacks {} syscalls, skipped: {}", loaded.missing.len(), loaded.missing.join(", "));
+        tracing::info!("this kernel lacks {} tracepoints, skipped: {}", loaded.missing.len(), loaded.missing.join(", "));
     }
     let attached = loaded.attached.len();
     let (sender, receiver) = mpsc::channel(4096);

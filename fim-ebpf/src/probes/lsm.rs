@@ -1,0 +1,110 @@
+//! The LSM strategy: BPF LSM hooks see every operation with its path already resolved, on
+//! the kernel's own decision path, so nothing can race or alias them.
+use aya_ebpf::{macros::lsm, programs::LsmContext};
+use fim_common::event::op;
+
+use super::{
+    files::{file_written, track_open},
+    resolved::{dentry_op, setattr_op, symlink_op, two_dentry_op},
+};
+use crate::kernel::{file_path, offset, read_path};
+
+const MAY_WRITE: u64 = 2;
+
+/// The mount of a `const struct path *` argument.
+#[inline(always)]
+fn mnt_of(path: u64) -> u64 {
+    read_path(path).mnt
+}
+
+#[lsm(hook = "file_open")]
+pub fn lsm_file_open(ctx: LsmContext) -> i32 {
+    let file: u64 = ctx.arg(0);
+    track_open(file_path(file), file);
+    0
+}
+
+#[lsm(hook = "file_permission")]
+pub fn lsm_file_permission(ctx: LsmContext) -> i32 {
+    let mask: u64 = ctx.arg(1);
+    if mask & MAY_WRITE != 0 {
+        file_written(ctx.arg(0));
+    }
+    0
+}
+
+#[lsm(hook = "path_unlink")]
+pub fn lsm_path_unlink(ctx: LsmContext) -> i32 {
+    let dir: u64 = ctx.arg(0);
+    dentry_op(op::UNLINK, ctx.arg(1), mnt_of(dir), 0, 0);
+    0
+}
+
+#[lsm(hook = "path_mkdir")]
+pub fn lsm_path_mkdir(ctx: LsmContext) -> i32 {
+    let dir: u64 = ctx.arg(0);
+    let mode: u64 = ctx.arg(2);
+    dentry_op(op::MKDIR, ctx.arg(1), mnt_of(dir), 0, mode as u32);
+    0
+}
+
+#[lsm(hook = "path_rmdir")]
+pub fn lsm_path_rmdir(ctx: LsmContext) -> i32 {
+    let dir: u64 = ctx.arg(0);
+    dentry_op(op::RMDIR, ctx.arg(1), mnt_of(dir), 0, 0);
+    0
+}
+
+#[lsm(hook = "path_mknod")]
+pub fn lsm_path_mknod(ctx: LsmContext) -> i32 {
+    let dir: u64 = ctx.arg(0);
+    let mode: u64 = ctx.arg(2);
+    dentry_op(op::CREATE, ctx.arg(1), mnt_of(dir), ctx.arg(3), mode as u32);
+    0
+}
+
+#[lsm(hook = "path_symlink")]
+pub fn lsm_path_symlink(ctx: LsmContext) -> i32 {
+    let dir: u64 = ctx.arg(0);
+    symlink_op(ctx.arg(1), mnt_of(dir), ctx.arg(2));
+    0
+}
+
+#[lsm(hook = "path_link")]
+pub fn lsm_path_link(ctx: LsmContext) -> i32 {
+    let new_dir: u64 = ctx.arg(1);
+    let mnt = mnt_of(new_dir);
+    two_dentry_op(op::LINK, ctx.arg(0), mnt, ctx.arg(2), mnt);
+    0
+}
+
+#[lsm(hook = "path_rename")]
+pub fn lsm_path_rename(ctx: LsmContext) -> i32 {
+    let (old_dir, new_dir): (u64, u64) = (ctx.arg(0), ctx.arg(2));
+    two_dentry_op(op::RENAME, ctx.arg(1), mnt_of(old_dir), ctx.arg(3), mnt_of(new_dir));
+    0
+}
+
+#[lsm(hook = "inode_setattr")]
+pub fn lsm_inode_setattr(ctx: LsmContext) -> i32 {
+    // An idmap argument was added in front in 6.3: the loader says where the dentry is.
+    let (dentry, attr): (u64, u64) = if offset!(setattr_dentry_arg) == 0 {
+        (ctx.arg(0), ctx.arg(1))
+    } else {
+        (ctx.arg(1), ctx.arg(2))
+    };
+    setattr_op(dentry, 0, attr);
+    0
+}
+
+#[lsm(hook = "inode_setxattr")]
+pub fn lsm_inode_setxattr(ctx: LsmContext) -> i32 {
+    dentry_op(op::XATTR, ctx.arg(1), 0, 0, 0);
+    0
+}
+
+#[lsm(hook = "inode_removexattr")]
+pub fn lsm_inode_removexattr(ctx: LsmContext) -> i32 {
+    dentry_op(op::XATTR, ctx.arg(1), 0, 0, 0);
+    0
+}
