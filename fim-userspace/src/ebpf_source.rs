@@ -99,10 +99,26 @@ impl EbpfSource {
         answer.await.map_err(|_| SourceError::Stopped)?
     }
 
-    /// Stops consuming and detaches every program.
-    pub async fn stop(self) -> Result<(), SourceError> {
+    /// Asks the source to stop. It detaches and closes the event channel once the events
+    /// already taken from the ring are handed over; keep reading until the channel ends.
+    pub fn request_stop(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// Waits for the source to finish (after [`Self::request_stop`]).
+    pub async fn join(self) -> Result<(), SourceError> {
         self.task.await.map_err(|_| SourceError::Stopped)?
+    }
+
+    /// Stops at once and detaches, dropping events not yet handed over (for callers that
+    /// no longer read the channel).
+    pub async fn stop(self) -> Result<(), SourceError> {
+        self.task.abort();
+        match self.task.await {
+            Ok(result) => result,
+            Err(error) if error.is_cancelled() => Ok(()),
+            Err(_) => Err(SourceError::Stopped),
+        }
     }
 }
 

@@ -94,6 +94,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let (source, mut events) = source;
     let mut stdout = tokio::io::stdout();
+    // After a signal, keep printing until the source closes the channel: nothing it already
+    // took from the kernel is lost on a clean shutdown.
     loop {
         tokio::select! {
             item = events.recv() => {
@@ -101,13 +103,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let mut line = serde_json::to_vec(&item).context("encoding an event")?;
                 line.push(b'\n');
                 stdout.write_all(&line).await.context("writing to stdout")?;
-                stdout.flush().await.context("writing to stdout")?;
+                if events.is_empty() {
+                    stdout.flush().await.context("writing to stdout")?;
+                }
             }
-            _ = terminate.recv() => { tracing::info!("SIGTERM: detaching"); break }
-            _ = interrupt.recv() => { tracing::info!("SIGINT: detaching"); break }
+            _ = terminate.recv() => { tracing::info!("SIGTERM: detaching"); source.request_stop() }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: detaching"); source.request_stop() }
         }
     }
-    source.stop().await.context("stopping the kernel pipeline")?;
+    stdout.flush().await.context("writing to stdout")?;
+    source.join().await.context("stopping the kernel pipeline")?;
     tracing::info!("all programs detached");
     Ok(())
 }
