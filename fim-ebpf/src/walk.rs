@@ -166,7 +166,9 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         state.mnt = parent_mount + offset!(mount_mnt);
         return 0;
     }
-    let off = state.off as usize;
+    // Loaded as u16 so the verifier sees a bounded, non-negative offset even on kernels
+    // (6.1) that do not carry the unsigned check below over to the pointer arithmetic.
+    let off = (state.off as u16) as usize;
     if state.depth as usize >= MAX_WALK_DEPTH || off > DATA_SIZE - MAX_NAME {
         return 1;
     }

@@ -182,6 +182,22 @@ async fn run(
             }
         }
     }
+    // A clean stop loses nothing already in the ring: drain it, release events still
+    // waiting for a result (marked result_unknown), and report any last drops.
+    let mut ready = Vec::new();
+    {
+        let ring = ring.get_mut();
+        while let Some(record) = ring.next() {
+            state.handle_record(&record, &mut ready);
+        }
+    }
+    state.expire_pending(&mut ready, Instant::now() + 2 * RESULT_WAIT);
+    state.check_drops(&kernel_maps.drops, &mut ready);
+    for item in ready {
+        if output.send(item).await.is_err() {
+            break;
+        }
+    }
     // Programs detach when the object is dropped.
     drop(ebpf);
     Ok(())
