@@ -31,7 +31,11 @@ pub fn begin(op: u8) -> Option<&'static mut EventBuf> {
     let uid_gid = bpf_get_current_uid_gid();
     let task = current_task();
     let loginuid_off = offset!(task_loginuid);
-    let loginuid = if loginuid_off == 0 { LOGINUID_UNSET } else { read_u32(task, loginuid_off) };
+    let loginuid = if loginuid_off == 0 {
+        LOGINUID_UNSET
+    } else {
+        read_u32(task, loginuid_off)
+    };
     let parent = read_u64(task, offset!(task_real_parent));
     buf.header = EventHeader {
         op,

@@ -107,7 +107,10 @@ pub struct KPath {
 
 #[inline(always)]
 pub fn read_path(at: u64) -> KPath {
-    KPath { mnt: read_u64(at, offset!(path_mnt)), dentry: read_u64(at, offset!(path_dentry)) }
+    KPath {
+        mnt: read_u64(at, offset!(path_mnt)),
+        dentry: read_u64(at, offset!(path_dentry)),
+    }
 }
 
 /// The `struct file *` behind `fd` in the current task, or 0.
@@ -150,7 +153,11 @@ pub fn base_dir(dirfd: i64, absolute: bool) -> KPath {
     let dirfd = dirfd as i32 as i64;
     if absolute || dirfd == AT_FDCWD {
         let fs = read_u64(current_task(), offset!(task_fs));
-        let at = if absolute { offset!(fs_root) } else { offset!(fs_pwd) };
+        let at = if absolute {
+            offset!(fs_root)
+        } else {
+            offset!(fs_pwd)
+        };
         if fs == 0 {
             return KPath { mnt: 0, dentry: 0 };
         }

@@ -63,7 +63,9 @@ pub struct WalkState {
 #[inline(always)]
 pub fn walk(buf: &mut EventBuf, slot: usize, start: KPath, off: &mut usize, to_top: bool) -> Found {
     let begin = *off;
-    let Some(state) = WALK_SCRATCH.get_ptr_mut(0) else { return Found::Nothing };
+    let Some(state) = WALK_SCRATCH.get_ptr_mut(0) else {
+        return Found::Nothing;
+    };
     let state = unsafe { &mut *state };
     *state = WalkState {
         dentry: start.dentry,
@@ -115,7 +117,9 @@ pub fn walk(buf: &mut EventBuf, slot: usize, start: KPath, off: &mut usize, to_t
 
 /// One level of the walk. Returns 1 to stop the loop.
 extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(state) = WALK_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let Some(state) = WALK_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
     let state = unsafe { &mut *state };
     let dentry = state.dentry;
     if dentry == 0 {
@@ -127,7 +131,9 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
     state.anchor_dev = dev;
     state.anchor_ino = ino;
     if let Some(entry) = unsafe { INODES.get(&key) } {
-        if entry.kind == INODE_ROOT && (entry.max_depth == u8::MAX || state.depth <= entry.max_depth as u32) {
+        if entry.kind == INODE_ROOT
+            && (entry.max_depth == u8::MAX || state.depth <= entry.max_depth as u32)
+        {
             state.state = STATE_ROOT;
             state.id = entry.id;
             return 1;
@@ -148,7 +154,11 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
     }
     let parent = read_u64(dentry, offset!(dentry_parent));
     let mnt = state.mnt;
-    let mnt_root = if mnt == 0 { 0 } else { read_u64(mnt, offset!(vfsmount_root)) };
+    let mnt_root = if mnt == 0 {
+        0
+    } else {
+        read_u64(mnt, offset!(vfsmount_root))
+    };
     if dentry == mnt_root || parent == dentry || parent == 0 {
         if mnt == 0 {
             state.flags |= path_flag::REACHED_TOP as u32;
@@ -172,7 +182,9 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
     if state.depth as usize >= MAX_WALK_DEPTH || off > DATA_SIZE - MAX_NAME {
         return 1;
     }
-    let Some(buf) = SCRATCH.get_ptr_mut(0) else { return 1 };
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
     let name = read_u64(dentry, offset!(dentry_name_ptr));
     let dst = unsafe { (*buf).data.as_mut_ptr().add(off & (DATA_SIZE - 1)) };
     let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), MAX_NAME as u32, name as *const _) };

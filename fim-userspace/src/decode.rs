@@ -11,7 +11,13 @@ pub enum DecodeError {
     #[error("record declares {declared} data bytes but carries {actual}")]
     DataLength { declared: usize, actual: usize },
     #[error("path {slot}: {what} range {start}..{end} lies outside the {len}-byte data area")]
-    OutOfRange { slot: usize, what: &'static str, start: usize, end: usize, len: usize },
+    OutOfRange {
+        slot: usize,
+        what: &'static str,
+        start: usize,
+        end: usize,
+        len: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +44,10 @@ pub fn decode(record: &[u8]) -> Result<RawEvent, DecodeError> {
     let data = &record[HEADER_SIZE..];
     let declared = header.data_len as usize;
     if declared > data.len() {
-        return Err(DecodeError::DataLength { declared, actual: data.len() });
+        return Err(DecodeError::DataLength {
+            declared,
+            actual: data.len(),
+        });
     }
     let data = &data[..declared];
     let mut paths = [None, None];
@@ -56,14 +65,30 @@ pub fn decode(record: &[u8]) -> Result<RawEvent, DecodeError> {
         } else {
             None
         };
-        paths[slot] = Some(RawPath { desc: *desc, names, string });
+        paths[slot] = Some(RawPath {
+            desc: *desc,
+            names,
+            string,
+        });
     }
     Ok(RawEvent { header, paths })
 }
 
-fn slice<'a>(data: &'a [u8], slot: usize, what: &'static str, off: u16, len: u16) -> Result<&'a [u8], DecodeError> {
+fn slice<'a>(
+    data: &'a [u8],
+    slot: usize,
+    what: &'static str,
+    off: u16,
+    len: u16,
+) -> Result<&'a [u8], DecodeError> {
     let (start, end) = (off as usize, off as usize + len as usize);
-    data.get(start..end).ok_or(DecodeError::OutOfRange { slot, what, start, end, len: data.len() })
+    data.get(start..end).ok_or(DecodeError::OutOfRange {
+        slot,
+        what,
+        start,
+        end,
+        len: data.len(),
+    })
 }
 
 #[cfg(test)]
@@ -79,7 +104,10 @@ mod tests {
 
     #[test]
     fn decodes_names_and_string() {
-        let mut header = EventHeader { data_len: 12, ..Default::default() };
+        let mut header = EventHeader {
+            data_len: 12,
+            ..Default::default()
+        };
         header.paths[0] = PathDesc {
             flags: path_flag::PRESENT,
             names_off: 0,
@@ -97,10 +125,27 @@ mod tests {
 
     #[test]
     fn rejects_out_of_range_offsets() {
-        let mut header = EventHeader { data_len: 4, ..Default::default() };
-        header.paths[1] = PathDesc { flags: path_flag::PRESENT, names_off: 2, names_len: 9, ..Default::default() };
+        let mut header = EventHeader {
+            data_len: 4,
+            ..Default::default()
+        };
+        header.paths[1] = PathDesc {
+            flags: path_flag::PRESENT,
+            names_off: 2,
+            names_len: 9,
+            ..Default::default()
+        };
         let error = decode(&record(header, b"abcd")).unwrap_err();
-        assert_eq!(error, DecodeError::OutOfRange { slot: 1, what: "names", start: 2, end: 11, len: 4 });
+        assert_eq!(
+            error,
+            DecodeError::OutOfRange {
+                slot: 1,
+                what: "names",
+                start: 2,
+                end: 11,
+                len: 4
+            }
+        );
         assert_eq!(decode(&[0u8; 3]).unwrap_err(), DecodeError::Short(3));
     }
 }

@@ -7,7 +7,7 @@
 use std::{
     collections::HashMap,
     os::unix::ffi::OsStrExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -41,7 +41,10 @@ pub enum SourceError {
     #[error("BPF map {0} is missing from the object")]
     MissingMap(&'static str),
     #[error("BPF map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
     #[error("cannot poll the ring buffer: {0}")]
     Poll(std::io::Error),
     #[error("the event source has stopped")]
@@ -49,7 +52,10 @@ pub enum SourceError {
 }
 
 enum Command {
-    UpdateRoots(Vec<RootSpec>, oneshot::Sender<Result<Vec<String>, SourceError>>),
+    UpdateRoots(
+        Vec<RootSpec>,
+        oneshot::Sender<Result<Vec<String>, SourceError>>,
+    ),
 }
 
 /// Handle to the running source.
@@ -72,30 +78,66 @@ impl EbpfSource {
         roots: Vec<RootSpec>,
         output: mpsc::Sender<SourceItem>,
     ) -> Result<(Self, Vec<String>), SourceError> {
-        let take = |ebpf: &mut aya::Ebpf, name: &'static str| ebpf.take_map(name).ok_or(SourceError::MissingMap(name));
-        let ring = RingBuf::try_from(take(&mut loaded.ebpf, maps::EVENTS)?)
-            .map_err(|source| SourceError::Map { name: maps::EVENTS, source })?;
+        let take = |ebpf: &mut aya::Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(SourceError::MissingMap(name))
+        };
+        let ring = RingBuf::try_from(take(&mut loaded.ebpf, maps::EVENTS)?).map_err(|source| {
+            SourceError::Map {
+                name: maps::EVENTS,
+                source,
+            }
+        })?;
         let mut kernel_maps = KernelMaps {
-            inodes: BpfHashMap::try_from(take(&mut loaded.ebpf, maps::INODES)?)
-                .map_err(|source| SourceError::Map { name: maps::INODES, source })?,
-            prefixes: LpmTrie::try_from(take(&mut loaded.ebpf, maps::PREFIXES)?)
-                .map_err(|source| SourceError::Map { name: maps::PREFIXES, source })?,
-            drops: PerCpuArray::try_from(take(&mut loaded.ebpf, maps::DROPS)?)
-                .map_err(|source| SourceError::Map { name: maps::DROPS, source })?,
+            inodes: BpfHashMap::try_from(take(&mut loaded.ebpf, maps::INODES)?).map_err(
+                |source| SourceError::Map {
+                    name: maps::INODES,
+                    source,
+                },
+            )?,
+            prefixes: LpmTrie::try_from(take(&mut loaded.ebpf, maps::PREFIXES)?).map_err(
+                |source| SourceError::Map {
+                    name: maps::PREFIXES,
+                    source,
+                },
+            )?,
+            drops: PerCpuArray::try_from(take(&mut loaded.ebpf, maps::DROPS)?).map_err(
+                |source| SourceError::Map {
+                    name: maps::DROPS,
+                    source,
+                },
+            )?,
         };
         let mut state = State::new(RootPlan::default());
         let warnings = state.apply_roots(&mut kernel_maps, &roots)?;
         let ring = register(ring)?;
         let (commands, command_rx) = mpsc::channel(8);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(run(loaded, ring, kernel_maps, state, command_rx, shutdown_rx, output));
-        Ok((Self { commands, shutdown, task }, warnings))
+        let task = tokio::spawn(run(
+            loaded,
+            ring,
+            kernel_maps,
+            state,
+            command_rx,
+            shutdown_rx,
+            output,
+        ));
+        Ok((
+            Self {
+                commands,
+                shutdown,
+                task,
+            },
+            warnings,
+        ))
     }
 
     /// Replaces the monitored roots; the kernel follows at once, without reloading.
     pub async fn update_roots(&self, roots: Vec<RootSpec>) -> Result<Vec<String>, SourceError> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::UpdateRoots(roots, reply)).await.map_err(|_| SourceError::Stopped)?;
+        self.commands
+            .send(Command::UpdateRoots(roots, reply))
+            .await
+            .map_err(|_| SourceError::Stopped)?;
         answer.await.map_err(|_| SourceError::Stopped)?
     }
 
@@ -171,9 +213,16 @@ async fn run(
         }
         if state.replan_requested {
             state.replan_requested = false;
-            let roots: Vec<RootSpec> = state.plan.roots.values().map(|root| root.spec.clone()).collect();
+            let roots: Vec<RootSpec> = state
+                .plan
+                .roots
+                .values()
+                .map(|root| root.spec.clone())
+                .collect();
             if let Err(error) = state.apply_roots(&mut kernel_maps, &roots) {
-                tracing::warn!("re-registering roots after a missing root appeared failed: {error}");
+                tracing::warn!(
+                    "re-registering roots after a missing root appeared failed: {error}"
+                );
             }
         }
         for item in ready {
@@ -208,6 +257,8 @@ struct Pending {
     event: FileEvent,
     since: Instant,
     affects_missing_root: bool,
+    /// Under a root (not only on the way to a missing one).
+    reported: bool,
 }
 
 struct State {
@@ -238,30 +289,60 @@ impl State {
         }
     }
 
-    fn apply_roots(&mut self, kernel_maps: &mut KernelMaps, roots: &[RootSpec]) -> Result<Vec<String>, SourceError> {
+    fn apply_roots(
+        &mut self,
+        kernel_maps: &mut KernelMaps,
+        roots: &[RootSpec],
+    ) -> Result<Vec<String>, SourceError> {
         let next = plan(roots);
         let map_error = |name| move |source| SourceError::Map { name, source };
-        for key in self.plan.inodes.keys().filter(|key| !next.inodes.contains_key(key)) {
+        for key in self
+            .plan
+            .inodes
+            .keys()
+            .filter(|key| !next.inodes.contains_key(key))
+        {
             let _ = kernel_maps.inodes.remove(key);
         }
-        for ((bits, data), _) in self.plan.prefixes.iter().filter(|(key, _)| !next.prefixes.contains_key(key)) {
+        for ((bits, data), _) in self
+            .plan
+            .prefixes
+            .iter()
+            .filter(|(key, _)| !next.prefixes.contains_key(key))
+        {
             let _ = kernel_maps.prefixes.remove(&Key::new(*bits, *data));
         }
         for (key, entry) in &next.inodes {
-            kernel_maps.inodes.insert(key, entry, 0).map_err(map_error(maps::INODES))?;
+            kernel_maps
+                .inodes
+                .insert(key, entry, 0)
+                .map_err(map_error(maps::INODES))?;
         }
         for ((bits, data), entry) in &next.prefixes {
-            kernel_maps.prefixes.insert(&Key::new(*bits, *data), entry, 0).map_err(map_error(maps::PREFIXES))?;
+            kernel_maps
+                .prefixes
+                .insert(&Key::new(*bits, *data), entry, 0)
+                .map_err(map_error(maps::PREFIXES))?;
         }
         for (id, root) in &next.roots {
             let seen = self.drops_seen.get(id).copied();
             if seen.is_none() {
-                let current = kernel_maps.drops.get(id, 0).map(|values| values.iter().sum()).unwrap_or(0);
+                let current = kernel_maps
+                    .drops
+                    .get(id, 0)
+                    .map(|values| values.iter().sum())
+                    .unwrap_or(0);
                 self.drops_seen.insert(*id, current);
             }
             tracing::debug!(id, path = %root.path.display(), exists = root.exists, "root registered");
         }
-        self.drops_seen.entry(0).or_insert_with(|| kernel_maps.drops.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0));
+        self.drops_seen.entry(0).or_insert_with(|| {
+            kernel_maps
+                .drops
+                .get(&0, 0)
+                .map(|v| v.iter().sum())
+                .unwrap_or(0)
+        });
         let warnings = next.warnings.clone();
         self.plan = next;
         self.inode_cache.clear();
@@ -273,18 +354,33 @@ impl State {
         use std::os::unix::fs::MetadataExt;
         let new = PathBuf::from(&link.path);
         let old = link.old_path.as_ref().map(PathBuf::from);
-        let (anchor, root_id) = match (self.plan.root_of(&new), old.as_ref().and_then(|old| self.plan.root_of(old).map(|id| (old, id)))) {
+        let (anchor, root_id) = match (
+            self.plan.root_of(&new),
+            old.as_ref()
+                .and_then(|old| self.plan.root_of(old).map(|id| (old, id))),
+        ) {
             (_, Some((old, id))) => (old.clone(), id),
             (Some(id), None) => (new.clone(), id),
             (None, None) => return,
         };
         tracing::trace!(new = %new.display(), anchor = %anchor.display(), "registering hard link");
-        let Ok(metadata) = std::fs::symlink_metadata(&new) else { return };
+        let Ok(metadata) = std::fs::symlink_metadata(&new) else {
+            return;
+        };
         if !metadata.is_file() {
             return;
         }
-        let key = InodeKey { dev: kernel_dev(metadata.dev()), _pad: 0, ino: metadata.ino() };
-        let entry = InodeEntry { kind: fim_common::roots::INODE_ROOT, max_depth: 0, _pad: 0, id: root_id };
+        let key = InodeKey {
+            dev: kernel_dev(metadata.dev()),
+            _pad: 0,
+            ino: metadata.ino(),
+        };
+        let entry = InodeEntry {
+            kind: fim_common::roots::INODE_ROOT,
+            max_depth: 0,
+            _pad: 0,
+            id: root_id,
+        };
         if self.plan.inodes.contains_key(&key) {
             return;
         }
@@ -302,7 +398,9 @@ impl State {
         let mut affected = Vec::new();
         let mut total = 0;
         for (id, seen) in self.drops_seen.iter_mut() {
-            let Ok(values) = drops.get(id, 0) else { continue };
+            let Ok(values) = drops.get(id, 0) else {
+                continue;
+            };
             let now: u64 = values.iter().sum();
             if now > *seen {
                 total += now - *seen;
@@ -312,19 +410,36 @@ impl State {
         }
         if total > 0 {
             affected.sort_unstable();
-            let roots = self.plan.root_paths(&affected).iter().map(|path| display_path(path)).collect();
-            tracing::warn!(dropped = total, ?affected, "kernel ring buffer overflowed; events were lost");
-            ready.push(SourceItem::Gap(GapNotice { op: "gap", roots, dropped: total, time: self.clock.now_rfc3339() }));
+            let roots = self
+                .plan
+                .root_paths(&affected)
+                .iter()
+                .map(|path| display_path(path))
+                .collect();
+            tracing::warn!(
+                dropped = total,
+                ?affected,
+                "kernel ring buffer overflowed; events were lost"
+            );
+            ready.push(SourceItem::Gap(GapNotice {
+                op: "gap",
+                roots,
+                dropped: total,
+                time: self.clock.now_rfc3339(),
+            }));
         }
     }
 
     fn expire_pending(&mut self, ready: &mut Vec<SourceItem>, now: Instant) {
-        let stale: Vec<u32> =
-            self.pending.iter().filter(|(_, pending)| now - pending.since > RESULT_WAIT).map(|(tid, _)| *tid).collect();
+        let stale: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| now - pending.since > RESULT_WAIT)
+            .map(|(tid, _)| *tid)
+            .collect();
         for tid in stale {
-            if let Some(mut pending) = self.pending.remove(&tid) {
-                pending.event.result_unknown = true;
-                ready.push(SourceItem::Change(pending.event));
+            if let Some(pending) = self.pending.remove(&tid) {
+                self.release(pending, true, ready);
             }
         }
     }
@@ -333,7 +448,10 @@ impl State {
         let raw = match decode(record) {
             Ok(raw) => raw,
             Err(error) => {
-                tracing::warn!("undecodable kernel record ({} bytes): {error}", record.len());
+                tracing::warn!(
+                    "undecodable kernel record ({} bytes): {error}",
+                    record.len()
+                );
                 return;
             }
         };
@@ -343,13 +461,7 @@ impl State {
             op::SYSCALL_RESULT => {
                 if let Some(pending) = self.pending.remove(&header.pid) {
                     if (header.arg as i64) >= 0 {
-                        if pending.affects_missing_root {
-                            self.replan_requested = true;
-                        }
-                        if pending.event.op == Operation::Link {
-                            self.new_links.push(pending.event.clone());
-                        }
-                        ready.push(SourceItem::Change(pending.event));
+                        self.release(pending, false, ready);
                     }
                 }
             }
@@ -390,23 +502,32 @@ impl State {
         };
         let second = raw.paths[1].as_ref().and_then(|raw_path| {
             if operation == Operation::Symlink {
-                raw_path.string.as_ref().map(|target| (PathBuf::from(std::ffi::OsStr::from_bytes(target)), false))
+                raw_path
+                    .string
+                    .as_ref()
+                    .map(|target| (PathBuf::from(std::ffi::OsStr::from_bytes(target)), false))
             } else {
                 self.resolve(raw_path)
             }
         });
-        let under_root = self.plan.root_of(&path).is_some();
-        let second_under_root = operation != Operation::Symlink
-            && second.as_ref().is_some_and(|(second, _)| self.plan.root_of(second).is_some());
+        let reported = self.plan.root_of(&path).is_some()
+            || (operation != Operation::Symlink
+                && second
+                    .as_ref()
+                    .is_some_and(|(second, _)| self.plan.root_of(second).is_some()));
+        // An event on the way to a root that does not exist yet (mkdir of its parent...) is
+        // not reported, but once it has happened the roots are re-planned.
         let affects_missing_root = self.plan.leads_to_missing_root(&path)
-            || second.as_ref().is_some_and(|(second, _)| self.plan.leads_to_missing_root(second));
-        if !under_root && !second_under_root {
-            if affects_missing_root && header.flags & flag::AWAITS_RESULT == 0 {
-                self.replan_requested = true;
-            }
-            if !affects_missing_root {
-                return;
-            }
+            || second
+                .as_ref()
+                .is_some_and(|(second, _)| self.plan.leads_to_missing_root(second));
+        if !reported && !affects_missing_root {
+            return;
+        }
+        let awaits_result = header.flags & flag::AWAITS_RESULT != 0;
+        if !reported && !awaits_result {
+            self.replan_requested = true;
+            return;
         }
         // Renames and links carry (source, destination); the record names the destination.
         let (path, old_path) = match operation {
@@ -417,7 +538,6 @@ impl State {
             Operation::Symlink => (path, second.map(|(target, _)| display_path(&target))),
             _ => (path, None),
         };
-        let path_text = display_path(&path);
         match operation {
             Operation::Create => self.remember_writer(header.tgid, fd, path.clone(), ready),
             Operation::WriteClosed => {
@@ -425,15 +545,9 @@ impl State {
             }
             _ => {}
         }
-        if !self.plan.root_of(&path).is_some() && !old_path.as_ref().is_some_and(|old| self.plan.root_of(Path::new(old)).is_some()) {
-            // Only on the way to a missing root: used to re-plan, not reported.
-            if header.flags & flag::AWAITS_RESULT == 0 {
-                return;
-            }
-        }
         let event = FileEvent {
             op: operation,
-            path: path_text,
+            path: display_path(&path),
             old_path,
             pid: header.tgid,
             tid: header.pid,
@@ -443,33 +557,55 @@ impl State {
             gid: header.gid,
             loginuid: (header.loginuid != LOGINUID_UNSET).then_some(header.loginuid),
             cgroup: header.cgroup_id,
-            dev: if header.dev == 0 { 0 } else { libc::makedev(header.dev >> 20, header.dev & 0xfffff) },
+            dev: if header.dev == 0 {
+                0
+            } else {
+                libc::makedev(header.dev >> 20, header.dev & 0xfffff)
+            },
             ino: header.ino,
-            mode: matches!(operation, Operation::Chmod | Operation::Mkdir).then_some(header.mode & 0o7777),
-            owner: (operation == Operation::Chown).then_some((header.arg as u32, (header.arg >> 32) as u32)),
+            mode: matches!(operation, Operation::Chmod | Operation::Mkdir)
+                .then_some(header.mode & 0o7777),
+            owner: (operation == Operation::Chown)
+                .then_some((header.arg as u32, (header.arg >> 32) as u32)),
             length: (operation == Operation::Truncate).then_some(header.arg),
             time: self.clock.rfc3339(header.time_ns),
             truncated,
             result_unknown: false,
         };
-        if header.flags & flag::AWAITS_RESULT != 0 {
-            let under = self.plan.root_of(&path).is_some()
-                || event.old_path.as_ref().is_some_and(|old| self.plan.root_of(Path::new(old)).is_some());
-            if !under && !affects_missing_root {
-                return;
-            }
-            let replaced = self.pending.insert(header.pid, Pending { event, since: Instant::now(), affects_missing_root });
-            if let Some(mut lost) = replaced {
-                lost.event.result_unknown = true;
-                ready.push(SourceItem::Change(lost.event));
+        if awaits_result {
+            let pending = Pending {
+                event,
+                since: Instant::now(),
+                affects_missing_root,
+                reported,
+            };
+            if let Some(lost) = self.pending.insert(header.pid, pending) {
+                self.release(lost, true, ready);
             }
         } else {
             ready.push(SourceItem::Change(event));
         }
     }
 
+    /// An entry event whose result arrived (`result_unknown`: or never will).
+    fn release(&mut self, mut pending: Pending, result_unknown: bool, ready: &mut Vec<SourceItem>) {
+        if pending.affects_missing_root {
+            self.replan_requested = true;
+        }
+        if pending.event.op == Operation::Link {
+            self.new_links.push(pending.event.clone());
+        }
+        if pending.reported {
+            pending.event.result_unknown = result_unknown;
+            ready.push(SourceItem::Change(pending.event));
+        }
+    }
+
     fn primary_path(&mut self, raw: &RawEvent) -> Option<PathBuf> {
-        raw.paths[0].as_ref().and_then(|raw_path| self.resolve(raw_path)).map(|(path, _)| path)
+        raw.paths[0]
+            .as_ref()
+            .and_then(|raw_path| self.resolve(raw_path))
+            .map(|(path, _)| path)
     }
 
     /// Rebuilds a path from its anchor, the walked names and the string. Returns the path and
@@ -481,13 +617,21 @@ impl State {
             PathBuf::from("/")
         } else if desc.flags & path_flag::WALK_TRUNCATED != 0 {
             truncated = true;
-            let top = InodeKey { dev: desc.top_dev, _pad: 0, ino: desc.top_ino };
+            let top = InodeKey {
+                dev: desc.top_dev,
+                _pad: 0,
+                ino: desc.top_ino,
+            };
             match self.find_directory(top) {
                 Some(path) => path,
                 None => PathBuf::from("/\u{2026}"),
             }
         } else {
-            let anchor = InodeKey { dev: desc.anchor_dev, _pad: 0, ino: desc.anchor_ino };
+            let anchor = InodeKey {
+                dev: desc.anchor_dev,
+                _pad: 0,
+                ino: desc.anchor_ino,
+            };
             match self.plan.anchors.get(&anchor) {
                 Some(path) => path.clone(),
                 None => self.find_directory(anchor)?,
@@ -523,8 +667,13 @@ impl State {
         for root in self.plan.roots.values() {
             let walker = walkdir::WalkDir::new(&root.watched_from).same_file_system(true);
             for entry in walker.into_iter().filter_map(Result::ok) {
-                let Ok(metadata) = entry.metadata() else { continue };
-                if metadata.is_dir() && metadata.ino() == key.ino && kernel_dev(metadata.dev()) == key.dev {
+                let Ok(metadata) = entry.metadata() else {
+                    continue;
+                };
+                if metadata.is_dir()
+                    && metadata.ino() == key.ino
+                    && kernel_dev(metadata.dev()) == key.dev
+                {
                     let path = entry.path().to_path_buf();
                     self.inode_cache.insert(key, path.clone());
                     return Some(path);
@@ -563,6 +712,9 @@ fn operation(code: u8) -> Option<Operation> {
 }
 
 fn comm(bytes: &[u8; 16]) -> String {
-    let end = bytes.iter().position(|byte| *byte == 0).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .position(|byte| *byte == 0)
+        .unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }

@@ -11,7 +11,10 @@ use fim_common::offsets::KernelOffsets;
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetsError {
     #[error("cannot read kernel BTF at {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF)")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot parse kernel BTF at {path}: {message}")]
     Parse { path: String, message: String },
     #[error("kernel BTF has no type `{0}`")]
@@ -27,12 +30,18 @@ struct Bytes<'a>(&'a [u8]);
 impl Readable for Bytes<'_> {
     fn read(&self, offset: u64, buffer: &mut [u8]) -> btfparse::Result<()> {
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        match start.checked_add(buffer.len()).and_then(|end| self.0.get(start..end)) {
+        match start
+            .checked_add(buffer.len())
+            .and_then(|end| self.0.get(start..end))
+        {
             Some(source) => {
                 buffer.copy_from_slice(source);
                 Ok(())
             }
-            None => Err(btfparse::Error::new(btfparse::ErrorKind::EOF, "read past the end of BTF")),
+            None => Err(btfparse::Error::new(
+                btfparse::ErrorKind::EOF,
+                "read past the end of BTF",
+            )),
         }
     }
 }
@@ -40,9 +49,14 @@ impl Readable for Bytes<'_> {
 /// Reads every offset the programs need from the BTF file at `path`.
 pub fn read_kernel_offsets(path: &Path) -> Result<KernelOffsets, OffsetsError> {
     let display = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| OffsetsError::Read { path: display.clone(), source })?;
-    let types = TypeInformation::new(&Bytes(&bytes))
-        .map_err(|error| OffsetsError::Parse { path: display, message: format!("{error:?}") })?;
+    let bytes = std::fs::read(path).map_err(|source| OffsetsError::Read {
+        path: display.clone(),
+        source,
+    })?;
+    let types = TypeInformation::new(&Bytes(&bytes)).map_err(|error| OffsetsError::Parse {
+        path: display,
+        message: format!("{error:?}"),
+    })?;
     let at = |ty: &str, member: &str| offset_of(&types, ty, member);
     Ok(KernelOffsets {
         task_real_parent: at("task_struct", "real_parent")?,
@@ -80,10 +94,13 @@ pub fn read_kernel_offsets(path: &Path) -> Result<KernelOffsets, OffsetsError> {
         renamedata_new_dentry: at("renamedata", "new_dentry")?,
         // bpf_lsm_inode_setattr(dentry, attr) before 6.3; (idmap, dentry, attr) after.
         setattr_dentry_arg: match function_signature(&types, "bpf_lsm_inode_setattr") {
-            Some((params, _)) => params.iter().position(|name| name == "dentry").unwrap_or(0) as u32,
+            Some((params, _)) => {
+                params.iter().position(|name| name == "dentry").unwrap_or(0) as u32
+            }
             None => 0,
         },
-        mkdir_returns_ptr: function_signature(&types, "vfs_mkdir").is_some_and(|(_, returns_ptr)| returns_ptr) as u32,
+        mkdir_returns_ptr: function_signature(&types, "vfs_mkdir")
+            .is_some_and(|(_, returns_ptr)| returns_ptr) as u32,
         _pad: 0,
     })
 }
@@ -91,19 +108,38 @@ pub fn read_kernel_offsets(path: &Path) -> Result<KernelOffsets, OffsetsError> {
 /// Parameter names of a kernel function, and whether it returns a pointer.
 fn function_signature(types: &TypeInformation, name: &str) -> Option<(Vec<String>, bool)> {
     let id = types.id_of(name)?;
-    let TypeVariant::Func(func) = types.from_id(id)? else { return None };
-    let TypeVariant::FuncProto(proto) = types.from_id(*func.prototype_tid())? else { return None };
-    let params = proto.parameter_list().iter().map(|param| param.name().unwrap_or_default()).collect();
-    let returns_ptr = matches!(types.from_id(*proto.return_tid()), Some(TypeVariant::Ptr(_)));
+    let TypeVariant::Func(func) = types.from_id(id)? else {
+        return None;
+    };
+    let TypeVariant::FuncProto(proto) = types.from_id(*func.prototype_tid())? else {
+        return None;
+    };
+    let params = proto
+        .parameter_list()
+        .iter()
+        .map(|param| param.name().unwrap_or_default())
+        .collect();
+    let returns_ptr = matches!(
+        types.from_id(*proto.return_tid()),
+        Some(TypeVariant::Ptr(_))
+    );
     Some((params, returns_ptr))
 }
 
 fn offset_of(types: &TypeInformation, ty: &str, member: &str) -> Result<u32, OffsetsError> {
-    let id = types.id_of(ty).ok_or_else(|| OffsetsError::MissingType(ty.to_string()))?;
-    let missing = || OffsetsError::MissingMember { ty: ty.to_string(), member: member.to_string() };
+    let id = types
+        .id_of(ty)
+        .ok_or_else(|| OffsetsError::MissingType(ty.to_string()))?;
+    let missing = || OffsetsError::MissingMember {
+        ty: ty.to_string(),
+        member: member.to_string(),
+    };
     match types.offset_of(id, member).map_err(|_| missing())? {
         (_, Offset::ByteOffset(bytes)) => Ok(bytes),
-        _ => Err(OffsetsError::Bitfield { ty: ty.to_string(), member: member.to_string() }),
+        _ => Err(OffsetsError::Bitfield {
+            ty: ty.to_string(),
+            member: member.to_string(),
+        }),
     }
 }
 
@@ -132,6 +168,9 @@ mod tests {
     #[test]
     fn missing_file_is_a_clear_error() {
         let error = read_kernel_offsets(Path::new("/nonexistent/vmlinux")).unwrap_err();
-        assert!(error.to_string().contains("/nonexistent/vmlinux"), "{error}");
+        assert!(
+            error.to_string().contains("/nonexistent/vmlinux"),
+            "{error}"
+        );
     }
 }

@@ -19,7 +19,10 @@ pub enum LoadError {
     #[error("loading the BPF object failed: {0}")]
     Object(#[from] aya::EbpfError),
     #[error("program {name} was refused by the kernel: {source}")]
-    Program { name: String, source: aya::programs::ProgramError },
+    Program {
+        name: String,
+        source: aya::programs::ProgramError,
+    },
     #[error("cannot read kernel BTF for attaching: {0}")]
     Btf(aya::BtfError),
 }
@@ -36,7 +39,10 @@ pub struct Loaded {
 
 /// How one program attaches.
 enum Attach {
-    Tracepoint { category: &'static str, name: String },
+    Tracepoint {
+        category: &'static str,
+        name: String,
+    },
     Lsm(String),
     Fentry(String),
     Fexit(String),
@@ -44,16 +50,29 @@ enum Attach {
 
 /// The strategy's programs and where each attaches; None for programs of other strategies.
 fn attach_point(strategy: Strategy, program: &str) -> Option<Attach> {
-    let tracepoint = |category, name: &str| Some(Attach::Tracepoint { category, name: name.to_string() });
+    let tracepoint = |category, name: &str| {
+        Some(Attach::Tracepoint {
+            category,
+            name: name.to_string(),
+        })
+    };
     match (strategy, program) {
         (Strategy::Tracepoint, "sched_process_exit") => tracepoint("sched", "sched_process_exit"),
         (Strategy::Tracepoint, name) if name.starts_with("sys_") => tracepoint("syscalls", name),
-        (Strategy::Lsm | Strategy::Fentry, "file_close") => tracepoint("syscalls", "sys_enter_close"),
-        (Strategy::Lsm | Strategy::Fentry, "file_process_exit") => tracepoint("sched", "sched_process_exit"),
-        (Strategy::Lsm, name) => name.strip_prefix("lsm_").map(|hook| Attach::Lsm(hook.to_string())),
+        (Strategy::Lsm | Strategy::Fentry, "file_close") => {
+            tracepoint("syscalls", "sys_enter_close")
+        }
+        (Strategy::Lsm | Strategy::Fentry, "file_process_exit") => {
+            tracepoint("sched", "sched_process_exit")
+        }
+        (Strategy::Lsm, name) => name
+            .strip_prefix("lsm_")
+            .map(|hook| Attach::Lsm(hook.to_string())),
         (Strategy::Fentry, name) => match name.strip_prefix("fentry_") {
             Some(function) => Some(Attach::Fentry(function.to_string())),
-            None => name.strip_prefix("fexit_").map(|function| Attach::Fexit(function.to_string())),
+            None => name
+                .strip_prefix("fexit_")
+                .map(|function| Attach::Fexit(function.to_string())),
         },
         _ => None,
     }
@@ -91,15 +110,31 @@ pub fn load(
     let mut missing = Vec::new();
     let names: Vec<String> = ebpf.programs().map(|(name, _)| name.to_string()).collect();
     for name in names {
-        let Some(attach) = attach_point(strategy, &name) else { continue };
+        let Some(attach) = attach_point(strategy, &name) else {
+            continue;
+        };
         let program = ebpf.program_mut(&name).ok_or_else(|| LoadError::Program {
             name: name.clone(),
             source: aya::programs::ProgramError::NotLoaded,
         })?;
-        let failed = |source| LoadError::Program { name: name.clone(), source };
+        let failed = |source| LoadError::Program {
+            name: name.clone(),
+            source,
+        };
         match (attach, btf.as_ref()) {
-            (Attach::Tracepoint { category, name: event }, _) => {
-                if !Path::new(tracefs).join("events").join(category).join(&event).exists() {
+            (
+                Attach::Tracepoint {
+                    category,
+                    name: event,
+                },
+                _,
+            ) => {
+                if !Path::new(tracefs)
+                    .join("events")
+                    .join(category)
+                    .join(&event)
+                    .exists()
+                {
                     missing.push(event);
                     continue;
                 }
@@ -126,5 +161,10 @@ pub fn load(
         }
         attached.push(name);
     }
-    Ok(Loaded { ebpf, logger, attached, missing })
+    Ok(Loaded {
+        ebpf,
+        logger,
+        attached,
+        missing,
+    })
 }

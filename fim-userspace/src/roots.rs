@@ -32,7 +32,10 @@ pub struct RootSpec {
 
 impl RootSpec {
     pub fn recursive(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), recursive: true }
+        Self {
+            path: path.into(),
+            recursive: true,
+        }
     }
 }
 
@@ -67,10 +70,13 @@ impl RootPlan {
         self.roots
             .iter()
             .filter(|(_, root)| {
-                std::iter::once(&root.path).chain(&root.aliases).any(|base| {
-                    path == base || (root.spec.recursive && path.starts_with(base))
-                        || (!root.spec.recursive && path.parent() == Some(base.as_path()))
-                })
+                std::iter::once(&root.path)
+                    .chain(&root.aliases)
+                    .any(|base| {
+                        path == base
+                            || (root.spec.recursive && path.starts_with(base))
+                            || (!root.spec.recursive && path.parent() == Some(base.as_path()))
+                    })
             })
             .map(|(id, _)| *id)
             .next()
@@ -81,12 +87,16 @@ impl RootPlan {
         if ids.contains(&0) {
             return self.roots.values().map(|root| root.path.clone()).collect();
         }
-        ids.iter().filter_map(|id| self.roots.get(id).map(|root| root.path.clone())).collect()
+        ids.iter()
+            .filter_map(|id| self.roots.get(id).map(|root| root.path.clone()))
+            .collect()
     }
 
     /// Is `path` on the way to a root that does not exist yet (so its creation matters)?
     pub fn leads_to_missing_root(&self, path: &Path) -> bool {
-        self.roots.values().any(|root| !root.exists && root.path.starts_with(path))
+        self.roots
+            .values()
+            .any(|root| !root.exists && root.path.starts_with(path))
     }
 }
 
@@ -98,7 +108,11 @@ pub fn kernel_dev(st_dev: u64) -> u32 {
 }
 
 fn inode_key(metadata: &std::fs::Metadata) -> InodeKey {
-    InodeKey { dev: kernel_dev(metadata.dev()), _pad: 0, ino: metadata.ino() }
+    InodeKey {
+        dev: kernel_dev(metadata.dev()),
+        _pad: 0,
+        ino: metadata.ino(),
+    }
 }
 
 /// Lexically normalises an absolute path (`.` and `..`), without touching the filesystem.
@@ -121,17 +135,41 @@ pub fn plan(specs: &[RootSpec]) -> RootPlan {
     let mut plan = RootPlan::default();
     for (index, spec) in specs.iter().enumerate() {
         let id = index as u32 + 1;
-        let absolute = normalise(&std::env::current_dir().unwrap_or_else(|_| "/".into()).join(&spec.path));
+        let absolute = normalise(
+            &std::env::current_dir()
+                .unwrap_or_else(|_| "/".into())
+                .join(&spec.path),
+        );
         let (path, exists) = match std::fs::canonicalize(&absolute) {
             Ok(canonical) => (canonical, true),
             Err(_) => (absolute.clone(), false),
         };
-        let watched_from = if exists { path.clone() } else { nearest_existing(&path) };
-        let aliases = if absolute != path { vec![absolute] } else { Vec::new() };
+        let watched_from = if exists {
+            path.clone()
+        } else {
+            nearest_existing(&path)
+        };
+        let aliases = if absolute != path {
+            vec![absolute]
+        } else {
+            Vec::new()
+        };
         if path == Path::new("/") {
-            plan.warnings.push(format!("root {} covers the whole filesystem", spec.path.display()));
+            plan.warnings.push(format!(
+                "root {} covers the whole filesystem",
+                spec.path.display()
+            ));
         }
-        plan.roots.insert(id, PlannedRoot { spec: spec.clone(), path, aliases, watched_from, exists });
+        plan.roots.insert(
+            id,
+            PlannedRoot {
+                spec: spec.clone(),
+                path,
+                aliases,
+                watched_from,
+                exists,
+            },
+        );
     }
     let recursive_dirs: Vec<PathBuf> = plan
         .roots
@@ -140,18 +178,45 @@ pub fn plan(specs: &[RootSpec]) -> RootPlan {
         .map(|root| root.watched_from.clone())
         .collect();
     let mut ancestor_ids: HashMap<PathBuf, u32> = HashMap::new();
-    let roots: Vec<(u32, PlannedRoot)> = plan.roots.iter().map(|(id, root)| (*id, root.clone())).collect();
+    let roots: Vec<(u32, PlannedRoot)> = plan
+        .roots
+        .iter()
+        .map(|(id, root)| (*id, root.clone()))
+        .collect();
     for (id, root) in roots {
-        let Ok(metadata) = std::fs::metadata(&root.watched_from) else { continue };
+        let Ok(metadata) = std::fs::metadata(&root.watched_from) else {
+            continue;
+        };
         let key = inode_key(&metadata);
-        let max_depth = if !root.exists || root.spec.recursive { u8::MAX } else if metadata.is_dir() { 1 } else { 0 };
-        plan.inodes.insert(key, InodeEntry { kind: INODE_ROOT, max_depth, _pad: 0, id });
+        let max_depth = if !root.exists || root.spec.recursive {
+            u8::MAX
+        } else if metadata.is_dir() {
+            1
+        } else {
+            0
+        };
+        plan.inodes.insert(
+            key,
+            InodeEntry {
+                kind: INODE_ROOT,
+                max_depth,
+                _pad: 0,
+                id,
+            },
+        );
         plan.anchors.insert(key, root.watched_from.clone());
         if root.exists && metadata.is_dir() {
             register_hard_links(&mut plan, id, &root, metadata.dev());
         }
         for spelling in std::iter::once(&root.watched_from).chain(&root.aliases) {
-            add_ancestors(&mut plan, &mut ancestor_ids, &recursive_dirs, spelling, id, metadata.is_dir());
+            add_ancestors(
+                &mut plan,
+                &mut ancestor_ids,
+                &recursive_dirs,
+                spelling,
+                id,
+                metadata.is_dir(),
+            );
         }
     }
     plan
@@ -185,12 +250,17 @@ fn add_ancestors(
         let ancestor_id = *ancestor_ids.entry(ancestor.clone()).or_insert(next_id);
         if let Ok(metadata) = std::fs::metadata(&ancestor) {
             let key = inode_key(&metadata);
-            plan.inodes
-                .entry(key)
-                .or_insert(InodeEntry { kind: INODE_ANCESTOR, max_depth: 0, _pad: 0, id: ancestor_id });
+            plan.inodes.entry(key).or_insert(InodeEntry {
+                kind: INODE_ANCESTOR,
+                max_depth: 0,
+                _pad: 0,
+                id: ancestor_id,
+            });
             plan.anchors.entry(key).or_insert_with(|| ancestor.clone());
         }
-        let Ok(relative) = root_path.strip_prefix(&ancestor) else { continue };
+        let Ok(relative) = root_path.strip_prefix(&ancestor) else {
+            continue;
+        };
         let relative = relative.as_os_str().as_bytes();
         // Relative strings ("etc/passwd" from cwd /) and absolute ones ("/etc/passwd", resolved
         // from a task root that is this ancestor).
@@ -221,12 +291,19 @@ fn insert_prefix(plan: &mut RootPlan, ancestor_id: u32, text: &[u8], root_id: u3
     data[..4].copy_from_slice(&ancestor_id.to_be_bytes());
     data[4..4 + text.len()].copy_from_slice(text);
     let bits = ((4 + text.len()) * 8) as u32;
-    plan.prefixes.insert((bits, data), PrefixEntry { root_id, _pad: 0 });
+    plan.prefixes
+        .insert((bits, data), PrefixEntry { root_id, _pad: 0 });
 }
 
 fn register_hard_links(plan: &mut RootPlan, id: u32, root: &PlannedRoot, dev: u64) {
-    let walker = walkdir::WalkDir::new(&root.path).same_file_system(true).follow_links(false);
-    let walker = if root.spec.recursive { walker } else { walker.max_depth(1) };
+    let walker = walkdir::WalkDir::new(&root.path)
+        .same_file_system(true)
+        .follow_links(false);
+    let walker = if root.spec.recursive {
+        walker
+    } else {
+        walker.max_depth(1)
+    };
     for (seen, entry) in walker.into_iter().enumerate() {
         if seen >= HARDLINK_SCAN_LIMIT {
             plan.warnings.push(format!(
@@ -236,11 +313,20 @@ fn register_hard_links(plan: &mut RootPlan, id: u32, root: &PlannedRoot, dev: u6
             break;
         }
         let Ok(entry) = entry else { continue };
-        let Ok(metadata) = entry.metadata() else { continue };
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
         if metadata.is_file() && metadata.nlink() > 1 && metadata.dev() == dev {
             let key = inode_key(&metadata);
-            plan.inodes.entry(key).or_insert(InodeEntry { kind: INODE_ROOT, max_depth: 0, _pad: 0, id });
-            plan.anchors.entry(key).or_insert_with(|| entry.path().to_path_buf());
+            plan.inodes.entry(key).or_insert(InodeEntry {
+                kind: INODE_ROOT,
+                max_depth: 0,
+                _pad: 0,
+                id,
+            });
+            plan.anchors
+                .entry(key)
+                .or_insert_with(|| entry.path().to_path_buf());
         }
     }
 }

@@ -38,7 +38,9 @@ impl FromStr for Requested {
             "lsm" => Ok(Requested::Only(Strategy::Lsm)),
             "fentry" => Ok(Requested::Only(Strategy::Fentry)),
             "tracepoint" => Ok(Requested::Only(Strategy::Tracepoint)),
-            other => Err(format!("unknown strategy `{other}`: use auto, lsm, fentry or tracepoint")),
+            other => Err(format!(
+                "unknown strategy `{other}`: use auto, lsm, fentry or tracepoint"
+            )),
         }
     }
 }
@@ -60,11 +62,15 @@ impl fmt::Display for Unavailable {
 pub fn probe(strategy: Strategy) -> Result<(), Unavailable> {
     let unavailable = |reason: String| Unavailable { strategy, reason };
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Err(unavailable("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into()));
+        return Err(unavailable(
+            "the kernel has no BTF (/sys/kernel/btf/vmlinux)".into(),
+        ));
     }
     if tracefs_root().is_none() {
         // Every strategy closes files through syscall tracepoints.
-        return Err(unavailable("tracefs is not mounted and could not be mounted".into()));
+        return Err(unavailable(
+            "tracefs is not mounted and could not be mounted".into(),
+        ));
     }
     match strategy {
         Strategy::Lsm => {
@@ -84,7 +90,9 @@ pub fn probe(strategy: Strategy) -> Result<(), Unavailable> {
             let supported = aya::sys::is_program_supported(ProgramType::TracePoint)
                 .map_err(|error| unavailable(format!("cannot probe BPF: {error}")))?;
             if !supported {
-                return Err(unavailable("BPF tracepoint programs are not permitted".into()));
+                return Err(unavailable(
+                    "BPF tracepoint programs are not permitted".into(),
+                ));
             }
             Ok(())
         }
@@ -114,7 +122,11 @@ pub fn candidates(requested: Requested) -> (Vec<Strategy>, Vec<Unavailable>) {
 /// Where tracefs is mounted, mounting it at /sys/kernel/tracing when it is not.
 pub fn tracefs_root() -> Option<&'static str> {
     const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
-    let mounted = || CANDIDATES.into_iter().find(|root| Path::new(root).join("events").exists());
+    let mounted = || {
+        CANDIDATES
+            .into_iter()
+            .find(|root| Path::new(root).join("events").exists())
+    };
     if let Some(root) = mounted() {
         return Some(root);
     }

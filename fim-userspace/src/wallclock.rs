@@ -7,7 +7,10 @@ pub struct WallClock {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut spec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut spec = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(clock, &mut spec) };
     spec.tv_sec as i128 * 1_000_000_000 + spec.tv_nsec as i128
@@ -15,7 +18,9 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
 
 impl WallClock {
     pub fn now() -> Self {
-        Self { offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME) }
+        Self {
+            offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_BOOTTIME),
+        }
     }
 
     pub fn rfc3339(&self, boot_ns: u64) -> String {

@@ -20,7 +20,10 @@ use serde_json::Value;
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "the kernel tests load BPF programs and must run as root (euid is {euid})");
+    assert_eq!(
+        euid, 0,
+        "the kernel tests load BPF programs and must run as root (euid is {euid})"
+    );
 }
 
 pub fn strategy() -> String {
@@ -31,7 +34,9 @@ fn fimd_bin() -> PathBuf {
     if let Ok(path) = std::env::var("FIMD_BIN") {
         return PathBuf::from(path);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."));
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
     for profile in ["debug", "release"] {
         let candidate = workspace.join("target").join(profile).join("fimd");
         if candidate.exists() {
@@ -58,7 +63,11 @@ impl Scratch {
         std::fs::create_dir_all(&other).expect("create other dir");
         // Canonical, so expected paths match what the daemon reports.
         let base = std::fs::canonicalize(&base).expect("canonicalize scratch");
-        Self { watched: base.join("watched"), other: base.join("other"), base }
+        Self {
+            watched: base.join("watched"),
+            other: base.join("other"),
+            base,
+        }
     }
 }
 
@@ -84,7 +93,11 @@ impl Daemon {
         for root in roots {
             command.arg("--watch").arg(root);
         }
-        command.args(extra).env("FIM_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(extra)
+            .env("FIM_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn fimd");
         let events = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -108,7 +121,11 @@ impl Daemon {
                 log.push('\n');
             }
         });
-        let daemon = Self { child, events, stderr };
+        let daemon = Self {
+            child,
+            events,
+            stderr,
+        };
         daemon.wait_for_log("monitoring started", Duration::from_secs(120));
         daemon
     }
@@ -121,14 +138,19 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("fimd never logged {needle:?}; its log:\n{}", self.stderr.lock().expect("stderr lock"));
+        panic!(
+            "fimd never logged {needle:?}; its log:\n{}",
+            self.stderr.lock().expect("stderr lock")
+        );
     }
 
     /// Events whose path or old_path is under `dir`.
     pub fn events_under(&self, dir: &Path) -> Vec<Value> {
         let prefix = dir.to_string_lossy().to_string();
         let under = |field: &str, event: &Value| {
-            event[field].as_str().is_some_and(|path| path == prefix || path.starts_with(&format!("{prefix}/")))
+            event[field]
+                .as_str()
+                .is_some_and(|path| path == prefix || path.starts_with(&format!("{prefix}/")))
         };
         self.events
             .lock()
@@ -162,7 +184,10 @@ impl Daemon {
         std::thread::sleep(Duration::from_millis(100));
         let log = self.stderr.lock().expect("stderr lock").clone();
         assert!(status.success(), "fimd exited with {status}; log:\n{log}");
-        assert!(log.contains("all programs detached"), "no clean detach; log:\n{log}");
+        assert!(
+            log.contains("all programs detached"),
+            "no clean detach; log:\n{log}"
+        );
         log
     }
 }
@@ -209,14 +234,21 @@ pub fn in_child(body: impl FnOnce() -> i32) -> u32 {
     let mut status = 0;
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed with status {status:#x}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child failed with status {status:#x}"
+    );
     pid as u32
 }
 
 /// Asserts every event came from `pid` as root.
 pub fn assert_actor(events: &[Value], pid: u32) {
     for event in events {
-        assert_eq!(event["pid"].as_u64(), Some(pid as u64), "wrong pid in {event}");
+        assert_eq!(
+            event["pid"].as_u64(),
+            Some(pid as u64),
+            "wrong pid in {event}"
+        );
         assert_eq!(event["uid"].as_u64(), Some(0), "wrong uid in {event}");
     }
 }

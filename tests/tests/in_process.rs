@@ -21,11 +21,21 @@ fn strategy_under_test() -> Strategy {
     }
 }
 
-async fn next_paths(events: &mut mpsc::Receiver<SourceItem>, wait: Duration) -> Vec<(String, String)> {
+async fn next_paths(
+    events: &mut mpsc::Receiver<SourceItem>,
+    wait: Duration,
+) -> Vec<(String, String)> {
     let mut seen = Vec::new();
     while let Ok(Some(item)) = tokio::time::timeout(wait, events.recv()).await {
         if let SourceItem::Change(event) = item {
-            seen.push((serde_json::to_value(event.op).unwrap().as_str().unwrap().to_string(), event.path));
+            seen.push((
+                serde_json::to_value(event.op)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                event.path,
+            ));
         }
     }
     seen
@@ -36,11 +46,14 @@ async fn roots_change_live_and_own_process_is_excluded() {
     require_root();
     let first = Scratch::new("live-a");
     let second = Scratch::new("live-b");
-    let offsets = read_kernel_offsets(std::path::Path::new("/sys/kernel/btf/vmlinux")).expect("kernel BTF");
+    let offsets =
+        read_kernel_offsets(std::path::Path::new("/sys/kernel/btf/vmlinux")).expect("kernel BTF");
     let tracefs = strategy::tracefs_root().expect("tracefs");
-    let loaded = loader::load(strategy_under_test(), &offsets, 1 << 20, tracefs).expect("load BPF programs");
+    let loaded =
+        loader::load(strategy_under_test(), &offsets, 1 << 20, tracefs).expect("load BPF programs");
     let (sender, mut events) = mpsc::channel(1024);
-    let (source, _) = EbpfSource::start(loaded, vec![RootSpec::recursive(&first.watched)], sender).expect("start");
+    let (source, _) = EbpfSource::start(loaded, vec![RootSpec::recursive(&first.watched)], sender)
+        .expect("start");
 
     // This process is the daemon: its own write is excluded in the kernel; a child's is not.
     let own = c(&first.watched.join("own"));
@@ -51,17 +64,32 @@ async fn roots_change_live_and_own_process_is_excluded() {
     let child_path = child_file.to_string_lossy().to_string();
     assert_eq!(
         next_paths(&mut events, Duration::from_millis(800)).await,
-        vec![("create".to_string(), child_path.clone()), ("write-closed".to_string(), child_path)]
+        vec![
+            ("create".to_string(), child_path.clone()),
+            ("write-closed".to_string(), child_path)
+        ]
     );
 
     // Switch roots without reloading: the old root goes quiet, the new one reports.
-    source.update_roots(vec![RootSpec::recursive(&second.watched)]).await.expect("update roots");
-    let (old, new) = (c(&first.watched.join("after")), c(&second.watched.join("after")));
-    in_child(|| raw_write(&old, libc::O_WRONLY | libc::O_CREAT, b"x") + raw_write(&new, libc::O_WRONLY | libc::O_CREAT, b"x"));
+    source
+        .update_roots(vec![RootSpec::recursive(&second.watched)])
+        .await
+        .expect("update roots");
+    let (old, new) = (
+        c(&first.watched.join("after")),
+        c(&second.watched.join("after")),
+    );
+    in_child(|| {
+        raw_write(&old, libc::O_WRONLY | libc::O_CREAT, b"x")
+            + raw_write(&new, libc::O_WRONLY | libc::O_CREAT, b"x")
+    });
     let new_path = second.watched.join("after").to_string_lossy().to_string();
     assert_eq!(
         next_paths(&mut events, Duration::from_millis(800)).await,
-        vec![("create".to_string(), new_path.clone()), ("write-closed".to_string(), new_path)]
+        vec![
+            ("create".to_string(), new_path.clone()),
+            ("write-closed".to_string(), new_path)
+        ]
     );
     source.stop().await.expect("detach");
 }

@@ -21,8 +21,18 @@ fn unlink_by_absolute_relative_dirfd_and_dotdot_paths() {
     }
     touch(&scratch.other.join("abs"));
     let daemon = Daemon::start(&[w], &[]);
-    let (abs, other_abs, dir, other) = (c(&w.join("abs")), c(&scratch.other.join("abs")), c(w), c(&scratch.other));
-    let (rel, dirfd_name, dotdot, missing) = (cs("rel"), cs("dirfd"), cs("../watched/dotdot"), cs("no-such-file"));
+    let (abs, other_abs, dir, other) = (
+        c(&w.join("abs")),
+        c(&scratch.other.join("abs")),
+        c(w),
+        c(&scratch.other),
+    );
+    let (rel, dirfd_name, dotdot, missing) = (
+        cs("rel"),
+        cs("dirfd"),
+        cs("../watched/dotdot"),
+        cs("no-such-file"),
+    );
     let pid = in_child(|| unsafe {
         let mut status = libc::unlink(other_abs.as_ptr()).abs();
         status += libc::unlink(abs.as_ptr()).abs();
@@ -39,7 +49,12 @@ fn unlink_by_absolute_relative_dirfd_and_dotdot_paths() {
     let events = daemon.settle(&scratch.base, 4);
     assert_eq!(
         ops(&events),
-        vec![pair("unlink", &w.join("abs")), pair("unlink", &w.join("rel")), pair("unlink", &w.join("dirfd")), pair("unlink", &w.join("dotdot"))]
+        vec![
+            pair("unlink", &w.join("abs")),
+            pair("unlink", &w.join("rel")),
+            pair("unlink", &w.join("dirfd")),
+            pair("unlink", &w.join("dotdot"))
+        ]
     );
     assert_actor(&events, pid);
     daemon.stop();
@@ -58,16 +73,32 @@ fn rename_into_out_of_and_within_root() {
         (c(&o.join("incoming")), c(&w.join("incoming"))),
         (c(&w.join("leaving")), c(&o.join("leaving"))),
     ];
-    let pid = in_child(|| unsafe { names.iter().map(|(from, to)| libc::rename(from.as_ptr(), to.as_ptr()).abs()).sum() });
+    let pid = in_child(|| unsafe {
+        names
+            .iter()
+            .map(|(from, to)| libc::rename(from.as_ptr(), to.as_ptr()).abs())
+            .sum()
+    });
     let events = daemon.settle(&scratch.base, 3);
     assert_eq!(
         ops(&events),
-        vec![pair("rename", &w.join("b")), pair("rename", &w.join("incoming")), pair("rename", &o.join("leaving"))]
+        vec![
+            pair("rename", &w.join("b")),
+            pair("rename", &w.join("incoming")),
+            pair("rename", &o.join("leaving"))
+        ]
     );
-    let old: Vec<&str> = events.iter().map(|event| event["old_path"].as_str().unwrap_or("")).collect();
+    let old: Vec<&str> = events
+        .iter()
+        .map(|event| event["old_path"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(
         old,
-        vec![w.join("a").to_str().unwrap(), o.join("incoming").to_str().unwrap(), w.join("leaving").to_str().unwrap()]
+        vec![
+            w.join("a").to_str().unwrap(),
+            o.join("incoming").to_str().unwrap(),
+            w.join("leaving").to_str().unwrap()
+        ]
     );
     assert_actor(&events, pid);
     daemon.stop();
@@ -79,7 +110,12 @@ fn link_symlink_mkdir_rmdir() {
     let w = &scratch.watched;
     touch(&w.join("orig"));
     let daemon = Daemon::start(&[w], &[]);
-    let (orig, hard, soft, sub) = (c(&w.join("orig")), c(&w.join("hard")), c(&w.join("soft")), c(&w.join("sub")));
+    let (orig, hard, soft, sub) = (
+        c(&w.join("orig")),
+        c(&w.join("hard")),
+        c(&w.join("soft")),
+        c(&w.join("sub")),
+    );
     let target = cs("orig");
     let pid = in_child(|| unsafe {
         libc::link(orig.as_ptr(), hard.as_ptr()).abs()
@@ -90,10 +126,22 @@ fn link_symlink_mkdir_rmdir() {
     let events = daemon.settle(&scratch.base, 4);
     assert_eq!(
         ops(&events),
-        vec![pair("link", &w.join("hard")), pair("symlink", &w.join("soft")), pair("mkdir", &w.join("sub")), pair("rmdir", &w.join("sub"))]
+        vec![
+            pair("link", &w.join("hard")),
+            pair("symlink", &w.join("soft")),
+            pair("mkdir", &w.join("sub")),
+            pair("rmdir", &w.join("sub"))
+        ]
     );
-    assert_eq!(events[0]["old_path"].as_str(), Some(w.join("orig").to_str().unwrap()));
-    assert_eq!(events[1]["old_path"].as_str(), Some("orig"), "symlink target text");
+    assert_eq!(
+        events[0]["old_path"].as_str(),
+        Some(w.join("orig").to_str().unwrap())
+    );
+    assert_eq!(
+        events[1]["old_path"].as_str(),
+        Some("orig"),
+        "symlink target text"
+    );
     assert_eq!(events[2]["mode"].as_u64(), Some(0o750));
     assert_actor(&events, pid);
     daemon.stop();
@@ -118,9 +166,18 @@ fn chmod_chown_by_path_and_fd() {
     let f = w.join("f");
     assert_eq!(
         ops(&events),
-        vec![pair("chmod", &f), pair("chmod", &f), pair("chown", &f), pair("chown", &f), pair("chmod", &f)]
+        vec![
+            pair("chmod", &f),
+            pair("chmod", &f),
+            pair("chown", &f),
+            pair("chown", &f),
+            pair("chmod", &f)
+        ]
     );
-    let modes: Vec<u64> = events.iter().filter_map(|event| event["mode"].as_u64()).collect();
+    let modes: Vec<u64> = events
+        .iter()
+        .filter_map(|event| event["mode"].as_u64())
+        .collect();
     assert_eq!(modes, vec![0o600, 0o640, 0o644]);
     assert_eq!(events[2]["owner"], serde_json::json!([1, 2]));
     assert_eq!(events[3]["owner"], serde_json::json!([3, 4]));
@@ -142,7 +199,16 @@ fn truncate_xattr_and_timestamps() {
         status += libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), 1, 0).abs();
         status += libc::removexattr(path.as_ptr(), name.as_ptr()).abs();
         status += libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), 1, 0).abs();
-        let times = [libc::timespec { tv_sec: 1, tv_nsec: 0 }, libc::timespec { tv_sec: 1, tv_nsec: 0 }];
+        let times = [
+            libc::timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            },
+            libc::timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            },
+        ];
         status += libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0).abs();
         status += libc::futimens(fd, times.as_ptr()).abs();
         status

@@ -10,18 +10,36 @@ fn ring_buffer_overflow_raises_gap_notice_naming_the_root() {
     let scratch = Scratch::new("flood");
     // One page of ring: a burst of creates cannot fit.
     let daemon = Daemon::start(&[&scratch.watched], &["--ring-bytes", "4096"]);
-    let names: Vec<_> = (0..3000).map(|i| c(&scratch.watched.join(format!("f{i}")))).collect();
-    in_child(|| names.iter().map(|name| raw_write(name, libc::O_WRONLY | libc::O_CREAT, b"x")).sum());
+    let names: Vec<_> = (0..3000)
+        .map(|i| c(&scratch.watched.join(format!("f{i}"))))
+        .collect();
+    in_child(|| {
+        names
+            .iter()
+            .map(|name| raw_write(name, libc::O_WRONLY | libc::O_CREAT, b"x"))
+            .sum()
+    });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let root = scratch.watched.to_string_lossy().to_string();
     loop {
-        let gaps: Vec<_> = daemon.all_events().into_iter().filter(|event| event["op"] == "gap").collect();
+        let gaps: Vec<_> = daemon
+            .all_events()
+            .into_iter()
+            .filter(|event| event["op"] == "gap")
+            .collect();
         if let Some(gap) = gaps.first() {
-            assert_eq!(gap["roots"], serde_json::json!([root]), "gap must name the watched root: {gap}");
+            assert_eq!(
+                gap["roots"],
+                serde_json::json!([root]),
+                "gap must name the watched root: {gap}"
+            );
             assert!(gap["dropped"].as_u64().unwrap_or(0) > 0);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no gap notice after overflowing a 4 KiB ring");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no gap notice after overflowing a 4 KiB ring"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     daemon.stop();
@@ -42,7 +60,10 @@ fn path_deeper_than_the_kernel_walk_is_reported_truncated_and_resolved() {
     let events = daemon.settle(&scratch.watched, 2);
     assert_eq!(
         ops(&events),
-        vec![("create".into(), file.to_string_lossy().to_string()), ("write-closed".into(), file.to_string_lossy().to_string())]
+        vec![
+            ("create".into(), file.to_string_lossy().to_string()),
+            ("write-closed".into(), file.to_string_lossy().to_string())
+        ]
     );
     assert_eq!(events[0]["truncated"], serde_json::json!(true));
     assert_actor(&events, pid);
@@ -60,10 +81,26 @@ fn missing_root_is_picked_up_when_it_appears() {
     let path = c(&file);
     let pid = in_child(|| raw_write(&path, libc::O_WRONLY | libc::O_CREAT, b"x"));
     let events = daemon.settle(&root, 2);
-    let (create, closed) = (("create".to_string(), file.to_string_lossy().to_string()), ("write-closed".to_string(), file.to_string_lossy().to_string()));
-    let tail: Vec<_> = ops(&events).into_iter().filter(|(_, path)| Path::new(path) == file).collect();
+    let (create, closed) = (
+        ("create".to_string(), file.to_string_lossy().to_string()),
+        (
+            "write-closed".to_string(),
+            file.to_string_lossy().to_string(),
+        ),
+    );
+    let tail: Vec<_> = ops(&events)
+        .into_iter()
+        .filter(|(_, path)| Path::new(path) == file)
+        .collect();
     assert_eq!(tail, vec![create, closed]);
-    assert_actor(&events.iter().filter(|event| event["path"] == file.to_string_lossy().as_ref()).cloned().collect::<Vec<_>>(), pid);
+    assert_actor(
+        &events
+            .iter()
+            .filter(|event| event["path"] == file.to_string_lossy().as_ref())
+            .cloned()
+            .collect::<Vec<_>>(),
+        pid,
+    );
     daemon.stop();
 }
 
@@ -71,11 +108,22 @@ fn missing_root_is_picked_up_when_it_appears() {
 fn unmonitored_tree_produces_nothing() {
     let scratch = Scratch::new("quiet");
     let daemon = Daemon::start(&[&scratch.watched], &[]);
-    let names: Vec<_> = (0..50).map(|i| c(&scratch.other.join(format!("n{i}")))).collect();
+    let names: Vec<_> = (0..50)
+        .map(|i| c(&scratch.other.join(format!("n{i}"))))
+        .collect();
     in_child(|| unsafe {
-        names.iter().map(|name| raw_write(name, libc::O_WRONLY | libc::O_CREAT, b"x") + libc::unlink(name.as_ptr()).abs()).sum()
+        names
+            .iter()
+            .map(|name| {
+                raw_write(name, libc::O_WRONLY | libc::O_CREAT, b"x")
+                    + libc::unlink(name.as_ptr()).abs()
+            })
+            .sum()
     });
     std::thread::sleep(std::time::Duration::from_millis(800));
-    assert_eq!(daemon.events_under(&scratch.base), Vec::<serde_json::Value>::new());
+    assert_eq!(
+        daemon.events_under(&scratch.base),
+        Vec::<serde_json::Value>::new()
+    );
     daemon.stop();
 }

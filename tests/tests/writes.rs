@@ -14,17 +14,31 @@ fn direct_write_creates_then_closes_and_sibling_is_silent() {
     let daemon = Daemon::start(&[&scratch.watched], &[]);
     let file = scratch.watched.join("f.conf");
     let (target, sibling) = (c(&file), c(&scratch.other.join("f.conf")));
-    let pid = in_child(|| raw_write(&sibling, O_WRONLY | O_CREAT, b"x") + raw_write(&target, O_WRONLY | O_CREAT, b"hello"));
+    let pid = in_child(|| {
+        raw_write(&sibling, O_WRONLY | O_CREAT, b"x")
+            + raw_write(&target, O_WRONLY | O_CREAT, b"hello")
+    });
     let events = daemon.settle(&scratch.base, 2);
-    assert_eq!(ops(&events), vec![pair("create", &file), pair("write-closed", &file)]);
+    assert_eq!(
+        ops(&events),
+        vec![pair("create", &file), pair("write-closed", &file)]
+    );
     assert_actor(&events, pid);
     let loginuid = std::fs::read_to_string("/proc/self/loginuid").unwrap_or_default();
     let expected = match loginuid.trim().parse::<u32>() {
         Ok(u32::MAX) | Err(_) => serde_json::Value::Null,
         Ok(uid) => uid.into(),
     };
-    assert_eq!(events[0]["loginuid"], expected, "unset login uid must be null, not 0");
-    assert_eq!(events[1]["ino"].as_u64(), Some(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap())));
+    assert_eq!(
+        events[0]["loginuid"], expected,
+        "unset login uid must be null, not 0"
+    );
+    assert_eq!(
+        events[1]["ino"].as_u64(),
+        Some(std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(&file).unwrap()
+        ))
+    );
     daemon.stop();
 }
 
@@ -104,7 +118,14 @@ fn sed_i_style_rename_over_is_a_create_write_and_rename() {
         status + libc::rename(temp_c.as_ptr(), target_c.as_ptr()).abs()
     });
     let events = daemon.settle(&scratch.base, 3);
-    assert_eq!(ops(&events), vec![pair("create", &temp), pair("write-closed", &temp), pair("rename", &target)]);
+    assert_eq!(
+        ops(&events),
+        vec![
+            pair("create", &temp),
+            pair("write-closed", &temp),
+            pair("rename", &target)
+        ]
+    );
     assert_eq!(events[2]["old_path"].as_str(), Some(temp.to_str().unwrap()));
     assert_actor(&events, pid);
     daemon.stop();
@@ -135,7 +156,14 @@ fn mmap_write_without_write_syscall_is_reported_at_close() {
     let path = c(&file);
     let pid = in_child(|| unsafe {
         let fd = libc::open(path.as_ptr(), O_RDWR);
-        let map = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0);
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
         if map == libc::MAP_FAILED {
             return 1;
         }
@@ -158,23 +186,44 @@ fn write_from_other_mount_namespace_through_bind_mount_reports_host_path() {
     let daemon = Daemon::start(&[&scratch.watched], &[]);
     let bind_point = scratch.other.join("bind");
     std::fs::create_dir_all(&bind_point).unwrap();
-    let (source, target, through) = (c(&scratch.watched), c(&bind_point), c(&bind_point.join("from-container")));
+    let (source, target, through) = (
+        c(&scratch.watched),
+        c(&bind_point),
+        c(&bind_point.join("from-container")),
+    );
     let (root, none) = (cs("/"), cs("none"));
     let pid = in_child(|| unsafe {
         if libc::unshare(libc::CLONE_NEWNS) != 0 {
             return 20;
         }
-        if libc::mount(none.as_ptr(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+        if libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
             return 21;
         }
-        if libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+        if libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ) != 0
+        {
             return 22;
         }
         raw_write(&through, O_WRONLY | O_CREAT | O_TRUNC, b"c")
     });
     let file = scratch.watched.join("from-container");
     let events = daemon.settle(&scratch.base, 2);
-    assert_eq!(ops(&events), vec![pair("create", &file), pair("write-closed", &file)]);
+    assert_eq!(
+        ops(&events),
+        vec![pair("create", &file), pair("write-closed", &file)]
+    );
     assert_actor(&events, pid);
     daemon.stop();
 }
@@ -191,7 +240,10 @@ fn process_exit_without_close_still_reports_write() {
         0 // _exit without close
     });
     let events = daemon.settle(&scratch.base, 2);
-    assert_eq!(ops(&events), vec![pair("create", &file), pair("write-closed", &file)]);
+    assert_eq!(
+        ops(&events),
+        vec![pair("create", &file), pair("write-closed", &file)]
+    );
     assert_actor(&events, pid);
     daemon.stop();
 }
@@ -215,8 +267,15 @@ fn long_lived_writer_gets_at_most_one_in_progress_event_per_second() {
     let events = daemon.settle(&scratch.base, 2);
     let kinds: Vec<String> = ops(&events).into_iter().map(|(op, _)| op).collect();
     let in_progress = kinds.iter().filter(|op| *op == "write-in-progress").count();
-    assert!((1..=3).contains(&in_progress), "2.7 s of writing should give 1-3 in-progress events: {kinds:?}");
-    assert_eq!(kinds.last().map(String::as_str), Some("write-closed"), "{kinds:?}");
+    assert!(
+        (1..=3).contains(&in_progress),
+        "2.7 s of writing should give 1-3 in-progress events: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("write-closed"),
+        "{kinds:?}"
+    );
     assert_eq!(kinds.len(), in_progress + 1, "{kinds:?}");
     assert_actor(&events, pid);
     daemon.stop();
@@ -234,7 +293,10 @@ fn hard_link_made_while_running_is_registered() {
     daemon.settle(&scratch.base, 1);
     let pid = in_child(|| raw_write(&to, O_WRONLY | libc::O_APPEND, b"y"));
     let events = daemon.settle(&scratch.base, 2);
-    assert_eq!(ops(&events), vec![pair("link", &alias), pair("write-closed", &file)]);
+    assert_eq!(
+        ops(&events),
+        vec![pair("link", &alias), pair("write-closed", &file)]
+    );
     assert_actor(&events[1..], pid);
     daemon.stop();
 }

@@ -33,7 +33,14 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     }
     let _ = WRITER_COUNTS.remove(&tgid);
-    unsafe { bpf_loop(EXIT_FD_SCAN, flush_fd as *mut c_void, core::ptr::null_mut(), 0) };
+    unsafe {
+        bpf_loop(
+            EXIT_FD_SCAN,
+            flush_fd as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
     0
 }
 
@@ -41,9 +48,13 @@ extern "C" fn flush_fd(index: u64, _ctx: *mut c_void) -> i64 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let fd = index as u32;
     let key = WriterKey { tgid, fd };
-    let Some(state) = (unsafe { WRITERS.get(&key) }).copied() else { return 0 };
+    let Some(state) = (unsafe { WRITERS.get(&key) }).copied() else {
+        return 0;
+    };
     let _ = WRITERS.remove(&key);
-    let Some(buf) = begin(op::WRITE_CLOSED) else { return 0 };
+    let Some(buf) = begin(op::WRITE_CLOSED) else {
+        return 0;
+    };
     buf.header.flags |= flag::AT_EXIT;
     buf.header.arg = fd as u64;
     buf.header.paths[0].root_id = state.root_id;

@@ -33,7 +33,9 @@ pub fn track_open(path: KPath, file: u64) {
     if is_daemon() || file_mode(file) & FMODE_WRITE == 0 {
         return;
     }
-    let Some(buf) = begin(op::WRITE_OPENED) else { return };
+    let Some(buf) = begin(op::WRITE_OPENED) else {
+        return;
+    };
     let mut off = 0usize;
     let root_id = match walk(buf, 0, path, &mut off, false) {
         Found::Root(id) => id,
@@ -48,7 +50,11 @@ pub fn track_open(path: KPath, file: u64) {
     buf.header.ino = ino;
     buf.header.mode = mode;
     buf.header.arg = file;
-    let state = WriterState { last_event_ns: now_ns(), root_id, writes: 0 };
+    let state = WriterState {
+        last_event_ns: now_ns(),
+        root_id,
+        writes: 0,
+    };
     let _ = FILE_WRITERS.insert(&file, &state, 0);
     let tgid = current_tgid();
     let count = unsafe { WRITER_COUNTS.get(&tgid) }.copied().unwrap_or(0);
@@ -59,7 +65,9 @@ pub fn track_open(path: KPath, file: u64) {
 /// A write to `file`: at most one in-progress event per second for tracked files.
 #[inline(always)]
 pub fn file_written(file: u64) {
-    let Some(state) = FILE_WRITERS.get_ptr_mut(&file) else { return };
+    let Some(state) = FILE_WRITERS.get_ptr_mut(&file) else {
+        return;
+    };
     let state = unsafe { &mut *state };
     state.writes = state.writes.wrapping_add(1);
     let now = now_ns();
@@ -95,7 +103,9 @@ pub fn file_close(ctx: TracePointContext) -> u32 {
     if file == 0 {
         return 0;
     }
-    let Some(state) = (unsafe { FILE_WRITERS.get(&file) }).copied() else { return 0 };
+    let Some(state) = (unsafe { FILE_WRITERS.get(&file) }).copied() else {
+        return 0;
+    };
     let _ = FILE_WRITERS.remove(&file);
     let tgid = current_tgid();
     if let Some(count) = WRITER_COUNTS.get_ptr_mut(&tgid) {
@@ -114,7 +124,14 @@ pub fn file_process_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     }
     let _ = WRITER_COUNTS.remove(&tgid);
-    unsafe { bpf_loop(EXIT_FD_SCAN, flush_file as *mut c_void, core::ptr::null_mut(), 0) };
+    unsafe {
+        bpf_loop(
+            EXIT_FD_SCAN,
+            flush_file as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
     0
 }
 
@@ -123,7 +140,9 @@ extern "C" fn flush_file(index: u64, _ctx: *mut c_void) -> i64 {
     if file == 0 {
         return 0;
     }
-    let Some(state) = (unsafe { FILE_WRITERS.get(&file) }).copied() else { return 0 };
+    let Some(state) = (unsafe { FILE_WRITERS.get(&file) }).copied() else {
+        return 0;
+    };
     let _ = FILE_WRITERS.remove(&file);
     emit_for_file(op::WRITE_CLOSED, file, &state, flag::AT_EXIT);
     0

@@ -81,7 +81,13 @@ pub fn lsm_path_link(ctx: LsmContext) -> i32 {
 #[lsm(hook = "path_rename")]
 pub fn lsm_path_rename(ctx: LsmContext) -> i32 {
     let (old_dir, new_dir): (u64, u64) = (ctx.arg(0), ctx.arg(2));
-    two_dentry_op(op::RENAME, ctx.arg(1), mnt_of(old_dir), ctx.arg(3), mnt_of(new_dir));
+    two_dentry_op(
+        op::RENAME,
+        ctx.arg(1),
+        mnt_of(old_dir),
+        ctx.arg(3),
+        mnt_of(new_dir),
+    );
     0
 }
 

@@ -68,13 +68,17 @@ fn inspect_string(ptr: u64) -> Option<(usize, bool, bool)> {
 
 /// Flags `//`, and `.` or `..` components: such strings are normalised in user space.
 extern "C" fn scan_step(index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(scan) = SCAN_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let Some(scan) = SCAN_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
     let scan = unsafe { &mut *scan };
     let i = index as usize;
     if i + 1 >= scan.len as usize || i >= PREFIX_PATH_BYTES - 1 {
         return 1;
     }
-    let Some(key) = PREFIX_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let Some(key) = PREFIX_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
     let data = unsafe { &(*key).data };
     let c = data[4 + i];
     let prev = if i == 0 { b'/' } else { data[3 + i] };
@@ -93,7 +97,9 @@ extern "C" fn scan_step(index: u64, _ctx: *mut c_void) -> i64 {
 /// into `paths[slot]`. Returns whether it matched.
 #[inline(always)]
 fn resolve(buf: &mut EventBuf, slot: usize, dirfd: i64, ptr: u64, off: &mut usize) -> bool {
-    let Some((len, absolute, odd)) = inspect_string(ptr) else { return false };
+    let Some((len, absolute, odd)) = inspect_string(ptr) else {
+        return false;
+    };
     let base = base_dir(dirfd, absolute);
     let matched = match walk(buf, slot, base, off, odd) {
         Found::Root(_) | Found::Truncated => true,
@@ -117,7 +123,9 @@ fn resolve(buf: &mut EventBuf, slot: usize, dirfd: i64, ptr: u64, off: &mut usiz
 
 #[inline(always)]
 fn prefix_lookup(buf: &mut EventBuf, slot: usize, ancestor_id: u32, len: usize) -> bool {
-    let Some(key) = PREFIX_SCRATCH.get_ptr_mut(0) else { return false };
+    let Some(key) = PREFIX_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
     let key = unsafe { &mut *key };
     let id = ancestor_id.to_be_bytes();
     key.data[0] = id[0];
@@ -187,7 +195,14 @@ fn one_path(event_op: u8, dirfd: i64, ptr: u64, arg_value: u64, mode: u32) -> u3
 /// An operation with a source and a destination path (rename, link): sent if either side is
 /// monitored, so moves into and out of a root are both seen.
 #[inline(always)]
-fn two_paths(event_op: u8, old_dirfd: i64, old: u64, new_dirfd: i64, new: u64, arg_value: u64) -> u32 {
+fn two_paths(
+    event_op: u8,
+    old_dirfd: i64,
+    old: u64,
+    new_dirfd: i64,
+    new: u64,
+    arg_value: u64,
+) -> u32 {
     if is_daemon() {
         return 0;
     }
@@ -239,7 +254,9 @@ fn on_result(ctx: &TracePointContext) -> u32 {
         return 0;
     }
     let _ = PENDING_RESULTS.remove(&pid_tgid);
-    let Some(buf) = begin(op::SYSCALL_RESULT) else { return 0 };
+    let Some(buf) = begin(op::SYSCALL_RESULT) else {
+        return 0;
+    };
     buf.header.arg = ret(ctx) as u64;
     send(buf, 0);
     0
@@ -279,58 +296,287 @@ macro_rules! results {
 }
 
 // Removal and creation of names.
-enter!(sys_enter_unlink, |c| one_path(op::UNLINK, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_unlink, |c| one_path(
+    op::UNLINK,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    0
+));
 enter!(sys_enter_unlinkat, |c| {
     let removes_dir = arg(&c, 2) & AT_REMOVEDIR != 0;
     let event_op = if removes_dir { op::RMDIR } else { op::UNLINK };
     one_path(event_op, arg(&c, 0) as i64, arg(&c, 1), 0, 0)
 });
-enter!(sys_enter_rmdir, |c| one_path(op::RMDIR, AT_FDCWD, arg(&c, 0), 0, 0));
-enter!(sys_enter_mkdir, |c| one_path(op::MKDIR, AT_FDCWD, arg(&c, 0), 0, arg(&c, 1) as u32));
-enter!(sys_enter_mkdirat, |c| one_path(op::MKDIR, arg(&c, 0) as i64, arg(&c, 1), 0, arg(&c, 2) as u32));
-enter!(sys_enter_mknod, |c| one_path(op::CREATE, AT_FDCWD, arg(&c, 0), arg(&c, 2), arg(&c, 1) as u32));
-enter!(sys_enter_mknodat, |c| one_path(op::CREATE, arg(&c, 0) as i64, arg(&c, 1), arg(&c, 3), arg(&c, 2) as u32));
-enter!(sys_enter_rename, |c| two_paths(op::RENAME, AT_FDCWD, arg(&c, 0), AT_FDCWD, arg(&c, 1), 0));
-enter!(sys_enter_renameat, |c| two_paths(op::RENAME, arg(&c, 0) as i64, arg(&c, 1), arg(&c, 2) as i64, arg(&c, 3), 0));
-enter!(sys_enter_renameat2, |c| two_paths(op::RENAME, arg(&c, 0) as i64, arg(&c, 1), arg(&c, 2) as i64, arg(&c, 3), arg(&c, 4)));
-enter!(sys_enter_link, |c| two_paths(op::LINK, AT_FDCWD, arg(&c, 0), AT_FDCWD, arg(&c, 1), 0));
-enter!(sys_enter_linkat, |c| two_paths(op::LINK, arg(&c, 0) as i64, arg(&c, 1), arg(&c, 2) as i64, arg(&c, 3), arg(&c, 4)));
-enter!(sys_enter_symlink, |c| symlink(arg(&c, 0), AT_FDCWD, arg(&c, 1)));
-enter!(sys_enter_symlinkat, |c| symlink(arg(&c, 0), arg(&c, 1) as i64, arg(&c, 2)));
+enter!(sys_enter_rmdir, |c| one_path(
+    op::RMDIR,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    0
+));
+enter!(sys_enter_mkdir, |c| one_path(
+    op::MKDIR,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    arg(&c, 1) as u32
+));
+enter!(sys_enter_mkdirat, |c| one_path(
+    op::MKDIR,
+    arg(&c, 0) as i64,
+    arg(&c, 1),
+    0,
+    arg(&c, 2) as u32
+));
+enter!(sys_enter_mknod, |c| one_path(
+    op::CREATE,
+    AT_FDCWD,
+    arg(&c, 0),
+    arg(&c, 2),
+    arg(&c, 1) as u32
+));
+enter!(sys_enter_mknodat, |c| one_path(
+    op::CREATE,
+    arg(&c, 0) as i64,
+    arg(&c, 1),
+    arg(&c, 3),
+    arg(&c, 2) as u32
+));
+enter!(sys_enter_rename, |c| two_paths(
+    op::RENAME,
+    AT_FDCWD,
+    arg(&c, 0),
+    AT_FDCWD,
+    arg(&c, 1),
+    0
+));
+enter!(sys_enter_renameat, |c| two_paths(
+    op::RENAME,
+    arg(&c, 0) as i64,
+    arg(&c, 1),
+    arg(&c, 2) as i64,
+    arg(&c, 3),
+    0
+));
+enter!(sys_enter_renameat2, |c| two_paths(
+    op::RENAME,
+    arg(&c, 0) as i64,
+    arg(&c, 1),
+    arg(&c, 2) as i64,
+    arg(&c, 3),
+    arg(&c, 4)
+));
+enter!(sys_enter_link, |c| two_paths(
+    op::LINK,
+    AT_FDCWD,
+    arg(&c, 0),
+    AT_FDCWD,
+    arg(&c, 1),
+    0
+));
+enter!(sys_enter_linkat, |c| two_paths(
+    op::LINK,
+    arg(&c, 0) as i64,
+    arg(&c, 1),
+    arg(&c, 2) as i64,
+    arg(&c, 3),
+    arg(&c, 4)
+));
+enter!(sys_enter_symlink, |c| symlink(
+    arg(&c, 0),
+    AT_FDCWD,
+    arg(&c, 1)
+));
+enter!(sys_enter_symlinkat, |c| symlink(
+    arg(&c, 0),
+    arg(&c, 1) as i64,
+    arg(&c, 2)
+));
 
 // Attribute changes.
-enter!(sys_enter_chmod, |c| one_path(op::CHMOD, AT_FDCWD, arg(&c, 0), 0, arg(&c, 1) as u32));
-enter!(sys_enter_fchmodat, |c| one_path(op::CHMOD, arg(&c, 0) as i64, arg(&c, 1), 0, arg(&c, 2) as u32));
-enter!(sys_enter_fchmodat2, |c| path_or_fd(op::CHMOD, arg(&c, 0), empty_to_null(arg(&c, 1)), 0, arg(&c, 2) as u32));
-enter!(sys_enter_fchmod, |c| on_fd(op::CHMOD, arg(&c, 0), 0, arg(&c, 1) as u32));
-enter!(sys_enter_chown, |c| one_path(op::CHOWN, AT_FDCWD, arg(&c, 0), chown_arg(arg(&c, 1), arg(&c, 2)), 0));
-enter!(sys_enter_lchown, |c| one_path(op::CHOWN, AT_FDCWD, arg(&c, 0), chown_arg(arg(&c, 1), arg(&c, 2)), 0));
-enter!(sys_enter_fchownat, |c| path_or_fd(op::CHOWN, arg(&c, 0), empty_to_null(arg(&c, 1)), chown_arg(arg(&c, 2), arg(&c, 3)), 0));
-enter!(sys_enter_fchown, |c| on_fd(op::CHOWN, arg(&c, 0), chown_arg(arg(&c, 1), arg(&c, 2)), 0));
-enter!(sys_enter_truncate, |c| one_path(op::TRUNCATE, AT_FDCWD, arg(&c, 0), arg(&c, 1), 0));
-enter!(sys_enter_ftruncate, |c| on_fd(op::TRUNCATE, arg(&c, 0), arg(&c, 1), 0));
-enter!(sys_enter_setxattr, |c| one_path(op::XATTR, AT_FDCWD, arg(&c, 0), 0, 0));
-enter!(sys_enter_lsetxattr, |c| one_path(op::XATTR, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_chmod, |c| one_path(
+    op::CHMOD,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    arg(&c, 1) as u32
+));
+enter!(sys_enter_fchmodat, |c| one_path(
+    op::CHMOD,
+    arg(&c, 0) as i64,
+    arg(&c, 1),
+    0,
+    arg(&c, 2) as u32
+));
+enter!(sys_enter_fchmodat2, |c| path_or_fd(
+    op::CHMOD,
+    arg(&c, 0),
+    empty_to_null(arg(&c, 1)),
+    0,
+    arg(&c, 2) as u32
+));
+enter!(sys_enter_fchmod, |c| on_fd(
+    op::CHMOD,
+    arg(&c, 0),
+    0,
+    arg(&c, 1) as u32
+));
+enter!(sys_enter_chown, |c| one_path(
+    op::CHOWN,
+    AT_FDCWD,
+    arg(&c, 0),
+    chown_arg(arg(&c, 1), arg(&c, 2)),
+    0
+));
+enter!(sys_enter_lchown, |c| one_path(
+    op::CHOWN,
+    AT_FDCWD,
+    arg(&c, 0),
+    chown_arg(arg(&c, 1), arg(&c, 2)),
+    0
+));
+enter!(sys_enter_fchownat, |c| path_or_fd(
+    op::CHOWN,
+    arg(&c, 0),
+    empty_to_null(arg(&c, 1)),
+    chown_arg(arg(&c, 2), arg(&c, 3)),
+    0
+));
+enter!(sys_enter_fchown, |c| on_fd(
+    op::CHOWN,
+    arg(&c, 0),
+    chown_arg(arg(&c, 1), arg(&c, 2)),
+    0
+));
+enter!(sys_enter_truncate, |c| one_path(
+    op::TRUNCATE,
+    AT_FDCWD,
+    arg(&c, 0),
+    arg(&c, 1),
+    0
+));
+enter!(sys_enter_ftruncate, |c| on_fd(
+    op::TRUNCATE,
+    arg(&c, 0),
+    arg(&c, 1),
+    0
+));
+enter!(sys_enter_setxattr, |c| one_path(
+    op::XATTR,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    0
+));
+enter!(sys_enter_lsetxattr, |c| one_path(
+    op::XATTR,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    0
+));
 enter!(sys_enter_fsetxattr, |c| on_fd(op::XATTR, arg(&c, 0), 0, 0));
-enter!(sys_enter_removexattr, |c| one_path(op::XATTR, AT_FDCWD, arg(&c, 0), 0, 0));
-enter!(sys_enter_lremovexattr, |c| one_path(op::XATTR, AT_FDCWD, arg(&c, 0), 0, 0));
-enter!(sys_enter_fremovexattr, |c| on_fd(op::XATTR, arg(&c, 0), 0, 0));
-enter!(sys_enter_setxattrat, |c| path_or_fd(op::XATTR, arg(&c, 0), empty_to_null(arg(&c, 1)), 0, 0));
-enter!(sys_enter_removexattrat, |c| path_or_fd(op::XATTR, arg(&c, 0), empty_to_null(arg(&c, 1)), 0, 0));
-enter!(sys_enter_utimensat, |c| path_or_fd(op::SETATTR, arg(&c, 0), arg(&c, 1), 0, 0));
-enter!(sys_enter_futimesat, |c| path_or_fd(op::SETATTR, arg(&c, 0), arg(&c, 1), 0, 0));
-enter!(sys_enter_utimes, |c| one_path(op::SETATTR, AT_FDCWD, arg(&c, 0), 0, 0));
-enter!(sys_enter_utime, |c| one_path(op::SETATTR, AT_FDCWD, arg(&c, 0), 0, 0));
+enter!(sys_enter_removexattr, |c| one_path(
+    op::XATTR,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    0
+));
+enter!(sys_enter_lremovexattr, |c| one_path(
+    op::XATTR,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    0
+));
+enter!(sys_enter_fremovexattr, |c| on_fd(
+    op::XATTR,
+    arg(&c, 0),
+    0,
+    0
+));
+enter!(sys_enter_setxattrat, |c| path_or_fd(
+    op::XATTR,
+    arg(&c, 0),
+    empty_to_null(arg(&c, 1)),
+    0,
+    0
+));
+enter!(sys_enter_removexattrat, |c| path_or_fd(
+    op::XATTR,
+    arg(&c, 0),
+    empty_to_null(arg(&c, 1)),
+    0,
+    0
+));
+enter!(sys_enter_utimensat, |c| path_or_fd(
+    op::SETATTR,
+    arg(&c, 0),
+    arg(&c, 1),
+    0,
+    0
+));
+enter!(sys_enter_futimesat, |c| path_or_fd(
+    op::SETATTR,
+    arg(&c, 0),
+    arg(&c, 1),
+    0,
+    0
+));
+enter!(sys_enter_utimes, |c| one_path(
+    op::SETATTR,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    0
+));
+enter!(sys_enter_utime, |c| one_path(
+    op::SETATTR,
+    AT_FDCWD,
+    arg(&c, 0),
+    0,
+    0
+));
 
 results!(
-    sys_exit_unlink, sys_exit_unlinkat, sys_exit_rmdir, sys_exit_mkdir, sys_exit_mkdirat,
-    sys_exit_mknod, sys_exit_mknodat, sys_exit_rename, sys_exit_renameat, sys_exit_renameat2,
-    sys_exit_link, sys_exit_linkat, sys_exit_symlink, sys_exit_symlinkat, sys_exit_chmod,
-    sys_exit_fchmodat, sys_exit_fchmodat2, sys_exit_fchmod, sys_exit_chown, sys_exit_lchown,
-    sys_exit_fchownat, sys_exit_fchown, sys_exit_truncate, sys_exit_ftruncate, sys_exit_setxattr,
-    sys_exit_lsetxattr, sys_exit_fsetxattr, sys_exit_removexattr, sys_exit_lremovexattr,
-    sys_exit_fremovexattr, sys_exit_setxattrat, sys_exit_removexattrat, sys_exit_utimensat,
-    sys_exit_futimesat, sys_exit_utimes, sys_exit_utime,
+    sys_exit_unlink,
+    sys_exit_unlinkat,
+    sys_exit_rmdir,
+    sys_exit_mkdir,
+    sys_exit_mkdirat,
+    sys_exit_mknod,
+    sys_exit_mknodat,
+    sys_exit_rename,
+    sys_exit_renameat,
+    sys_exit_renameat2,
+    sys_exit_link,
+    sys_exit_linkat,
+    sys_exit_symlink,
+    sys_exit_symlinkat,
+    sys_exit_chmod,
+    sys_exit_fchmodat,
+    sys_exit_fchmodat2,
+    sys_exit_fchmod,
+    sys_exit_chown,
+    sys_exit_lchown,
+    sys_exit_fchownat,
+    sys_exit_fchown,
+    sys_exit_truncate,
+    sys_exit_ftruncate,
+    sys_exit_setxattr,
+    sys_exit_lsetxattr,
+    sys_exit_fsetxattr,
+    sys_exit_removexattr,
+    sys_exit_lremovexattr,
+    sys_exit_fremovexattr,
+    sys_exit_setxattrat,
+    sys_exit_removexattrat,
+    sys_exit_utimensat,
+    sys_exit_futimesat,
+    sys_exit_utimes,
+    sys_exit_utime,
 );
 
 /// symlink: the new name is the monitored path; the target is only text, kept in paths[1].
@@ -339,7 +585,9 @@ fn symlink(target: u64, dirfd: i64, linkpath: u64) -> u32 {
     if is_daemon() {
         return 0;
     }
-    let Some(buf) = begin(op::SYMLINK) else { return 0 };
+    let Some(buf) = begin(op::SYMLINK) else {
+        return 0;
+    };
     let mut off = 0usize;
     if !resolve(buf, 0, dirfd, linkpath, &mut off) {
         return 0;

@@ -93,7 +93,9 @@ fn on_open_exit(ctx: &TracePointContext) -> u32 {
     }
     let file = fd_file(fd as u64);
     let path = file_path(file);
-    let Some(buf) = begin(op::WRITE_OPENED) else { return 0 };
+    let Some(buf) = begin(op::WRITE_OPENED) else {
+        return 0;
+    };
     let mut off = 0usize;
     let root_id = match walk(buf, 0, path, &mut off, false) {
         Found::Root(id) => id,
@@ -112,8 +114,15 @@ fn on_open_exit(ctx: &TracePointContext) -> u32 {
     buf.header.mode = mode;
     buf.header.arg = fd as u64;
     let tgid = current_tgid();
-    let key = WriterKey { tgid, fd: fd as u32 };
-    let state = WriterState { last_event_ns: now_ns(), root_id, writes: 0 };
+    let key = WriterKey {
+        tgid,
+        fd: fd as u32,
+    };
+    let state = WriterState {
+        last_event_ns: now_ns(),
+        root_id,
+        writes: 0,
+    };
     let _ = WRITERS.insert(&key, &state, 0);
     let count = unsafe { WRITER_COUNTS.get(&tgid) }.copied().unwrap_or(0);
     let _ = WRITER_COUNTS.insert(&tgid, &(count + 1), 0);

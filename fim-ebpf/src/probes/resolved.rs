@@ -53,8 +53,26 @@ pub fn two_dentry_op(event_op: u8, old: u64, old_mnt: u64, new: u64, new_mnt: u6
     }
     let Some(buf) = begin(event_op) else { return 0 };
     let mut off = 0usize;
-    let old_matched = matched(walk(buf, 0, KPath { mnt: old_mnt, dentry: old }, &mut off, false));
-    let new_matched = matched(walk(buf, 1, KPath { mnt: new_mnt, dentry: new }, &mut off, false));
+    let old_matched = matched(walk(
+        buf,
+        0,
+        KPath {
+            mnt: old_mnt,
+            dentry: old,
+        },
+        &mut off,
+        false,
+    ));
+    let new_matched = matched(walk(
+        buf,
+        1,
+        KPath {
+            mnt: new_mnt,
+            dentry: new,
+        },
+        &mut off,
+        false,
+    ));
     if !old_matched && !new_matched {
         return 0;
     }
@@ -71,7 +89,9 @@ pub fn symlink_op(dentry: u64, mnt: u64, target: u64) -> u32 {
     if is_daemon() {
         return 0;
     }
-    let Some(buf) = begin(op::SYMLINK) else { return 0 };
+    let Some(buf) = begin(op::SYMLINK) else {
+        return 0;
+    };
     let mut off = 0usize;
     if !matched(walk(buf, 0, KPath { mnt, dentry }, &mut off, false)) {
         return 0;
@@ -107,15 +127,29 @@ pub fn setattr_op(dentry: u64, mnt: u64, attr: u64) -> u32 {
         if valid & ATTR_OPEN != 0 {
             return 0;
         }
-        return dentry_op(op::TRUNCATE, dentry, mnt, read_u64(attr, offset!(iattr_size)), 0);
+        return dentry_op(
+            op::TRUNCATE,
+            dentry,
+            mnt,
+            read_u64(attr, offset!(iattr_size)),
+            0,
+        );
     }
     if valid & ATTR_MODE != 0 {
         let mode = read_u16(attr, offset!(iattr_mode)) as u32;
         return dentry_op(op::CHMOD, dentry, mnt, 0, mode);
     }
     if valid & (ATTR_UID | ATTR_GID) != 0 {
-        let uid = if valid & ATTR_UID != 0 { read_u32(attr, offset!(iattr_uid)) } else { u32::MAX };
-        let gid = if valid & ATTR_GID != 0 { read_u32(attr, offset!(iattr_gid)) } else { u32::MAX };
+        let uid = if valid & ATTR_UID != 0 {
+            read_u32(attr, offset!(iattr_uid))
+        } else {
+            u32::MAX
+        };
+        let gid = if valid & ATTR_GID != 0 {
+            read_u32(attr, offset!(iattr_gid))
+        } else {
+            u32::MAX
+        };
         return dentry_op(op::CHOWN, dentry, mnt, uid as u64 | ((gid as u64) << 32), 0);
     }
     if valid & (ATTR_ATIME | ATTR_MTIME) != 0 {

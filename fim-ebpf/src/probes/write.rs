@@ -21,8 +21,13 @@ const IN_PROGRESS_INTERVAL_NS: u64 = 1_000_000_000;
 
 #[inline(always)]
 fn on_write(fd: u64) -> u32 {
-    let key = WriterKey { tgid: current_tgid(), fd: fd as u32 };
-    let Some(state) = WRITERS.get_ptr_mut(&key) else { return 0 };
+    let key = WriterKey {
+        tgid: current_tgid(),
+        fd: fd as u32,
+    };
+    let Some(state) = WRITERS.get_ptr_mut(&key) else {
+        return 0;
+    };
     let state = unsafe { &mut *state };
     state.writes = state.writes.wrapping_add(1);
     let now = now_ns();
@@ -72,8 +77,13 @@ write_probe!(sys_enter_splice, 2);
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let fd = arg(&ctx, 0);
     let tgid = current_tgid();
-    let key = WriterKey { tgid, fd: fd as u32 };
-    let Some(state) = (unsafe { WRITERS.get(&key) }).copied() else { return 0 };
+    let key = WriterKey {
+        tgid,
+        fd: fd as u32,
+    };
+    let Some(state) = (unsafe { WRITERS.get(&key) }).copied() else {
+        return 0;
+    };
     let _ = WRITERS.remove(&key);
     if let Some(count) = WRITER_COUNTS.get_ptr_mut(&tgid) {
         unsafe { *count = (*count).saturating_sub(1) };

@@ -23,9 +23,24 @@ use tokio::{
 
 /// The recommended Linux roots (see PRODUCT.md), used when no --watch is given.
 const DEFAULT_ROOTS: &[&str] = &[
-    "/bin/login", "/bin/passwd", "/etc", "/usr/bin", "/usr/sbin", "/bin", "/sbin", "/boot",
-    "/usr/local/bin", "/usr/local/sbin", "/opt/bin", "/opt/sbin", "/etc/crontab", "/etc/init.d",
-    "/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly",
+    "/bin/login",
+    "/bin/passwd",
+    "/etc",
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/boot",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "/opt/bin",
+    "/opt/sbin",
+    "/etc/crontab",
+    "/etc/init.d",
+    "/etc/cron.hourly",
+    "/etc/cron.daily",
+    "/etc/cron.weekly",
+    "/etc/cron.monthly",
 ];
 
 #[derive(Parser, Debug)]
@@ -52,7 +67,11 @@ fn parse_requested(text: &str) -> Result<Requested, String> {
 fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!("cannot start the async runtime: {error}");
@@ -72,19 +91,26 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FIM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // try_init also routes the `log` facade (aya-log's records) into tracing.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
     if !args.ring_bytes.is_power_of_two() || args.ring_bytes < 4096 {
-        anyhow::bail!("--ring-bytes {} must be a power of two of at least 4096", args.ring_bytes);
+        anyhow::bail!(
+            "--ring-bytes {} must be a power of two of at least 4096",
+            args.ring_bytes
+        );
     }
     let roots: Vec<RootSpec> = if args.watch.is_empty() {
         DEFAULT_ROOTS.iter().map(RootSpec::recursive).collect()
     } else {
         args.watch.iter().map(RootSpec::recursive).collect()
     };
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
     let Some(source) = start_kernel_source(&args, roots).await? else {
@@ -112,7 +138,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     stdout.flush().await.context("writing to stdout")?;
-    source.join().await.context("stopping the kernel pipeline")?;
+    source
+        .join()
+        .await
+        .context("stopping the kernel pipeline")?;
     tracing::info!("all programs detached");
     Ok(())
 }
@@ -149,30 +178,53 @@ async fn start_kernel_source(
                 chosen = Some((candidate, loaded));
                 break;
             }
-            Err(error) => refused.push(strategy::Unavailable { strategy: candidate, reason: error.to_string() }),
+            Err(error) => refused.push(strategy::Unavailable {
+                strategy: candidate,
+                reason: error.to_string(),
+            }),
         }
     }
-    let reasons: Vec<String> = refused.iter().map(|reason| first_line(&reason.to_string())).collect();
+    let reasons: Vec<String> = refused
+        .iter()
+        .map(|reason| first_line(&reason.to_string()))
+        .collect();
     let Some((strategy, loaded)) = chosen else {
         if args.strategy != Requested::Auto {
-            anyhow::bail!("the requested strategy cannot run here: {}", reasons.join("; "));
+            anyhow::bail!(
+                "the requested strategy cannot run here: {}",
+                reasons.join("; ")
+            );
         }
-        tracing::error!("no kernel event strategy is usable ({}); falling back to scan-only", reasons.join("; "));
+        tracing::error!(
+            "no kernel event strategy is usable ({}); falling back to scan-only",
+            reasons.join("; ")
+        );
         return Ok(None);
     };
     if !reasons.is_empty() {
-        tracing::info!("attach strategy {strategy} chosen; not usable here: {}", reasons.join("; "));
+        tracing::info!(
+            "attach strategy {strategy} chosen; not usable here: {}",
+            reasons.join("; ")
+        );
     }
     if !loaded.missing.is_empty() {
-        tracing::info!("this kernel lacks {} tracepoints, skipped: {}", loaded.missing.len(), loaded.missing.join(", "));
+        tracing::info!(
+            "this kernel lacks {} tracepoints, skipped: {}",
+            loaded.missing.len(),
+            loaded.missing.join(", ")
+        );
     }
     let attached = loaded.attached.len();
     let (sender, receiver) = mpsc::channel(4096);
-    let (source, warnings) = EbpfSource::start(loaded, roots.clone(), sender).context("starting the event source")?;
+    let (source, warnings) =
+        EbpfSource::start(loaded, roots.clone(), sender).context("starting the event source")?;
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    let watched: Vec<String> = roots.iter().map(|root| root.path.display().to_string()).collect();
+    let watched: Vec<String> = roots
+        .iter()
+        .map(|root| root.path.display().to_string())
+        .collect();
     tracing::info!(strategy = %strategy, programs = attached, roots = ?watched, "monitoring started");
     Ok(Some((source, receiver)))
 }

@@ -31,7 +31,9 @@ struct Config {
 
 fn config() -> Result<Config> {
     let mut config = Config {
-        fimd: PathBuf::from(std::env::var("FIMD_BIN").unwrap_or_else(|_| "target/release/fimd".into())),
+        fimd: PathBuf::from(
+            std::env::var("FIMD_BIN").unwrap_or_else(|_| "target/release/fimd".into()),
+        ),
         strategy: "auto".into(),
         writes: 1_000_000,
         cycles: 50_000,
@@ -39,7 +41,9 @@ fn config() -> Result<Config> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--fimd" => config.fimd = value.into(),
             "--strategy" => config.strategy = value,
@@ -68,7 +72,9 @@ fn time_writes(path: &Path, count: usize) -> Result<Duration> {
     let start = Instant::now();
     for _ in 0..count {
         // SAFETY: as above.
-        if unsafe { libc::pwrite(fd, block.as_ptr().cast(), block.len(), 0) } != block.len() as isize {
+        if unsafe { libc::pwrite(fd, block.as_ptr().cast(), block.len(), 0) }
+            != block.len() as isize
+        {
             bail!("short write to {}", path.display());
         }
     }
@@ -80,13 +86,19 @@ fn time_writes(path: &Path, count: usize) -> Result<Duration> {
 
 /// `count` create+write+close+unlink cycles named `{prefix}{i}` in `dir`, timed.
 fn time_cycles(dir: &Path, prefix: &str, count: usize) -> Result<Duration> {
-    let names: Vec<CString> = (0..count).map(|i| cstring(&dir.join(format!("{prefix}{i}")))).collect();
+    let names: Vec<CString> = (0..count)
+        .map(|i| cstring(&dir.join(format!("{prefix}{i}"))))
+        .collect();
     let block = [0x5au8; 4096];
     let start = Instant::now();
     for name in &names {
         // SAFETY: raw syscalls on valid paths and buffers.
         unsafe {
-            let fd = libc::open(name.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644);
+            let fd = libc::open(
+                name.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                0o644,
+            );
             if fd < 0 {
                 bail!("cannot create in {}", dir.display());
             }
@@ -126,7 +138,10 @@ fn start_daemon(config: &Config, watched: &Path, events: &Path) -> Result<Daemon
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
-    Ok(Daemon { child, events: events.to_path_buf() })
+    Ok(Daemon {
+        child,
+        events: events.to_path_buf(),
+    })
 }
 
 impl Daemon {
@@ -137,15 +152,24 @@ impl Daemon {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().context("waiting for fimd")?;
         let text = std::fs::read_to_string(&self.events).context("reading events")?;
-        Ok(text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect())
+        Ok(text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect())
     }
 }
 
 /// (run_time_ns, run_cnt) per program id, from bpftool.
 fn bpf_stats() -> BTreeMap<u64, (String, u64, u64)> {
-    let output = Command::new("bpftool").args(["prog", "show", "-j"]).output();
-    let Ok(output) = output else { return BTreeMap::new() };
-    let Ok(Value::Array(programs)) = serde_json::from_slice::<Value>(&output.stdout) else { return BTreeMap::new() };
+    let output = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output();
+    let Ok(output) = output else {
+        return BTreeMap::new();
+    };
+    let Ok(Value::Array(programs)) = serde_json::from_slice::<Value>(&output.stdout) else {
+        return BTreeMap::new();
+    };
     programs
         .iter()
         .filter_map(|program| {
@@ -197,20 +221,36 @@ fn main() -> Result<()> {
                 continue;
             }
             let before = bpf_stats();
-            let daemon = if on { Some(start_daemon(&config, &watched, &base.join("events.jsonl"))?) } else { None };
+            let daemon = if on {
+                Some(start_daemon(&config, &watched, &base.join("events.jsonl"))?)
+            } else {
+                None
+            };
             let prefix = format!("r{round}{}_", if on { "on" } else { "off" });
             let unmonitored = time_writes(&other.join("data"), config.writes)?;
             let monitored = time_writes(&watched.join("data"), config.writes)?;
             let cycles = time_cycles(&watched, &prefix, config.cycles)?;
-            for (name, elapsed) in [("writes_unmonitored", unmonitored), ("writes_monitored", monitored), ("cycles", cycles)] {
+            for (name, elapsed) in [
+                ("writes_unmonitored", unmonitored),
+                ("writes_monitored", monitored),
+                ("cycles", cycles),
+            ] {
                 if stats_pass {
                     break;
                 }
                 let entry = results.entry(name).or_default();
-                if on { entry.1.push(elapsed) } else { entry.0.push(elapsed) }
+                if on {
+                    entry.1.push(elapsed)
+                } else {
+                    entry.0.push(elapsed)
+                }
             }
             if let Some(daemon) = daemon {
-                let after = if stats_pass { bpf_stats() } else { BTreeMap::new() };
+                let after = if stats_pass {
+                    bpf_stats()
+                } else {
+                    BTreeMap::new()
+                };
                 for (id, (name, ns, count)) in &after {
                     if before.contains_key(id) {
                         continue;
@@ -220,28 +260,77 @@ fn main() -> Result<()> {
                     total.1 += count;
                 }
                 let events = daemon.stop()?;
-                let names: HashSet<String> =
-                    (0..config.cycles).map(|i| watched.join(format!("{prefix}{i}")).to_string_lossy().to_string()).collect();
-                let count = |op: &str| events.iter().filter(|e| e["op"] == op && e["path"].as_str().is_some_and(|p| names.contains(p))).count();
+                let names: HashSet<String> = (0..config.cycles)
+                    .map(|i| {
+                        watched
+                            .join(format!("{prefix}{i}"))
+                            .to_string_lossy()
+                            .to_string()
+                    })
+                    .collect();
+                let count = |op: &str| {
+                    events
+                        .iter()
+                        .filter(|e| {
+                            e["op"] == op && e["path"].as_str().is_some_and(|p| names.contains(p))
+                        })
+                        .count()
+                };
                 let gaps = events.iter().filter(|e| e["op"] == "gap").count();
-                reported.push((count("create"), count("write-closed"), count("unlink"), gaps));
+                reported.push((
+                    count("create"),
+                    count("write-closed"),
+                    count("unlink"),
+                    gaps,
+                ));
             }
         }
     }
 
-    println!("\nkernel pipeline benchmark: {} rounds, medians, daemon off vs on (strategy {})", config.rounds, config.strategy);
-    println!("{:<44} {:>12} {:>12} {:>9} {:>8}", "workload", "off", "on", "on/off", "target");
+    println!(
+        "\nkernel pipeline benchmark: {} rounds, medians, daemon off vs on (strategy {})",
+        config.rounds, config.strategy
+    );
+    println!(
+        "{:<44} {:>12} {:>12} {:>9} {:>8}",
+        "workload", "off", "on", "on/off", "target"
+    );
     let rows = [
-        ("writes_unmonitored", format!("{}x 4 KiB pwrite, unmonitored file", config.writes), 1.02),
-        ("writes_monitored", format!("{}x 4 KiB pwrite, monitored file", config.writes), 1.10),
-        ("cycles", format!("{}x create+write+close+unlink, monitored dir", config.cycles), f64::NAN),
+        (
+            "writes_unmonitored",
+            format!("{}x 4 KiB pwrite, unmonitored file", config.writes),
+            1.02,
+        ),
+        (
+            "writes_monitored",
+            format!("{}x 4 KiB pwrite, monitored file", config.writes),
+            1.10,
+        ),
+        (
+            "cycles",
+            format!(
+                "{}x create+write+close+unlink, monitored dir",
+                config.cycles
+            ),
+            f64::NAN,
+        ),
     ];
     for (key, label, target) in rows {
         let (off, on) = &results[key];
         let (off, on) = (median(off.clone()), median(on.clone()));
         let ratio = on.as_secs_f64() / off.as_secs_f64();
-        let verdict = if target.is_nan() { "-".to_string() } else if ratio <= target { format!("<={target} ok") } else { format!("<={target} MISS") };
-        println!("{label:<44} {:>10.3}s {:>10.3}s {ratio:>9.3} {verdict:>8}", off.as_secs_f64(), on.as_secs_f64());
+        let verdict = if target.is_nan() {
+            "-".to_string()
+        } else if ratio <= target {
+            format!("<={target} ok")
+        } else {
+            format!("<={target} MISS")
+        };
+        println!(
+            "{label:<44} {:>10.3}s {:>10.3}s {ratio:>9.3} {verdict:>8}",
+            off.as_secs_f64(),
+            on.as_secs_f64()
+        );
     }
     for (round, (create, closed, unlink, gaps)) in reported.iter().enumerate() {
         let all = *create == config.cycles && *closed == config.cycles && *unlink == config.cycles;
@@ -254,17 +343,30 @@ fn main() -> Result<()> {
     }
     let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
     println!("\nBPF run time (bpf_stats, one extra pass with the daemon on; not in the timings):");
-    println!("{:<18} {:>12} {:>14} {:>10}", "program", "run_cnt", "run_time_ns", "ns/run");
-    let mut rows: Vec<_> = stats_on.into_iter().filter(|(_, (_, count))| *count > 0).collect();
+    println!(
+        "{:<18} {:>12} {:>14} {:>10}",
+        "program", "run_cnt", "run_time_ns", "ns/run"
+    );
+    let mut rows: Vec<_> = stats_on
+        .into_iter()
+        .filter(|(_, (_, count))| *count > 0)
+        .collect();
     rows.sort_by_key(|(_, (ns, _))| std::cmp::Reverse(*ns));
     let (mut total_ns, mut total_cnt) = (0u64, 0u64);
     for (name, (ns, count)) in &rows {
         total_ns += ns;
         total_cnt += count;
-        println!("{name:<18} {count:>12} {ns:>14} {:>10.1}", *ns as f64 / *count as f64);
+        println!(
+            "{name:<18} {count:>12} {ns:>14} {:>10.1}",
+            *ns as f64 / *count as f64
+        );
     }
     if total_cnt > 0 {
-        println!("{:<18} {total_cnt:>12} {total_ns:>14} {:>10.1}", "all", total_ns as f64 / total_cnt as f64);
+        println!(
+            "{:<18} {total_cnt:>12} {total_ns:>14} {:>10.1}",
+            "all",
+            total_ns as f64 / total_cnt as f64
+        );
     }
     let _ = std::fs::remove_dir_all(&base);
     Ok(())
