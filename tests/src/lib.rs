@@ -30,7 +30,7 @@ pub fn strategy() -> String {
     std::env::var("FIM_STRATEGY").unwrap_or_else(|_| "tracepoint".to_string())
 }
 
-fn fimd_bin() -> PathBuf {
+pub fn fimd_bin() -> PathBuf {
     if let Ok(path) = std::env::var("FIMD_BIN") {
         return PathBuf::from(path);
     }

@@ -127,3 +127,54 @@ fn unmonitored_tree_produces_nothing() {
     );
     daemon.stop();
 }
+
+/// A kernel the daemon cannot use gets one clear line naming what is missing and the
+/// fallback, and the daemon keeps running (scan-only) until told to stop.
+#[test]
+fn unusable_kernel_falls_back_to_scan_only_with_one_clear_line() {
+    require_root();
+    let scratch = Scratch::new("nobtf");
+    let mut child = std::process::Command::new(fimd_bin())
+        .args(["--btf", "/nonexistent/vmlinux", "--watch"])
+        .arg(&scratch.watched)
+        .env("FIM_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn fimd");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        child.try_wait().expect("poll fimd").is_none(),
+        "fimd must keep running scan-only"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().expect("wait fimd");
+    assert!(output.status.success(), "exit status {}", output.status);
+    let log = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("scan-only"))
+        .collect();
+    assert_eq!(lines.len(), 1, "exactly one fallback line expected:\n{log}");
+    assert!(
+        lines[0].contains("/nonexistent/vmlinux") && lines[0].contains("BTF"),
+        "{}",
+        lines[0]
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn bad_ring_size_is_rejected_with_a_clear_error() {
+    let output = std::process::Command::new(fimd_bin())
+        .args(["--ring-bytes", "5000", "--watch", "/tmp"])
+        .output()
+        .expect("run fimd");
+    assert!(!output.status.success());
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("--ring-bytes 5000 must be a power of two"),
+        "{log}"
+    );
+}
