@@ -119,7 +119,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     };
     let (source, mut events) = source;
-    let mut stdout = tokio::io::stdout();
+    // Buffered: tokio's stdout hands every write to a blocking thread.
+    let mut stdout = tokio::io::BufWriter::with_capacity(1 << 16, tokio::io::stdout());
     // After a signal, keep printing until the source closes the channel: nothing it already
     // took from the kernel is lost on a clean shutdown.
     loop {
