@@ -121,20 +121,35 @@ impl Daemon {
                 log.push('\n');
             }
         });
-        let daemon = Self {
+        let mut daemon = Self {
             child,
             events,
             stderr,
         };
-        daemon.wait_for_log("monitoring started", Duration::from_secs(120));
+        daemon.wait_for_log("monitoring started", Duration::from_secs(300));
         daemon
     }
 
-    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+    /// Waits for `needle` in the log; fails at once if fimd exits or falls back to scan-only.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.stderr.lock().expect("stderr lock").contains(needle) {
+            let log = self.stderr.lock().expect("stderr lock").clone();
+            if log.contains(needle) {
                 return;
+            }
+            if log.contains("scan-only") {
+                panic!(
+                    "fimd could not attach ({} strategy) and fell back to scan-only:\n{log}",
+                    strategy()
+                );
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "fimd exited with {status} before {needle:?}:\n{}",
+                    self.stderr.lock().expect("stderr lock")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
