@@ -80,3 +80,17 @@ pub fn count_drop(root_id: u32) {
         unsafe { *counter += 1 };
     }
 }
+
+/// A pointer `off` bytes into the data area when `room` bytes fit there.
+///
+/// The offset is masked before it is compared, never after: if the comparison came first the
+/// compiler would drop the mask as redundant, and older verifiers (6.1) do not carry the
+/// comparison's bound over to the pointer arithmetic, so they reject the program.
+#[inline(always)]
+pub fn data_at(buf: &mut EventBuf, off: usize, room: usize) -> Option<*mut u8> {
+    let masked = off & (DATA_SIZE - 1);
+    if masked > DATA_SIZE - room {
+        return None;
+    }
+    Some(unsafe { buf.data.as_mut_ptr().add(masked) })
+}

@@ -17,6 +17,7 @@ use fim_common::{
 };
 
 use crate::{
+    emit::data_at,
     kernel::{dentry_ids, offset, read_u64, KPath},
     maps::{INODES, SCRATCH, WALK_SCRATCH},
 };
@@ -176,17 +177,17 @@ extern "C" fn walk_step(_index: u64, _ctx: *mut c_void) -> i64 {
         state.mnt = parent_mount + offset!(mount_mnt);
         return 0;
     }
-    // Loaded as u16 so the verifier sees a bounded, non-negative offset even on kernels
-    // (6.1) that do not carry the unsigned check below over to the pointer arithmetic.
-    let off = (state.off as u16) as usize;
-    if state.depth as usize >= MAX_WALK_DEPTH || off > DATA_SIZE - MAX_NAME {
+    let off = state.off as usize;
+    if state.depth as usize >= MAX_WALK_DEPTH {
         return 1;
     }
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         return 1;
     };
+    let Some(dst) = data_at(unsafe { &mut *buf }, off, MAX_NAME) else {
+        return 1;
+    };
     let name = read_u64(dentry, offset!(dentry_name_ptr));
-    let dst = unsafe { (*buf).data.as_mut_ptr().add(off & (DATA_SIZE - 1)) };
     let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), MAX_NAME as u32, name as *const _) };
     if n <= 0 {
         return 1;

@@ -49,7 +49,16 @@ enum Attach {
 }
 
 /// The strategy's programs and where each attaches; None for programs of other strategies.
-fn attach_point(strategy: Strategy, program: &str) -> Option<Attach> {
+fn attach_point(strategy: Strategy, program: &str, offsets: &KernelOffsets) -> Option<Attach> {
+    // Two builds of the inode_setattr hook: the kernel's signature picks one.
+    let setattr_variant = if offsets.setattr_dentry_arg == 0 {
+        "lsm_inode_setattr"
+    } else {
+        "lsm_inode_setattr_idmap"
+    };
+    if program.starts_with("lsm_inode_setattr") && program != setattr_variant {
+        return None;
+    }
     let tracepoint = |category, name: &str| {
         Some(Attach::Tracepoint {
             category,
@@ -110,7 +119,7 @@ pub fn load(
     let mut missing = Vec::new();
     let names: Vec<String> = ebpf.programs().map(|(name, _)| name.to_string()).collect();
     for name in names {
-        let Some(attach) = attach_point(strategy, &name) else {
+        let Some(attach) = attach_point(strategy, &name, offsets) else {
             continue;
         };
         let program = ebpf.program_mut(&name).ok_or_else(|| LoadError::Program {

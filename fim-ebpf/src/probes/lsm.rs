@@ -7,7 +7,7 @@ use super::{
     files::{file_written, track_open},
     resolved::{dentry_op, setattr_op, symlink_op, two_dentry_op},
 };
-use crate::kernel::{file_path, offset, read_path};
+use crate::kernel::{file_path, read_path};
 
 const MAY_WRITE: u64 = 2;
 
@@ -91,15 +91,18 @@ pub fn lsm_path_rename(ctx: LsmContext) -> i32 {
     0
 }
 
+/// inode_setattr(dentry, attr), before 6.3. The loader attaches this one or the next,
+/// whichever matches the kernel's signature: a ctx offset chosen at run time is refused.
 #[lsm(hook = "inode_setattr")]
 pub fn lsm_inode_setattr(ctx: LsmContext) -> i32 {
-    // An idmap argument was added in front in 6.3: the loader says where the dentry is.
-    let (dentry, attr): (u64, u64) = if offset!(setattr_dentry_arg) == 0 {
-        (ctx.arg(0), ctx.arg(1))
-    } else {
-        (ctx.arg(1), ctx.arg(2))
-    };
-    setattr_op(dentry, 0, attr);
+    setattr_op(ctx.arg(0), 0, ctx.arg(1));
+    0
+}
+
+/// inode_setattr(idmap, dentry, attr), 6.3 and later.
+#[lsm(hook = "inode_setattr")]
+pub fn lsm_inode_setattr_idmap(ctx: LsmContext) -> i32 {
+    setattr_op(ctx.arg(1), 0, ctx.arg(2));
     0
 }
 

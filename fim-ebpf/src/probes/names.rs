@@ -17,13 +17,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use fim_common::{
-    event::{flag, op, path_flag, EventBuf, DATA_SIZE, MAX_USER_STRING},
+    event::{flag, op, path_flag, EventBuf, MAX_USER_STRING},
     roots::PREFIX_PATH_BYTES,
 };
 
 use super::{arg, is_daemon, ret};
 use crate::{
-    emit::{begin, send},
+    emit::{begin, data_at, send},
     kernel::{base_dir, dentry_ids, fd_file, file_path},
     maps::{PENDING_RESULTS, PREFIXES, PREFIX_SCRATCH, SCAN_SCRATCH},
     walk::{walk, Found},
@@ -147,11 +147,10 @@ fn prefix_lookup(buf: &mut EventBuf, slot: usize, ancestor_id: u32, len: usize) 
 /// Appends the user string to the record's data for `paths[slot]`.
 #[inline(always)]
 fn copy_string(buf: &mut EventBuf, slot: usize, ptr: u64, off: &mut usize) {
-    if *off > DATA_SIZE - MAX_USER_STRING {
+    let Some(dst) = data_at(buf, *off, MAX_USER_STRING) else {
         buf.header.paths[slot & 1].flags |= path_flag::STRING_TRUNCATED;
         return;
-    }
-    let dst = unsafe { buf.data.as_mut_ptr().add(*off & (DATA_SIZE - 1)) };
+    };
     let n = unsafe { bpf_probe_read_user_str(dst.cast(), MAX_USER_STRING as u32, ptr as *const _) };
     let desc = &mut buf.header.paths[slot & 1];
     desc.flags |= path_flag::PRESENT;

@@ -1,12 +1,12 @@
 //! Operations the kernel has already resolved to dentries (LSM hooks, VFS fentry/fexit): no
 //! path strings, no prefix trie, just the walk from the dentry.
-use fim_common::event::{op, path_flag, EventBuf, DATA_SIZE, MAX_NAME};
+use fim_common::event::{op, path_flag, EventBuf, MAX_NAME};
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 
 use super::is_daemon;
 use crate::{
-    emit::{begin, send},
+    emit::{begin, data_at, send},
     kernel::{dentry_ids, offset, read_u16, read_u32, read_u64, KPath},
     walk::{walk, Found},
 };
@@ -103,10 +103,9 @@ pub fn symlink_op(dentry: u64, mnt: u64, target: u64) -> u32 {
 
 #[inline(always)]
 fn append_kernel_string(buf: &mut EventBuf, slot: usize, ptr: u64, off: &mut usize) {
-    if *off > DATA_SIZE - MAX_NAME {
+    let Some(dst) = data_at(buf, *off, MAX_NAME) else {
         return;
-    }
-    let dst = unsafe { buf.data.as_mut_ptr().add(*off & (DATA_SIZE - 1)) };
+    };
     let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), MAX_NAME as u32, ptr as *const _) };
     let desc = &mut buf.header.paths[slot & 1];
     desc.flags |= path_flag::PRESENT;
