@@ -583,6 +583,9 @@ impl State {
                 self.release(lost, true, ready);
             }
         } else {
+            if event.op == Operation::Link {
+                self.new_links.push(event.clone());
+            }
             ready.push(SourceItem::Change(event));
         }
     }

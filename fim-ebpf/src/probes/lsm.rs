@@ -10,6 +10,8 @@ use super::{
 use crate::kernel::{file_path, read_path};
 
 const MAY_WRITE: u64 = 2;
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
 
 /// The mount of a `const struct path *` argument.
 #[inline(always)]
@@ -59,6 +61,11 @@ pub fn lsm_path_rmdir(ctx: LsmContext) -> i32 {
 pub fn lsm_path_mknod(ctx: LsmContext) -> i32 {
     let dir: u64 = ctx.arg(0);
     let mode: u64 = ctx.arg(2);
+    // open(O_CREAT) also passes through this hook (may_o_create); its regular file is
+    // reported by file_open with FMODE_CREATED. Only special files are reported here.
+    if mode as u32 & S_IFMT == S_IFREG {
+        return 0;
+    }
     dentry_op(op::CREATE, ctx.arg(1), mnt_of(dir), ctx.arg(3), mode as u32);
     0
 }
