@@ -25,7 +25,11 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Developer and CI tasks for fim")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Developer and CI tasks for fim"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Task,
@@ -53,6 +57,9 @@ enum Task {
         /// Hard time limit for each VM run, in seconds.
         #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT_SECS)]
         vm_timeout: u64,
+        /// Time limit for each test binary inside the VM, in seconds.
+        #[arg(long, default_value_t = vm::DEFAULT_BINARY_TIMEOUT_SECS)]
+        binary_timeout: u64,
     },
     /// Run the fim-tests suite inside QEMU on Debian's stock kernel.
     Vm {
@@ -65,6 +72,9 @@ enum Task {
         /// Hard time limit for the whole boot, in seconds.
         #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT_SECS)]
         timeout: u64,
+        /// Time limit for each test binary inside the guest, in seconds.
+        #[arg(long, default_value_t = vm::DEFAULT_BINARY_TIMEOUT_SECS)]
+        binary_timeout: u64,
         /// Extra arguments for every test binary (e.g. a test name filter), after `--`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         test_args: Vec<String>,
@@ -86,11 +96,18 @@ fn dispatch(cli: Cli) -> Result<()> {
         Task::Setup => setup::run(),
         Task::Build { release } => build::run(release),
         Task::Run { args } => run::run(&args),
-        Task::Test { vm_timeout } => test::run(Duration::from_secs(vm_timeout)),
+        Task::Test {
+            vm_timeout,
+            binary_timeout,
+        } => test::run(
+            Duration::from_secs(vm_timeout),
+            Duration::from_secs(binary_timeout),
+        ),
         Task::Vm {
             strategy,
             keep,
             timeout,
+            binary_timeout,
             test_args,
         } => {
             setup::run()?;
@@ -98,6 +115,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 strategy,
                 keep,
                 timeout: Duration::from_secs(timeout),
+                binary_timeout: Duration::from_secs(binary_timeout),
                 test_args,
             };
             vm::run(&opts).map(|_| ())

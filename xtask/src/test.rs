@@ -30,7 +30,7 @@ struct Row {
     result: Result<String>,
 }
 
-pub fn run(vm_timeout: Duration) -> Result<()> {
+pub fn run(vm_timeout: Duration, binary_timeout: Duration) -> Result<()> {
     if !is_root() {
         bail!(
             "cargo xtask test needs root: the host tests load BPF programs and setup installs \
@@ -46,6 +46,7 @@ pub fn run(vm_timeout: Duration) -> Result<()> {
             strategy,
             keep: false,
             timeout: vm_timeout,
+            binary_timeout,
             test_args: Vec::new(),
         };
         rows.push(timed(&format!("vm: {strategy}"), || {

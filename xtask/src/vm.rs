@@ -23,9 +23,11 @@ use initramfs::Entry;
 use crate::{cargo, run_cmd, setup, show, target_dir, vm_cache_dir};
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 15 * 60;
+pub const DEFAULT_BINARY_TIMEOUT_SECS: u64 = 5 * 60;
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 const MARK_KERNEL: &str = "FIM-VM-KERNEL ";
 const MARK_LSM: &str = "FIM-VM-LSM ";
+const MARK_START: &str = "FIM-VM-START ";
 const MARK_EXIT: &str = "FIM-VM-EXIT ";
 const MARK_DONE: &str = "FIM-VM-DONE";
 
@@ -50,6 +52,8 @@ pub struct VmOpts {
     pub strategy: Strategy,
     pub keep: bool,
     pub timeout: Duration,
+    /// Time limit for each test binary inside the guest.
+    pub binary_timeout: Duration,
     pub test_args: Vec<String>,
 }
 
@@ -75,7 +79,7 @@ pub fn run(opts: &VmOpts) -> Result<VmReport> {
     initramfs::fresh_dir(&work)?;
     let initrd = work.join("initramfs.cpio.gz");
     let names: Vec<&str> = bins.tests.iter().map(|(name, _)| name.as_str()).collect();
-    let init = init_script(strategy, &names, &opts.test_args);
+    let init = init_script(opts, &names);
     std::fs::write(work.join("init"), &init).context("writing the init script")?;
     initramfs::write_gz(&initrd, &image_entries(&bins, init)?)?;
     println!(
@@ -89,14 +93,14 @@ pub fn run(opts: &VmOpts) -> Result<VmReport> {
     if !opts.keep {
         std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     }
-    let lines = booted?;
+    let booted = booted?;
     println!(
         "vm {strategy}: guest ran {:.1}s; serial log {}",
         started.elapsed().as_secs_f64(),
         log.display()
     );
-    let outcome = qemu::Outcome::parse(&lines);
-    outcome.judge(strategy, &names, &log)?;
+    let outcome = qemu::Outcome::parse(&booted.console);
+    outcome.judge(strategy, &names, booted.problem.as_deref(), &log)?;
     Ok(VmReport { tests: names.len() })
 }
 
@@ -186,7 +190,9 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn init_script(strategy: Strategy, tests: &[&str], test_args: &[String]) -> String {
+fn init_script(opts: &VmOpts, tests: &[&str]) -> String {
+    let strategy = opts.strategy;
+    let limit = opts.binary_timeout.as_secs().max(1);
     let mut s = String::from("#!/bin/busybox sh\n/bin/busybox --install -s /bin\n");
     s.push_str("export PATH=/bin HOME=/root TMPDIR=/tmp\n");
     let mounts = [
@@ -208,15 +214,21 @@ fn init_script(strategy: Strategy, tests: &[&str], test_args: &[String]) -> Stri
         "echo \"{MARK_LSM}$(cat /sys/kernel/security/lsm)\"\n"
     ));
     s.push_str("cd /tmp\n");
-    let args: Vec<String> = test_args.iter().map(|a| sh_quote(a)).collect();
+    let args: Vec<String> = opts.test_args.iter().map(|a| sh_quote(a)).collect();
     for name in tests {
-        s.push_str(&format!("echo 'FIM-VM-START {name}'\n"));
+        s.push_str(&format!("echo '{MARK_START}{name}'\n"));
+        // A hung binary is killed so the others still run; fimd instances it left behind are
+        // killed so they cannot disturb the next binary.
         s.push_str(&format!(
-            "FIMD_BIN=/bin/fimd FIM_STRATEGY={strategy} RUST_BACKTRACE=1 /tests/{name} \
-             --test-threads=1 {}\n",
+            "FIMD_BIN=/bin/fimd FIM_STRATEGY={strategy} RUST_BACKTRACE=1 \
+             timeout -s KILL {limit} /tests/{name} --test-threads=1 {}\n",
             args.join(" ")
         ));
         s.push_str(&format!("echo \"{MARK_EXIT}{name} $?\"\n"));
+        s.push_str(&format!(
+            "if pidof fimd >/dev/null; then echo 'FIM-VM-WARN fimd left running after {name}'; \
+             killall -9 fimd; fi\n"
+        ));
     }
     s.push_str(&format!("echo {MARK_DONE}\nsync\npoweroff -f\n"));
     // Should poweroff return, ask the kernel directly; if init exits, panic=-1 reboots and

@@ -16,21 +16,30 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _, Result};
 
-use super::{Strategy, MARK_DONE, MARK_EXIT, MARK_KERNEL, MARK_LSM};
+use super::{Strategy, MARK_DONE, MARK_EXIT, MARK_KERNEL, MARK_LSM, MARK_START};
 use crate::show;
 
 /// `bpf` is in Debian 6.1's default LSM list too; naming the list keeps the guest independent
 /// of the kernel's default and matches the host machines' set.
 const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,bpf";
 
-/// Boots the guest, echoing its console live and into `log`; returns the console lines.
+/// How a boot ended, with everything the guest and QEMU printed.
+pub struct Boot {
+    pub console: Vec<String>,
+    /// Why the run failed before the guest could say so itself, if it did.
+    pub problem: Option<String>,
+}
+
+/// Boots the guest, echoing its console live and into `log`. Starting QEMU or reading its
+/// output failing is an error; a timeout or a QEMU failure is reported in [`Boot::problem`], so
+/// the markers printed before it can still be judged.
 pub fn boot(
     kernel: &Path,
     initrd: &Path,
     log: &Path,
     strategy: Strategy,
     timeout: Duration,
-) -> Result<Vec<String>> {
+) -> Result<Boot> {
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args([
         "-accel",
@@ -46,14 +55,8 @@ pub fn boot(
     .arg(kernel)
     .arg("-initrd")
     .arg(initrd)
-    .args([
-        "-append",
-        KERNEL_CMDLINE,
-        "-nographic",
-        "-no-reboot",
-        "-nic",
-        "none",
-    ])
+    .args(["-append", KERNEL_CMDLINE])
+    .args(["-nographic", "-no-reboot", "-nic", "none"])
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
@@ -94,22 +97,21 @@ pub fn boot(
             .map_err(|_| anyhow!("console reader panicked"))?
             .context("reading the guest console")
     };
-    let lines = join(out_pump)?;
-    join(err_pump)?;
-    match status {
-        None => bail!(
-            "vm {strategy}: timed out after {}s; qemu killed (serial log {})",
-            timeout.as_secs(),
-            log.display()
-        ),
-        Some(status) if !status.success() => {
-            bail!(
-                "vm {strategy}: qemu exited with {status} (serial log {})",
-                log.display()
-            )
-        }
-        Some(_) => Ok(lines),
-    }
+    let console = join(out_pump)?;
+    let qemu_said = join(err_pump)?;
+    let problem = match status {
+        None => Some(format!(
+            "timed out after {}s, qemu killed",
+            timeout.as_secs()
+        )),
+        Some(status) if !status.success() => Some(format!("qemu exited with {status}")),
+        // QEMU exits 0 when signalled from outside too; it says so on stderr.
+        Some(_) => qemu_said
+            .iter()
+            .find(|line| line.contains("terminating on signal"))
+            .map(|line| format!("qemu was stopped from outside ({})", line.trim())),
+    };
+    Ok(Boot { console, problem })
 }
 
 /// Copies a stream line by line to the terminal (prefixed) and the log; returns the lines.
@@ -138,6 +140,7 @@ fn pump(stream: impl Read, prefix: &str, log: &Mutex<File>) -> std::io::Result<V
 pub struct Outcome {
     kernel: Option<String>,
     lsm: Option<String>,
+    started: Vec<String>,
     exits: Vec<(String, Option<i32>)>,
     done: bool,
 }
@@ -154,6 +157,8 @@ impl Outcome {
                 outcome.kernel = Some(kernel);
             } else if let Some(lsm) = after(line, MARK_LSM) {
                 outcome.lsm = Some(lsm);
+            } else if let Some(rest) = after(line, MARK_START) {
+                outcome.started.push(rest);
             } else if let Some(rest) = after(line, MARK_EXIT) {
                 let mut words = rest.split_whitespace();
                 let name = words.next().unwrap_or_default().to_owned();
@@ -166,25 +171,35 @@ impl Outcome {
         outcome
     }
 
-    /// Prints the per-binary results and fails unless every expected binary exited 0 and the
-    /// guest reached the end of /init.
-    pub fn judge(&self, strategy: Strategy, expected: &[&str], log: &Path) -> Result<()> {
+    /// Prints the per-binary results and fails unless every expected binary exited 0, the
+    /// guest reached the end of /init, and the boot itself had no `problem`.
+    pub fn judge(
+        &self,
+        strategy: Strategy,
+        expected: &[&str],
+        problem: Option<&str>,
+        log: &Path,
+    ) -> Result<()> {
         let unknown = "?".to_owned();
         println!(
             "vm {strategy}: kernel {}, LSMs {}",
             self.kernel.as_ref().unwrap_or(&unknown),
             self.lsm.as_ref().unwrap_or(&unknown)
         );
-        let mut failures = Vec::new();
+        let mut failures: Vec<String> = problem.map(str::to_owned).into_iter().collect();
         for name in expected {
             let status = self.exits.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
             let verdict = match status {
                 Some(Some(0)) => "PASS".to_owned(),
+                Some(Some(137)) => "FAIL (exit 137: SIGKILL, guest timeout?)".to_owned(),
                 Some(Some(code)) => format!("FAIL (exit {code})"),
                 Some(None) => "FAIL (unreadable status)".to_owned(),
-                None => "FAIL (no result: did not finish)".to_owned(),
+                None if self.started.iter().any(|s| s == name) => {
+                    "FAIL (started, never finished)".to_owned()
+                }
+                None => "FAIL (never started)".to_owned(),
             };
-            println!("vm {strategy}:   {verdict:<34} {name}");
+            println!("vm {strategy}:   {verdict:<42} {name}");
             if verdict != "PASS" {
                 failures.push(format!("{name}: {verdict}"));
             }
@@ -192,10 +207,8 @@ impl Outcome {
         if self.exits.is_empty() {
             failures.push("no FIM-VM-EXIT marker at all".to_owned());
         }
-        if !self.done {
-            failures.push(
-                "no FIM-VM-DONE marker (guest stopped early: panic, crash or init died)".into(),
-            );
+        if !self.done && problem.is_none() {
+            failures.push("no FIM-VM-DONE marker (kernel panic, crash or init died)".into());
         }
         if failures.is_empty() {
             Ok(())
@@ -225,14 +238,19 @@ mod tests {
             "FIM-VM-KERNEL 6.1.0\nFIM-VM-EXIT a 0\n[ 1.0] x FIM-VM-EXIT b 0\nFIM-VM-DONE\n",
         ));
         assert_eq!(ok.kernel.as_deref(), Some("6.1.0"));
-        assert!(ok.judge(Strategy::Lsm, &["a", "b"], log).is_ok());
+        assert!(ok.judge(Strategy::Lsm, &["a", "b"], None, log).is_ok());
         let failed = Outcome::parse(&lines("FIM-VM-EXIT a 101\nFIM-VM-DONE\n"));
-        assert!(failed.judge(Strategy::Lsm, &["a"], log).is_err());
+        assert!(failed.judge(Strategy::Lsm, &["a"], None, log).is_err());
         let missing = Outcome::parse(&lines("FIM-VM-EXIT a 0\nFIM-VM-DONE\n"));
-        assert!(missing.judge(Strategy::Lsm, &["a", "b"], log).is_err());
+        assert!(missing
+            .judge(Strategy::Lsm, &["a", "b"], None, log)
+            .is_err());
         let hung = Outcome::parse(&lines("FIM-VM-EXIT a 0\n"));
-        assert!(hung.judge(Strategy::Lsm, &["a"], log).is_err());
+        assert!(hung.judge(Strategy::Lsm, &["a"], None, log).is_err());
         let empty = Outcome::parse(&lines("FIM-VM-DONE\n"));
-        assert!(empty.judge(Strategy::Lsm, &[], log).is_err());
+        assert!(empty.judge(Strategy::Lsm, &[], None, log).is_err());
+        assert!(ok
+            .judge(Strategy::Lsm, &["a", "b"], Some("timed out"), log)
+            .is_err());
     }
 }
