@@ -231,3 +231,75 @@ fn truncate_xattr_and_timestamps() {
     assert_actor(&events, pid);
     daemon.stop();
 }
+
+/// The *at and newer syscall forms, all relative to a dirfd: openat2, renameat2, ftruncate,
+/// linkat, symlinkat, mkdirat, fchmodat2 (where the kernel has it) and unlinkat(AT_REMOVEDIR).
+#[test]
+fn at_syscall_variants_relative_to_a_dirfd() {
+    let scratch = Scratch::new("atvariants");
+    let w = &scratch.watched;
+    // fchmodat2 arrived in 6.6: probe it outside the root.
+    let probe = scratch.other.join("probe");
+    touch(&probe);
+    let probe_c = c(&probe);
+    let has_fchmodat2 =
+        unsafe { libc::syscall(452, libc::AT_FDCWD, probe_c.as_ptr(), 0o644, 0) } == 0;
+    let daemon = Daemon::start(&[w], &[]);
+    let dir = c(w);
+    let (o2, r2, l2, s2, d2) = (cs("o2"), cs("r2"), cs("l2"), cs("s2"), cs("d2"));
+    let pid = in_child(|| unsafe {
+        let dirfd = libc::open(dir.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY);
+        // struct open_how { u64 flags; u64 mode; u64 resolve; }
+        let how: [u64; 3] = [(libc::O_WRONLY | libc::O_CREAT) as u64, 0o644, 0];
+        let fd = libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            o2.as_ptr(),
+            &how,
+            std::mem::size_of::<libc::open_how>(),
+        ) as i32;
+        if fd < 0 {
+            return 30;
+        }
+        libc::write(fd, b"x".as_ptr().cast(), 1);
+        libc::close(fd);
+        let mut status = libc::renameat2(
+            dirfd,
+            o2.as_ptr(),
+            dirfd,
+            r2.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+        .abs();
+        let fd = libc::openat(dirfd, r2.as_ptr(), libc::O_WRONLY);
+        status += libc::ftruncate(fd, 1).abs();
+        libc::close(fd);
+        status += libc::linkat(dirfd, r2.as_ptr(), dirfd, l2.as_ptr(), 0).abs();
+        status += libc::symlinkat(r2.as_ptr(), dirfd, s2.as_ptr()).abs();
+        status += libc::mkdirat(dirfd, d2.as_ptr(), 0o700).abs();
+        if has_fchmodat2 {
+            status += (libc::syscall(452, dirfd, r2.as_ptr(), 0o600, 0) as i32).abs();
+        }
+        status + libc::unlinkat(dirfd, d2.as_ptr(), libc::AT_REMOVEDIR).abs()
+    });
+    let mut expected = vec![
+        pair("create", &w.join("o2")),
+        pair("write-closed", &w.join("o2")),
+        pair("rename", &w.join("r2")),
+        pair("truncate", &w.join("r2")),
+        pair("write-closed", &w.join("r2")),
+        pair("link", &w.join("l2")),
+        pair("symlink", &w.join("s2")),
+        pair("mkdir", &w.join("d2")),
+    ];
+    if has_fchmodat2 {
+        expected.push(pair("chmod", &w.join("r2")));
+    }
+    expected.push(pair("rmdir", &w.join("d2")));
+    let events = daemon.settle(&scratch.base, expected.len());
+    assert_eq!(ops(&events), expected);
+    assert_eq!(events[3]["length"].as_u64(), Some(1));
+    assert_eq!(events[7]["mode"].as_u64(), Some(0o700));
+    assert_actor(&events, pid);
+    daemon.stop();
+}

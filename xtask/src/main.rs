@@ -6,6 +6,7 @@
 //! one place that CI (`.ci/run` runs `cargo xtask test`) and developers share. Each subcommand
 //! lives in its own module; this file holds the CLI and the small process helpers they share.
 
+mod bench;
 mod build;
 mod run;
 mod setup;
@@ -79,6 +80,15 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         test_args: Vec<String>,
     },
+    /// Run a benchmark (`kernel`: write overhead with the daemon off and on, event
+    /// completeness, BPF run time). Results go to stdout; record them in BENCHMARKS.md.
+    Bench {
+        /// Which benchmark.
+        name: String,
+        /// Extra options for the benchmark driver (e.g. `--rounds 5`), after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +104,7 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Task::Setup => setup::run(),
+        Task::Bench { name, args } => bench::run(&name, &args),
         Task::Build { release } => build::run(release),
         Task::Run { args } => run::run(&args),
         Task::Test {

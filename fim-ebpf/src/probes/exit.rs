@@ -23,7 +23,7 @@ use crate::{
 const EXIT_FD_SCAN: u32 = 1024;
 
 #[tracepoint]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if pid_tgid as u32 != tgid {
@@ -33,6 +33,8 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         return 0;
     }
     let _ = WRITER_COUNTS.remove(&tgid);
+    // Rare and worth seeing when chasing a lost close; aya-log routes it into tracing.
+    aya_log_ebpf::debug!(&ctx, "tgid {} exited with files open for writing", tgid);
     unsafe {
         bpf_loop(
             EXIT_FD_SCAN,

@@ -117,13 +117,15 @@ pub fn file_close(ctx: TracePointContext) -> u32 {
 
 /// Attached to sched/sched_process_exit in the LSM and fentry strategies.
 #[tracepoint]
-pub fn file_process_exit(_ctx: TracePointContext) -> u32 {
+pub fn file_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     if pid_tgid as u32 != tgid || unsafe { WRITER_COUNTS.get(&tgid) }.is_none() {
         return 0;
     }
     let _ = WRITER_COUNTS.remove(&tgid);
+    // Rare and worth seeing when chasing a lost close; aya-log routes it into tracing.
+    aya_log_ebpf::debug!(&ctx, "tgid {} exited with files open for writing", tgid);
     unsafe {
         bpf_loop(
             EXIT_FD_SCAN,

@@ -1,0 +1,34 @@
+//! `cargo xtask bench kernel`: builds the release daemon and the benchmark driver
+//! (`fim-tests`'s `bench_kernel` binary) and runs them side by side. The driver does the
+//! measuring; this module only builds and starts it, so the benchmark's logic has one home.
+use anyhow::{bail, Result};
+
+use crate::{cargo, run_cmd, setup, target_dir};
+
+/// Runs one benchmark by name, passing `args` to its driver.
+pub(crate) fn run(name: &str, args: &[String]) -> Result<()> {
+    match name {
+        "kernel" => kernel(args),
+        other => bail!("unknown benchmark `{other}`; available: kernel"),
+    }
+}
+
+fn kernel(args: &[String]) -> Result<()> {
+    setup::run()?;
+    run_cmd(cargo().args(["build", "--release", "-p", "fim-userspace", "--bin", "fimd"]))?;
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "fim-tests",
+        "--bin",
+        "bench_kernel",
+    ]))?;
+    let release = target_dir().join("release");
+    run_cmd(
+        std::process::Command::new(release.join("bench_kernel"))
+            .arg("--fimd")
+            .arg(release.join("fimd"))
+            .args(args),
+    )
+}
