@@ -63,9 +63,8 @@ pub struct WriterKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterState {
-    /// Boot-time ns of the last event for this fd (the open, or the last in-progress event).
-    pub last_event_ns: u64,
+    /// Boot-time ns of the open.
+    pub opened_ns: u64,
     pub root_id: u32,
-    /// Number of write-family calls since the open.
-    pub writes: u32,
+    pub _pad: u32,
 }

@@ -13,7 +13,7 @@ use std::{
 
 use aya::maps::{lpm_trie::Key, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf};
 use fim_common::{
-    event::{flag, op, path_flag, LOGINUID_UNSET},
+    event::{flag, op, LOGINUID_UNSET},
     maps,
     roots::{InodeEntry, InodeKey, PrefixData, PrefixEntry},
 };
@@ -24,11 +24,13 @@ use tokio::{
 };
 
 use crate::{
-    decode::{decode, RawEvent, RawPath},
+    decode::{decode, RawEvent},
     loader::Loaded,
+    paths::PathResolver,
     record::{FileEvent, GapNotice, Operation, SourceItem},
-    roots::{display_path, kernel_dev, normalise, plan, RootPlan, RootSpec},
+    roots::{display_path, kernel_dev, plan, RootPlan, RootSpec},
     wallclock::WallClock,
+    writers::OpenWriters,
 };
 
 /// How long an entry event waits for its syscall result before it is reported anyway.
@@ -192,6 +194,8 @@ async fn run(
             }
             _ = tick.tick() => {
                 state.expire_pending(&mut ready, Instant::now());
+                let time = state.clock.now_rfc3339();
+                ready.extend(state.writers.poll(Instant::now(), &time).into_iter().map(SourceItem::Change));
                 state.check_drops(&kernel_maps.drops, &mut ready);
             }
             Some(guard) = async { match logger.as_mut() { Some(fd) => Some(fd.readable_mut().await), None => None } } => {
@@ -265,10 +269,9 @@ struct State {
     plan: RootPlan,
     clock: WallClock,
     pending: HashMap<u32, Pending>,
-    /// (tgid, fd) -> path of files open for writing, for write-closed at process exit.
-    writers: HashMap<(u32, u32), String>,
+    writers: OpenWriters,
     drops_seen: HashMap<u32, u64>,
-    inode_cache: HashMap<InodeKey, PathBuf>,
+    paths: PathResolver,
     replan_requested: bool,
     /// Hard links made since the last drain: their inode must be registered, so writes through
     /// either name are attributed to the monitored one.
@@ -281,9 +284,9 @@ impl State {
             plan,
             clock: WallClock::now(),
             pending: HashMap::new(),
-            writers: HashMap::new(),
+            writers: OpenWriters::default(),
             drops_seen: HashMap::new(),
-            inode_cache: HashMap::new(),
+            paths: PathResolver::default(),
             replan_requested: false,
             new_links: Vec::new(),
         }
@@ -345,7 +348,7 @@ impl State {
         });
         let warnings = next.warnings.clone();
         self.plan = next;
-        self.inode_cache.clear();
+        self.paths.clear();
         Ok(warnings)
     }
 
@@ -465,21 +468,8 @@ impl State {
                     }
                 }
             }
-            op::WRITE_OPENED => {
-                if let Some(path) = self.primary_path(&raw) {
-                    self.remember_writer(header.tgid, header.arg as u32, path, ready);
-                }
-            }
             _ => self.handle_change(raw, ready),
         }
-    }
-
-    fn remember_writer(&mut self, tgid: u32, fd: u32, path: PathBuf, ready: &mut Vec<SourceItem>) {
-        let _ = ready;
-        if self.writers.len() > 65536 {
-            self.writers.clear();
-        }
-        self.writers.insert((tgid, fd), display_path(&path));
     }
 
     fn handle_change(&mut self, raw: RawEvent, ready: &mut Vec<SourceItem>) {
@@ -488,14 +478,18 @@ impl State {
             tracing::debug!(op = header.op, "unknown operation code");
             return;
         };
-        let fd = header.arg as u32;
+        // The writer's fd (tracepoint strategy) or `struct file *` (LSM, fentry).
+        let writer_id = header.arg;
         let (path, truncated) = if header.flags & flag::AT_EXIT != 0 {
-            match self.writers.remove(&(header.tgid, fd)) {
-                Some(path) => (PathBuf::from(path), false),
+            match self.writers.closed(header.tgid, writer_id) {
+                Some(path) => (path, false),
                 None => return,
             }
         } else {
-            match raw.paths[0].as_ref().map(|raw_path| self.resolve(raw_path)) {
+            match raw.paths[0]
+                .as_ref()
+                .map(|raw_path| self.paths.resolve(&self.plan, raw_path))
+            {
                 Some(Some(resolved)) => resolved,
                 _ => return,
             }
@@ -507,7 +501,7 @@ impl State {
                     .as_ref()
                     .map(|target| (PathBuf::from(std::ffi::OsStr::from_bytes(target)), false))
             } else {
-                self.resolve(raw_path)
+                self.paths.resolve(&self.plan, raw_path)
             }
         });
         let reported = self.plan.root_of(&path).is_some()
@@ -538,13 +532,6 @@ impl State {
             Operation::Symlink => (path, second.map(|(target, _)| display_path(&target))),
             _ => (path, None),
         };
-        match operation {
-            Operation::Create => self.remember_writer(header.tgid, fd, path.clone(), ready),
-            Operation::WriteClosed => {
-                self.writers.remove(&(header.tgid, fd));
-            }
-            _ => {}
-        }
         let event = FileEvent {
             op: operation,
             path: display_path(&path),
@@ -572,6 +559,18 @@ impl State {
             truncated,
             result_unknown: false,
         };
+        let opened = header.op == op::WRITE_OPENED;
+        if opened || operation == Operation::Create {
+            self.writers
+                .opened(header.tgid, writer_id, path.clone(), event.clone());
+        }
+        if operation == Operation::WriteClosed {
+            self.writers.closed(header.tgid, writer_id);
+        }
+        if opened {
+            // Bookkeeping only: the open itself is not a change.
+            return;
+        }
         if awaits_result {
             let pending = Pending {
                 event,
@@ -603,88 +602,6 @@ impl State {
             ready.push(SourceItem::Change(pending.event));
         }
     }
-
-    fn primary_path(&mut self, raw: &RawEvent) -> Option<PathBuf> {
-        raw.paths[0]
-            .as_ref()
-            .and_then(|raw_path| self.resolve(raw_path))
-            .map(|(path, _)| path)
-    }
-
-    /// Rebuilds a path from its anchor, the walked names and the string. Returns the path and
-    /// whether it had to be completed in user space.
-    fn resolve(&mut self, raw: &RawPath) -> Option<(PathBuf, bool)> {
-        let desc = &raw.desc;
-        let mut truncated = false;
-        let mut path = if desc.flags & path_flag::REACHED_TOP != 0 {
-            PathBuf::from("/")
-        } else if desc.flags & path_flag::WALK_TRUNCATED != 0 {
-            truncated = true;
-            let top = InodeKey {
-                dev: desc.top_dev,
-                _pad: 0,
-                ino: desc.top_ino,
-            };
-            match self.find_directory(top) {
-                Some(path) => path,
-                None => PathBuf::from("/\u{2026}"),
-            }
-        } else {
-            let anchor = InodeKey {
-                dev: desc.anchor_dev,
-                _pad: 0,
-                ino: desc.anchor_ino,
-            };
-            match self.plan.anchors.get(&anchor) {
-                Some(path) => path.clone(),
-                None => self.find_directory(anchor)?,
-            }
-        };
-        for name in raw.names.iter().rev() {
-            path.push(std::ffi::OsStr::from_bytes(name));
-        }
-        if let Some(string) = &raw.string {
-            let relative: &[u8] = {
-                let mut bytes = string.as_slice();
-                while let [b'/', rest @ ..] = bytes {
-                    bytes = rest;
-                }
-                bytes
-            };
-            if !relative.is_empty() {
-                path.push(std::ffi::OsStr::from_bytes(relative));
-            }
-        }
-        if desc.flags & path_flag::UNNORMALISED != 0 {
-            path = normalise(&path);
-        }
-        Some((path, truncated))
-    }
-
-    /// Finds a directory by (dev, ino) under the roots: for walks deeper than the kernel follows.
-    fn find_directory(&mut self, key: InodeKey) -> Option<PathBuf> {
-        if let Some(path) = self.inode_cache.get(&key) {
-            return Some(path.clone());
-        }
-        use std::os::unix::fs::MetadataExt;
-        for root in self.plan.roots.values() {
-            let walker = walkdir::WalkDir::new(&root.watched_from).same_file_system(true);
-            for entry in walker.into_iter().filter_map(Result::ok) {
-                let Ok(metadata) = entry.metadata() else {
-                    continue;
-                };
-                if metadata.is_dir()
-                    && metadata.ino() == key.ino
-                    && kernel_dev(metadata.dev()) == key.dev
-                {
-                    let path = entry.path().to_path_buf();
-                    self.inode_cache.insert(key, path.clone());
-                    return Some(path);
-                }
-            }
-        }
-        None
-    }
 }
 
 /// Registers a map-backed fd with tokio's reactor.
@@ -697,7 +614,7 @@ fn register<T: std::os::fd::AsRawFd>(inner: T) -> Result<AsyncFd<T>, SourceError
 fn operation(code: u8) -> Option<Operation> {
     Some(match code {
         op::WRITE_CLOSED => Operation::WriteClosed,
-        op::WRITE_IN_PROGRESS => Operation::WriteInProgress,
+        op::WRITE_IN_PROGRESS | op::WRITE_OPENED => Operation::WriteInProgress,
         op::CREATE => Operation::Create,
         op::RENAME => Operation::Rename,
         op::UNLINK => Operation::Unlink,

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use fim_common::event::op;
 
 use super::{
-    files::{file_written, track_open},
+    files::track_open,
     resolved::{dentry_op, setattr_op, symlink_op, two_dentry_op},
 };
 use crate::kernel::{offset, read_path, read_u64};
@@ -23,12 +23,6 @@ fn succeeded(ctx: &FExitContext) -> bool {
 pub fn fentry_vfs_open(ctx: FEntryContext) -> u32 {
     let path: u64 = ctx.arg(0);
     track_open(read_path(path), ctx.arg(1));
-    0
-}
-
-#[fentry(function = "vfs_write")]
-pub fn fentry_vfs_write(ctx: FEntryContext) -> u32 {
-    file_written(ctx.arg(0));
     0
 }
 

@@ -24,7 +24,6 @@ use crate::{
 };
 
 const FMODE_WRITE: u32 = 0x2;
-const IN_PROGRESS_INTERVAL_NS: u64 = 1_000_000_000;
 const EXIT_FD_SCAN: u32 = 1024;
 
 /// A file was opened: if for writing under a root, start tracking it.
@@ -51,31 +50,15 @@ pub fn track_open(path: KPath, file: u64) {
     buf.header.mode = mode;
     buf.header.arg = file;
     let state = WriterState {
-        last_event_ns: now_ns(),
+        opened_ns: now_ns(),
         root_id,
-        writes: 0,
+        _pad: 0,
     };
     let _ = FILE_WRITERS.insert(&file, &state, 0);
     let tgid = current_tgid();
     let count = unsafe { WRITER_COUNTS.get(&tgid) }.copied().unwrap_or(0);
     let _ = WRITER_COUNTS.insert(&tgid, &(count + 1), 0);
     send(buf, off);
-}
-
-/// A write to `file`: at most one in-progress event per second for tracked files.
-#[inline(always)]
-pub fn file_written(file: u64) {
-    let Some(state) = FILE_WRITERS.get_ptr_mut(&file) else {
-        return;
-    };
-    let state = unsafe { &mut *state };
-    state.writes = state.writes.wrapping_add(1);
-    let now = now_ns();
-    if now.wrapping_sub(state.last_event_ns) < IN_PROGRESS_INTERVAL_NS {
-        return;
-    }
-    state.last_event_ns = now;
-    emit_for_file(op::WRITE_IN_PROGRESS, file, state, 0);
 }
 
 #[inline(always)]

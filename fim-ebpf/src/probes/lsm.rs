@@ -4,12 +4,11 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use fim_common::event::op;
 
 use super::{
-    files::{file_written, track_open},
+    files::track_open,
     resolved::{dentry_op, setattr_op, symlink_op, two_dentry_op},
 };
 use crate::kernel::{file_path, read_path};
 
-const MAY_WRITE: u64 = 2;
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 
@@ -23,15 +22,6 @@ fn mnt_of(path: u64) -> u64 {
 pub fn lsm_file_open(ctx: LsmContext) -> i32 {
     let file: u64 = ctx.arg(0);
     track_open(file_path(file), file);
-    0
-}
-
-#[lsm(hook = "file_permission")]
-pub fn lsm_file_permission(ctx: LsmContext) -> i32 {
-    let mask: u64 = ctx.arg(1);
-    if mask & MAY_WRITE != 0 {
-        file_written(ctx.arg(0));
-    }
     0
 }
 

@@ -119,9 +119,9 @@ fn on_open_exit(ctx: &TracePointContext) -> u32 {
         fd: fd as u32,
     };
     let state = WriterState {
-        last_event_ns: now_ns(),
+        opened_ns: now_ns(),
         root_id,
-        writes: 0,
+        _pad: 0,
     };
     let _ = WRITERS.insert(&key, &state, 0);
     let count = unsafe { WRITER_COUNTS.get(&tgid) }.copied().unwrap_or(0);

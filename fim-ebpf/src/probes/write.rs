@@ -1,8 +1,11 @@
-//! The write family and close: coalesced in the kernel.
+//! close(2): where writes are coalesced.
 //!
 //! A tracked fd yields one event at close, however many writes came between (and even with
-//! none: mmap writes never call write(2)). A writer that keeps the file open gets at most one
-//! in-progress event per second. For an fd that is not tracked, a write costs one hash lookup.
+//! none: mmap writes never call write(2)). write(2) itself is not hooked at all: a program on
+//! every write cost 12% on small cached writes to *unmonitored* files (see BENCHMARKS.md),
+//! while the open already says which files are being written. In-progress events for
+//! long-lived writers come from user space, which polls the metadata of the files it knows
+//! are open for writing, at most once a second.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use fim_common::{
     event::op,
@@ -11,33 +14,11 @@ use fim_common::{
 
 use super::{arg, current_tgid};
 use crate::{
-    emit::{begin, now_ns, send},
+    emit::{begin, send},
     kernel::{dentry_ids, fd_file, file_path},
     maps::{WRITERS, WRITER_COUNTS},
     walk::walk,
 };
-
-const IN_PROGRESS_INTERVAL_NS: u64 = 1_000_000_000;
-
-#[inline(always)]
-fn on_write(fd: u64) -> u32 {
-    let key = WriterKey {
-        tgid: current_tgid(),
-        fd: fd as u32,
-    };
-    let Some(state) = WRITERS.get_ptr_mut(&key) else {
-        return 0;
-    };
-    let state = unsafe { &mut *state };
-    state.writes = state.writes.wrapping_add(1);
-    let now = now_ns();
-    if now.wrapping_sub(state.last_event_ns) < IN_PROGRESS_INTERVAL_NS {
-        return 0;
-    }
-    state.last_event_ns = now;
-    emit_for_fd(op::WRITE_IN_PROGRESS, fd, state);
-    0
-}
 
 #[inline(always)]
 fn emit_for_fd(event_op: u8, fd: u64, state: &WriterState) {
@@ -50,28 +31,9 @@ fn emit_for_fd(event_op: u8, fd: u64, state: &WriterState) {
     buf.header.dev = dev;
     buf.header.ino = ino;
     buf.header.mode = mode;
-    buf.header.arg = fd | ((state.writes as u64) << 32);
+    buf.header.arg = fd;
     send(buf, off);
 }
-
-macro_rules! write_probe {
-    ($name:ident, $fd_arg:expr) => {
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            on_write(arg(&ctx, $fd_arg))
-        }
-    };
-}
-
-write_probe!(sys_enter_write, 0);
-write_probe!(sys_enter_pwrite64, 0);
-write_probe!(sys_enter_writev, 0);
-write_probe!(sys_enter_pwritev, 0);
-write_probe!(sys_enter_pwritev2, 0);
-write_probe!(sys_enter_fallocate, 0);
-write_probe!(sys_enter_copy_file_range, 2);
-write_probe!(sys_enter_sendfile64, 0);
-write_probe!(sys_enter_splice, 2);
 
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
