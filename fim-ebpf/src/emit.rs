@@ -15,7 +15,7 @@ use fim_common::{
 
 use crate::{
     kernel::{current_task, offset, read_u32, read_u64},
-    maps::{DROPS, EVENTS, SCRATCH},
+    maps::{DROPS, EVENTS, LAST_WAKEUP, SCRATCH},
 };
 
 #[inline(always)]
@@ -67,10 +67,55 @@ pub fn send(buf: &mut EventBuf, used: usize) {
     buf.header.data_len = used as u32;
     let len = (HEADER_SIZE + used) & (2 * DATA_SIZE - 1);
     let bytes = unsafe { core::slice::from_raw_parts(buf as *const EventBuf as *const u8, len) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS
+        .output::<[u8]>(bytes, wakeup_flag(buf.header.time_ns))
+        .is_err()
+    {
         let root = buf.header.paths[0].root_id.max(buf.header.paths[1].root_id);
         count_drop(root);
     }
+}
+
+/// Waking the consumer costs more than sending a small record. Wake it at most once a
+/// millisecond per CPU; user space keeps polling for a
+/// few milliseconds after every batch, so a record sent without a wakeup is still read.
+#[inline(always)]
+fn wakeup_flag(now: u64) -> u64 {
+    const BPF_RB_NO_WAKEUP: u64 = 1;
+    const BPF_RB_FORCE_WAKEUP: u64 = 2;
+    const WAKEUP_INTERVAL_NS: u64 = 1_000_000;
+    let Some(last) = LAST_WAKEUP.get_ptr_mut(0) else {
+        return 0;
+    };
+    let last = unsafe { &mut *last };
+    if now.wrapping_sub(*last) >= WAKEUP_INTERVAL_NS {
+        *last = now;
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
+/// A syscall's result, paired in user space with its entry record by thread id: only the
+/// pairing fields, none of the task details the entry record already carries.
+#[inline(always)]
+pub fn send_result(ret: i64) {
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let buf = unsafe { &mut *buf };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // Only the pairing fields are written; user space ignores the rest of a result header.
+    let header = &mut buf.header;
+    header.op = fim_common::event::op::SYSCALL_RESULT;
+    header.flags = 0;
+    header.time_ns = now_ns();
+    header.pid = pid_tgid as u32;
+    header.tgid = (pid_tgid >> 32) as u32;
+    header.arg = ret as u64;
+    header.paths[0].flags = 0;
+    header.paths[1].flags = 0;
+    send(buf, 0);
 }
 
 #[inline(always)]

@@ -53,3 +53,7 @@ pub static WALK_SCRATCH: PerCpuArray<crate::walk::WalkState> = PerCpuArray::with
 /// State of the path-string scan (see `probes/names.rs`).
 #[map]
 pub static SCAN_SCRATCH: PerCpuArray<crate::probes::Scan> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU time of the last consumer wakeup (see `emit::wakeup_flag`).
+#[map]
+pub static LAST_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

@@ -35,6 +35,8 @@ use crate::{
 
 /// How long an entry event waits for its syscall result before it is reported anyway.
 const RESULT_WAIT: Duration = Duration::from_millis(500);
+/// How soon the ring is read again after a batch (the kernel skips wakeups for 1 ms).
+const FOLLOW_UP: Duration = Duration::from_millis(2);
 /// How often drop counters and stale entries are checked.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -181,16 +183,21 @@ async fn run(
         None => None,
     };
     let mut tick = tokio::time::interval(TICK);
+    // The kernel wakes us at most once a millisecond per CPU; after a batch, look again
+    // shortly for records it sent without a wakeup.
+    let mut follow_up: Option<tokio::time::Instant> = None;
     loop {
         let mut ready = Vec::new();
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(SourceError::Poll)?;
-                let ring = guard.get_inner_mut();
-                while let Some(record) = ring.next() {
-                    state.handle_record(&record, &mut ready);
-                }
+                let drained = drain(guard.get_inner_mut(), &mut state, &mut ready);
                 guard.clear_ready();
+                follow_up = (drained > 0).then(|| tokio::time::Instant::now() + FOLLOW_UP);
+            }
+            _ = tokio::time::sleep_until(follow_up.unwrap_or_else(tokio::time::Instant::now)), if follow_up.is_some() => {
+                let drained = drain(ring.get_mut(), &mut state, &mut ready);
+                follow_up = (drained > 0).then(|| tokio::time::Instant::now() + FOLLOW_UP);
             }
             _ = tick.tick() => {
                 state.expire_pending(&mut ready, Instant::now());
@@ -238,12 +245,7 @@ async fn run(
     // A clean stop loses nothing already in the ring: drain it, release events still
     // waiting for a result (marked result_unknown), and report any last drops.
     let mut ready = Vec::new();
-    {
-        let ring = ring.get_mut();
-        while let Some(record) = ring.next() {
-            state.handle_record(&record, &mut ready);
-        }
-    }
+    drain(ring.get_mut(), &mut state, &mut ready);
     state.expire_pending(&mut ready, Instant::now() + 2 * RESULT_WAIT);
     state.check_drops(&kernel_maps.drops, &mut ready);
     for item in ready {
@@ -254,6 +256,16 @@ async fn run(
     // Programs detach when the object is dropped.
     drop(ebpf);
     Ok(())
+}
+
+/// Reads every record the ring holds now; returns how many.
+fn drain(ring: &mut RingBuf<MapData>, state: &mut State, ready: &mut Vec<SourceItem>) -> usize {
+    let mut count = 0;
+    while let Some(record) = ring.next() {
+        state.handle_record(&record, ready);
+        count += 1;
+    }
+    count
 }
 
 /// A decoded event waiting for its syscall result.

@@ -14,27 +14,17 @@ use fim_common::{
     roots::WriterKey,
 };
 
-use crate::{
-    emit::{begin, send},
-    maps::{WRITERS, WRITER_COUNTS},
-};
+use super::files::{emit_writer_event, exiting_with_writers};
+use crate::{kernel::KPath, maps::WRITERS};
 
 /// fds scanned at exit; writers above this are closed by user space's own bookkeeping.
 const EXIT_FD_SCAN: u32 = 1024;
 
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if pid_tgid as u32 != tgid {
+    if !exiting_with_writers(&ctx) {
         return 0;
     }
-    if unsafe { WRITER_COUNTS.get(&tgid) }.is_none() {
-        return 0;
-    }
-    let _ = WRITER_COUNTS.remove(&tgid);
-    // Rare and worth seeing when chasing a lost close; aya-log routes it into tracing.
-    aya_log_ebpf::debug!(&ctx, "tgid {} exited with files open for writing", tgid);
     unsafe {
         bpf_loop(
             EXIT_FD_SCAN,
@@ -48,18 +38,15 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 extern "C" fn flush_fd(index: u64, _ctx: *mut c_void) -> i64 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let fd = index as u32;
-    let key = WriterKey { tgid, fd };
+    let key = WriterKey {
+        tgid,
+        fd: index as u32,
+    };
     let Some(state) = (unsafe { WRITERS.get(&key) }).copied() else {
         return 0;
     };
     let _ = WRITERS.remove(&key);
-    let Some(buf) = begin(op::WRITE_CLOSED) else {
-        return 0;
-    };
-    buf.header.flags |= flag::AT_EXIT;
-    buf.header.arg = fd as u64;
-    buf.header.paths[0].root_id = state.root_id;
-    send(buf, 0);
+    let no_path = KPath { mnt: 0, dentry: 0 };
+    emit_writer_event(op::WRITE_CLOSED, no_path, &state, index, flag::AT_EXIT);
     0
 }

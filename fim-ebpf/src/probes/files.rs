@@ -61,9 +61,17 @@ pub fn track_open(path: KPath, file: u64) {
     send(buf, off);
 }
 
+/// A writer's record (write-closed) for the file behind `path`, identified by `writer_id`
+/// (the fd or the `struct file *`). At process exit the walk is skipped: user space already
+/// knows the path from the open record.
 #[inline(always)]
-fn emit_for_file(event_op: u8, file: u64, state: &WriterState, flags: u8) {
-    let path = file_path(file);
+pub fn emit_writer_event(
+    event_op: u8,
+    path: KPath,
+    state: &WriterState,
+    writer_id: u64,
+    flags: u8,
+) {
     let Some(buf) = begin(event_op) else { return };
     buf.header.flags |= flags;
     let mut off = 0usize;
@@ -75,8 +83,23 @@ fn emit_for_file(event_op: u8, file: u64, state: &WriterState, flags: u8) {
     buf.header.dev = dev;
     buf.header.ino = ino;
     buf.header.mode = mode;
-    buf.header.arg = file;
+    buf.header.arg = writer_id;
     send(buf, off);
+}
+
+/// Shared start of both process-exit programs: true when the exiting task is a thread-group
+/// leader that still holds writers (which are then flushed by the caller's loop).
+#[inline(always)]
+pub fn exiting_with_writers(ctx: &TracePointContext) -> bool {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if pid_tgid as u32 != tgid || unsafe { WRITER_COUNTS.get(&tgid) }.is_none() {
+        return false;
+    }
+    let _ = WRITER_COUNTS.remove(&tgid);
+    // Rare and worth seeing when chasing a lost close; aya-log routes it into tracing.
+    aya_log_ebpf::debug!(ctx, "tgid {} exited with files open for writing", tgid);
+    true
 }
 
 /// Attached to syscalls/sys_enter_close in the LSM and fentry strategies.
@@ -94,21 +117,16 @@ pub fn file_close(ctx: TracePointContext) -> u32 {
     if let Some(count) = WRITER_COUNTS.get_ptr_mut(&tgid) {
         unsafe { *count = (*count).saturating_sub(1) };
     }
-    emit_for_file(op::WRITE_CLOSED, file, &state, 0);
+    emit_writer_event(op::WRITE_CLOSED, file_path(file), &state, file, 0);
     0
 }
 
 /// Attached to sched/sched_process_exit in the LSM and fentry strategies.
 #[tracepoint]
 pub fn file_process_exit(ctx: TracePointContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if pid_tgid as u32 != tgid || unsafe { WRITER_COUNTS.get(&tgid) }.is_none() {
+    if !exiting_with_writers(&ctx) {
         return 0;
     }
-    let _ = WRITER_COUNTS.remove(&tgid);
-    // Rare and worth seeing when chasing a lost close; aya-log routes it into tracing.
-    aya_log_ebpf::debug!(&ctx, "tgid {} exited with files open for writing", tgid);
     unsafe {
         bpf_loop(
             EXIT_FD_SCAN,
@@ -129,6 +147,12 @@ extern "C" fn flush_file(index: u64, _ctx: *mut c_void) -> i64 {
         return 0;
     };
     let _ = FILE_WRITERS.remove(&file);
-    emit_for_file(op::WRITE_CLOSED, file, &state, flag::AT_EXIT);
+    emit_writer_event(
+        op::WRITE_CLOSED,
+        file_path(file),
+        &state,
+        file,
+        flag::AT_EXIT,
+    );
     0
 }

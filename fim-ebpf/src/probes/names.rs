@@ -23,7 +23,7 @@ use fim_common::{
 
 use super::{arg, is_daemon, ret};
 use crate::{
-    emit::{begin, data_at, send},
+    emit::{begin, data_at, send, send_result},
     kernel::{base_dir, dentry_ids, fd_file, file_path},
     maps::{PENDING_RESULTS, PREFIXES, PREFIX_SCRATCH, SCAN_SCRATCH},
     walk::{walk, Found},
@@ -253,11 +253,7 @@ fn on_result(ctx: &TracePointContext) -> u32 {
         return 0;
     }
     let _ = PENDING_RESULTS.remove(&pid_tgid);
-    let Some(buf) = begin(op::SYSCALL_RESULT) else {
-        return 0;
-    };
-    buf.header.arg = ret(ctx) as u64;
-    send(buf, 0);
+    send_result(ret(ctx));
     0
 }
 

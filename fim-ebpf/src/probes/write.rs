@@ -7,33 +7,13 @@
 //! long-lived writers come from user space, which polls the metadata of the files it knows
 //! are open for writing, at most once a second.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use fim_common::{
-    event::op,
-    roots::{WriterKey, WriterState},
-};
+use fim_common::{event::op, roots::WriterKey};
 
-use super::{arg, current_tgid};
+use super::{arg, current_tgid, files::emit_writer_event};
 use crate::{
-    emit::{begin, send},
-    kernel::{dentry_ids, fd_file, file_path},
+    kernel::{fd_file, file_path},
     maps::{WRITERS, WRITER_COUNTS},
-    walk::walk,
 };
-
-#[inline(always)]
-fn emit_for_fd(event_op: u8, fd: u64, state: &WriterState) {
-    let path = file_path(fd_file(fd));
-    let Some(buf) = begin(event_op) else { return };
-    let mut off = 0usize;
-    walk(buf, 0, path, &mut off, false);
-    buf.header.paths[0].root_id = state.root_id;
-    let (dev, ino, mode) = dentry_ids(path.dentry);
-    buf.header.dev = dev;
-    buf.header.ino = ino;
-    buf.header.mode = mode;
-    buf.header.arg = fd;
-    send(buf, off);
-}
 
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
@@ -50,6 +30,6 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if let Some(count) = WRITER_COUNTS.get_ptr_mut(&tgid) {
         unsafe { *count = (*count).saturating_sub(1) };
     }
-    emit_for_fd(op::WRITE_CLOSED, fd, &state);
+    emit_writer_event(op::WRITE_CLOSED, file_path(fd_file(fd)), &state, fd, 0);
     0
 }

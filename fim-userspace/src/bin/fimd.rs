@@ -179,9 +179,13 @@ async fn start_kernel_source(
                 chosen = Some((candidate, loaded));
                 break;
             }
-            Err(error) => refused.push(strategy::Unavailable {
-                strategy: candidate,
-                reason: error.to_string(),
+            Err(error) => refused.push({
+                // The verifier's full log, for whoever debugs a refusal.
+                tracing::debug!(strategy = %candidate, "load failed: {error}");
+                strategy::Unavailable {
+                    strategy: candidate,
+                    reason: error.to_string(),
+                }
             }),
         }
     }

@@ -133,6 +133,9 @@ fn start_daemon(config: &Config, watched: &Path, events: &Path) -> Result<Daemon
                 eprintln!("  {line}");
                 break;
             }
+            Some(Ok(line)) if line.contains("scan-only") || line.contains("ERROR") => {
+                bail!("fimd could not attach: {line}")
+            }
             Some(Ok(_)) => {}
             _ => bail!("fimd exited before attaching"),
         }
@@ -334,9 +337,13 @@ fn main() -> Result<()> {
     }
     for (round, (create, closed, unlink, gaps)) in reported.iter().enumerate() {
         let all = *create == config.cycles && *closed == config.cycles && *unlink == config.cycles;
+        let label = if round == config.rounds {
+            "stats pass".to_string()
+        } else {
+            format!("round {}", round + 1)
+        };
         println!(
-            "round {}: cycles reported: create {create}, write-closed {closed}, unlink {unlink} of {} each; gap notices {gaps} -> {}",
-            round + 1,
+            "{label}: cycles reported: create {create}, write-closed {closed}, unlink {unlink} of {} each; gap notices {gaps} -> {}",
             config.cycles,
             if all { "all reported" } else { "MISSING EVENTS" }
         );
