@@ -117,8 +117,11 @@ fn link_symlink_mkdir_rmdir() {
         c(&w.join("sub")),
     );
     let target = cs("orig");
+    let other_dir = c(&scratch.other.join("sub"));
     let pid = in_child(|| unsafe {
-        libc::link(orig.as_ptr(), hard.as_ptr()).abs()
+        libc::mkdir(other_dir.as_ptr(), 0o750).abs()
+            + libc::rmdir(other_dir.as_ptr()).abs()
+            + libc::link(orig.as_ptr(), hard.as_ptr()).abs()
             + libc::symlink(target.as_ptr(), soft.as_ptr()).abs()
             + libc::mkdir(sub.as_ptr(), 0o750).abs()
             + libc::rmdir(sub.as_ptr()).abs()
@@ -153,10 +156,19 @@ fn chmod_chown_by_path_and_fd() {
     let w = &scratch.watched;
     touch(&w.join("f"));
     let daemon = Daemon::start(&[w], &[]);
+    touch(&scratch.other.join("f"));
     let path = c(&w.join("f"));
+    let sibling = c(&scratch.other.join("f"));
     let pid = in_child(|| unsafe {
+        // The unmonitored sibling gets the same treatment and must stay silent.
+        let sibling_fd = libc::open(sibling.as_ptr(), libc::O_RDONLY);
+        let quiet = libc::chmod(sibling.as_ptr(), 0o600).abs()
+            + libc::fchmod(sibling_fd, 0o640).abs()
+            + libc::chown(sibling.as_ptr(), 1, 2).abs()
+            + libc::fchown(sibling_fd, 3, 4).abs();
         let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
-        libc::chmod(path.as_ptr(), 0o600).abs()
+        quiet
+            + libc::chmod(path.as_ptr(), 0o600).abs()
             + libc::fchmod(fd, 0o640).abs()
             + libc::chown(path.as_ptr(), 1, 2).abs()
             + libc::fchown(fd, 3, 4).abs()
@@ -190,12 +202,17 @@ fn truncate_xattr_and_timestamps() {
     let scratch = Scratch::new("meta");
     let w = &scratch.watched;
     std::fs::write(w.join("f"), b"0123456789").unwrap();
+    std::fs::write(scratch.other.join("f"), b"0123456789").unwrap();
     let daemon = Daemon::start(&[w], &[]);
     let path = c(&w.join("f"));
+    let sibling = c(&scratch.other.join("f"));
     // trusted.*: tmpfs before 6.6 (the VM kernel) has no user.* xattrs.
     let (name, value) = (cs("trusted.fim"), b"v");
     let pid = in_child(|| unsafe {
-        let mut status = libc::truncate(path.as_ptr(), 5).abs();
+        let mut status = libc::truncate(sibling.as_ptr(), 5).abs();
+        status +=
+            libc::setxattr(sibling.as_ptr(), name.as_ptr(), value.as_ptr().cast(), 1, 0).abs();
+        status += libc::truncate(path.as_ptr(), 5).abs();
         let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
         status += libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), 1, 0).abs();
         status += libc::removexattr(path.as_ptr(), name.as_ptr()).abs();
