@@ -535,6 +535,14 @@ impl State {
             self.replan_requested = true;
             return;
         }
+        let path = self.plan.canonical(path);
+        let second = second.map(|(second, truncated)| {
+            if operation == Operation::Symlink {
+                (second, truncated)
+            } else {
+                (self.plan.canonical(second), truncated)
+            }
+        });
         // Renames and links carry (source, destination); the record names the destination.
         let (path, old_path) = match operation {
             Operation::Rename | Operation::Link => match second {

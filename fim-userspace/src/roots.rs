@@ -82,6 +82,23 @@ impl RootPlan {
             .next()
     }
 
+    /// Rewrites a path spelled through a root's alias (a symlink such as /bin -> /usr/bin)
+    /// to the canonical spelling, so one file is always reported under one name.
+    pub fn canonical(&self, path: PathBuf) -> PathBuf {
+        for root in self.roots.values() {
+            for alias in &root.aliases {
+                if let Ok(rest) = path.strip_prefix(alias) {
+                    return if rest.as_os_str().is_empty() {
+                        root.path.clone()
+                    } else {
+                        root.path.join(rest)
+                    };
+                }
+            }
+        }
+        path
+    }
+
     /// Paths of the given root ids (for gap notices); all roots for id 0 (unknown).
     pub fn root_paths(&self, ids: &[u32]) -> Vec<PathBuf> {
         if ids.contains(&0) {

@@ -1,6 +1,6 @@
 //! Name and attribute operations: unlink, rename, link, symlink, mkdir, rmdir, chmod, chown,
 //! truncate, xattrs and timestamps, by absolute path, relative path, dirfd, `..` and fd.
-use std::path::Path;
+use std::{ffi::CString, path::Path};
 
 use fim_tests::*;
 
@@ -317,6 +317,43 @@ fn at_syscall_variants_relative_to_a_dirfd() {
     assert_eq!(ops(&events), expected);
     assert_eq!(events[3]["length"].as_u64(), Some(1));
     assert_eq!(events[7]["mode"].as_u64(), Some(0o700));
+    assert_actor(&events, pid);
+    daemon.stop();
+}
+
+/// A root given as a symlink (like /bin -> /usr/bin) reports every change under the canonical
+/// name, whichever spelling the process used; names that are not UTF-8 or contain a newline
+/// come out escaped, never dropped.
+#[test]
+fn symlinked_root_and_odd_names() {
+    let scratch = Scratch::new("alias");
+    let alias = scratch.base.join("alias");
+    std::os::unix::fs::symlink(&scratch.watched, &alias).unwrap();
+    let daemon = Daemon::start(&[&alias], &[]);
+    let w = &scratch.watched;
+    let (via_alias, odd) = (
+        c(&alias.join("via-alias")),
+        CString::new(b"odd\xff\nname".to_vec()).unwrap(),
+    );
+    let (dir, via_alias_unlink) = (c(w), c(&alias.join("via-alias")));
+    let pid = in_child(|| unsafe {
+        let mut status = raw_write(&via_alias, libc::O_WRONLY | libc::O_CREAT, b"x");
+        status += libc::unlink(via_alias_unlink.as_ptr()).abs();
+        libc::chdir(dir.as_ptr());
+        status + raw_write(&odd, libc::O_WRONLY | libc::O_CREAT, b"x")
+    });
+    let events = daemon.settle(&scratch.base, 5);
+    let odd_path = format!("{}/odd\\xff\nname", w.display());
+    assert_eq!(
+        ops(&events),
+        vec![
+            pair("create", &w.join("via-alias")),
+            pair("write-closed", &w.join("via-alias")),
+            pair("unlink", &w.join("via-alias")),
+            ("create".to_string(), odd_path.clone()),
+            ("write-closed".to_string(), odd_path),
+        ]
+    );
     assert_actor(&events, pid);
     daemon.stop();
 }
