@@ -37,7 +37,7 @@ fn config() -> Result<Config> {
         strategy: "auto".into(),
         writes: 1_000_000,
         cycles: 50_000,
-        rounds: 3,
+        rounds: 5,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
