@@ -21,7 +21,8 @@ use crate::show;
 
 /// `bpf` is in Debian 6.1's default LSM list too; naming the list keeps the guest independent
 /// of the kernel's default and matches the host machines' set.
-const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1 quiet lsm=lockdown,capability,landlock,bpf";
+const KERNEL_CMDLINE: &str =
+    "console=ttyS0 panic=-1 loglevel=5 lsm=lockdown,capability,landlock,bpf";
 
 /// How a boot ended, with everything the guest and QEMU printed.
 pub struct Boot {
