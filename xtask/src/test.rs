@@ -125,8 +125,8 @@ fn summary(rows: &[Row], total: Duration) {
 /// Runs one VM suite. If it failed and the guest kernel reported a soft lockup, runs it once
 /// more, loudly: once in about eight fentry runs the emulated 6.1 guest locked up both vCPUs
 /// (test thread and fimd, no backtrace captured yet), which looks like an emulator/kernel
-/// problem rather than a
-/// test verdict. A second failure of any kind fails the part, and the lockup is always printed.
+/// problem rather than a test verdict. A second failure of any kind fails the part, and the
+/// lockup is always printed.
 fn run_vm_once_more_on_lockup(opts: &vm::VmOpts) -> Result<String> {
     let first = vm::run(opts);
     let Err(error) = first else {
