@@ -1,8 +1,10 @@
 //! fimd's library: everything between the kernel programs and the change records.
 //!
 //! Data path: [`loader`] loads the BPF object chosen by [`strategy`], with offsets from
-//! [`kernel_offsets`]; [`ebpf_source`] drains the ring buffer, [`decode`]s records, rebuilds
-//! paths from [`roots`] and emits [`record`] types, the interface every event source shares.
+//! [`kernel_offsets`]; [`ebpf_source`] owns the maps and drains the ring buffer; `assemble`
+//! [`decode`]s records, rebuilds [`paths`] from the [`roots`] plan, pairs results and tracks
+//! [`writers`], and emits [`record`] types, the interface every event source shares.
+mod assemble;
 pub mod decode;
 pub mod ebpf_source;
 pub mod kernel_offsets;
