@@ -27,13 +27,15 @@ struct OpenWriter {
     template: FileEvent,
     path: PathBuf,
     stamp: Option<Stamp>,
+    /// When the file was last looked at (first: the open). A writer is looked at only a full
+    /// interval later, so short-lived writers never get an in-progress event.
+    checked: Instant,
 }
 
 /// Writers keyed by (tgid, writer id).
 #[derive(Default)]
 pub struct OpenWriters {
     open: HashMap<(u32, u64), OpenWriter>,
-    last_poll: Option<Instant>,
 }
 
 fn stamp(path: &PathBuf) -> Option<Stamp> {
@@ -58,6 +60,7 @@ impl OpenWriters {
                 template,
                 path,
                 stamp,
+                checked: Instant::now(),
             },
         );
     }
@@ -67,17 +70,15 @@ impl OpenWriters {
         self.open.remove(&(tgid, id)).map(|writer| writer.path)
     }
 
-    /// At most once per interval: in-progress events for files that changed since last seen.
+    /// In-progress events for writers open at least an interval whose file changed since it
+    /// was last looked at; each writer is looked at no more than once per interval.
     pub fn poll(&mut self, now: Instant, time: &str) -> Vec<FileEvent> {
-        if self
-            .last_poll
-            .is_some_and(|last| now - last < IN_PROGRESS_INTERVAL)
-        {
-            return Vec::new();
-        }
-        self.last_poll = Some(now);
         let mut events = Vec::new();
         for writer in self.open.values_mut() {
+            if now.saturating_duration_since(writer.checked) < IN_PROGRESS_INTERVAL {
+                continue;
+            }
+            writer.checked = now;
             let current = stamp(&writer.path);
             if current.is_some() && current != writer.stamp {
                 if writer.stamp.is_some() {
@@ -90,5 +91,71 @@ impl OpenWriters {
             }
         }
         events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(path: &str) -> FileEvent {
+        FileEvent {
+            op: Operation::WriteInProgress,
+            path: path.to_string(),
+            old_path: None,
+            pid: 7,
+            tid: 7,
+            ppid: 1,
+            comm: "writer".into(),
+            uid: 0,
+            gid: 0,
+            loginuid: None,
+            cgroup: 0,
+            dev: 0,
+            ino: 0,
+            mode: None,
+            owner: None,
+            length: None,
+            time: String::new(),
+            truncated: false,
+            result_unknown: false,
+        }
+    }
+
+    #[test]
+    fn only_writers_open_a_full_interval_get_in_progress_events() {
+        let file = std::env::temp_dir().join(format!("fim-writers-{}", std::process::id()));
+        std::fs::write(&file, b"a").unwrap();
+        let mut writers = OpenWriters::default();
+        let opened = Instant::now();
+        writers.opened(7, 3, file.clone(), template(&file.to_string_lossy()));
+        std::fs::write(&file, b"ab").unwrap();
+        // Changed, but open for less than an interval: nothing.
+        assert!(writers
+            .poll(opened + Duration::from_millis(500), "t1")
+            .is_empty());
+        // A full interval later: one event, attributed to the opener, with the poll's time.
+        let events = writers.poll(opened + Duration::from_millis(1100), "t2");
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            (events[0].op, events[0].pid, events[0].time.as_str()),
+            (Operation::WriteInProgress, 7, "t2")
+        );
+        // Unchanged since: nothing, and never more than one look per interval.
+        assert!(writers
+            .poll(opened + Duration::from_millis(2200), "t3")
+            .is_empty());
+        std::fs::write(&file, b"abc").unwrap();
+        assert!(writers
+            .poll(opened + Duration::from_millis(2500), "t4")
+            .is_empty());
+        assert_eq!(
+            writers
+                .poll(opened + Duration::from_millis(3300), "t5")
+                .len(),
+            1
+        );
+        assert_eq!(writers.closed(7, 3), Some(file.clone()));
+        std::fs::remove_file(&file).unwrap();
     }
 }
