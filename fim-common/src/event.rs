@@ -10,7 +10,8 @@
 pub mod op {
     /// A file opened for writing was closed (or its process exited).
     pub const WRITE_CLOSED: u8 = 1;
-    /// A long-lived writer is still writing (at most one per file per second).
+    /// Reserved: the kernel no longer sends it (write(2) is not hooked). User space makes
+    /// `write-in-progress` events itself, from the writers it tracks (`writers.rs`).
     pub const WRITE_IN_PROGRESS: u8 = 2;
     pub const CREATE: u8 = 3;
     pub const RENAME: u8 = 4;

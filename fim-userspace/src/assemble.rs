@@ -243,7 +243,8 @@ impl State {
 fn operation(code: u8) -> Option<Operation> {
     Some(match code {
         op::WRITE_CLOSED => Operation::WriteClosed,
-        op::WRITE_IN_PROGRESS | op::WRITE_OPENED => Operation::WriteInProgress,
+        // The open of a writer: its event is the template for in-progress events.
+        op::WRITE_OPENED => Operation::WriteInProgress,
         op::CREATE => Operation::Create,
         op::RENAME => Operation::Rename,
         op::UNLINK => Operation::Unlink,
