@@ -2,7 +2,11 @@
 //!
 //! The eBPF source fills these today; the Windows companion will fill the same types, so the
 //! engine (reconcile, journal, gRPC) never sees where an event came from.
+use std::path::PathBuf;
+
 use serde::Serialize;
+
+use crate::path_text::{serialize_opt_path, serialize_path};
 
 /// The operation, as printed (`"write-closed"`, `"rename"`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -28,17 +32,24 @@ pub enum Operation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FileEvent {
     pub op: Operation,
-    /// The affected path (non-UTF-8 bytes shown as `\xNN`).
-    pub path: String,
+    /// The affected path (serialised with non-UTF-8 bytes as `\xNN`, see [`crate::path_text`]).
+    #[serde(serialize_with = "serialize_path")]
+    pub path: PathBuf,
     /// For renames and links: the source path. For symlinks: the link's target text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub old_path: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_opt_path"
+    )]
+    pub old_path: Option<PathBuf>,
     /// Process id (thread group id) as the host sees it.
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
     pub ppid: u32,
     pub comm: String,
+    /// The executable (/proc/PID/exe when the event was read); None once the process is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
     pub uid: u32,
     pub gid: u32,
     /// None when the process has no login uid (daemons, early boot): not the same as root.
@@ -72,7 +83,8 @@ pub struct FileEvent {
 pub struct GapNotice {
     /// Always "gap", so a JSON-lines reader can tell notices from events.
     pub op: &'static str,
-    pub roots: Vec<String>,
+    #[serde(serialize_with = "crate::path_text::serialize_paths")]
+    pub roots: Vec<PathBuf>,
     pub dropped: u64,
     pub time: String,
 }
