@@ -55,6 +55,9 @@ pub struct FileEvent {
     /// None when the process has no login uid (daemons, early boot): not the same as root.
     pub loginuid: Option<u32>,
     pub cgroup: u64,
+    /// The cgroup path (/proc/PID/cgroup) when the event was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_path: Option<String>,
     /// st_dev as user space sees it (makedev(major, minor)); 0 when unknown.
     pub dev: u64,
     pub ino: u64,

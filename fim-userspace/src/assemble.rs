@@ -16,8 +16,9 @@ use fim_common::event::{flag, op, LOGINUID_UNSET};
 use crate::{
     decode::{decode, RawEvent},
     paths::PathResolver,
+    process_info::ProcessInfo,
     record::{FileEvent, Operation, SourceItem},
-    roots::{display_path, RootPlan},
+    roots::RootPlan,
     wallclock::WallClock,
     writers::OpenWriters,
 };
@@ -41,6 +42,7 @@ pub(crate) struct State {
     pub(crate) writers: OpenWriters,
     pub(crate) drops_seen: HashMap<u32, u64>,
     pub(crate) paths: PathResolver,
+    pub(crate) processes: ProcessInfo,
     pub(crate) replan_requested: bool,
     /// Hard links made since the last drain: their inode must be registered, so writes through
     /// either name are attributed to the monitored one.
@@ -56,6 +58,7 @@ impl State {
             writers: OpenWriters::default(),
             drops_seen: HashMap::new(),
             paths: PathResolver::default(),
+            processes: ProcessInfo::default(),
             replan_requested: false,
             new_links: Vec::new(),
         }
@@ -162,20 +165,23 @@ impl State {
         // Renames and links carry (source, destination); the record names the destination.
         let (path, old_path) = match operation {
             Operation::Rename | Operation::Link => match second {
-                Some((destination, _)) => (destination, Some(display_path(&path))),
+                Some((destination, _)) => (destination, Some(path)),
                 None => (path, None),
             },
-            Operation::Symlink => (path, second.map(|(target, _)| display_path(&target))),
+            Operation::Symlink => (path, second.map(|(target, _)| target)),
             _ => (path, None),
         };
+        let (exe, cgroup_path) = self.processes.lookup(header.tgid);
         let event = FileEvent {
             op: operation,
-            path: display_path(&path),
+            path: path.clone(),
             old_path,
             pid: header.tgid,
             tid: header.pid,
             ppid: header.ppid,
             comm: comm(&header.comm),
+            exe,
+            cgroup_path,
             uid: header.uid,
             gid: header.gid,
             loginuid: (header.loginuid != LOGINUID_UNSET).then_some(header.loginuid),

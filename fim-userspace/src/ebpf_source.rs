@@ -24,7 +24,7 @@ use crate::{
     assemble::{State, RESULT_WAIT},
     loader::Loaded,
     record::{FileEvent, GapNotice, SourceItem},
-    roots::{display_path, kernel_dev, plan, RootPlan, RootSpec},
+    roots::{kernel_dev, plan, RootPlan, RootSpec},
 };
 
 /// How soon the ring is read again after a batch (the kernel skips wakeups for 1 ms).
@@ -193,6 +193,7 @@ async fn run(
             }
             _ = tick.tick() => {
                 state.expire_pending(&mut ready, Instant::now());
+                state.processes.forget();
                 let time = state.clock.now_rfc3339();
                 ready.extend(state.writers.poll(Instant::now(), &time).into_iter().map(SourceItem::Change));
                 state.check_drops(&kernel_maps.drops, &mut ready);
@@ -382,12 +383,7 @@ impl State {
         }
         if total > 0 {
             affected.sort_unstable();
-            let roots = self
-                .plan
-                .root_paths(&affected)
-                .iter()
-                .map(|path| display_path(path))
-                .collect();
+            let roots = self.plan.root_paths(&affected);
             tracing::warn!(
                 dropped = total,
                 ?affected,

@@ -10,7 +10,6 @@
 //! reach user space, which drops those outside the root and re-plans when the root appears.
 use std::{
     collections::{BTreeMap, HashMap},
-    ffi::OsStr,
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Component, Path, PathBuf},
 };
@@ -348,27 +347,7 @@ fn register_hard_links(plan: &mut RootPlan, id: u32, root: &PlannedRoot, dev: u6
     }
 }
 
-/// Renders path bytes for humans and JSON: UTF-8 as is, other bytes as `\xNN`.
-pub fn display_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c == '\\' {
-                out.push_str("\\\\");
-            } else {
-                out.push(c);
-            }
-        }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    out
-}
-
-pub fn display_path(path: &Path) -> String {
-    display_bytes(OsStr::as_bytes(path.as_os_str()))
-}
+pub use fim_engine::path_text::{display_bytes, display_path};
 
 #[cfg(test)]
 mod tests {
@@ -411,10 +390,5 @@ mod tests {
         assert_eq!(root.watched_from, std::fs::canonicalize(&dir).unwrap());
         assert!(plan.leads_to_missing_root(&dir.join("a")));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn non_utf8_bytes_are_escaped() {
-        assert_eq!(display_bytes(b"a\xffb\\"), "a\\xffb\\\\");
     }
 }

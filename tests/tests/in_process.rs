@@ -34,7 +34,7 @@ async fn next_paths(
                     .as_str()
                     .unwrap()
                     .to_string(),
-                event.path,
+                event.path.to_string_lossy().into_owned(),
             ));
         }
     }

@@ -343,7 +343,7 @@ fn symlinked_root_and_odd_names() {
         status + raw_write(&odd, libc::O_WRONLY | libc::O_CREAT, b"x")
     });
     let events = daemon.settle(&scratch.base, 5);
-    let odd_path = format!("{}/odd\\xff\nname", w.display());
+    let odd_path = format!("{}/odd\\xff\\x0aname", w.display());
     assert_eq!(
         ops(&events),
         vec![
