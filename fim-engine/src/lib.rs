@@ -6,6 +6,7 @@
 //! for every real difference. The [`policy`] says which paths belong to which entity. Nothing
 //! here knows about BPF: the Windows companion links this crate unchanged.
 pub mod change;
+pub mod daemon;
 pub mod diff;
 pub mod identity;
 pub mod path_text;

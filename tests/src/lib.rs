@@ -16,6 +16,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod engine;
+
 /// Fails the test loudly when not root: these tests load BPF programs.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

@@ -11,7 +11,7 @@ use crate::{cargo, run_cmd};
 
 pub fn run(release: bool) -> Result<()> {
     let mut cmd = cargo();
-    cmd.args(["build", "-p", "fim-userspace"]);
+    cmd.args(["build", "-p", "fim-userspace", "-p", "fim-cli"]);
     if release {
         cmd.arg("--release");
     }

@@ -1,7 +1,9 @@
 //! `cargo xtask run [-- fimd args...]`: set up, build release, and become fimd.
 //!
 //! Why exec rather than spawn: fimd then owns the terminal and receives Ctrl-C directly, and its
-//! exit status is the command's. With no arguments fimd watches its built-in default roots.
+//! exit status is the command's. With no arguments fimd runs the engine on its embedded default:
+//! the built-in policy (while /etc/fim/policy.toml does not exist) and the SQLite store in
+//! /var/lib/fim.
 
 use std::os::unix::process::CommandExt as _;
 use std::process::Command;

@@ -24,6 +24,8 @@ const REQUIRED_PACKAGES: &[&str] = &[
     "cpio",            // inspecting initramfs images by hand
     "bpftool",         // inspecting loaded programs and maps
     "linux-perf",      // profiling fimd
+    "acl",             // setfacl: the engine tests change POSIX ACLs
+    "libcap2-bin",     // setcap: the engine tests change file capabilities
 ];
 /// Nice to have; a failure to install them is only a warning.
 const OPTIONAL_PACKAGES: &[&str] = &["hyperfine"];

@@ -1,7 +1,13 @@
 //! fimd: the file integrity monitoring daemon.
 //!
-//! Today it loads the kernel pipeline and prints each event under the watched roots as one
-//! JSON line on stdout; logs go to stderr through tracing. SIGINT/SIGTERM detach everything.
+//! By default it runs the engine on the policy (built-in default when the policy file does not
+//! exist): kernel events are reconciled against the baseline in the state directory and every
+//! change is journaled. With `--watch PATH` it is a debugging tool instead: no baseline, no
+//! journal, each raw kernel event under PATH printed as one JSON line. Logs go to stderr
+//! through tracing (plain lines under systemd, which timestamps them itself).
+//! SIGINT/SIGTERM: finish the events already read, detach everything, exit.
+mod engine;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
@@ -13,7 +19,7 @@ use fim_userspace::{
     loader,
     record::SourceItem,
     roots::RootSpec,
-    strategy::{self, Requested},
+    strategy::{self, Requested, Strategy},
 };
 use tokio::{
     io::AsyncWriteExt,
@@ -21,34 +27,22 @@ use tokio::{
     sync::mpsc,
 };
 
-/// The recommended Linux roots (see PRODUCT.md), used when no --watch is given.
-const DEFAULT_ROOTS: &[&str] = &[
-    "/bin/login",
-    "/bin/passwd",
-    "/etc",
-    "/usr/bin",
-    "/usr/sbin",
-    "/bin",
-    "/sbin",
-    "/boot",
-    "/usr/local/bin",
-    "/usr/local/sbin",
-    "/opt/bin",
-    "/opt/sbin",
-    "/etc/crontab",
-    "/etc/init.d",
-    "/etc/cron.hourly",
-    "/etc/cron.daily",
-    "/etc/cron.weekly",
-    "/etc/cron.monthly",
-];
-
 #[derive(Parser, Debug)]
 #[command(name = "fimd", version, about = "File integrity monitoring daemon")]
-struct Args {
-    /// A path to monitor (recursively); repeatable. Without it, the recommended defaults.
+pub(crate) struct Args {
+    /// Debugging: print raw kernel events under PATH (repeatable) instead of running the
+    /// engine. No baseline, no journal.
     #[arg(long = "watch", value_name = "PATH")]
     watch: Vec<PathBuf>,
+    /// The policy file; the built-in default applies while it does not exist.
+    #[arg(long, env = "FIM_POLICY", default_value = "/etc/fim/policy.toml")]
+    pub(crate) policy: PathBuf,
+    /// Where the baseline and the journal live.
+    #[arg(long, env = "FIM_STATE_DIR", default_value = "/var/lib/fim")]
+    pub(crate) state_dir: PathBuf,
+    /// Print every journaled change record as a JSON line on stdout.
+    #[arg(long)]
+    pub(crate) print_records: bool,
     /// Attach strategy: auto picks the best the kernel permits.
     #[arg(long, default_value = "auto", value_parser = parse_requested)]
     strategy: Requested,
@@ -78,7 +72,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = if args.watch.is_empty() {
+        runtime.block_on(engine::run(args))
+    } else {
+        runtime.block_on(run(args))
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -90,11 +89,19 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FIM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // try_init also routes the `log` facade (aya-log's records) into tracing.
-    let _ = tracing_subscriber::fmt()
+    // Under systemd, stderr goes to the journal, which adds its own timestamps and does not
+    // render colours.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(!journald);
+    // try_init also routes the `log` facade (aya-log's records) into tracing.
+    let _ = if journald {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -104,16 +111,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.ring_bytes
         );
     }
-    let roots: Vec<RootSpec> = if args.watch.is_empty() {
-        DEFAULT_ROOTS.iter().map(RootSpec::recursive).collect()
-    } else {
-        args.watch.iter().map(RootSpec::recursive).collect()
-    };
+    let roots: Vec<RootSpec> = args.watch.iter().map(RootSpec::recursive).collect();
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let Some(source) = start_kernel_source(&args, roots).await? else {
+    let Some((_, source)) = start_kernel_source(&args, roots).await? else {
         // Scan-only: nothing to stream until the scanner lands; wait for a signal.
         tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} }
         return Ok(());
@@ -158,10 +161,10 @@ fn first_line(text: &str) -> String {
 
 /// Chooses a strategy and starts the kernel pipeline, or returns None for scan-only after
 /// saying in one line what is missing.
-async fn start_kernel_source(
+pub(crate) async fn start_kernel_source(
     args: &Args,
     roots: Vec<RootSpec>,
-) -> anyhow::Result<Option<(EbpfSource, mpsc::Receiver<SourceItem>)>> {
+) -> anyhow::Result<Option<(Strategy, (EbpfSource, mpsc::Receiver<SourceItem>))>> {
     let offsets = match read_kernel_offsets(&args.btf) {
         Ok(offsets) => offsets,
         Err(error) => {
@@ -231,5 +234,5 @@ async fn start_kernel_source(
         .map(|root| root.path.display().to_string())
         .collect();
     tracing::info!(strategy = %strategy, programs = attached, roots = ?watched, "monitoring started");
-    Ok(Some((source, receiver)))
+    Ok(Some((strategy, (source, receiver))))
 }

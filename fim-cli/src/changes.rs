@@ -1,0 +1,123 @@
+//! `fim changes` and `fim summary`: the journal, filtered like the product's queries.
+use std::{path::Path, process::ExitCode};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use fim_engine::{
+    change::{ChangeCategory, ConfigChangeType},
+    store::{ChangeFilter, GroupKey},
+};
+
+use crate::{output::{self, Format}, status::open_store, timespec};
+
+#[derive(Args, Debug, Clone)]
+pub struct FilterArgs {
+    /// Only changes at or after this time: a span back from now (14d, 2h) or a time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only changes before this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// ConfigChangeType: Files, Registry, WindowsServices, Daemons (repeatable or comma list).
+    #[arg(long = "type", value_delimiter = ',')]
+    types: Vec<String>,
+    /// ChangeCategory: Added, Modified, Removed (repeatable or comma list).
+    #[arg(long = "category", value_delimiter = ',')]
+    categories: Vec<String>,
+    /// A glob over FileSystemPath, e.g. '/etc/**' or '*.conf'.
+    #[arg(long)]
+    path: Option<String>,
+    /// Only this computer (host name).
+    #[arg(long)]
+    computer: Option<String>,
+    /// Only this policy entity.
+    #[arg(long)]
+    entity: Option<String>,
+}
+
+impl FilterArgs {
+    fn build(&self) -> anyhow::Result<ChangeFilter> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut types = Vec::new();
+        for text in &self.types {
+            match ConfigChangeType::parse(text) {
+                Some(kind) => types.push(kind),
+                None => bail!("--type {text:?}: expected Files, Registry, WindowsServices or Daemons"),
+            }
+        }
+        let mut categories = Vec::new();
+        for text in &self.categories {
+            match ChangeCategory::parse(text) {
+                Some(category) => categories.push(category),
+                None => bail!("--category {text:?}: expected Added, Modified or Removed"),
+            }
+        }
+        if let Some(glob) = &self.path {
+            globset::Glob::new(glob).with_context(|| format!("--path {glob:?}"))?;
+        }
+        Ok(ChangeFilter {
+            since_ns: timespec::option("since", &self.since, now)?,
+            until_ns: timespec::option("until", &self.until, now)?,
+            types,
+            categories,
+            path_glob: self.path.clone(),
+            computer: self.computer.clone(),
+            entity: self.entity.clone(),
+            after_sequence: None,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ChangesArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// table, json, jsonl or csv.
+    #[arg(long, default_value = "table")]
+    format: Format,
+    /// At most this many records (the oldest first).
+    #[arg(long, default_value_t = 10_000)]
+    limit: usize,
+    /// Only records after this sequence number.
+    #[arg(long)]
+    after: Option<u64>,
+}
+
+pub fn list(state_dir: &Path, args: ChangesArgs) -> anyhow::Result<ExitCode> {
+    let mut filter = args.filter.build()?;
+    filter.after_sequence = args.after;
+    let store = open_store(state_dir)?;
+    let records = store.query(&filter, args.limit)?;
+    output::records(&records, args.format, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Group by these, comma-separated: computer, type, category, entity.
+    #[arg(long, value_delimiter = ',', default_value = "computer,type")]
+    by: Vec<String>,
+    /// table, json, jsonl or csv.
+    #[arg(long, default_value = "table")]
+    format: Format,
+}
+
+pub fn summary(state_dir: &Path, args: SummaryArgs) -> anyhow::Result<ExitCode> {
+    let filter = args.filter.build()?;
+    let mut keys = Vec::new();
+    for name in &args.by {
+        keys.push(match name.trim().to_ascii_lowercase().as_str() {
+            "computer" => GroupKey::Computer,
+            "type" | "configchangetype" => GroupKey::Type,
+            "category" | "changecategory" => GroupKey::Category,
+            "entity" => GroupKey::Entity,
+            other => bail!("--by {other:?}: expected computer, type, category or entity"),
+        });
+    }
+    let store = open_store(state_dir)?;
+    let rows = store.summary(&filter, &keys)?;
+    output::summary(&args.by, &rows, args.format, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,94 @@
+//! `fim status` and `fim verify`.
+use std::{path::Path, process::ExitCode};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use fim_engine::{daemon::database_path, path_text::display_path, store::Store};
+
+/// Opens the daemon's store for reading; says clearly when there is none yet.
+pub fn open_store(state_dir: &Path) -> anyhow::Result<Store> {
+    let path = database_path(state_dir);
+    if !path.exists() {
+        bail!(
+            "no database at {}: start fimd or run `fim scan` first (or pass --state-dir)",
+            display_path(&path)
+        );
+    }
+    Store::open_read_only(&path).with_context(|| format!("opening {}", display_path(&path)))
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Whether the pid saved by the daemon is a live fimd.
+fn daemon_alive(pid: &str) -> bool {
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "fimd")
+}
+
+pub fn status(state_dir: &Path, policy: &Path, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(state_dir)?;
+    let meta = |key: &str| store.get_meta(key).ok().flatten();
+    let pid = meta("daemon/pid");
+    let running = pid.as_deref().is_some_and(daemon_alive);
+    let status = serde_json::json!({
+        "daemon": {
+            "running": running,
+            "pid": pid,
+            "started": meta("daemon/started"),
+            "strategy": meta("daemon/strategy"),
+            "roots": meta("daemon/roots"),
+        },
+        "policy": display_path(policy),
+        "baseline_entries": store.count()?,
+        "journal_last_sequence": store.last_sequence()?,
+        "last_sweep": meta("last_sweep"),
+        "last_rehash": meta("last_rehash"),
+        "recent_scans": store.last_scans(5)?.iter().map(|scan| serde_json::json!({
+            "kind": scan.kind, "started_ns": scan.started_ns, "finished_ns": scan.finished_ns,
+            "files": scan.files, "changes": scan.changes, "errors": scan.errors,
+        })).collect::<Vec<_>>(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    println!(
+        "daemon:     {}",
+        if running {
+            format!("running (pid {}, strategy {}, since {})", text(&status["daemon"]["pid"]), text(&status["daemon"]["strategy"]), text(&status["daemon"]["started"]))
+        } else {
+            "not running".to_string()
+        }
+    );
+    println!("roots:      {}", text(&status["daemon"]["roots"]));
+    println!("policy:     {}", text(&status["policy"]));
+    println!("baseline:   {} entries", status["baseline_entries"]);
+    println!("journal:    last sequence {}", status["journal_last_sequence"]);
+    println!("last sweep: {}", text(&status["last_sweep"]));
+    println!("last rehash: {}", text(&status["last_rehash"]));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {}
+
+pub fn verify(state_dir: &Path, _args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(state_dir)?;
+    let report = store.verify()?;
+    println!("{report}");
+    Ok(if report.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,111 @@
+//! Following the policy file: `fim entities ...` edits it, the running daemon notices within a
+//! second and applies the change without a restart. A file that does not parse or validate is
+//! refused with its location and the previous policy stays in force.
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::SystemTime,
+};
+
+use crate::policy::{self, CompiledPolicy, Entity, Policy, PolicyError};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicySource {
+    /// This file; the built-in default while it does not exist.
+    File(PathBuf),
+}
+
+/// Which entities a reload added, removed or redefined (path, kind, flags or ignores).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PolicyChange {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub redefined: Vec<String>,
+}
+
+pub struct PolicyWatcher {
+    source: PolicySource,
+    policy: Policy,
+    compiled: CompiledPolicy,
+    stamp: Option<(SystemTime, u64, u64)>,
+}
+
+fn stamp(source: &PolicySource) -> Option<(SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let PolicySource::File(path) = source;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+}
+
+fn read(source: &PolicySource) -> Result<Policy, PolicyError> {
+    let PolicySource::File(path) = source;
+    if !path.exists() {
+        return Ok(policy::default_policy());
+    }
+    let parsed = policy::load(path)?;
+    for warning in &parsed.warnings {
+        tracing::warn!("policy: {warning}");
+    }
+    Ok(parsed.policy)
+}
+
+impl PolicyWatcher {
+    pub fn load(source: PolicySource) -> Result<Self, PolicyError> {
+        let stamp = stamp(&source);
+        let policy = read(&source)?;
+        let compiled = policy::compile(&policy)?;
+        Ok(PolicyWatcher {
+            source,
+            policy,
+            compiled,
+            stamp,
+        })
+    }
+
+    pub fn compiled(&self) -> &CompiledPolicy {
+        &self.compiled
+    }
+
+    /// The file was written, replaced or removed since the last (re)load.
+    pub fn changed(&self) -> bool {
+        stamp(&self.source) != self.stamp
+    }
+
+    /// Reloads; Ok(None) when the entities did not change.
+    pub fn reload(&mut self) -> Result<Option<PolicyChange>, PolicyError> {
+        // Taken first: a failed load is not retried until the file changes again.
+        self.stamp = stamp(&self.source);
+        let policy = read(&self.source)?;
+        let compiled = policy::compile(&policy)?;
+        let change = diff(&self.policy, &policy);
+        let settings_changed = policy.settings != self.policy.settings;
+        self.policy = policy;
+        self.compiled = compiled;
+        if change == PolicyChange::default() && !settings_changed {
+            return Ok(None);
+        }
+        Ok(Some(change))
+    }
+}
+
+fn diff(old: &Policy, new: &Policy) -> PolicyChange {
+    let enabled = |policy: &Policy| -> BTreeMap<String, Entity> {
+        policy
+            .entities
+            .iter()
+            .filter(|entity| entity.enabled && entity.kind.is_linux_file())
+            .map(|entity| (entity.name.clone(), entity.clone()))
+            .collect()
+    };
+    let (old, new) = (enabled(old), enabled(new));
+    let mut change = PolicyChange::default();
+    for (name, entity) in &new {
+        match old.get(name) {
+            None => change.added.push(name.clone()),
+            Some(previous) if previous != entity => change.redefined.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    change.removed = old.keys().filter(|name| !new.contains_key(*name)).cloned().collect();
+    change
+}

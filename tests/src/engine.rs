@@ -1,0 +1,239 @@
+//! Harness for the engine tests: fimd on a policy and a state directory, its change records
+//! (printed with --print-records), and the `fim` tool run against the same state.
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{fimd_bin, require_root, strategy};
+
+/// The `fim` binary next to fimd (or FIM_BIN).
+pub fn fim_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("FIM_BIN") {
+        return PathBuf::from(path);
+    }
+    let fimd = fimd_bin();
+    let fim = fimd.with_file_name("fim");
+    assert!(
+        fim.exists(),
+        "fim binary not found next to {} (cargo build -p fim-cli) or set FIM_BIN",
+        fimd.display()
+    );
+    fim
+}
+
+/// A scratch area: `tree/` to monitor, `state/` for the database, `policy.toml`.
+pub struct Workspace {
+    pub base: PathBuf,
+    pub tree: PathBuf,
+    pub state: PathBuf,
+    pub policy: PathBuf,
+}
+
+impl Workspace {
+    pub fn new(name: &str) -> Self {
+        let base = std::env::temp_dir().join(format!("fim-engine-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("tree")).expect("create tree");
+        std::fs::create_dir_all(base.join("state")).expect("create state");
+        let base = std::fs::canonicalize(&base).expect("canonicalize");
+        let workspace = Workspace {
+            tree: base.join("tree"),
+            state: base.join("state"),
+            policy: base.join("policy.toml"),
+            base,
+        };
+        workspace.write_policy(&format!(
+            "[settings]\nscan_idle_io = false\n\n[[entity]]\nname = \"tree\"\nkind = \"linux-file\"\npath = \"{}\"\n",
+            workspace.tree.display()
+        ));
+        workspace
+    }
+
+    pub fn write_policy(&self, text: &str) {
+        let temp = self.policy.with_extension("tmp");
+        std::fs::write(&temp, text).expect("write policy");
+        std::fs::rename(&temp, &self.policy).expect("replace policy");
+    }
+
+    /// Runs `fim` with this workspace's state and policy.
+    pub fn fim(&self, args: &[&str]) -> Output {
+        Command::new(fim_bin())
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("--policy")
+            .arg(&self.policy)
+            .args(args)
+            .output()
+            .expect("run fim")
+    }
+
+    /// `fim changes --format jsonl` as values.
+    pub fn journal(&self) -> Vec<Value> {
+        let output = self.fim(&["changes", "--format", "jsonl"]);
+        assert!(
+            output.status.success(),
+            "fim changes failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("jsonl record"))
+            .collect()
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// A running fimd in engine mode.
+pub struct Engine {
+    child: Child,
+    records: Arc<Mutex<Vec<Value>>>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Engine {
+    /// Starts fimd and waits for its start-up scan to finish.
+    pub fn start(workspace: &Workspace) -> Self {
+        Self::start_with(workspace, &[])
+    }
+
+    pub fn start_with(workspace: &Workspace, extra: &[&str]) -> Self {
+        require_root();
+        let mut child = Command::new(fimd_bin())
+            .arg("--strategy")
+            .arg(strategy())
+            .arg("--policy")
+            .arg(&workspace.policy)
+            .arg("--state-dir")
+            .arg(&workspace.state)
+            .arg("--print-records")
+            .args(extra)
+            .env("FIM_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn fimd");
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = records.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(value) => sink.lock().expect("records lock").push(value),
+                    Err(error) => panic!("fimd printed a line that is not JSON ({error}): {line}"),
+                }
+            }
+        });
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[fimd] {line}");
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut engine = Engine { child, records, log };
+        engine.wait_for_log("start-up scan finished", Duration::from_secs(120));
+        engine
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return;
+            }
+            if self.log().contains("scan-only") {
+                panic!("fimd fell back to scan-only:\n{}", self.log());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("fimd exited with {status} before {needle:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("fimd never logged {needle:?}:\n{}", self.log());
+    }
+
+    pub fn records(&self) -> Vec<Value> {
+        self.records.lock().expect("records lock").clone()
+    }
+
+    /// Waits for `count` records, then a little longer so that extra ones would show.
+    pub fn settle(&self, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline && self.records().len() < count {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        self.records()
+    }
+
+    /// SIGTERM and a clean exit.
+    pub fn stop(mut self) -> String {
+        // SAFETY: kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait fimd");
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log();
+        assert!(status.success(), "fimd exited with {status}; log:\n{log}");
+        log
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        // SAFETY: kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (ChangeCategory, FileSystemPath, FieldsChanged) of each record, for exact comparisons.
+pub fn summary(records: &[Value]) -> Vec<(String, String, Vec<String>)> {
+    records
+        .iter()
+        .map(|record| {
+            (
+                record["ChangeCategory"].as_str().unwrap_or("?").to_string(),
+                record["File"]["FileSystemPath"].as_str().unwrap_or("?").to_string(),
+                record["FieldsChanged"]
+                    .as_array()
+                    .map(|fields| {
+                        fields
+                            .iter()
+                            .map(|field| field.as_str().unwrap_or("?").to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+pub fn path_of(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
