@@ -1,0 +1,1 @@
+//! Editing through `PolicyDocument`: comments survive, invalid policies are never written.
