@@ -181,13 +181,13 @@ impl CompiledEntity {
                     .file_name()
                     .is_some_and(|name| self.ignore.is_match(name))
         };
-        match path.strip_prefix(&self.root) {
-            Ok(_) => path
-                .ancestors()
-                .take_while(|ancestor| ancestor.starts_with(&self.root) && *ancestor != self.root)
-                .any(matches),
-            Err(_) => matches(path),
-        }
+        matches(path)
+            || (path.starts_with(&self.root)
+                && path
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|ancestor| *ancestor != self.root)
+                    .any(matches))
     }
 
     /// How deep below `root` a scan or the kernel must look (None = unlimited).

@@ -5,7 +5,7 @@
 //! compiled or saved without passing it. While checking a Linux entity it builds exactly what
 //! the compiled entity needs (root, globs), so compile cannot disagree with validation.
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
 };
 
@@ -84,6 +84,7 @@ pub(crate) fn check(policy: &Policy, env: EnvLookup<'_>) -> Checked {
         });
     }
     check_overlaps(policy, &prepared, &mut issues);
+    check_windows_twins(policy, &mut issues);
     Checked { issues, prepared }
 }
 
@@ -382,6 +383,34 @@ fn check_overlaps(policy: &Policy, prepared: &[Option<Prepared>], issues: &mut V
                 continue;
             };
             push(Severity::Warning, message);
+        }
+    }
+}
+
+/// Two enabled Windows entities of one kind naming the same path or key. Windows paths are
+/// case-insensitive and take either slash, so they are compared in that form.
+fn check_windows_twins(policy: &Policy, issues: &mut Vec<Issue>) {
+    let mut seen: HashMap<(EntityKind, String), &str> = HashMap::new();
+    for (index, entity) in policy.entities.iter().enumerate() {
+        if !entity.enabled || entity.kind.is_linux_file() || entity.path.is_empty() {
+            continue;
+        }
+        let canonical = paths::windows_segments(&entity.path)
+            .join("\\")
+            .to_lowercase();
+        match seen.get(&(entity.kind, canonical.clone())) {
+            Some(first) => issues.push(Issue {
+                severity: Severity::Error,
+                entity: Some(index),
+                field: Field::Path,
+                message: format!(
+                    "entity \"{}\": overlapping entities: \"{first}\" has the same kind and path \"{}\"",
+                    entity.name, entity.path
+                ),
+            }),
+            None => {
+                seen.insert((entity.kind, canonical), &entity.name);
+            }
         }
     }
 }

@@ -101,6 +101,18 @@ fn ignore_by_name_by_full_path_and_below_an_ignored_directory() {
 }
 
 #[test]
+fn ignore_patterns_never_hide_the_root_through_its_own_name() {
+    let policy = compiled(&entity(
+        "www",
+        "linux-file",
+        "/var/www",
+        r#"ignore = ["www"]"#,
+    ));
+    assert!(policy.entities[0].covers(Path::new("/var/www/index.html")));
+    assert!(!policy.entities[0].covers(Path::new("/var/www/a/www/b")));
+}
+
+#[test]
 fn ignore_star_stays_within_one_segment() {
     let policy = compiled(&entity(
         "www",

@@ -71,6 +71,15 @@ fn syntax_errors_point_at_the_spot() {
         format!("{FILE}:3:8: invalid table header: expected `.`, `]`")
     );
     assert_eq!(
+        parse_err("[settings]\ncoalesce_ms =\n"),
+        format!("{FILE}:2:14: invalid string: expected `\"`, `'`")
+    );
+    // toml_edit gives no message for a value cut off by the end of the file.
+    assert_eq!(
+        parse_err("[settings]\ncoalesce_ms = "),
+        format!("{FILE}:2:15: invalid TOML")
+    );
+    assert_eq!(
         parse_err("[settings]\ncoalesce_ms = 1\ncoalesce_ms = 2\n"),
         format!("{FILE}:3:1: duplicate key `coalesce_ms` in table `settings`")
     );
@@ -279,6 +288,14 @@ fn identical_entities_of_one_kind_overlap() {
              path \"/etc/*.conf\""
         )
     );
+    let windows = entity("a", "windows-registry", r"HKLM\Software\Run", "")
+        + &entity("b", "windows-registry", r"hklm\SOFTWARE\Run\", "");
+    assert_eq!(
+        parse_err(&windows),
+        format!(
+            r#"{FILE}:9:8: entity "b": overlapping entities: "a" has the same kind and path "hklm\SOFTWARE\Run\""#
+        )
+    );
     // A disabled twin, or a different kind, is no error.
     parse_ok(&(linux("a", "/x") + &entity("b", "linux-file", "/x", "enabled = false")));
     parse_ok(&(linux("a", "/x") + &entity("b", "file-content", "/x", "")));
@@ -364,12 +381,15 @@ fn compile_rejects_an_invalid_policy_built_in_code() {
     let mut policy = default_policy();
     policy.entities[1].name = "bin-login".into();
     policy.entities[2].path = "/etc/*/x".into();
+    policy.entities[3].path = "$FIM_TEST_UNSET_VARIABLE/bin".into();
     let err = compile(&policy).err().map(|err| err.to_string());
     assert_eq!(
         err.as_deref(),
         Some(
             "entity \"bin-login\": duplicate name\n\
-             entity \"etc-conf\": wildcard only allowed in the last segment of \"/etc/*/x\""
+             entity \"etc-conf\": wildcard only allowed in the last segment of \"/etc/*/x\"\n\
+             entity \"usr-bin\": environment variable \"FIM_TEST_UNSET_VARIABLE\" is not set \
+             (in path \"$FIM_TEST_UNSET_VARIABLE/bin\")"
         )
     );
 }
