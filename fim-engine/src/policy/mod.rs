@@ -3,11 +3,33 @@
 //! [`Policy`] is what the TOML file says (see `policy.example.toml`); [`CompiledPolicy`] is
 //! what the engine uses: environment variables expanded, paths normalised, globs built, and a
 //! fast answer to "which entity does this path belong to". Parsing, validation, defaults and
-//! persistence live in the submodules.
+//! persistence live in the submodules:
+//!
+//! - `parse`: TOML text to [`Policy`], problems as `FILE:LINE:COLUMN: message`;
+//! - `validate`: the rules (wildcards, overlaps, variables, Windows syntax);
+//! - `compile`: [`Policy`] to [`CompiledPolicy`];
+//! - `defaults`: the recommended entities;
+//! - `document`: comment-preserving edits and atomic saves.
 use std::path::{Path, PathBuf};
 
 use globset::{GlobMatcher, GlobSet};
 use serde::{Deserialize, Serialize};
+
+mod compile;
+mod defaults;
+mod diagnostic;
+mod document;
+mod parse;
+mod paths;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use compile::compile;
+pub use defaults::{default_policy, default_policy_toml};
+pub use diagnostic::{Diagnostic, Location, PolicyError, Severity};
+pub use document::{EntityPatch, PolicyDocument};
+pub use parse::{load, parse, Parsed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -21,6 +43,19 @@ pub enum EntityKind {
 }
 
 impl EntityKind {
+    pub const ALL: [EntityKind; 5] = [
+        EntityKind::LinuxFile,
+        EntityKind::FileContent,
+        EntityKind::WindowsFile,
+        EntityKind::WindowsRegistry,
+        EntityKind::WindowsService,
+    ];
+
+    /// The inverse of [`EntityKind::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EntityKind::LinuxFile => "linux-file",
@@ -132,10 +167,27 @@ impl CompiledEntity {
         in_reach && !self.is_ignored(path)
     }
 
+    /// Is `path` left out by an ignore pattern? A pattern matches the full path or a file
+    /// name (`*` never crosses `/`; `**` does). Ignoring a directory ignores everything below
+    /// it, so the path's ancestors below `root` are checked too: `ignore = ["cache"]` leaves out
+    /// `ROOT/cache/a/b`, as a scan that skips the directory would.
     pub fn is_ignored(&self, path: &Path) -> bool {
-        !self.ignore.is_empty()
-            && (self.ignore.is_match(path)
-                || path.file_name().is_some_and(|name| self.ignore.is_match(name)))
+        if self.ignore.is_empty() {
+            return false;
+        }
+        let matches = |path: &Path| {
+            self.ignore.is_match(path)
+                || path
+                    .file_name()
+                    .is_some_and(|name| self.ignore.is_match(name))
+        };
+        matches(path)
+            || (path.starts_with(&self.root)
+                && path
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|ancestor| *ancestor != self.root)
+                    .any(matches))
     }
 
     /// How deep below `root` a scan or the kernel must look (None = unlimited).
@@ -154,11 +206,28 @@ pub struct CompiledPolicy {
 }
 
 impl CompiledPolicy {
-    /// The entity a path belongs to: the most specific (longest root) that covers it.
+    /// The entity a path belongs to: the most specific one that covers it. More specific means
+    /// a longer root, then a wildcard over none (`/etc/*.conf` beats `/etc`), then file-content
+    /// over linux-file; on a full tie the entity defined first wins.
     pub fn entity_for(&self, path: &Path) -> Option<&CompiledEntity> {
-        self.entities
-            .iter()
-            .filter(|entity| entity.covers(path))
-            .max_by_key(|entity| entity.root.as_os_str().len())
+        let mut best: Option<(&CompiledEntity, Specificity)> = None;
+        for entity in self.entities.iter().filter(|entity| entity.covers(path)) {
+            let key = specificity(
+                &entity.root,
+                entity.name_glob.is_some(),
+                entity.keep_content,
+            );
+            if best.as_ref().is_none_or(|(_, best_key)| key > *best_key) {
+                best = Some((entity, key));
+            }
+        }
+        best.map(|(entity, _)| entity)
     }
+}
+
+/// How specific an entity is, for [`CompiledPolicy::entity_for`] and the overlap warnings.
+pub(crate) type Specificity = (usize, bool, bool);
+
+pub(crate) fn specificity(root: &Path, has_glob: bool, keep_content: bool) -> Specificity {
+    (root.as_os_str().len(), has_glob, keep_content)
 }
