@@ -117,7 +117,9 @@ fn serialize_actor<S: Serializer>(actor: &Option<Actor>, serializer: S) -> Resul
     }
 }
 
-fn deserialize_actor<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Actor>, D::Error> {
+fn deserialize_actor<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Actor>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {
@@ -231,7 +233,10 @@ pub struct ChangeRecord {
     /// The real-time operations coalesced into this record (`write-closed`, `rename`, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<String>,
-    #[serde(serialize_with = "serialize_actor", deserialize_with = "deserialize_actor")]
+    #[serde(
+        serialize_with = "serialize_actor",
+        deserialize_with = "deserialize_actor"
+    )]
     pub actor: Option<Actor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileColumns>,
@@ -265,13 +270,20 @@ pub fn fields_changed(before: &FileState, after: &FileState) -> Vec<&'static str
     // An unreadable file has no hash; going from readable to unreadable is not a content
     // change, and the error field says why.
     let both_hashed = before.hash.is_some() && after.hash.is_some();
-    differs(both_hashed && before.hash != after.hash, "FileContentChecksum");
+    differs(
+        both_hashed && before.hash != after.hash,
+        "FileContentChecksum",
+    );
     differs(before.error != after.error, "Error");
     fields
 }
 
 /// Builds the file columns of a record from the states before and after.
-pub fn file_columns(path: &Path, before: Option<&FileState>, after: Option<&FileState>) -> FileColumns {
+pub fn file_columns(
+    path: &Path,
+    before: Option<&FileState>,
+    after: Option<&FileState>,
+) -> FileColumns {
     let mut columns = FileColumns {
         file_system_path: display_path(path),
         ..FileColumns::default()
@@ -287,7 +299,10 @@ pub fn file_columns(path: &Path, before: Option<&FileState>, after: Option<&File
         columns.attributes = (after.attributes != 0).then(|| format!("{:#x}", after.attributes));
         columns.capabilities = after.capability.as_deref().map(hex);
         columns.selinux_context = after.selinux.as_deref().map(text_of);
-        columns.symlink_target = after.symlink_target.as_deref().map(crate::path_text::display_bytes);
+        columns.symlink_target = after
+            .symlink_target
+            .as_deref()
+            .map(crate::path_text::display_bytes);
         columns.links = Some(after.nlink);
         columns.inode = Some(after.ino);
         columns.file_content_checksum = after.hash.as_ref().map(|hash| hex(hash));
@@ -410,7 +425,10 @@ mod tests {
             capability: Some(vec![1, 2]),
             ..state()
         };
-        assert_eq!(fields_changed(&before, &after), vec!["Mode", "Capabilities"]);
+        assert_eq!(
+            fields_changed(&before, &after),
+            vec!["Mode", "Capabilities"]
+        );
     }
 
     #[test]

@@ -51,7 +51,11 @@ fn lookup_user(uid: u32) -> Option<String> {
         return None;
     }
     // SAFETY: pw_name is a NUL-terminated string inside buffer.
-    Some(unsafe { CStr::from_ptr(entry.pw_name) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { CStr::from_ptr(entry.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 fn lookup_group(gid: u32) -> Option<String> {
@@ -72,5 +76,9 @@ fn lookup_group(gid: u32) -> Option<String> {
         return None;
     }
     // SAFETY: gr_name is a NUL-terminated string inside buffer.
-    Some(unsafe { CStr::from_ptr(entry.gr_name) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { CStr::from_ptr(entry.gr_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }

@@ -103,7 +103,8 @@ impl Daemon {
         })?;
         let store = Store::open(&config.state_dir.join(DATABASE_FILE))?;
         let policy = PolicyWatcher::load(config.policy.clone())?;
-        let reconciler = Reconciler::new(store, policy.compiled().clone(), Computer::of_this_host());
+        let reconciler =
+            Reconciler::new(store, policy.compiled().clone(), Computer::of_this_host());
         Ok(Daemon {
             config,
             reconciler: Arc::new(Mutex::new(reconciler)),
@@ -122,7 +123,10 @@ impl Daemon {
 
     /// Saves a status value for `fim status`.
     pub fn set_status(&self, key: &str, value: &str) {
-        if let Err(error) = lock(&self.reconciler).store().set_meta(&format!("daemon/{key}"), value) {
+        if let Err(error) = lock(&self.reconciler)
+            .store()
+            .set_meta(&format!("daemon/{key}"), value)
+        {
             tracing::warn!("cannot save status {key}: {error}");
         }
     }
@@ -145,7 +149,13 @@ impl Daemon {
         }
         // Start-up: baseline new entities, sweep the rest for what changed while stopped.
         let mut scans = Scans::default();
-        scans.start(&self, None, SweepKind::Metadata, Detection::Scan, "start-up");
+        scans.start(
+            &self,
+            None,
+            SweepKind::Metadata,
+            Detection::Scan,
+            "start-up",
+        );
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut stopping = false;
         loop {
@@ -253,7 +263,11 @@ impl Daemon {
         }
     }
 
-    async fn apply_policy(&mut self, root_updates: &mpsc::Sender<Vec<WatchRoot>>, scans: &mut Scans) {
+    async fn apply_policy(
+        &mut self,
+        root_updates: &mpsc::Sender<Vec<WatchRoot>>,
+        scans: &mut Scans,
+    ) {
         let change = match self.policy.reload() {
             Ok(Some(change)) => change,
             Ok(None) => return,
@@ -275,13 +289,21 @@ impl Daemon {
         let _ = root_updates.send(self.watch_roots()).await;
         let fresh: Vec<String> = change.added.into_iter().chain(change.redefined).collect();
         if !fresh.is_empty() {
-            scans.start(self, Some(fresh), SweepKind::Metadata, Detection::Scan, "new entities");
+            scans.start(
+                self,
+                Some(fresh),
+                SweepKind::Metadata,
+                Detection::Scan,
+                "new entities",
+            );
         }
     }
 }
 
 fn lock(reconciler: &Mutex<Reconciler>) -> std::sync::MutexGuard<'_, Reconciler> {
-    reconciler.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    reconciler
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn sleep_until(due: Option<Instant>) {
@@ -311,13 +333,17 @@ fn spawn_printer(mut records: tokio::sync::broadcast::Receiver<ChangeRecord>) {
         loop {
             match records.recv().await {
                 Ok(record) => {
-                    let Ok(line) = serde_json::to_string(&record) else { continue };
+                    let Ok(line) = serde_json::to_string(&record) else {
+                        continue;
+                    };
                     let mut stdout = std::io::stdout().lock();
                     let _ = writeln!(stdout, "{line}");
                     let _ = stdout.flush();
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!("stdout printer fell behind; {missed} records are only in the journal");
+                    tracing::warn!(
+                        "stdout printer fell behind; {missed} records are only in the journal"
+                    );
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             }
@@ -349,13 +375,21 @@ impl Scans {
         }
         let reconciler = daemon.reconciler.clone();
         let settings = daemon.policy.compiled().settings.clone();
-        let options = ScanOptions::from_settings(&settings, daemon.config.scan_workers_override, false);
+        let options =
+            ScanOptions::from_settings(&settings, daemon.config.scan_workers_override, false);
         let cancel = self.cancel.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("fim-{}", kind.as_str()))
             .spawn(move || {
                 let started = Instant::now();
-                let result = sweep(&reconciler, only.as_deref(), kind, detection, &options, &cancel);
+                let result = sweep(
+                    &reconciler,
+                    only.as_deref(),
+                    kind,
+                    detection,
+                    &options,
+                    &cancel,
+                );
                 match &result {
                     Ok(outcome) => tracing::info!(
                         scan = why,
@@ -408,7 +442,8 @@ impl Scans {
 
     fn cancel_and_wait(&mut self) {
         self.queued.clear();
-        self.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(handle) = self.running.take() {
             let _ = handle.join();
         }

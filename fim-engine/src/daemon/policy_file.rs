@@ -1,11 +1,7 @@
 //! Following the policy file: `fim entities ...` edits it, the running daemon notices within a
 //! second and applies the change without a restart. A file that does not parse or validate is
 //! refused with its location and the previous policy stays in force.
-use std::{
-    collections::BTreeMap,
-    path::PathBuf,
-    time::SystemTime,
-};
+use std::{collections::BTreeMap, path::PathBuf, time::SystemTime};
 
 use crate::policy::{self, CompiledPolicy, Entity, Policy, PolicyError};
 
@@ -106,6 +102,10 @@ fn diff(old: &Policy, new: &Policy) -> PolicyChange {
             Some(_) => {}
         }
     }
-    change.removed = old.keys().filter(|name| !new.contains_key(*name)).cloned().collect();
+    change.removed = old
+        .keys()
+        .filter(|name| !new.contains_key(*name))
+        .cloned()
+        .collect();
     change
 }

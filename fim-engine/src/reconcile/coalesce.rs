@@ -70,7 +70,9 @@ impl Coalescer {
         match (event.op, &event.old_path) {
             // A hard link changes the source's link count too.
             (Operation::Link, Some(source)) => {
-                self.gather(source, now).hint.absorb(operation, actor.clone());
+                self.gather(source, now)
+                    .hint
+                    .absorb(operation, actor.clone());
                 self.gather(&event.path, now).hint.absorb(operation, actor);
             }
             (Operation::Rename, Some(source)) => {
@@ -215,14 +217,22 @@ mod tests {
             &event(Operation::Rename, "/etc/a.conf", Some("/etc/sedX"), 5),
             start + Duration::from_millis(10),
         );
-        assert!(coalescer.take_due(start + Duration::from_millis(49)).is_empty());
+        assert!(coalescer
+            .take_due(start + Duration::from_millis(49))
+            .is_empty());
         let due = coalescer.take_due(start + Duration::from_millis(60));
         assert_eq!(due.len(), 2);
-        let (path, hint) = &due.iter().find(|(p, _)| p == Path::new("/etc/a.conf")).unwrap();
+        let (path, hint) = &due
+            .iter()
+            .find(|(p, _)| p == Path::new("/etc/a.conf"))
+            .unwrap();
         assert_eq!(path, Path::new("/etc/a.conf"));
         assert_eq!(hint.operations, vec!["rename"]);
         assert_eq!(hint.renamed_from.as_deref(), Some(Path::new("/etc/sedX")));
-        let (_, temp) = &due.iter().find(|(p, _)| p == Path::new("/etc/sedX")).unwrap();
+        let (_, temp) = &due
+            .iter()
+            .find(|(p, _)| p == Path::new("/etc/sedX"))
+            .unwrap();
         assert_eq!(temp.operations, vec!["create", "write-closed", "rename"]);
         assert_eq!(temp.renamed_to.as_deref(), Some(Path::new("/etc/a.conf")));
         assert_eq!(temp.actor.as_ref().unwrap().process_name, "sed");
@@ -239,6 +249,9 @@ mod tests {
                 start + Duration::from_millis(step * 10),
             );
         }
-        assert_eq!(coalescer.next_due(), Some(start + Duration::from_millis(50)));
+        assert_eq!(
+            coalescer.next_due(),
+            Some(start + Duration::from_millis(50))
+        );
     }
 }

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use tokio::sync::broadcast;
 
 use crate::{
-    change::{file_columns, fields_changed, ChangeCategory, ChangeRecord, ConfigChangeType, Detection},
+    change::{
+        fields_changed, file_columns, ChangeCategory, ChangeRecord, ConfigChangeType, Detection,
+    },
     identity::Computer,
     path_text::display_path,
     policy::{CompiledEntity, CompiledPolicy},
@@ -105,7 +107,12 @@ impl Reconciler {
 
     /// Compares one path (and, for directories that appeared or vanished, everything below
     /// it) with the baseline.
-    fn judge(&self, path: &Path, hint: &Hint, verdicts: &mut Vec<Verdict>) -> Result<(), ReconcileError> {
+    fn judge(
+        &self,
+        path: &Path,
+        hint: &Hint,
+        verdicts: &mut Vec<Verdict>,
+    ) -> Result<(), ReconcileError> {
         let baseline = self.store.get(path)?;
         let entity = match self.policy.entity_for(path) {
             Some(entity) => entity,
@@ -115,13 +122,19 @@ impl Reconciler {
         };
         let after = observe_for(entity, path, self.policy.settings.content_limit)?;
         let before = baseline.map(|entry| entry.state);
-        let was_dir = before.as_ref().is_some_and(|state| state.file_type == FileType::Directory);
-        let is_dir = after.as_ref().is_some_and(|state| state.file_type == FileType::Directory);
+        let was_dir = before
+            .as_ref()
+            .is_some_and(|state| state.file_type == FileType::Directory);
+        let is_dir = after
+            .as_ref()
+            .is_some_and(|state| state.file_type == FileType::Directory);
         if was_dir && !is_dir {
             // A directory vanished or was replaced: everything the baseline had below it went
             // with it (to `renamed_to` when it was a rename).
             for below in self.store.paths_under(path)? {
-                let Some(old) = self.store.get(&below)? else { continue };
+                let Some(old) = self.store.get(&below)? else {
+                    continue;
+                };
                 let renamed_to = hint
                     .renamed_to
                     .as_ref()
@@ -195,7 +208,11 @@ impl Reconciler {
 }
 
 /// The record for one verdict, or None when nothing a user cares about changed.
-fn make_record(computer: &Computer, verdict: &Verdict, detection: Detection) -> Option<ChangeRecord> {
+fn make_record(
+    computer: &Computer,
+    verdict: &Verdict,
+    detection: Detection,
+) -> Option<ChangeRecord> {
     let (category, fields) = match (&verdict.before, &verdict.after) {
         (None, None) => return None,
         (None, Some(_)) => (ChangeCategory::Added, Vec::new()),
@@ -208,7 +225,11 @@ fn make_record(computer: &Computer, verdict: &Verdict, detection: Detection) -> 
             (ChangeCategory::Modified, fields)
         }
     };
-    let mut file = file_columns(&verdict.path, verdict.before.as_ref(), verdict.after.as_ref());
+    let mut file = file_columns(
+        &verdict.path,
+        verdict.before.as_ref(),
+        verdict.after.as_ref(),
+    );
     file.renamed_from = verdict.hint.renamed_from.as_deref().map(display_path);
     file.renamed_to = verdict.hint.renamed_to.as_deref().map(display_path);
     let mut fields_changed: Vec<String> = fields.into_iter().map(str::to_string).collect();

@@ -34,10 +34,11 @@ pub(super) fn added_below(
         };
         let before = reconciler.store.get(path)?.map(|entry| entry.state);
         let after = observe_for(entity, path, reconciler.policy.settings.content_limit)?;
-        let renamed_from = hint
-            .renamed_from
-            .as_ref()
-            .and_then(|from| path.strip_prefix(directory).ok().map(|rest| from.join(rest)));
+        let renamed_from = hint.renamed_from.as_ref().and_then(|from| {
+            path.strip_prefix(directory)
+                .ok()
+                .map(|rest| from.join(rest))
+        });
         verdicts.push(Verdict {
             path: path.to_path_buf(),
             entity: entity.name.clone(),

@@ -90,12 +90,23 @@ pub fn sweep(
             outcome.cancelled = true;
             break;
         }
-        sweep_entity(reconciler, entity, kind, detection, options, cancel, &mut outcome)?;
+        sweep_entity(
+            reconciler,
+            entity,
+            kind,
+            detection,
+            options,
+            cancel,
+            &mut outcome,
+        )?;
     }
     outcome.elapsed = started.elapsed();
     let reconciler = lock(reconciler);
     let finished = crate::change::now_rfc3339();
-    if let Err(error) = reconciler.store.set_meta(&format!("last_{}", kind.as_str()), &finished) {
+    if let Err(error) = reconciler
+        .store
+        .set_meta(&format!("last_{}", kind.as_str()), &finished)
+    {
         tracing::warn!("cannot record the scan time: {error}");
     }
     Ok(outcome)
@@ -103,7 +114,9 @@ pub fn sweep(
 
 fn lock(reconciler: &Mutex<Reconciler>) -> std::sync::MutexGuard<'_, Reconciler> {
     // A panic while holding the lock leaves the data as consistent as SQLite made it.
-    reconciler.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    reconciler
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn sweep_entity(
@@ -154,12 +167,16 @@ fn sweep_entity(
             }
             chunk.push(item);
             if chunk.len() >= CHUNK || receiver.is_empty() && chunk.len() >= 64 {
-                result = write_chunk(reconciler, entity, &mut chunk, first, detection, &mut seen, outcome);
+                result = write_chunk(
+                    reconciler, entity, &mut chunk, first, detection, &mut seen, outcome,
+                );
             }
         }
         drop(receiver);
         if result.is_ok() && !cancel.load(Ordering::Relaxed) {
-            result = write_chunk(reconciler, entity, &mut chunk, first, detection, &mut seen, outcome);
+            result = write_chunk(
+                reconciler, entity, &mut chunk, first, detection, &mut seen, outcome,
+            );
         }
         let summary = scanner.join().unwrap_or_default();
         result.map(|()| summary)
@@ -178,7 +195,9 @@ fn sweep_entity(
     let mut verdicts = Vec::new();
     let mut pruned = Vec::new();
     for path in known.keys().filter(|path| !seen.contains(*path)) {
-        let Some(before) = reconciler.store.get(path)? else { continue };
+        let Some(before) = reconciler.store.get(path)? else {
+            continue;
+        };
         let covering = reconciler.policy.entity_for(path).map(|e| e.name.clone());
         if covering.as_deref() != Some(entity.name.as_str()) {
             pruned.push(Verdict {
@@ -205,7 +224,9 @@ fn sweep_entity(
     if first {
         outcome.baselined.push(entity.name.clone());
         let now = crate::change::now_rfc3339();
-        reconciler.store.set_meta(&baselined_key(&entity.name), &now)?;
+        reconciler
+            .store
+            .set_meta(&baselined_key(&entity.name), &now)?;
     }
     if summary.missing_roots > 0 {
         outcome.missing.push(entity.name.clone());
