@@ -153,6 +153,15 @@ impl fmt::Display for EditDetail {
     }
 }
 
+/// "record 7 is" or "records 7 to 9 are".
+fn span(noun: &str, first: u64, last: u64) -> String {
+    if first == last {
+        format!("{noun} {first} is")
+    } else {
+        format!("{noun}s {first} to {last} are")
+    }
+}
+
 impl fmt::Display for VerifyProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -177,18 +186,17 @@ impl fmt::Display for VerifyProblem {
                 last_present,
             } => write!(
                 f,
-                "the journal was truncated: records {} to {head_sequence} were committed but \
-                 are gone",
-                last_present + 1
+                "the journal was truncated: {} committed (the chain head is at \
+                 {head_sequence}) but gone",
+                span("record", last_present + 1, *head_sequence)
             ),
             VerifyProblem::BeyondHead {
                 head_sequence,
                 last_present,
             } => write!(
                 f,
-                "records {} to {last_present} are past the chain head ({head_sequence}): they \
-                 were not written by fim",
-                head_sequence + 1
+                "{} past the chain head ({head_sequence}): not written by fim",
+                span("record", head_sequence + 1, *last_present)
             ),
             VerifyProblem::HeadMismatch { sequence } => write!(
                 f,

@@ -45,10 +45,14 @@ fn measure_baseline_and_journal() {
     let bytes = store.database_bytes().unwrap();
     let file_bytes = std::fs::metadata(&path).unwrap().len();
 
-    let started = Instant::now();
-    let map = store.quick_map("usr-bin").unwrap();
-    let map_seconds = started.elapsed().as_secs_f64();
-    assert_eq!(map.len() as u64, FILES);
+    // Twice: the first load after the checkpoint reads the file, the second the page cache.
+    let mut map_ms = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let map = store.quick_map("usr-bin").unwrap();
+        map_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(map.len() as u64, FILES);
+    }
 
     let started = Instant::now();
     for file in paths.iter().step_by(10) {
@@ -101,8 +105,8 @@ fn measure_baseline_and_journal() {
         bytes as f64 / FILES as f64
     );
     println!(
-        "  quick_map: {:.0} ms for {FILES} rows",
-        map_seconds * 1000.0
+        "  quick_map: {:.0} ms, then {:.0} ms and {:.0} ms, for {FILES} rows",
+        map_ms[0], map_ms[1], map_ms[2]
     );
     println!("  get: {:.1} µs per lookup", get_seconds * 1e6);
     println!(

@@ -264,16 +264,22 @@ fn verify_finds_a_truncated_tail() {
     );
     assert_eq!(
         report.problem.unwrap().to_string(),
-        "the journal was truncated: records 10 to 10 were committed but are gone"
+        "the journal was truncated: record 10 is committed (the chain head is at 10) but gone"
     );
     // Everything gone.
     raw(&path).execute("DELETE FROM journal", []).unwrap();
+    let found = problem(store.verify().unwrap());
     assert_eq!(
-        problem(store.verify().unwrap()),
+        found,
         VerifyProblem::TruncatedTail {
             head_sequence: 10,
             last_present: 0
         }
+    );
+    assert_eq!(
+        found.to_string(),
+        "the journal was truncated: records 1 to 10 are committed (the chain head is at 10) but \
+         gone"
     );
 }
 
@@ -337,6 +343,10 @@ fn verify_finds_a_rechained_tail_and_rows_past_the_head() {
             head_sequence: 3,
             last_present: 4
         })
+    );
+    assert_eq!(
+        report.problem.unwrap().to_string(),
+        "record 4 is past the chain head (3): not written by fim"
     );
 }
 

@@ -185,6 +185,16 @@ fn read_only_reads_while_refusing_writes() {
 }
 
 #[test]
+fn read_only_opens_after_the_writer_closed() {
+    let (_dir, path, store) = temp_store();
+    super::journal_of(&store, 2);
+    drop(store);
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(reader.last_sequence().unwrap(), 2);
+    assert_eq!(reader.verify().unwrap().checked, 2);
+}
+
+#[test]
 fn read_only_needs_an_existing_migrated_database() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.db");
