@@ -73,6 +73,9 @@ pub struct AddArgs {
 pub struct EditArgs {
     /// The entity to change.
     name: String,
+    /// A new name.
+    #[arg(long)]
+    rename: Option<String>,
     #[arg(long)]
     path: Option<String>,
     #[arg(long, value_parser = parse_kind)]
@@ -82,6 +85,12 @@ pub struct EditArgs {
     /// Replace the ignore list (repeatable; pass --ignore '' to clear it).
     #[arg(long = "ignore")]
     ignore: Option<Vec<String>>,
+}
+
+/// `/etc/*.conf` matches files in one directory: not recursive unless asked.
+fn last_segment_has_wildcard(path: &str) -> bool {
+    let last = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    last.contains(['*', '?', '[', '{'])
 }
 
 fn document(path: &Path) -> anyhow::Result<PolicyDocument> {
@@ -108,7 +117,7 @@ pub fn run(policy_path: &Path, command: EntitiesCommand) -> anyhow::Result<ExitC
         EntitiesCommand::List { json } => list(policy_path, json),
         EntitiesCommand::Add(args) => {
             let mut document = document(policy_path)?;
-            let recursive = !args.no_recursive && !policy::has_wildcard(&args.path);
+            let recursive = !args.no_recursive && !last_segment_has_wildcard(&args.path);
             document.add(Entity {
                 name: args.name.clone(),
                 kind: args.kind,
@@ -125,6 +134,7 @@ pub fn run(policy_path: &Path, command: EntitiesCommand) -> anyhow::Result<ExitC
             document.edit(
                 &args.name,
                 EntityPatch {
+                    name: args.rename,
                     path: args.path,
                     kind: args.kind,
                     recursive: args.recursive,
