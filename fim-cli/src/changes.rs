@@ -52,15 +52,23 @@ impl FilterArgs {
                 None => bail!("--category {text:?}: expected Added, Modified or Removed"),
             }
         }
-        if let Some(glob) = &self.path {
-            globset::Glob::new(glob).with_context(|| format!("--path {glob:?}"))?;
-        }
+        let path_glob = self
+            .path
+            .as_deref()
+            .map(|glob| {
+                globset::GlobBuilder::new(glob)
+                    .literal_separator(true)
+                    .build()
+                    .map(|glob| glob.compile_matcher())
+                    .with_context(|| format!("--path {glob:?}"))
+            })
+            .transpose()?;
         Ok(ChangeFilter {
             since_ns: timespec::option("since", &self.since, now)?,
             until_ns: timespec::option("until", &self.until, now)?,
             types,
             categories,
-            path_glob: self.path.clone(),
+            path_glob,
             computer: self.computer.clone(),
             entity: self.entity.clone(),
             after_sequence: None,

@@ -3,7 +3,7 @@ use std::{
     io::IsTerminal as _,
     path::Path,
     process::ExitCode,
-    sync::{atomic::AtomicBool, Mutex},
+    sync::Mutex,
 };
 
 use anyhow::Context as _;
@@ -17,7 +17,7 @@ use fim_engine::{
         sweep::{sweep, SweepKind},
         Reconciler,
     },
-    scan::ScanOptions,
+    scan::{ScanMode, ScanOptions},
     store::Store,
 };
 
@@ -43,12 +43,15 @@ pub fn run(state_dir: &Path, policy: &Path, args: ScanArgs) -> anyhow::Result<Ex
     let store = Store::open(&database_path(state_dir))?;
     let policy = PolicyWatcher::load(PolicySource::File(policy.to_path_buf()))?;
     let settings = policy.compiled().settings.clone();
-    let options = ScanOptions::from_settings(&settings, args.workers, std::io::stderr().is_terminal());
+    let mut options = ScanOptions::from_settings(&settings, ScanMode::Full);
+    options.progress = std::io::stderr().is_terminal();
+    if let Some(workers) = args.workers {
+        options.workers = workers;
+    }
     let reconciler = Mutex::new(Reconciler::new(store, policy.compiled().clone(), Computer::of_this_host()));
     let kind = if args.full { SweepKind::Full } else { SweepKind::Metadata };
     let only = (!args.entities.is_empty()).then_some(args.entities.as_slice());
-    let never = AtomicBool::new(false);
-    let outcome = sweep(&reconciler, only, kind, Detection::Scan, &options, &never)?;
+    let outcome = sweep(&reconciler, only, kind, Detection::Scan, &options)?;
     if args.json {
         println!(
             "{}",

@@ -86,7 +86,7 @@ pub fn verify(state_dir: &Path, _args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(state_dir)?;
     let report = store.verify()?;
     println!("{report}");
-    Ok(if report.is_intact() {
+    Ok(if report.problem.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)

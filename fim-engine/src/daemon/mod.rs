@@ -26,7 +26,7 @@ use crate::{
         sweep::{sweep, SweepKind, SweepOutcome},
         Coalescer, Hint, ReconcileError, Reconciler,
     },
-    scan::ScanOptions,
+    scan::{ScanMode, ScanOptions},
     source::SourceItem,
     store::Store,
 };
@@ -280,7 +280,8 @@ impl Daemon {
             let mut reconciler = lock(&self.reconciler);
             reconciler.set_policy(self.policy.compiled().clone());
             for name in change.removed.iter().chain(&change.redefined) {
-                if let Err(error) = reconciler.store_mut().forget_entity(name) {
+                // Its next scan makes a fresh, silent baseline.
+                if let Err(error) = reconciler.forget_entity(name) {
                     tracing::error!("cannot drop the baseline of entity {name}: {error}");
                 }
             }
@@ -375,21 +376,16 @@ impl Scans {
         }
         let reconciler = daemon.reconciler.clone();
         let settings = daemon.policy.compiled().settings.clone();
-        let options =
-            ScanOptions::from_settings(&settings, daemon.config.scan_workers_override, false);
-        let cancel = self.cancel.clone();
+        let mut options = ScanOptions::from_settings(&settings, ScanMode::Full);
+        if let Some(workers) = daemon.config.scan_workers_override {
+            options.workers = workers;
+        }
+        options.cancel = Some(self.cancel.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("fim-{}", kind.as_str()))
             .spawn(move || {
                 let started = Instant::now();
-                let result = sweep(
-                    &reconciler,
-                    only.as_deref(),
-                    kind,
-                    detection,
-                    &options,
-                    &cancel,
-                );
+                let result = sweep(&reconciler, only.as_deref(), kind, detection, &options);
                 match &result {
                     Ok(outcome) => tracing::info!(
                         scan = why,

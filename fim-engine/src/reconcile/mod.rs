@@ -33,6 +33,8 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Scan(#[from] ScanError),
+    #[error("the scanner thread panicked")]
+    ScannerPanicked,
 }
 
 impl ReconcileError {
@@ -83,6 +85,13 @@ impl Reconciler {
 
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
+    }
+
+    /// Drops an entity's baseline (removed or redefined in the policy).
+    pub fn forget_entity(&mut self, name: &str) -> Result<(), ReconcileError> {
+        self.store.delete_entity(name)?;
+        self.store.delete_meta(&sweep::baselined_key(name))?;
+        Ok(())
     }
 
     /// Records committed from now on, in sequence order. A receiver that lags behind gets
@@ -266,6 +275,7 @@ pub(crate) fn observe_for(
         &ObserveOptions {
             keep_content: entity.keep_content.then_some(content_limit),
             previous: None,
+            budget: None,
         },
     )
 }

@@ -7,18 +7,15 @@
 //! the full rehash reads everything and runs daily by default.
 use std::{
     collections::HashSet,
-    path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Mutex,
-    },
+    path::{Path, PathBuf},
+    sync::{atomic::Ordering, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
 use crate::{
     change::Detection,
     policy::CompiledEntity,
-    scan::{self, ScanItem, ScanMode, ScanOptions},
+    scan::{self, ScanItem, ScanMode, ScanOptions, ScanOutcome, ScanTarget},
 };
 
 use super::{observe_for, Hint, ReconcileError, Reconciler, Verdict};
@@ -60,63 +57,101 @@ pub struct SweepOutcome {
 /// the reconciler is released between chunks so real-time events are not held up.
 const CHUNK: usize = 2000;
 
-fn baselined_key(entity: &str) -> String {
+pub(super) fn baselined_key(entity: &str) -> String {
     format!("baselined/{entity}")
 }
 
-/// Scans the given entities (all enabled ones when `only` is None).
+/// Scans the given entities (all enabled ones when `only` is None). `options.mode` is chosen
+/// here from `kind`; `options.cancel` stops the sweep early without concluding anything.
 pub fn sweep(
     reconciler: &Mutex<Reconciler>,
     only: Option<&[String]>,
     kind: SweepKind,
     detection: Detection,
     options: &ScanOptions,
-    cancel: &AtomicBool,
 ) -> Result<SweepOutcome, ReconcileError> {
     let started = Instant::now();
-    let entities: Vec<CompiledEntity> = {
-        let reconciler = lock(reconciler);
-        reconciler
-            .policy
-            .entities
-            .iter()
-            .filter(|entity| only.is_none_or(|names| names.contains(&entity.name)))
-            .cloned()
-            .collect()
-    };
+    let started_ns = unix_ns();
+    let entities: Vec<CompiledEntity> = lock(reconciler)
+        .policy
+        .entities
+        .iter()
+        .filter(|entity| only.is_none_or(|names| names.contains(&entity.name)))
+        .cloned()
+        .collect();
     let mut outcome = SweepOutcome::default();
     for entity in &entities {
-        if cancel.load(Ordering::Relaxed) {
+        if cancelled(options) {
             outcome.cancelled = true;
             break;
         }
-        sweep_entity(
-            reconciler,
-            entity,
-            kind,
-            detection,
-            options,
-            cancel,
-            &mut outcome,
-        )?;
+        sweep_entity(reconciler, entity, kind, detection, options, &mut outcome)?;
     }
     outcome.elapsed = started.elapsed();
     let reconciler = lock(reconciler);
+    let run = crate::store::ScanRun {
+        kind: match detection {
+            Detection::GapRescan => "gap-rescan".to_string(),
+            _ => kind.as_str().to_string(),
+        },
+        started_ns,
+        finished_ns: unix_ns(),
+        files: outcome.files,
+        changes: outcome.changes,
+        errors: outcome.errors,
+    };
     let finished = crate::change::now_rfc3339();
-    if let Err(error) = reconciler
+    let saved = reconciler
         .store
         .set_meta(&format!("last_{}", kind.as_str()), &finished)
-    {
-        tracing::warn!("cannot record the scan time: {error}");
+        .and_then(|()| reconciler.store.record_scan(&run));
+    if let Err(error) = saved {
+        tracing::warn!("cannot record the scan: {error}");
     }
     Ok(outcome)
 }
 
-fn lock(reconciler: &Mutex<Reconciler>) -> std::sync::MutexGuard<'_, Reconciler> {
+fn unix_ns() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
+}
+
+fn cancelled(options: &ScanOptions) -> bool {
+    options
+        .cancel
+        .as_ref()
+        .is_some_and(|cancel| cancel.load(Ordering::Relaxed))
+}
+
+fn lock(reconciler: &Mutex<Reconciler>) -> MutexGuard<'_, Reconciler> {
     // A panic while holding the lock leaves the data as consistent as SQLite made it.
     reconciler
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What the walk met, so that what it did not meet can be judged removed.
+#[derive(Default)]
+struct Seen {
+    paths: HashSet<PathBuf>,
+    /// Directories that could not be listed: nothing below them may be concluded removed.
+    unlisted: Vec<PathBuf>,
+}
+
+impl Seen {
+    fn visited(&self, path: &Path) -> bool {
+        self.paths.contains(path) || self.unlisted.iter().any(|dir| path.starts_with(dir))
+    }
+}
+
+/// One entity's scan, and what it means for the baseline.
+struct EntitySweep<'a> {
+    reconciler: &'a Mutex<Reconciler>,
+    entity: &'a CompiledEntity,
+    /// No baseline yet: record it silently.
+    first: bool,
+    detection: Detection,
+    seen: Seen,
+    changes: u64,
 }
 
 fn sweep_entity(
@@ -125,7 +160,6 @@ fn sweep_entity(
     kind: SweepKind,
     detection: Detection,
     options: &ScanOptions,
-    cancel: &AtomicBool,
     outcome: &mut SweepOutcome,
 ) -> Result<(), ReconcileError> {
     let (known, first) = {
@@ -138,93 +172,72 @@ fn sweep_entity(
                 .is_none();
         (known, first)
     };
-    let mode = match kind {
-        SweepKind::Metadata if !first => ScanMode::Sweep,
-        _ => ScanMode::Full,
+    let options = ScanOptions {
+        mode: match kind {
+            SweepKind::Metadata if !first => ScanMode::Sweep,
+            _ => ScanMode::Full,
+        },
+        ..options.clone()
+    };
+    let mut sweep = EntitySweep {
+        reconciler,
+        entity,
+        first,
+        detection,
+        seen: Seen {
+            paths: HashSet::with_capacity(known.len()),
+            unlisted: Vec::new(),
+        },
+        changes: 0,
     };
     let (sender, receiver) = crossbeam_channel::bounded::<ScanItem>(4 * CHUNK);
-    let mut seen: HashSet<PathBuf> = HashSet::with_capacity(known.len());
     let summary = std::thread::scope(|scope| -> Result<scan::ScanSummary, ReconcileError> {
-        let scanner = scope.spawn(|| {
-            scan::scan(
-                std::slice::from_ref(entity),
-                options,
-                mode,
-                Some(&known),
-                sender,
-            )
+        let target = ScanTarget::with_known(entity, &known);
+        let options = &options;
+        let scanner = scope.spawn(move || {
+            let result = scan::scan(&[target], options, &sender);
+            drop(sender);
+            result
         });
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut result = Ok(());
         for item in receiver.iter() {
-            if cancel.load(Ordering::Relaxed) {
-                // Dropping the receiver below makes the scanner's next send fail: it stops.
+            if cancelled(options) {
                 break;
             }
-            if result.is_err() {
-                // Keep draining so the scanner finishes; the error is returned below.
-                continue;
-            }
             chunk.push(item);
-            if chunk.len() >= CHUNK || receiver.is_empty() && chunk.len() >= 64 {
-                result = write_chunk(
-                    reconciler, entity, &mut chunk, first, detection, &mut seen, outcome,
-                );
+            if result.is_ok() && chunk.len() >= CHUNK {
+                result = sweep.write_chunk(&mut chunk);
             }
         }
+        // Dropping the receiver makes the scanner's next send fail, so it stops too.
         drop(receiver);
-        if result.is_ok() && !cancel.load(Ordering::Relaxed) {
-            result = write_chunk(
-                reconciler, entity, &mut chunk, first, detection, &mut seen, outcome,
-            );
+        if result.is_ok() && !cancelled(options) {
+            result = sweep.write_chunk(&mut chunk);
         }
-        let summary = scanner.join().unwrap_or_default();
+        let summary = match scanner.join() {
+            Ok(Ok(summary)) => summary,
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => return Err(ReconcileError::ScannerPanicked),
+        };
         result.map(|()| summary)
     })?;
     outcome.files += summary.files;
     outcome.directories += summary.directories;
     outcome.bytes_hashed += summary.bytes_hashed;
     outcome.errors += summary.errors;
-    if cancel.load(Ordering::Relaxed) {
+    if cancelled(&options) || summary.cancelled {
         // An interrupted walk did not meet everything: concluding "removed" would be wrong.
         outcome.cancelled = true;
+        outcome.changes += sweep.changes;
         return Ok(());
     }
-    // What the baseline has and the walk did not meet is gone (or no longer covered).
-    let mut reconciler = lock(reconciler);
-    let mut verdicts = Vec::new();
-    let mut pruned = Vec::new();
-    for path in known.keys().filter(|path| !seen.contains(*path)) {
-        let Some(before) = reconciler.store.get(path)? else {
-            continue;
-        };
-        let covering = reconciler.policy.entity_for(path).map(|e| e.name.clone());
-        if covering.as_deref() != Some(entity.name.as_str()) {
-            pruned.push(Verdict {
-                path: path.clone(),
-                entity: before.entity,
-                before: Some(before.state),
-                after: None,
-                hint: Hint::default(),
-            });
-            continue;
-        }
-        // Made again since the walk passed by: judge what is there now.
-        let after = observe_for(entity, path, reconciler.policy.settings.content_limit)?;
-        verdicts.push(Verdict {
-            path: path.clone(),
-            entity: entity.name.clone(),
-            before: Some(before.state),
-            after,
-            hint: Hint::default(),
-        });
-    }
-    outcome.changes += reconciler.commit(verdicts, detection, !first)?.len() as u64;
-    reconciler.commit(pruned, detection, false)?;
+    sweep.judge_unseen(&known)?;
+    outcome.changes += sweep.changes;
     if first {
         outcome.baselined.push(entity.name.clone());
         let now = crate::change::now_rfc3339();
-        reconciler
+        lock(reconciler)
             .store
             .set_meta(&baselined_key(&entity.name), &now)?;
     }
@@ -234,43 +247,91 @@ fn sweep_entity(
     Ok(())
 }
 
-fn write_chunk(
-    reconciler: &Mutex<Reconciler>,
-    entity: &CompiledEntity,
-    chunk: &mut Vec<ScanItem>,
-    first: bool,
-    detection: Detection,
-    seen: &mut HashSet<PathBuf>,
-    outcome: &mut SweepOutcome,
-) -> Result<(), ReconcileError> {
-    if chunk.is_empty() {
-        return Ok(());
-    }
-    let mut reconciler = lock(reconciler);
-    let mut verdicts = Vec::new();
-    for item in chunk.drain(..) {
-        let Some((path, state)) = item.into_changed(seen) else {
-            continue;
-        };
-        let before = reconciler.store.get(&path)?.map(|entry| entry.state);
-        if before.as_ref() == Some(&state) {
-            continue;
+impl EntitySweep<'_> {
+    fn write_chunk(&mut self, chunk: &mut Vec<ScanItem>) -> Result<(), ReconcileError> {
+        if chunk.is_empty() {
+            return Ok(());
         }
-        let after = if first || before.is_none() {
-            Some(state)
-        } else {
-            // The walk's view may predate a real-time change already journaled: judge what is
-            // there now, never an older state.
-            observe_for(entity, &path, reconciler.policy.settings.content_limit)?
-        };
-        verdicts.push(Verdict {
-            path,
-            entity: entity.name.clone(),
-            before,
-            after,
-            hint: Hint::default(),
-        });
+        let mut reconciler = lock(self.reconciler);
+        let content_limit = reconciler.policy.settings.content_limit;
+        let mut verdicts = Vec::new();
+        for item in chunk.drain(..) {
+            let (path, state) = match item.outcome {
+                ScanOutcome::State(state) => {
+                    self.seen.paths.insert(item.path.clone());
+                    (item.path, *state)
+                }
+                // Unchanged, or unreadable right now: the baseline entry stands.
+                ScanOutcome::Unchanged | ScanOutcome::Error(_) => {
+                    self.seen.paths.insert(item.path);
+                    continue;
+                }
+                ScanOutcome::ListFailed(_) => {
+                    self.seen.paths.insert(item.path.clone());
+                    self.seen.unlisted.push(item.path);
+                    continue;
+                }
+                // Judged at the end with the other paths the walk did not meet.
+                ScanOutcome::Missing | ScanOutcome::Vanished => continue,
+            };
+            let before = reconciler.store.get(&path)?.map(|entry| entry.state);
+            if before.as_ref() == Some(&state) {
+                continue;
+            }
+            let after = if self.first || before.is_none() {
+                Some(state)
+            } else {
+                // The walk's view may predate a real-time change already journaled: judge
+                // what is there now, never an older state.
+                observe_for(self.entity, &path, content_limit)?
+            };
+            verdicts.push(Verdict {
+                path,
+                entity: self.entity.name.clone(),
+                before,
+                after,
+                hint: Hint::default(),
+            });
+        }
+        let report = !self.first;
+        self.changes += reconciler.commit(verdicts, self.detection, report)?.len() as u64;
+        Ok(())
     }
-    outcome.changes += reconciler.commit(verdicts, detection, !first)?.len() as u64;
-    Ok(())
+
+    /// What the baseline has and the walk did not meet is gone, or no longer covered.
+    fn judge_unseen(&mut self, known: &scan::KnownMap) -> Result<(), ReconcileError> {
+        let mut reconciler = lock(self.reconciler);
+        let content_limit = reconciler.policy.settings.content_limit;
+        let mut verdicts = Vec::new();
+        let mut pruned = Vec::new();
+        for path in known.keys().filter(|path| !self.seen.visited(path)) {
+            let Some(before) = reconciler.store.get(path)? else {
+                continue;
+            };
+            let covering = reconciler.policy.entity_for(path).map(|e| e.name.clone());
+            if covering.as_deref() != Some(self.entity.name.as_str()) {
+                pruned.push(Verdict {
+                    path: path.clone(),
+                    entity: before.entity,
+                    before: Some(before.state),
+                    after: None,
+                    hint: Hint::default(),
+                });
+                continue;
+            }
+            // Made again since the walk passed by: judge what is there now.
+            let after = observe_for(self.entity, path, content_limit)?;
+            verdicts.push(Verdict {
+                path: path.clone(),
+                entity: self.entity.name.clone(),
+                before: Some(before.state),
+                after,
+                hint: Hint::default(),
+            });
+        }
+        let report = !self.first;
+        self.changes += reconciler.commit(verdicts, self.detection, report)?.len() as u64;
+        reconciler.commit(pruned, self.detection, false)?;
+        Ok(())
+    }
 }

@@ -36,6 +36,16 @@ impl Store {
         Ok(())
     }
 
+    /// Removes `key` (its own transaction); removing a key that is not set is not an error.
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.writable()?;
+        self.conn
+            .prepare_cached("DELETE FROM meta WHERE key = ?1")
+            .and_then(|mut statement| statement.execute([key]))
+            .map_err(self.fail("deleting a meta value"))?;
+        Ok(())
+    }
+
     /// The value of `key`, if set.
     pub fn get_meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
