@@ -1,1 +1,233 @@
-//! (being written)
+//! The baseline scanner: turns paths into [`FileState`]s, one at a time or a whole entity at once.
+//!
+//! Three callers shape it:
+//! - the daemon's reconcile loop calls [`observe`] for one path after kernel events; it must be
+//!   cheap, never block on a FIFO or device, and never follow a symlink an attacker planted;
+//! - periodic whole-entity scans ([`scan`]): the first baseline and the daily rehash
+//!   ([`ScanMode::Full`]), and the 15-minute metadata sweep ([`ScanMode::Sweep`]) that only
+//!   rehashes paths whose quick metadata ([`QuickMeta`]) differs from the stored baseline, so a
+//!   rescan of an unchanged tree costs one `statx` per path;
+//! - `fim scan`, which wants a progress bar.
+//!
+//! Whole-entity scans run on a dedicated rayon pool (never the global one, so the daemon's tokio
+//! threads are not starved), under an optional shared read budget ([`ByteBudget`]) and idle IO
+//! priority, and stream [`ScanItem`]s into a bounded channel: the caller writes them to the
+//! store from one thread, and the bounded channel is what keeps memory flat.
+//!
+//! Submodules: `observe` (one path: lstat, readlink, xattrs), `hash` (opening and reading a
+//! regular file safely), `xattrs` (POSIX ACL decoding), `budget` (token bucket, IO priority),
+//! `walk` (the parallel walk), `progress` (the terminal bar).
+use std::{
+    collections::HashMap,
+    io,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
+
+use crate::{
+    path_text::display_path,
+    policy::{CompiledEntity, Settings},
+    state::{FileState, FileType},
+};
+
+mod budget;
+mod hash;
+mod observe;
+mod progress;
+mod walk;
+mod xattrs;
+
+#[cfg(test)]
+mod tests;
+
+pub use budget::{set_idle_io_priority, ByteBudget};
+pub use observe::{observe, ObserveOptions};
+pub use walk::scan;
+pub use xattrs::decode_posix_acl;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// lstat failed for another reason than "does not exist" (EACCES on a parent, ELOOP, ...).
+    #[error("cannot examine {}: {source}", display_path(.path))]
+    Stat {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start the scan's worker threads: {0}")]
+    ThreadPool(#[from] rayon::ThreadPoolBuildError),
+}
+
+/// The metadata the sweep compares with the baseline to decide whether to rehash.
+///
+/// ctime is included so a content change with a restored mtime is still seen (see
+/// [`FileState::same_quick_metadata`]); mode, owner, xattr and link-count changes all update
+/// ctime too, so an equal `QuickMeta` means the whole [`FileState`] is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QuickMeta {
+    pub file_type: FileType,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+impl QuickMeta {
+    pub fn from_metadata(meta: &std::fs::Metadata) -> Self {
+        QuickMeta {
+            file_type: FileType::from_mode(meta.mode()),
+            size: meta.size(),
+            mtime_ns: join_ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: join_ns(meta.ctime(), meta.ctime_nsec()),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+}
+
+impl From<&FileState> for QuickMeta {
+    fn from(state: &FileState) -> Self {
+        QuickMeta {
+            file_type: state.file_type,
+            size: state.size,
+            mtime_ns: state.mtime_ns,
+            ctime_ns: state.ctime_ns,
+            ino: state.ino,
+            dev: state.dev,
+        }
+    }
+}
+
+/// Seconds and nanoseconds as one i64 of nanoseconds since the epoch (saturating).
+pub(crate) fn join_ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+/// The sweep's view of the baseline: quick metadata by path, for one entity.
+pub type KnownMap = HashMap<PathBuf, QuickMeta>;
+
+/// One entity to scan, with its baseline for sweeps.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanTarget<'a> {
+    pub entity: &'a CompiledEntity,
+    /// The entity's baseline. [`ScanMode::Sweep`] reports [`ScanOutcome::Unchanged`] for paths
+    /// whose quick metadata equals the entry here; paths not in it are observed in full.
+    pub known: Option<&'a KnownMap>,
+}
+
+impl<'a> ScanTarget<'a> {
+    pub fn new(entity: &'a CompiledEntity) -> Self {
+        ScanTarget {
+            entity,
+            known: None,
+        }
+    }
+
+    pub fn with_known(entity: &'a CompiledEntity, known: &'a KnownMap) -> Self {
+        ScanTarget {
+            entity,
+            known: Some(known),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ScanMode {
+    /// Hash every regular file (first baseline, daily rehash).
+    #[default]
+    Full,
+    /// Hash only paths whose quick metadata differs from the target's `known` map.
+    Sweep,
+}
+
+#[derive(Clone, Debug)]
+pub struct ScanOptions {
+    pub mode: ScanMode,
+    /// Worker threads (0 = number of CPUs).
+    pub workers: usize,
+    /// Read budget shared by all workers (None = unlimited).
+    pub bytes_per_second: Option<u64>,
+    /// Give the workers the idle IO priority class.
+    pub idle_io: bool,
+    /// Descend into other filesystems mounted below an entity's root.
+    pub cross_filesystems: bool,
+    /// Content kept for file-content entities (`CompiledEntity::keep_content`), in bytes.
+    pub content_limit: u64,
+    /// Draw a progress bar on stderr (the CLI sets it when stderr is a terminal).
+    pub progress: bool,
+    /// Set it to stop the scan early (entity edited, daemon shutting down).
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions::from_settings(&Settings::default(), ScanMode::Full)
+    }
+}
+
+impl ScanOptions {
+    pub fn from_settings(settings: &Settings, mode: ScanMode) -> Self {
+        ScanOptions {
+            mode,
+            workers: settings.scan_workers,
+            bytes_per_second: settings.scan_bytes_per_second,
+            idle_io: settings.scan_idle_io,
+            cross_filesystems: settings.cross_filesystems,
+            content_limit: settings.content_limit,
+            progress: false,
+            cancel: None,
+        }
+    }
+}
+
+/// One covered path found by [`scan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanItem {
+    /// Index into the `targets` slice given to [`scan`].
+    pub entity: usize,
+    pub path: PathBuf,
+    pub outcome: ScanOutcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanOutcome {
+    /// The path's current state (boxed: a `FileState` is a few hundred bytes and most sweep
+    /// items are `Unchanged`).
+    State(Box<FileState>),
+    /// Sweep only: quick metadata equals the baseline's, nothing was read.
+    Unchanged,
+    /// The entity's root does not exist (not an error: the policy allows missing paths).
+    Missing,
+    /// Listed, but gone before it could be examined: treat as absent.
+    Vanished,
+    /// The path could not be examined (lstat failed): keep its baseline as it is.
+    Error(String),
+    /// The directory's own item was sent, but it could not be listed (fully): nothing below
+    /// it may be inferred removed from this scan.
+    ListFailed(String),
+}
+
+/// What a [`scan`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanSummary {
+    /// Non-directory paths reported (State or Unchanged).
+    pub files: u64,
+    /// Directories reported (State or Unchanged).
+    pub directories: u64,
+    /// Paths reported `Unchanged` (sweep).
+    pub unchanged: u64,
+    /// Bytes read and hashed (retries included).
+    pub bytes_hashed: u64,
+    /// Paths that could not be examined, read or listed.
+    pub errors: u64,
+    /// Files that kept changing while being hashed.
+    pub unstable: u64,
+    /// Targets whose root does not exist.
+    pub missing_roots: u64,
+    /// The scan stopped early: `cancel` was set or the receiver was dropped.
+    pub cancelled: bool,
+    pub elapsed: Duration,
+}

@@ -1,0 +1,248 @@
+//! Opening and hashing one regular file without being fooled or hurt by it.
+//!
+//! The path was lstat'ed as a regular file, but anyone may swap it before we open it, so:
+//! - it is opened with `O_NOFOLLOW` (a symlink planted since then fails with ELOOP),
+//!   `O_NONBLOCK` (a FIFO planted since then cannot block the open; regular files ignore the
+//!   flag), `O_CLOEXEC` (std adds it) and `O_NOATIME` (a scan does not touch access times;
+//!   dropped on EPERM, which the kernel returns to non-owners without CAP_FOWNER);
+//! - the fd is fstat'ed and must still be a regular file with the lstat's dev/ino, else the
+//!   caller lstats again ([`HashOutcome::Replaced`]).
+//!
+//! Content is read with `pread` into a reused 1 MiB buffer, never mmapped: a file truncated by
+//! someone else while it is mapped raises SIGBUS in the reader, and Rust has no safe way to
+//! recover from that, so one hostile (or merely busy) monitored file could kill the daemon.
+//! Monitored files are rewritten and truncated all the time, so mmap is never "safe" here.
+//! The cost is one copy from the page cache, small next to hashing; a whole tree is hashed in
+//! parallel across files anyway, and a large file inside the scan pool is still spread over all
+//! workers with `update_rayon`. Small files (the common case) take a single `pread` of
+//! size + 1 bytes: a short read at the expected size is end-of-file, so no second read.
+//!
+//! A file whose size, mtime or ctime differ between the fstat before and after the read was
+//! written meanwhile: it is read again, up to [`MAX_RETRIES`] times, then reported unstable.
+//! (A write within the same timestamp tick and at the same size is invisible to this check;
+//! the kernel's close-after-write event makes the daemon look again.)
+use std::{
+    cell::Cell,
+    fs::{File, Metadata, OpenOptions},
+    io,
+    os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
+    path::Path,
+};
+
+use super::budget::ByteBudget;
+use crate::state::Digest;
+
+/// Reads of a changing file before it is reported unstable (after the first read).
+pub(super) const MAX_RETRIES: u32 = 3;
+/// The per-worker read buffer.
+const BUFFER_SIZE: usize = 1 << 20;
+/// Reads at least this long are hashed with `update_rayon` inside the scan pool.
+const PARALLEL_MIN: usize = 256 * 1024;
+
+thread_local! {
+    /// Set on the scan pool's threads: only there may hashing use rayon (elsewhere it would
+    /// start rayon's global pool inside the daemon) and keep a 1 MiB buffer per thread.
+    static IN_SCAN_POOL: Cell<bool> = const { Cell::new(false) };
+    static BUFFER: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
+}
+
+/// Called by each scan pool thread as it starts.
+pub(super) fn mark_scan_worker() {
+    IN_SCAN_POOL.set(true);
+}
+
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per file and consumed at once; boxing would only add an allocation"
+)]
+pub(super) enum HashOutcome {
+    Hashed(Hashed),
+    /// The path names something else now (another inode, not a regular file): lstat again.
+    Replaced,
+    /// The path no longer exists.
+    Vanished,
+    /// It could not be opened or read (EACCES, EIO, ...).
+    Unreadable(io::Error),
+}
+
+pub(super) struct Hashed {
+    /// The fstat after the last read: the metadata that goes with `hash`.
+    pub meta: Metadata,
+    pub hash: Digest,
+    pub content: Option<Vec<u8>>,
+    pub content_truncated: bool,
+    pub unstable: bool,
+    /// Bytes read, all attempts included.
+    pub bytes_read: u64,
+    /// Still open, so the xattrs are read from the same inode.
+    pub file: File,
+}
+
+/// Hashes the regular file `lstat` describes (see the module docs for the safety rules).
+pub(super) fn hash_regular(
+    path: &Path,
+    lstat: &Metadata,
+    keep_content: Option<u64>,
+    budget: Option<&ByteBudget>,
+) -> HashOutcome {
+    let file = match open(path) {
+        Ok(file) => file,
+        Err(error) => {
+            return match error.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => HashOutcome::Vanished,
+                // ELOOP: a symlink now; ENXIO: a socket now.
+                Some(libc::ELOOP) | Some(libc::ENXIO) => HashOutcome::Replaced,
+                _ => HashOutcome::Unreadable(error),
+            };
+        }
+    };
+    let mut bytes_read = 0;
+    let mut attempt = 0;
+    loop {
+        let before = match file.metadata() {
+            Ok(meta) => meta,
+            Err(error) => return HashOutcome::Unreadable(error),
+        };
+        if !before.file_type().is_file()
+            || before.dev() != lstat.dev()
+            || before.ino() != lstat.ino()
+        {
+            return HashOutcome::Replaced;
+        }
+        let read = with_buffer(before.size(), |buffer| {
+            read_all(&file, before.size(), keep_content, budget, buffer)
+        });
+        let read = match read {
+            Ok(read) => read,
+            Err(error) => return HashOutcome::Unreadable(error),
+        };
+        bytes_read += read.bytes;
+        let after = match file.metadata() {
+            Ok(meta) => meta,
+            Err(error) => return HashOutcome::Unreadable(error),
+        };
+        let stable = same_content_metadata(&before, &after);
+        if stable || attempt >= MAX_RETRIES {
+            return HashOutcome::Hashed(Hashed {
+                meta: after,
+                hash: read.hash,
+                content: read.content,
+                content_truncated: read.content_truncated,
+                unstable: !stable,
+                bytes_read,
+                file,
+            });
+        }
+        attempt += 1;
+    }
+}
+
+fn open(path: &Path) -> io::Result<File> {
+    // std adds O_RDONLY (read(true)) and O_CLOEXEC.
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(flags | libc::O_NOATIME)
+        .open(path)
+    {
+        Err(error) if error.raw_os_error() == Some(libc::EPERM) => {
+            OpenOptions::new().read(true).custom_flags(flags).open(path)
+        }
+        result => result,
+    }
+}
+
+fn same_content_metadata(before: &Metadata, after: &Metadata) -> bool {
+    before.size() == after.size()
+        && before.mtime() == after.mtime()
+        && before.mtime_nsec() == after.mtime_nsec()
+        && before.ctime() == after.ctime()
+        && before.ctime_nsec() == after.ctime_nsec()
+}
+
+/// Runs `f` with a read buffer: the pool thread's reusable one, or (outside the pool) a
+/// fresh one sized for `expected` bytes so a daemon thread keeps no megabyte around.
+fn with_buffer<R>(expected: u64, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    if IN_SCAN_POOL.get() {
+        // Taken, not borrowed: a job run by this thread while `update_rayon` waits for its
+        // other half finds no buffer and makes its own, instead of aliasing this one.
+        let mut buffer = BUFFER
+            .take()
+            .unwrap_or_else(|| vec![0; BUFFER_SIZE].into_boxed_slice());
+        let result = f(&mut buffer);
+        BUFFER.set(Some(buffer));
+        result
+    } else {
+        let len = usize::try_from(expected.saturating_add(1))
+            .unwrap_or(BUFFER_SIZE)
+            .clamp(8192, BUFFER_SIZE);
+        f(&mut vec![0; len])
+    }
+}
+
+struct ReadResult {
+    hash: Digest,
+    content: Option<Vec<u8>>,
+    content_truncated: bool,
+    bytes: u64,
+}
+
+/// Hashes the whole file from offset 0 (pread: no seek between attempts).
+fn read_all(
+    file: &File,
+    expected: u64,
+    keep_content: Option<u64>,
+    budget: Option<&ByteBudget>,
+    buffer: &mut [u8],
+) -> io::Result<ReadResult> {
+    let parallel = IN_SCAN_POOL.get();
+    let mut hasher = blake3::Hasher::new();
+    let limit = keep_content.map(|limit| usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut content = limit.map(|limit| {
+        Vec::with_capacity(limit.min(usize::try_from(expected).unwrap_or(usize::MAX)))
+    });
+    let mut content_truncated = false;
+    let mut offset: u64 = 0;
+    loop {
+        // First read: size + 1 bytes, so a small file is read (and found complete) in one call.
+        let want = if offset == 0 {
+            usize::try_from(expected.saturating_add(1))
+                .unwrap_or(buffer.len())
+                .min(buffer.len())
+        } else {
+            buffer.len()
+        };
+        let read = match file.read_at(&mut buffer[..want], offset) {
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if read == 0 {
+            break;
+        }
+        let chunk = &buffer[..read];
+        if parallel && read >= PARALLEL_MIN {
+            hasher.update_rayon(chunk);
+        } else {
+            hasher.update(chunk);
+        }
+        if let (Some(content), Some(limit)) = (content.as_mut(), limit) {
+            let room = limit.saturating_sub(content.len());
+            content.extend_from_slice(&chunk[..room.min(read)]);
+            content_truncated |= read > room;
+        }
+        offset += read as u64;
+        if let Some(budget) = budget {
+            budget.consume(read as u64);
+        }
+        if read < want && offset == expected {
+            break;
+        }
+    }
+    Ok(ReadResult {
+        hash: *hasher.finalize().as_bytes(),
+        content,
+        content_truncated,
+        bytes: offset,
+    })
+}

@@ -1,0 +1,208 @@
+//! One path's [`FileState`]: what the daemon asks after a kernel event, and what the walk asks
+//! for every covered path.
+//!
+//! Symlinks are never followed (lstat, readlink, `l*` xattr calls): the monitored object is the
+//! link, and following it would let whoever controls the link steer the scanner. Only regular
+//! files are opened (see [`super::hash`]); FIFOs, sockets and devices are described from their
+//! metadata alone, since opening them can block or have side effects. When the path is swapped
+//! for another file while it is examined, it is examined again from the lstat, a few times.
+use std::{
+    fs::{self, Metadata},
+    io,
+    os::unix::{ffi::OsStringExt, fs::MetadataExt},
+    path::Path,
+};
+
+use super::{
+    budget::ByteBudget,
+    hash::{self, HashOutcome, MAX_RETRIES},
+    join_ns,
+    xattrs::{self, SecurityAttrs, Source},
+    ScanError,
+};
+use crate::state::{FileState, FileType};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ObserveOptions<'a> {
+    /// Keep up to this many bytes of a regular file's content (file-content entities).
+    pub keep_content: Option<u64>,
+    /// The baseline state: when its quick metadata equals the lstat's, its hash, content, link
+    /// target and xattrs are reused and nothing is read (the sweep's shortcut). ctime covers
+    /// content, mode, owner and xattr changes, so nothing that matters can differ.
+    pub previous: Option<&'a FileState>,
+    /// A read budget to respect (scans pass theirs; the daemon's single paths usually don't).
+    pub budget: Option<&'a ByteBudget>,
+}
+
+/// Observes one path without following it. `Ok(None)`: the path does not exist.
+/// Err only when the path cannot even be lstat'ed (EACCES on a parent, ENAMETOOLONG, ...);
+/// a file that cannot be read is a state with `error` set.
+pub fn observe(path: &Path, options: &ObserveOptions<'_>) -> Result<Option<FileState>, ScanError> {
+    Ok(observe_with(path, None, options)?.map(|observation| observation.state))
+}
+
+pub(super) struct Observation {
+    pub state: FileState,
+    pub bytes_read: u64,
+}
+
+/// `lstat`: the walk's statx (None: lstat here).
+pub(super) fn observe_with(
+    path: &Path,
+    lstat: Option<Metadata>,
+    options: &ObserveOptions<'_>,
+) -> Result<Option<Observation>, ScanError> {
+    let mut meta = match lstat {
+        Some(meta) => meta,
+        None => match lstat_path(path)? {
+            Some(meta) => meta,
+            None => return Ok(None),
+        },
+    };
+    let mut bytes_read = 0;
+    let mut restarts = 0;
+    loop {
+        let mut state = metadata_state(&meta);
+        if let Some(previous) = options.previous {
+            if reusable(previous, &state, options.keep_content) {
+                reuse(&mut state, previous, options.keep_content);
+                return Ok(Some(Observation { state, bytes_read }));
+            }
+        }
+        let done = match state.file_type {
+            FileType::Regular => {
+                match hash::hash_regular(path, &meta, options.keep_content, options.budget) {
+                    HashOutcome::Hashed(hashed) => {
+                        bytes_read += hashed.bytes_read;
+                        let mut state = metadata_state(&hashed.meta);
+                        state.hash = Some(hashed.hash);
+                        state.content = hashed.content;
+                        state.content_truncated = hashed.content_truncated;
+                        state.unstable = hashed.unstable;
+                        set_attrs(&mut state, xattrs::read(Source::File(&hashed.file), path));
+                        Some(state)
+                    }
+                    HashOutcome::Unreadable(error) => {
+                        state.error = Some(error.to_string());
+                        set_attrs(&mut state, xattrs::read(Source::Path(path), path));
+                        Some(state)
+                    }
+                    HashOutcome::Replaced | HashOutcome::Vanished => None,
+                }
+            }
+            FileType::Symlink => match fs::read_link(path) {
+                Ok(target) => {
+                    state.symlink_target = Some(target.into_os_string().into_vec());
+                    set_attrs(&mut state, xattrs::read(Source::Path(path), path));
+                    Some(state)
+                }
+                // EINVAL: not a symlink any more; ENOENT: gone. Look again.
+                Err(error) if is_replaced(&error) => None,
+                Err(error) => {
+                    state.error = Some(error.to_string());
+                    Some(state)
+                }
+            },
+            _ => {
+                set_attrs(&mut state, xattrs::read(Source::Path(path), path));
+                Some(state)
+            }
+        };
+        if let Some(state) = done {
+            return Ok(Some(Observation { state, bytes_read }));
+        }
+        meta = match lstat_path(path)? {
+            Some(meta) => meta,
+            None => return Ok(None),
+        };
+        restarts += 1;
+        if restarts > MAX_RETRIES {
+            let mut state = metadata_state(&meta);
+            state.error = Some("kept being replaced while it was read".to_string());
+            state.unstable = true;
+            return Ok(Some(Observation { state, bytes_read }));
+        }
+    }
+}
+
+/// lstat; None for "does not exist" (ENOENT, or ENOTDIR: a parent is not a directory).
+pub(super) fn lstat_path(path: &Path) -> Result<Option<Metadata>, ScanError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(error) if is_absent(&error) => Ok(None),
+        Err(source) => Err(ScanError::Stat {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+pub(super) fn is_absent(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR)
+    )
+}
+
+fn is_replaced(error: &io::Error) -> bool {
+    is_absent(error) || error.raw_os_error() == Some(libc::EINVAL)
+}
+
+/// The metadata part of a state; content fields empty.
+pub(super) fn metadata_state(meta: &Metadata) -> FileState {
+    FileState {
+        file_type: FileType::from_mode(meta.mode()),
+        size: meta.size(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime_ns: join_ns(meta.mtime(), meta.mtime_nsec()),
+        ctime_ns: join_ns(meta.ctime(), meta.ctime_nsec()),
+        ino: meta.ino(),
+        dev: meta.dev(),
+        nlink: meta.nlink(),
+        symlink_target: None,
+        hash: None,
+        acl: None,
+        selinux: None,
+        capability: None,
+        attributes: 0,
+        content: None,
+        content_truncated: false,
+        error: None,
+        unstable: false,
+    }
+}
+
+fn set_attrs(state: &mut FileState, attrs: SecurityAttrs) {
+    state.acl = attrs.acl;
+    state.selinux = attrs.selinux;
+    state.capability = attrs.capability;
+}
+
+/// May `previous` stand in for reading `now`'s path? Only a complete, stable observation of the
+/// same inode with the same quick metadata, holding everything asked for now.
+fn reusable(previous: &FileState, now: &FileState, keep_content: Option<u64>) -> bool {
+    previous.same_quick_metadata(now)
+        && previous.error.is_none()
+        && !previous.unstable
+        && match now.file_type {
+            FileType::Regular => {
+                previous.hash.is_some() && (keep_content.is_none() || previous.content.is_some())
+            }
+            FileType::Symlink => previous.symlink_target.is_some(),
+            _ => true,
+        }
+}
+
+fn reuse(state: &mut FileState, previous: &FileState, keep_content: Option<u64>) {
+    state.symlink_target.clone_from(&previous.symlink_target);
+    state.hash = previous.hash;
+    state.acl.clone_from(&previous.acl);
+    state.selinux.clone_from(&previous.selinux);
+    state.capability.clone_from(&previous.capability);
+    if keep_content.is_some() {
+        state.content.clone_from(&previous.content);
+        state.content_truncated = previous.content_truncated;
+    }
+}

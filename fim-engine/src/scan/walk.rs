@@ -1,0 +1,389 @@
+//! The parallel walk behind [`scan`]: every covered path of every target, into a channel.
+//!
+//! How it works, and why:
+//! - Each directory is one rayon job: it opens the directory, reports the directory itself,
+//!   and reads its entries in batches of [`BATCH`]. Batches are handed to other jobs so a
+//!   single directory of 100k files is still hashed by every worker. Subdirectories become
+//!   new jobs, so depth costs heap (a queued job) and never stack: deep trees cannot overflow.
+//! - Entries are stat'ed through the directory's fd (`DirEntry::metadata` is `statx` relative
+//!   to it, with `AT_SYMLINK_NOFOLLOW`): no path walk per entry, and symlinks never followed.
+//!   An entry no target covers is skipped on its `d_type` alone unless it is a directory to
+//!   descend into, so ignored files cost nothing but their directory entry.
+//! - Sweep mode compares the `statx` result with the target's [`KnownMap`] and reports
+//!   `Unchanged` without building a `FileState`: an unchanged tree costs one `statx` per path.
+//! - Directories on another filesystem than the root's are reported but not entered (unless
+//!   `cross_filesystems`), like `find -xdev`: a mounted backup disk or /proc under a monitored
+//!   path must not be walked.
+//! - Memory stays bounded: the channel is bounded (workers wait for the consumer), at most
+//!   [`QUEUED_BATCHES_PER_WORKER`] batches per worker are queued before a lister processes its
+//!   batches itself, and a queued directory job is a path and a `Metadata`.
+//! - The pool is dedicated to the scan and dropped with it; the daemon's tokio threads and
+//!   rayon's global pool are never used.
+use std::{
+    fs::{self, DirEntry, Metadata},
+    mem,
+    num::NonZeroUsize,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    time::Instant,
+};
+
+use crossbeam_channel::Sender;
+use rayon::{Scope, ThreadPoolBuilder};
+use tracing::{debug, warn};
+
+use super::{
+    budget::{set_idle_io_priority, ByteBudget},
+    hash,
+    observe::{is_absent, observe_with, ObserveOptions},
+    progress::Progress,
+    KnownMap, QuickMeta, ScanError, ScanItem, ScanMode, ScanOptions, ScanOutcome, ScanSummary,
+    ScanTarget,
+};
+use crate::{path_text::display_path, policy::CompiledEntity, state::FileType};
+
+/// Directory entries per job.
+const BATCH: usize = 128;
+/// Batches queued per worker before a lister handles its own batches.
+const QUEUED_BATCHES_PER_WORKER: usize = 4;
+
+/// Scans every target and sends one [`ScanItem`] per covered path into `sink`.
+///
+/// Blocks until the scan is done, so the receiver must be drained on another thread (the
+/// daemon calls this from a blocking thread, not from a tokio worker). `ScanItem::entity` is
+/// the target's index in `targets`. Paths of the baseline that no item names were not seen:
+/// they are removed, except below a `ListFailed` directory. Dropping the receiver, or setting
+/// `options.cancel`, stops the scan early (`ScanSummary::cancelled`).
+pub fn scan(
+    targets: &[ScanTarget<'_>],
+    options: &ScanOptions,
+    sink: &Sender<ScanItem>,
+) -> Result<ScanSummary, ScanError> {
+    let started = Instant::now();
+    let workers = match options.workers {
+        0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        workers => workers,
+    };
+    let idle_io = options.idle_io;
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|index| format!("fim-scan-{index}"))
+        .start_handler(move |_| {
+            hash::mark_scan_worker();
+            if idle_io {
+                if let Err(error) = set_idle_io_priority() {
+                    warn!(%error, "cannot give the scan worker the idle IO priority");
+                }
+            }
+        })
+        .build()?;
+    let walk = Walk {
+        options,
+        sink,
+        budget: options.bytes_per_second.map(ByteBudget::new),
+        stats: Stats::default(),
+        stop: AtomicBool::new(false),
+        queued: AtomicUsize::new(0),
+        max_queued: workers * QUEUED_BATCHES_PER_WORKER,
+        progress: options.progress.then(Progress::new),
+    };
+    pool.scope(|scope| {
+        for (index, target) in targets.iter().enumerate() {
+            let job = Job {
+                index,
+                entity: target.entity,
+                known: target.known,
+                max_depth: target.entity.max_depth(),
+                keep_content: target.entity.keep_content.then_some(options.content_limit),
+                root_dev: 0,
+            };
+            let walk = &walk;
+            scope.spawn(move |scope| walk.root(scope, job));
+        }
+    });
+    if let Some(progress) = &walk.progress {
+        progress.finish();
+    }
+    let summary = walk.summary(started);
+    debug!(?summary, "scan finished");
+    Ok(summary)
+}
+
+/// One target, as every job of its walk needs it.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    index: usize,
+    entity: &'a CompiledEntity,
+    known: Option<&'a KnownMap>,
+    max_depth: Option<usize>,
+    keep_content: Option<u64>,
+    /// The root's st_dev, for staying on its filesystem.
+    root_dev: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    files: AtomicU64,
+    directories: AtomicU64,
+    unchanged: AtomicU64,
+    bytes_hashed: AtomicU64,
+    errors: AtomicU64,
+    unstable: AtomicU64,
+    missing_roots: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Walk<'a> {
+    options: &'a ScanOptions,
+    sink: &'a Sender<ScanItem>,
+    budget: Option<ByteBudget>,
+    stats: Stats,
+    stop: AtomicBool,
+    queued: AtomicUsize,
+    max_queued: usize,
+    progress: Option<Progress>,
+}
+
+impl<'a> Walk<'a> {
+    fn root<'s>(&'s self, scope: &Scope<'s>, mut job: Job<'s>) {
+        let root = &job.entity.root;
+        let meta = match fs::symlink_metadata(root) {
+            Ok(meta) => meta,
+            Err(error) if is_absent(&error) => {
+                bump(&self.stats.missing_roots);
+                self.send(job.index, root.clone(), ScanOutcome::Missing);
+                return;
+            }
+            Err(error) => {
+                bump(&self.stats.errors);
+                self.send(
+                    job.index,
+                    root.clone(),
+                    ScanOutcome::Error(error.to_string()),
+                );
+                return;
+            }
+        };
+        job.root_dev = meta.dev();
+        let covered = job.entity.covers(root);
+        if meta.is_dir() && job.max_depth != Some(0) {
+            self.directory(scope, job, root.clone(), meta, covered, 0);
+        } else if covered {
+            self.report(job, root.clone(), meta);
+        }
+    }
+
+    /// Reports the directory (when covered) and lists it; `depth` is its depth below the root.
+    fn directory<'s>(
+        &'s self,
+        scope: &Scope<'s>,
+        job: Job<'s>,
+        path: PathBuf,
+        meta: Metadata,
+        covered: bool,
+        depth: usize,
+    ) {
+        if self.stopped() {
+            return;
+        }
+        let listing = fs::read_dir(&path);
+        if let Err(error) = &listing {
+            if is_absent(error) {
+                if covered {
+                    self.send(job.index, path, ScanOutcome::Vanished);
+                }
+                return;
+            }
+        }
+        if covered {
+            self.report(job, path.clone(), meta);
+        }
+        let entries = match listing {
+            Ok(entries) => entries,
+            Err(error) => {
+                self.list_failed(job, path, &error);
+                return;
+            }
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        for entry in entries {
+            if self.stopped() {
+                return;
+            }
+            match entry {
+                Ok(entry) => batch.push(entry),
+                Err(error) => {
+                    self.list_failed(job, path.clone(), &error);
+                    break;
+                }
+            }
+            if batch.len() == BATCH {
+                let full = mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                self.dispatch(scope, job, full, depth + 1);
+            }
+        }
+        if !batch.is_empty() {
+            self.entries(scope, job, batch, depth + 1);
+        }
+    }
+
+    fn list_failed(&self, job: Job<'_>, path: PathBuf, error: &std::io::Error) {
+        bump(&self.stats.errors);
+        warn!(path = %display_path(&path), %error, "cannot list directory");
+        self.send(job.index, path, ScanOutcome::ListFailed(error.to_string()));
+    }
+
+    /// Queues a batch for any worker, or handles it here when enough are queued already.
+    fn dispatch<'s>(&'s self, scope: &Scope<'s>, job: Job<'s>, batch: Vec<DirEntry>, depth: usize) {
+        if self.queued.fetch_add(1, Ordering::AcqRel) < self.max_queued {
+            scope.spawn(move |scope| {
+                self.entries(scope, job, batch, depth);
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+            });
+        } else {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.entries(scope, job, batch, depth);
+        }
+    }
+
+    /// Entries of one directory, all at `depth` below the root.
+    fn entries<'s>(&'s self, scope: &Scope<'s>, job: Job<'s>, batch: Vec<DirEntry>, depth: usize) {
+        let descend = job.max_depth.is_none_or(|max| depth < max);
+        for entry in batch {
+            if self.stopped() {
+                return;
+            }
+            let path = entry.path();
+            let covered = job.entity.covers(&path);
+            // Uncovered entries matter only as directories to enter, which d_type tells.
+            let wanted = covered || (descend && entry.file_type().is_ok_and(|kind| kind.is_dir()));
+            if !wanted {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(error) if is_absent(&error) => {
+                    if covered {
+                        self.send(job.index, path, ScanOutcome::Vanished);
+                    }
+                    continue;
+                }
+                Err(error) if covered => {
+                    bump(&self.stats.errors);
+                    self.send(job.index, path, ScanOutcome::Error(error.to_string()));
+                    continue;
+                }
+                // An uncovered directory we meant to enter: covered paths below it are unknown.
+                Err(error) => {
+                    self.list_failed(job, path, &error);
+                    continue;
+                }
+            };
+            let same_fs = self.options.cross_filesystems || meta.dev() == job.root_dev;
+            if meta.is_dir() && descend && same_fs {
+                scope.spawn(move |scope| self.directory(scope, job, path, meta, covered, depth));
+            } else if covered {
+                self.report(job, path, meta);
+            }
+        }
+    }
+
+    /// Sends the item for one covered path: `Unchanged` in a sweep when the quick metadata
+    /// matches the baseline, else its observed state.
+    fn report(&self, job: Job<'_>, path: PathBuf, meta: Metadata) {
+        let counter = if meta.is_dir() {
+            &self.stats.directories
+        } else {
+            &self.stats.files
+        };
+        if self.options.mode == ScanMode::Sweep {
+            let quick = QuickMeta::from_metadata(&meta);
+            if job.known.and_then(|known| known.get(&path)) == Some(&quick) {
+                bump(counter);
+                bump(&self.stats.unchanged);
+                self.progress(0);
+                self.send(job.index, path, ScanOutcome::Unchanged);
+                return;
+            }
+        }
+        let options = ObserveOptions {
+            keep_content: job.keep_content,
+            previous: None,
+            budget: self.budget.as_ref(),
+        };
+        let outcome = match observe_with(&path, Some(meta), &options) {
+            Ok(Some(observation)) => {
+                let state = observation.state;
+                let counter = if state.file_type == FileType::Directory {
+                    &self.stats.directories
+                } else {
+                    &self.stats.files
+                };
+                bump(counter);
+                if state.error.is_some() {
+                    bump(&self.stats.errors);
+                }
+                if state.unstable {
+                    bump(&self.stats.unstable);
+                }
+                self.stats
+                    .bytes_hashed
+                    .fetch_add(observation.bytes_read, Ordering::Relaxed);
+                self.progress(observation.bytes_read);
+                ScanOutcome::State(Box::new(state))
+            }
+            Ok(None) => ScanOutcome::Vanished,
+            Err(error) => {
+                bump(&self.stats.errors);
+                ScanOutcome::Error(error.to_string())
+            }
+        };
+        self.send(job.index, path, outcome);
+    }
+
+    fn progress(&self, bytes: u64) {
+        if let Some(progress) = &self.progress {
+            progress.path_done(bytes);
+        }
+    }
+
+    fn send(&self, entity: usize, path: PathBuf, outcome: ScanOutcome) {
+        let item = ScanItem {
+            entity,
+            path,
+            outcome,
+        };
+        if self.sink.send(item).is_err() {
+            // The receiver is gone: nobody wants the rest.
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || self
+                .options
+                .cancel
+                .as_ref()
+                .is_some_and(|cancel| cancel.load(Ordering::Relaxed))
+    }
+
+    fn summary(&self, started: Instant) -> ScanSummary {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        ScanSummary {
+            files: load(&self.stats.files),
+            directories: load(&self.stats.directories),
+            unchanged: load(&self.stats.unchanged),
+            bytes_hashed: load(&self.stats.bytes_hashed),
+            errors: load(&self.stats.errors),
+            unstable: load(&self.stats.unstable),
+            missing_roots: load(&self.stats.missing_roots),
+            cancelled: self.stopped(),
+            elapsed: started.elapsed(),
+        }
+    }
+}
