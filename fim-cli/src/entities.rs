@@ -98,7 +98,7 @@ fn document(path: &Path) -> anyhow::Result<PolicyDocument> {
         Ok(PolicyDocument::load(path)?)
     } else {
         // The first edit writes the built-in default out, so the file shows what is monitored.
-        Ok(PolicyDocument::from_default(path.to_path_buf()))
+        Ok(PolicyDocument::from_default(path))
     }
 }
 

@@ -115,3 +115,31 @@ impl FileState {
             && self.dev == other.dev
     }
 }
+
+/// The metadata the sweep compares with the baseline to decide whether to rehash.
+///
+/// ctime is included so a content change with a restored mtime is still seen (see
+/// [`FileState::same_quick_metadata`]); mode, owner, xattr and link-count changes all update
+/// ctime too, so an equal `QuickMeta` means the whole [`FileState`] is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QuickMeta {
+    pub file_type: FileType,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+impl From<&FileState> for QuickMeta {
+    fn from(state: &FileState) -> Self {
+        QuickMeta {
+            file_type: state.file_type,
+            size: state.size,
+            mtime_ns: state.mtime_ns,
+            ctime_ns: state.ctime_ns,
+            ino: state.ino,
+            dev: state.dev,
+        }
+    }
+}

@@ -199,7 +199,9 @@ impl Reconciler {
                     batch.put(&verdict.path, &verdict.entity, state)?
                 }
                 Some(_) => {}
-                None if verdict.before.is_some() => batch.delete(&verdict.path)?,
+                None if verdict.before.is_some() => {
+                    batch.delete(&verdict.path)?;
+                }
                 None => {}
             }
             if let Some(mut record) = record {
@@ -242,7 +244,10 @@ fn make_record(
     file.renamed_from = verdict.hint.renamed_from.as_deref().map(display_path);
     file.renamed_to = verdict.hint.renamed_to.as_deref().map(display_path);
     let mut fields_changed: Vec<String> = fields.into_iter().map(str::to_string).collect();
-    if file.renamed_from.is_some() || file.renamed_to.is_some() {
+    // A rename's two ends: the file now has (Added) or no longer has (Removed) this path. A
+    // rename over an existing file keeps its path, so that record stays a plain Modified.
+    let renamed = file.renamed_from.is_some() || file.renamed_to.is_some();
+    if renamed && category != ChangeCategory::Modified {
         fields_changed.push("FileSystemPath".to_string());
     }
     Some(ChangeRecord {

@@ -15,6 +15,7 @@ use rusqlite::{types::Type, OptionalExtension, Row};
 use super::{Result, Store};
 use crate::{
     path_text::{path_bytes, path_from_bytes},
+    state::QuickMeta,
     state::{Digest, FileState, FileType},
 };
 
@@ -23,30 +24,6 @@ use crate::{
 pub struct BaselineEntry {
     pub entity: String,
     pub state: FileState,
-}
-
-/// The metadata a sweep compares before deciding to rehash ([`FileState::same_quick_metadata`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QuickMeta {
-    pub file_type: FileType,
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub ino: u64,
-    pub dev: u64,
-}
-
-impl From<&FileState> for QuickMeta {
-    fn from(state: &FileState) -> Self {
-        QuickMeta {
-            file_type: state.file_type,
-            size: state.size,
-            mtime_ns: state.mtime_ns,
-            ctime_ns: state.ctime_ns,
-            ino: state.ino,
-            dev: state.dev,
-        }
-    }
 }
 
 /// The state columns in the order [`state_from_row`] reads them.

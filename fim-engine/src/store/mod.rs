@@ -32,7 +32,8 @@ pub mod schema;
 #[cfg(test)]
 mod tests;
 
-pub use baseline::{BaselineEntry, QuickMeta};
+pub use crate::state::QuickMeta;
+pub use baseline::BaselineEntry;
 pub use batch::Batch;
 pub use error::{Result, StoreError};
 pub use journal::{EditDetail, VerifyProblem, VerifyReport};
