@@ -95,7 +95,7 @@ fn init_logging() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(!journald);
+        .with_ansi(!journald && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // try_init also routes the `log` facade (aya-log's records) into tracing.
     let _ = if journald {
         builder.without_time().try_init()
