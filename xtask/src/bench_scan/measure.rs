@@ -61,6 +61,7 @@ pub(crate) fn run(cmd: &mut Command) -> Result<Sample> {
     let wall = started.elapsed();
     // The child is reaped; dropping `child` does not wait again.
     drop(child);
+    eprintln!("bench scan:   {:.2} s", wall.as_secs_f64());
     let status = ExitStatus::from_raw(status);
     if !status.success() {
         let text = String::from_utf8_lossy(&stdout);

@@ -4,8 +4,9 @@
 //! Why side by side: machines here are noisy (2 shared cores, a shared disk), so every round
 //! runs us and both peers on the same tree within the same minutes, in an order that rotates
 //! from round to round, and the targets are judged on ratios of medians. Each tree is measured
-//! cold (caches dropped before every run: what a baseline of a real host sees) and warm (the
-//! CPU cost alone). The trees are cached under `.cache/bench/` (see [`tree`]).
+//! cold (caches dropped before every run: what a baseline of a real host sees; the primary
+//! numbers, see BENCHMARKS.md for why) and warm (the CPU cost alone). The trees are cached
+//! under `.cache/bench/` (see [`tree`]).
 //!
 //! Modules: [`tree`] builds the trees, [`tools`] runs fim, AIDE and b3sum, [`measure`] times a
 //! child with wait4, [`report`] prints the tables and the PASS/MISS verdicts.
@@ -31,8 +32,9 @@ use crate::{setup, workspace_root};
     about = "Scan throughput, RSS, database size and rescan speed, beside AIDE and b3sum"
 )]
 struct Opts {
-    /// Rounds per tree and cache state; the report gives medians.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Rounds per tree and cache state; the report gives medians. Three rounds of both trees
+    /// take about 8 minutes on 2 cores, most of it AIDE.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// Smoke run: the 10k-file generated tree only.
     #[arg(long)]

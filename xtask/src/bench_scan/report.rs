@@ -21,8 +21,10 @@ pub(crate) enum Cache {
 impl Cache {
     fn describe(self) -> &'static str {
         match self {
-            Cache::Cold => "cold: page cache, dentries and inodes dropped before every run",
-            Cache::Warm => "warm: the tree read once beforehand, page cache hot",
+            Cache::Cold => {
+                "cold (primary): page cache, dentries and inodes dropped before every run"
+            }
+            Cache::Warm => "warm (secondary): the tree read once beforehand, page cache hot",
         }
     }
 }

@@ -41,11 +41,9 @@ impl ScanReport {
     fn parse(stdout: &[u8]) -> Result<Self> {
         let text = String::from_utf8_lossy(stdout);
         // The object is the last non-empty line, should anything else ever be printed first.
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .context("`fim scan --json` printed nothing")?;
+        let line = text.lines().rev().find(|l| !l.trim().is_empty()).context(
+            "`fim scan --json` printed nothing (does this fim implement the scan contract?)",
+        )?;
         let value: Value = serde_json::from_str(line)
             .with_context(|| format!("`fim scan --json` printed no JSON object: {line}"))?;
         let field = |name: &str| {
