@@ -1,6 +1,11 @@
-//! `cargo xtask bench kernel`: builds the release daemon and the benchmark driver
-//! (`fim-tests`'s `bench_kernel` binary) and runs them side by side. The driver does the
-//! measuring; this module only builds and starts it, so the benchmark's logic has one home.
+//! `cargo xtask bench NAME`: the benchmarks.
+//!
+//! `kernel` builds the release daemon and the benchmark driver (`fim-tests`'s `bench_kernel`
+//! binary) and runs them side by side. The driver does the measuring; this module only builds
+//! and starts it, so the benchmark's logic has one home.
+//!
+//! `scan` lives in [`crate::bench_scan`]: it only runs processes (fim, aide, b3sum) and needs
+//! no driver of its own inside the workspace.
 use anyhow::{bail, Result};
 
 use crate::{cargo, run_cmd, setup, target_dir};
@@ -9,7 +14,8 @@ use crate::{cargo, run_cmd, setup, target_dir};
 pub(crate) fn run(name: &str, args: &[String]) -> Result<()> {
     match name {
         "kernel" => kernel(args),
-        other => bail!("unknown benchmark `{other}`; available: kernel"),
+        "scan" => crate::bench_scan::run(args),
+        other => bail!("unknown benchmark `{other}`; available: kernel, scan"),
     }
 }
 

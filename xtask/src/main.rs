@@ -7,6 +7,7 @@
 //! lives in its own module; this file holds the CLI and the small process helpers they share.
 
 mod bench;
+mod bench_scan;
 mod build;
 mod run;
 mod setup;
@@ -81,7 +82,8 @@ enum Task {
         test_args: Vec<String>,
     },
     /// Run a benchmark (`kernel`: write overhead with the daemon off and on, event
-    /// completeness, BPF run time). Results go to stdout; record them in BENCHMARKS.md.
+    /// completeness, BPF run time; `scan`: baseline and rescan speed beside AIDE and b3sum,
+    /// `cargo xtask bench scan -- --help`). Results go to stdout; record them in BENCHMARKS.md.
     Bench {
         /// Which benchmark.
         name: String,

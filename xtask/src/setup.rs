@@ -29,6 +29,15 @@ const REQUIRED_PACKAGES: &[&str] = &[
 ];
 /// Nice to have; a failure to install them is only a warning.
 const OPTIONAL_PACKAGES: &[&str] = &["hyperfine"];
+/// Only `cargo xtask bench scan` needs these (the peers it runs beside us, and sqlite3 to
+/// checkpoint fim.db before weighing it), so the benchmark installs them itself and plain
+/// setup (CI) does not. Installed without recommends: aide's recommended aide-common would
+/// add a system-wide config and a daily cron job that has no business on a build machine.
+const SCAN_BENCH_PACKAGES: &[&str] = &[
+    "aide",    // AIDE 0.18 on bookworm: the peer
+    "b3sum",   // the hashing limit (BLAKE3, like us)
+    "sqlite3", // PRAGMA wal_checkpoint before measuring the database
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 /// (fstype, mount point) pairs fimd and the tests need.
@@ -78,14 +87,19 @@ impl Apt {
     }
 
     fn install(&mut self, packages: &[&str]) -> Result<()> {
+        self.install_with(packages, true)
+    }
+
+    fn install_with(&mut self, packages: &[&str], recommends: bool) -> Result<()> {
         need_root("apt-get install")?;
         self.update()?;
-        run_cmd(
-            Command::new("apt-get")
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .args(["install", "-y"])
-                .args(packages),
-        )
+        let mut cmd = Command::new("apt-get");
+        cmd.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y"]);
+        if !recommends {
+            cmd.arg("--no-install-recommends");
+        }
+        run_cmd(cmd.args(packages))
     }
 }
 
@@ -144,6 +158,29 @@ fn apt_packages(apt: &mut Apt) -> Result<()> {
         if let Err(err) = apt.install(&optional) {
             println!("setup: warning: optional packages not installed: {err:#}");
         }
+    }
+    Ok(())
+}
+
+/// Installs what `cargo xtask bench scan` runs beside fim (see [`SCAN_BENCH_PACKAGES`]).
+/// Idempotent: a dpkg query and nothing else when they are present.
+pub(crate) fn scan_bench_tools() -> Result<()> {
+    let missing = missing_packages(SCAN_BENCH_PACKAGES)?;
+    if missing.is_empty() {
+        println!(
+            "setup: bench packages present: {}",
+            SCAN_BENCH_PACKAGES.join(" ")
+        );
+        return Ok(());
+    }
+    println!("setup: installing bench packages: {}", missing.join(" "));
+    Apt::default().install_with(&missing, false)?;
+    let still = missing_packages(SCAN_BENCH_PACKAGES)?;
+    if !still.is_empty() {
+        bail!(
+            "bench packages still missing after install: {}",
+            still.join(" ")
+        );
     }
     Ok(())
 }
