@@ -9,7 +9,10 @@ pub mod coalesce;
 mod observe_tree;
 pub mod sweep;
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
 
 use tokio::sync::broadcast;
 
@@ -51,6 +54,8 @@ struct Verdict {
     before: Option<FileState>,
     after: Option<FileState>,
     hint: Hint,
+    /// Judged because of its own event (not met below a directory that appeared or vanished).
+    own_event: bool,
 }
 
 pub struct Reconciler {
@@ -111,7 +116,25 @@ impl Reconciler {
         for (path, hint) in paths {
             self.judge(path, hint, &mut verdicts)?;
         }
-        self.commit(verdicts, detection, true)
+        // A new directory's walk meets paths that have events of their own in this step (mkdir
+        // -p, tar x): judge each path once, by its own event where it has one.
+        let own: HashSet<&Path> = paths.iter().map(|(path, _)| path.as_path()).collect();
+        let mut judged = HashSet::new();
+        let mut unique = Vec::with_capacity(verdicts.len());
+        for verdict in verdicts.iter().filter(|verdict| verdict.own_event) {
+            judged.insert(verdict.path.clone());
+        }
+        for verdict in verdicts {
+            let duplicate = if verdict.own_event {
+                false
+            } else {
+                own.contains(verdict.path.as_path()) || !judged.insert(verdict.path.clone())
+            };
+            if !duplicate {
+                unique.push(verdict);
+            }
+        }
+        self.commit(unique, detection, true)
     }
 
     /// Compares one path (and, for directories that appeared or vanished, everything below
@@ -157,6 +180,7 @@ impl Reconciler {
                         renamed_to,
                         ..hint.clone()
                     },
+                    own_event: false,
                 });
             }
         }
@@ -171,6 +195,7 @@ impl Reconciler {
             before,
             after,
             hint: hint.clone(),
+            own_event: true,
         });
         Ok(())
     }

@@ -49,6 +49,7 @@ pub(super) fn added_below(
                 renamed_to: None,
                 ..hint.clone()
             },
+            own_event: false,
         });
     }
     Ok(())

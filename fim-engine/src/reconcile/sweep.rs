@@ -291,6 +291,7 @@ impl EntitySweep<'_> {
                 before,
                 after,
                 hint: Hint::default(),
+                own_event: false,
             });
         }
         let report = !self.first;
@@ -316,6 +317,7 @@ impl EntitySweep<'_> {
                     before: Some(before.state),
                     after: None,
                     hint: Hint::default(),
+                    own_event: false,
                 });
                 continue;
             }
@@ -327,6 +329,7 @@ impl EntitySweep<'_> {
                 before: Some(before.state),
                 after,
                 hint: Hint::default(),
+                own_event: false,
             });
         }
         let report = !self.first;
