@@ -251,9 +251,16 @@ pub fn fields_changed(before: &FileState, after: &FileState) -> Vec<&'static str
             fields.push(name);
         }
     };
+    // A directory's size, mtime and link count change whenever an entry is added or removed,
+    // and those entries get records of their own: repeating them on the directory is noise.
+    let directory =
+        before.file_type == FileType::Directory && after.file_type == FileType::Directory;
     differs(before.file_type != after.file_type, "FileType");
-    differs(before.size != after.size, "Size");
-    differs(before.mtime_ns != after.mtime_ns, "DateModified");
+    differs(!directory && before.size != after.size, "Size");
+    differs(
+        !directory && before.mtime_ns != after.mtime_ns,
+        "DateModified",
+    );
     differs(before.uid != after.uid, "Owner");
     differs(before.gid != after.gid, "Group");
     differs(before.mode != after.mode, "Mode");
@@ -265,7 +272,7 @@ pub fn fields_changed(before: &FileState, after: &FileState) -> Vec<&'static str
         before.symlink_target != after.symlink_target,
         "SymlinkTarget",
     );
-    differs(before.nlink != after.nlink, "Links");
+    differs(!directory && before.nlink != after.nlink, "Links");
     differs(before.ino != after.ino, "Inode");
     // An unreadable file has no hash; going from readable to unreadable is not a content
     // change, and the error field says why.
@@ -415,6 +422,27 @@ mod tests {
             ..state()
         };
         assert_eq!(fields_changed(&before, &after), vec!["FileContentChecksum"]);
+    }
+
+    #[test]
+    fn a_directory_gaining_entries_is_not_a_change() {
+        let directory = |size, mtime_ns, nlink| FileState {
+            file_type: FileType::Directory,
+            size,
+            mtime_ns,
+            nlink,
+            hash: None,
+            ..state()
+        };
+        assert!(fields_changed(&directory(4096, 1, 2), &directory(8192, 2, 3)).is_empty());
+        let chmodded = FileState {
+            mode: 0o700,
+            ..directory(4096, 1, 2)
+        };
+        assert_eq!(
+            fields_changed(&directory(4096, 1, 2), &chmodded),
+            vec!["Mode"]
+        );
     }
 
     #[test]
