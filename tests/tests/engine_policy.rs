@@ -32,7 +32,7 @@ fn entities_added_live_are_monitored_in_real_time() {
 
     let output = workspace.fim(&["entities", "disable", "extra"]);
     assert!(output.status.success());
-    engine.wait_for_log("removed: [\"extra\"]", Duration::from_secs(10));
+    engine.wait_for_log("removed=[\"extra\"]", Duration::from_secs(10));
     std::fs::write(extra.join("ignored-now"), "x").unwrap();
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(engine.records().len(), 1, "a disabled entity reports nothing");
