@@ -8,7 +8,11 @@ use fim_engine::{
     store::{ChangeFilter, GroupKey},
 };
 
-use crate::{output::{self, Format}, status::open_store, timespec};
+use crate::{
+    output::{self, Format},
+    status::open_store,
+    timespec,
+};
 
 #[derive(Args, Debug, Clone)]
 pub struct FilterArgs {
@@ -42,7 +46,9 @@ impl FilterArgs {
         for text in &self.types {
             match ConfigChangeType::parse(text) {
                 Some(kind) => types.push(kind),
-                None => bail!("--type {text:?}: expected Files, Registry, WindowsServices or Daemons"),
+                None => {
+                    bail!("--type {text:?}: expected Files, Registry, WindowsServices or Daemons")
+                }
             }
         }
         let mut categories = Vec::new();

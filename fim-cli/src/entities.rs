@@ -3,7 +3,10 @@
 //! Edits go through the engine's policy document, which keeps the user's comments, validates
 //! before writing and replaces the file atomically; a running daemon picks the change up
 //! within a second and updates its kernel roots live.
-use std::{path::{Path, PathBuf}, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -130,7 +133,9 @@ pub fn run(policy_path: &Path, command: EntitiesCommand) -> anyhow::Result<ExitC
         }
         EntitiesCommand::Edit(args) => {
             let mut document = document(policy_path)?;
-            let ignore = args.ignore.map(|list| list.into_iter().filter(|glob| !glob.is_empty()).collect());
+            let ignore = args
+                .ignore
+                .map(|list| list.into_iter().filter(|glob| !glob.is_empty()).collect());
             document.edit(
                 &args.name,
                 EntityPatch {
@@ -142,7 +147,11 @@ pub fn run(policy_path: &Path, command: EntitiesCommand) -> anyhow::Result<ExitC
                     ignore,
                 },
             )?;
-            save(document, policy_path, format!("changed entity {}", args.name))
+            save(
+                document,
+                policy_path,
+                format!("changed entity {}", args.name),
+            )
         }
         EntitiesCommand::Enable { name } => {
             let mut document = document(policy_path)?;
@@ -188,7 +197,10 @@ fn list(policy_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     }
     println!("{table}");
     if !policy_path.exists() {
-        println!("(built-in default policy: {} does not exist)", display_path(policy_path));
+        println!(
+            "(built-in default policy: {} does not exist)",
+            display_path(policy_path)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -207,7 +219,12 @@ pub fn policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
                 println!("warning: {warning}");
             }
             policy::compile(&parsed.policy)?;
-            let enabled = parsed.policy.entities.iter().filter(|entity| entity.enabled).count();
+            let enabled = parsed
+                .policy
+                .entities
+                .iter()
+                .filter(|entity| entity.enabled)
+                .count();
             println!(
                 "{}: OK, {} entities ({} enabled), {} warning(s)",
                 display_path(&file),

@@ -18,7 +18,11 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/fim";
 const DEFAULT_POLICY: &str = "/etc/fim/policy.toml";
 
 #[derive(Parser, Debug)]
-#[command(name = "fim", version, about = "File integrity monitor: scans, changes, policy")]
+#[command(
+    name = "fim",
+    version,
+    about = "File integrity monitor: scans, changes, policy"
+)]
 struct Cli {
     /// The daemon's state directory (baseline and journal).
     #[arg(long, global = true, env = "FIM_STATE_DIR", default_value = DEFAULT_STATE_DIR)]

@@ -26,7 +26,9 @@ const COLUMNS: [&str; 9] = [
 
 fn row(record: &ChangeRecord) -> [String; 9] {
     let file = record.file.as_ref();
-    let mut path = file.map(|file| file.file_system_path.clone()).unwrap_or_default();
+    let mut path = file
+        .map(|file| file.file_system_path.clone())
+        .unwrap_or_default();
     if let Some(from) = file.and_then(|file| file.renamed_from.as_ref()) {
         path = format!("{from} -> {path}");
     } else if let Some(to) = file.and_then(|file| file.renamed_to.as_ref()) {
@@ -52,11 +54,17 @@ fn row(record: &ChangeRecord) -> [String; 9] {
     ]
 }
 
-pub fn records(records: &[ChangeRecord], format: Format, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn records(
+    records: &[ChangeRecord],
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     match format {
         Format::Table => {
             let mut table = comfy_table::Table::new();
-            table.load_preset(comfy_table::presets::NOTHING).set_header(COLUMNS);
+            table
+                .load_preset(comfy_table::presets::NOTHING)
+                .set_header(COLUMNS);
             for record in records {
                 table.add_row(row(record));
             }
@@ -85,13 +93,20 @@ pub fn records(records: &[ChangeRecord], format: Format, out: &mut impl Write) -
     Ok(())
 }
 
-pub fn summary(by: &[String], rows: &[SummaryRow], format: Format, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn summary(
+    by: &[String],
+    rows: &[SummaryRow],
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let mut header: Vec<String> = by.iter().map(|key| key.trim().to_string()).collect();
     header.push("count".to_string());
     match format {
         Format::Table => {
             let mut table = comfy_table::Table::new();
-            table.load_preset(comfy_table::presets::NOTHING).set_header(&header);
+            table
+                .load_preset(comfy_table::presets::NOTHING)
+                .set_header(&header);
             for row in rows {
                 let mut cells = row.keys.clone();
                 cells.push(row.count.to_string());

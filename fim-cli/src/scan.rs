@@ -1,10 +1,5 @@
 //! `fim scan`: a one-off scan with the same engine the daemon uses.
-use std::{
-    io::IsTerminal as _,
-    path::Path,
-    process::ExitCode,
-    sync::Mutex,
-};
+use std::{io::IsTerminal as _, path::Path, process::ExitCode, sync::Mutex};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -40,7 +35,7 @@ pub struct ScanArgs {
 pub fn run(state_dir: &Path, policy: &Path, args: ScanArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating the state directory {}", display_path(state_dir)))?;
-    let store = Store::open(&database_path(state_dir))?;
+    let store = Store::open(database_path(state_dir))?;
     let policy = PolicyWatcher::load(PolicySource::File(policy.to_path_buf()))?;
     let settings = policy.compiled().settings.clone();
     let mut options = ScanOptions::from_settings(&settings, ScanMode::Full);
@@ -48,8 +43,16 @@ pub fn run(state_dir: &Path, policy: &Path, args: ScanArgs) -> anyhow::Result<Ex
     if let Some(workers) = args.workers {
         options.workers = workers;
     }
-    let reconciler = Mutex::new(Reconciler::new(store, policy.compiled().clone(), Computer::of_this_host()));
-    let kind = if args.full { SweepKind::Full } else { SweepKind::Metadata };
+    let reconciler = Mutex::new(Reconciler::new(
+        store,
+        policy.compiled().clone(),
+        Computer::of_this_host(),
+    ));
+    let kind = if args.full {
+        SweepKind::Full
+    } else {
+        SweepKind::Metadata
+    };
     let only = (!args.entities.is_empty()).then_some(args.entities.as_slice());
     let outcome = sweep(&reconciler, only, kind, Detection::Scan, &options)?;
     if args.json {

@@ -26,7 +26,9 @@ pub struct StatusArgs {
 
 /// Whether the pid saved by the daemon is a live fimd.
 fn daemon_alive(pid: &str) -> bool {
-    let Ok(pid) = pid.parse::<u32>() else { return false };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "fimd")
 }
 
@@ -65,7 +67,12 @@ pub fn status(state_dir: &Path, policy: &Path, args: StatusArgs) -> anyhow::Resu
     println!(
         "daemon:     {}",
         if running {
-            format!("running (pid {}, strategy {}, since {})", text(&status["daemon"]["pid"]), text(&status["daemon"]["strategy"]), text(&status["daemon"]["started"]))
+            format!(
+                "running (pid {}, strategy {}, since {})",
+                text(&status["daemon"]["pid"]),
+                text(&status["daemon"]["strategy"]),
+                text(&status["daemon"]["started"])
+            )
         } else {
             "not running".to_string()
         }
@@ -73,7 +80,10 @@ pub fn status(state_dir: &Path, policy: &Path, args: StatusArgs) -> anyhow::Resu
     println!("roots:      {}", text(&status["daemon"]["roots"]));
     println!("policy:     {}", text(&status["policy"]));
     println!("baseline:   {} entries", status["baseline_entries"]);
-    println!("journal:    last sequence {}", status["journal_last_sequence"]);
+    println!(
+        "journal:    last sequence {}",
+        status["journal_last_sequence"]
+    );
     println!("last sweep: {}", text(&status["last_sweep"]));
     println!("last rehash: {}", text(&status["last_rehash"]));
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,8 @@
 //! Time arguments as people type them: `14d`, `2h`, `90m`, a date or an RFC 3339 time.
 use anyhow::{bail, Context as _};
-use time::{format_description::well_known::Rfc3339, Date, OffsetDateTime, PrimitiveDateTime, Time};
+use time::{
+    format_description::well_known::Rfc3339, Date, OffsetDateTime, PrimitiveDateTime, Time,
+};
 
 /// Nanoseconds since the epoch for `--since`/`--until`: a span back from now, or a time.
 pub fn parse_point(text: &str, now: OffsetDateTime) -> anyhow::Result<i64> {
@@ -36,7 +38,11 @@ fn parse_span(text: &str) -> Option<time::Duration> {
 }
 
 /// Parses with context naming the option.
-pub fn option(name: &str, text: &Option<String>, now: OffsetDateTime) -> anyhow::Result<Option<i64>> {
+pub fn option(
+    name: &str,
+    text: &Option<String>,
+    now: OffsetDateTime,
+) -> anyhow::Result<Option<i64>> {
     text.as_deref()
         .map(|text| parse_point(text, now).with_context(|| format!("--{name}")))
         .transpose()
@@ -49,9 +55,18 @@ mod tests {
     #[test]
     fn spans_dates_and_times() {
         let now = OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
-        assert_eq!(parse_point("14d", now).unwrap(), (1_000_000 - 14 * 86_400) * 1_000_000_000);
-        assert_eq!(parse_point("30s", now).unwrap(), (1_000_000 - 30) * 1_000_000_000);
-        assert_eq!(parse_point("1970-01-02", now).unwrap(), 86_400 * 1_000_000_000);
+        assert_eq!(
+            parse_point("14d", now).unwrap(),
+            (1_000_000 - 14 * 86_400) * 1_000_000_000
+        );
+        assert_eq!(
+            parse_point("30s", now).unwrap(),
+            (1_000_000 - 30) * 1_000_000_000
+        );
+        assert_eq!(
+            parse_point("1970-01-02", now).unwrap(),
+            86_400 * 1_000_000_000
+        );
         assert_eq!(
             parse_point("1970-01-01T00:00:10Z", now).unwrap(),
             10 * 1_000_000_000

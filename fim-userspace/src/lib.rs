@@ -5,12 +5,12 @@
 //! [`decode`]s records, rebuilds [`paths`] from the [`roots`] plan, pairs results and tracks
 //! [`writers`], and emits [`record`] types, the interface every event source shares.
 mod assemble;
-mod process_info;
 pub mod decode;
 pub mod ebpf_source;
 pub mod kernel_offsets;
 pub mod loader;
 pub mod paths;
+mod process_info;
 /// The interface every event source shares (lives in the platform-independent engine).
 pub use fim_engine::source as record;
 pub mod roots;

@@ -145,7 +145,11 @@ impl Engine {
                 log.push('\n');
             }
         });
-        let mut engine = Engine { child, records, log };
+        let mut engine = Engine {
+            child,
+            records,
+            log,
+        };
         engine.wait_for_log("start-up scan finished", Duration::from_secs(120));
         engine
     }
@@ -165,7 +169,10 @@ impl Engine {
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 std::thread::sleep(Duration::from_millis(200));
-                panic!("fimd exited with {status} before {needle:?}:\n{}", self.log());
+                panic!(
+                    "fimd exited with {status} before {needle:?}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -219,7 +226,10 @@ pub fn summary(records: &[Value]) -> Vec<(String, String, Vec<String>)> {
         .map(|record| {
             (
                 record["ChangeCategory"].as_str().unwrap_or("?").to_string(),
-                record["File"]["FileSystemPath"].as_str().unwrap_or("?").to_string(),
+                record["File"]["FileSystemPath"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
                 record["FieldsChanged"]
                     .as_array()
                     .map(|fields| {

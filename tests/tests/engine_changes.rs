@@ -54,14 +54,20 @@ fn create_modify_and_mtime_restored_content_change() {
 
     let pid = sh(&format!("printf hello > '{name}'"));
     let added = records_from(&engine, 0, 1);
-    assert_eq!(summary(&added), vec![("Added".into(), name.clone(), vec![])]);
+    assert_eq!(
+        summary(&added),
+        vec![("Added".into(), name.clone(), vec![])]
+    );
     assert_actor(&added[0], "sh", pid);
     assert_eq!(added[0]["File"]["Size"], 5);
     assert_eq!(
         added[0]["File"]["FileContentChecksum"],
         blake3::hash(b"hello").to_hex().as_str()
     );
-    assert_eq!(added[0]["Computer"].as_str().map(str::is_empty), Some(false));
+    assert_eq!(
+        added[0]["Computer"].as_str().map(str::is_empty),
+        Some(false)
+    );
     assert_eq!(added[0]["ConfigChangeType"], "Files");
     assert_eq!(added[0]["Entity"], "tree");
 
@@ -70,7 +76,11 @@ fn create_modify_and_mtime_restored_content_change() {
     let modified = records_from(&engine, 1, 1);
     assert_eq!(
         summary(&modified),
-        vec![("Modified".into(), name.clone(), fields(&["DateModified", "FileContentChecksum"]))]
+        vec![(
+            "Modified".into(),
+            name.clone(),
+            fields(&["DateModified", "FileContentChecksum"])
+        )]
     );
     assert_actor(&modified[0], "sh", pid);
     assert_eq!(
@@ -82,11 +92,17 @@ fn create_modify_and_mtime_restored_content_change() {
     let reference = path_of(&workspace.base.join("ref"));
     run("touch", &["-r", &name, &reference]);
     std::thread::sleep(Duration::from_millis(20));
-    let pid = sh(&format!("printf WORLD > '{name}'; touch -r '{reference}' '{name}'"));
+    let pid = sh(&format!(
+        "printf WORLD > '{name}'; touch -r '{reference}' '{name}'"
+    ));
     let sneaky = records_from(&engine, 2, 1);
     assert_eq!(
         summary(&sneaky),
-        vec![("Modified".into(), name.clone(), fields(&["FileContentChecksum"]))]
+        vec![(
+            "Modified".into(),
+            name.clone(),
+            fields(&["FileContentChecksum"])
+        )]
     );
     // The last process to touch the file was touch, forked by the shell.
     assert_eq!(sneaky[0]["Actor"]["ProcessName"], "touch");
@@ -107,7 +123,10 @@ fn chmod_chown_sed_delete_setcap_and_rename() {
 
     let pid = run("chmod", &["600", &conf_name]);
     let chmod = records_from(&engine, 0, 1);
-    assert_eq!(summary(&chmod), vec![("Modified".into(), conf_name.clone(), fields(&["Mode"]))]);
+    assert_eq!(
+        summary(&chmod),
+        vec![("Modified".into(), conf_name.clone(), fields(&["Mode"]))]
+    );
     assert_eq!(chmod[0]["File"]["Mode"], "0600");
     assert_eq!(chmod[0]["File"]["PreviousMode"], "0644");
     assert_actor(&chmod[0], "chmod", pid);
@@ -116,7 +135,11 @@ fn chmod_chown_sed_delete_setcap_and_rename() {
     let chown = records_from(&engine, 1, 1);
     assert_eq!(
         summary(&chown),
-        vec![("Modified".into(), conf_name.clone(), fields(&["Owner", "Group"]))]
+        vec![(
+            "Modified".into(),
+            conf_name.clone(),
+            fields(&["Owner", "Group"])
+        )]
     );
     assert_eq!(chown[0]["File"]["Owner"], "1234");
     assert_eq!(chown[0]["File"]["PreviousOwner"], "root");
@@ -135,7 +158,10 @@ fn chmod_chown_sed_delete_setcap_and_rename() {
     );
     assert_actor(&sed[0], "sed", pid);
     let from = sed[0]["File"]["RenamedFrom"].as_str().expect("RenamedFrom");
-    assert!(from.starts_with(&format!("{}/sed", path_of(&workspace.tree))), "{from}");
+    assert!(
+        from.starts_with(&format!("{}/sed", path_of(&workspace.tree))),
+        "{from}"
+    );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "debug = ja\n");
 
     let binary_name = path_of(&binary);
@@ -143,9 +169,17 @@ fn chmod_chown_sed_delete_setcap_and_rename() {
     let setcap = records_from(&engine, 3, 1);
     assert_eq!(
         summary(&setcap),
-        vec![("Modified".into(), binary_name.clone(), fields(&["Capabilities"]))]
+        vec![(
+            "Modified".into(),
+            binary_name.clone(),
+            fields(&["Capabilities"])
+        )]
     );
-    assert!(setcap[0]["File"]["Capabilities"].is_string(), "{}", setcap[0]);
+    assert!(
+        setcap[0]["File"]["Capabilities"].is_string(),
+        "{}",
+        setcap[0]
+    );
     assert_actor(&setcap[0], "setcap", pid);
 
     let moved = path_of(&workspace.tree.join("tool.old"));
@@ -156,7 +190,11 @@ fn chmod_chown_sed_delete_setcap_and_rename() {
         summary(&rename),
         vec![
             ("Added".into(), moved.clone(), fields(&["FileSystemPath"])),
-            ("Removed".into(), binary_name.clone(), fields(&["FileSystemPath"])),
+            (
+                "Removed".into(),
+                binary_name.clone(),
+                fields(&["FileSystemPath"])
+            ),
         ]
     );
     assert_eq!(rename[0]["File"]["RenamedFrom"], binary_name.as_str());
@@ -165,14 +203,23 @@ fn chmod_chown_sed_delete_setcap_and_rename() {
 
     let pid = run("rm", &[&conf_name]);
     let removed = records_from(&engine, 6, 1);
-    assert_eq!(summary(&removed), vec![("Removed".into(), conf_name.clone(), vec![])]);
-    assert_eq!(removed[0]["File"]["PreviousFileContentChecksum"], blake3::hash(b"debug = ja\n").to_hex().as_str());
+    assert_eq!(
+        summary(&removed),
+        vec![("Removed".into(), conf_name.clone(), vec![])]
+    );
+    assert_eq!(
+        removed[0]["File"]["PreviousFileContentChecksum"],
+        blake3::hash(b"debug = ja\n").to_hex().as_str()
+    );
     assert_actor(&removed[0], "rm", pid);
 
     // The journal holds exactly what was announced, in order.
     let journal = workspace.journal();
     assert_eq!(journal, engine.records());
-    let sequences: Vec<u64> = journal.iter().map(|r| r["Sequence"].as_u64().unwrap()).collect();
+    let sequences: Vec<u64> = journal
+        .iter()
+        .map(|r| r["Sequence"].as_u64().unwrap())
+        .collect();
     assert_eq!(sequences, (1..=7).collect::<Vec<u64>>());
     engine.stop();
 }
@@ -186,7 +233,10 @@ fn fifos_odd_names_deep_trees_and_files_written_while_hashed() {
     let fifo = path_of(&tree.join("pipe"));
     run("mkfifo", &[&fifo]);
     let records = records_from(&engine, 0, 1);
-    assert_eq!(summary(&records), vec![("Added".into(), fifo.clone(), vec![])]);
+    assert_eq!(
+        summary(&records),
+        vec![("Added".into(), fifo.clone(), vec![])]
+    );
     assert_eq!(records[0]["File"]["FileType"], "fifo");
     assert!(records[0]["File"].get("FileContentChecksum").is_none());
 
@@ -196,7 +246,11 @@ fn fifos_odd_names_deep_trees_and_files_written_while_hashed() {
     let records = records_from(&engine, 1, 1);
     assert_eq!(
         summary(&records),
-        vec![("Added".into(), format!("{}/odd\\xff\\x0aname", path_of(&tree)), vec![])]
+        vec![(
+            "Added".into(),
+            format!("{}/odd\\xff\\x0aname", path_of(&tree)),
+            vec![]
+        )]
     );
 
     // 40 nested directories made in one go, then a file at the bottom.
@@ -212,7 +266,9 @@ fn fifos_odd_names_deep_trees_and_files_written_while_hashed() {
         summary(&records).contains(&("Added".into(), bottom, vec![])),
         "{records:#?}"
     );
-    assert!(records.iter().all(|record| record["ChangeCategory"] == "Added"));
+    assert!(records
+        .iter()
+        .all(|record| record["ChangeCategory"] == "Added"));
 
     // A file appended to for a while: whatever was recorded meanwhile, the last record
     // matches the final content exactly.
@@ -238,7 +294,10 @@ fn fifos_odd_names_deep_trees_and_files_written_while_hashed() {
         .expect("a record for the growing file");
     let content = std::fs::read(&growing).unwrap();
     assert_eq!(last["File"]["Size"], content.len());
-    assert_eq!(last["File"]["FileContentChecksum"], blake3::hash(&content).to_hex().as_str());
+    assert_eq!(
+        last["File"]["FileContentChecksum"],
+        blake3::hash(&content).to_hex().as_str()
+    );
     assert!(Path::new(&fifo).exists());
     engine.stop();
 }

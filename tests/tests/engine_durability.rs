@@ -21,7 +21,10 @@ fn last_by_path(journal: &[Value]) -> BTreeMap<String, Value> {
         .iter()
         .map(|record| {
             (
-                record["File"]["FileSystemPath"].as_str().unwrap_or("?").to_string(),
+                record["File"]["FileSystemPath"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
                 record.clone(),
             )
         })
@@ -36,7 +39,9 @@ fn assert_journal_matches_tree(journal: &[Value], tree: &Path) {
     for entry in walk(tree) {
         let content = std::fs::read(&entry).unwrap();
         let name = path_of(&entry);
-        let record = last.get(&name).unwrap_or_else(|| panic!("no record for {name}"));
+        let record = last
+            .get(&name)
+            .unwrap_or_else(|| panic!("no record for {name}"));
         assert_ne!(record["ChangeCategory"], "Removed", "{record}");
         assert_eq!(
             record["File"]["FileContentChecksum"],
@@ -99,13 +104,25 @@ fn start_up_scan_finds_changes_made_while_stopped() {
 
     let engine = Engine::start(&workspace);
     let mut records = engine.settle(4);
-    records.sort_by_key(|record| record["File"]["FileSystemPath"].as_str().map(str::to_string));
+    records.sort_by_key(|record| {
+        record["File"]["FileSystemPath"]
+            .as_str()
+            .map(str::to_string)
+    });
     assert_eq!(
         summary(&records),
         vec![
-            ("Modified".into(), edit.clone(), fields(&["FileContentChecksum"])),
+            (
+                "Modified".into(),
+                edit.clone(),
+                fields(&["FileContentChecksum"])
+            ),
             ("Removed".into(), path_of(&tree.join("gone")), vec![]),
-            ("Modified".into(), path_of(&tree.join("mode")), fields(&["Mode"])),
+            (
+                "Modified".into(),
+                path_of(&tree.join("mode")),
+                fields(&["Mode"])
+            ),
             ("Added".into(), path_of(&tree.join("new")), vec![]),
         ]
     );
@@ -136,7 +153,10 @@ fn sigkill_during_a_storm_loses_nothing() {
     while engine.records().len() < 200 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(engine.records().len() >= 200, "the storm produced no records");
+    assert!(
+        engine.records().len() >= 200,
+        "the storm produced no records"
+    );
     engine.kill9();
     storm.join().unwrap();
 
@@ -167,11 +187,18 @@ fn ring_overflow_is_recovered_by_the_targeted_rescan() {
     let added: BTreeSet<String> = journal
         .iter()
         .filter(|record| record["ChangeCategory"] == "Added")
-        .map(|record| record["File"]["FileSystemPath"].as_str().unwrap().to_string())
+        .map(|record| {
+            record["File"]["FileSystemPath"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(added.len(), 3000, "every file has an Added record");
     assert!(
-        journal.iter().any(|record| record["DetectedBy"] == "gap-rescan"),
+        journal
+            .iter()
+            .any(|record| record["DetectedBy"] == "gap-rescan"),
         "some files were found by the rescan"
     );
     assert_journal_matches_tree(&journal, &workspace.tree);
@@ -205,7 +232,11 @@ fn full_disk_is_reported_and_recovered() {
         .stderr(std::process::Stdio::null())
         .status();
     for index in 0..50 {
-        std::fs::write(workspace.tree.join(format!("while-full-{index}")), "x".repeat(4000)).unwrap();
+        std::fs::write(
+            workspace.tree.join(format!("while-full-{index}")),
+            "x".repeat(4000),
+        )
+        .unwrap();
     }
     engine.wait_for_log("disk is full", Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(1));
@@ -219,9 +250,18 @@ fn full_disk_is_reported_and_recovered() {
     let added: BTreeSet<String> = journal
         .iter()
         .filter(|record| record["ChangeCategory"] == "Added")
-        .map(|record| record["File"]["FileSystemPath"].as_str().unwrap().to_string())
+        .map(|record| {
+            record["File"]["FileSystemPath"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(added.len(), 50, "every change made while the disk was full is recorded");
+    assert_eq!(
+        added.len(),
+        50,
+        "every change made while the disk was full is recorded"
+    );
     assert_journal_matches_tree(&journal, &workspace.tree);
     verify_ok(&workspace);
 }

@@ -13,21 +13,43 @@ fn entities_added_live_are_monitored_in_real_time() {
     std::fs::write(extra.join("old"), "before").unwrap();
     let mut engine = Engine::start(&workspace);
 
-    let output = workspace.fim(&["entities", "add", "--name", "extra", "--path", &path_of(&extra)]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = workspace.fim(&[
+        "entities",
+        "add",
+        "--name",
+        "extra",
+        "--path",
+        &path_of(&extra),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     engine.wait_for_log("kernel roots updated", Duration::from_secs(10));
     engine.wait_for_log("new entities scan finished", Duration::from_secs(30));
-    assert!(engine.records().is_empty(), "a new entity's baseline is silent");
+    assert!(
+        engine.records().is_empty(),
+        "a new entity's baseline is silent"
+    );
 
     std::fs::write(extra.join("new"), "after").unwrap();
     let records = engine.settle(1);
-    assert_eq!(summary(&records), vec![("Added".into(), path_of(&extra.join("new")), vec![])]);
+    assert_eq!(
+        summary(&records),
+        vec![("Added".into(), path_of(&extra.join("new")), vec![])]
+    );
     assert_eq!(records[0]["Entity"], "extra");
     assert_eq!(records[0]["DetectedBy"], "realtime");
 
     let listed = workspace.fim(&["entities", "list", "--json"]);
     let entities: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let names: Vec<&str> = entities.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = entities
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["tree", "extra"]);
 
     let output = workspace.fim(&["entities", "disable", "extra"]);
@@ -35,7 +57,11 @@ fn entities_added_live_are_monitored_in_real_time() {
     engine.wait_for_log("removed=[\"extra\"]", Duration::from_secs(10));
     std::fs::write(extra.join("ignored-now"), "x").unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(engine.records().len(), 1, "a disabled entity reports nothing");
+    assert_eq!(
+        engine.records().len(),
+        1,
+        "a disabled entity reports nothing"
+    );
     engine.stop();
 }
 
@@ -54,14 +80,21 @@ fn a_broken_policy_is_refused_and_the_old_one_kept() {
     let records = engine.settle(1);
     assert_eq!(
         summary(&records),
-        vec![("Added".into(), path_of(&workspace.tree.join("still-watched")), vec![])]
+        vec![(
+            "Added".into(),
+            path_of(&workspace.tree.join("still-watched")),
+            vec![]
+        )]
     );
     engine.stop();
 
     let check = workspace.fim(&["policy", "check", &path_of(&workspace.policy)]);
     assert_eq!(check.status.code(), Some(2));
     let text = String::from_utf8_lossy(&check.stderr);
-    assert!(text.starts_with(&format!("{}:3:8:", path_of(&workspace.policy))), "{text}");
+    assert!(
+        text.starts_with(&format!("{}:3:8:", path_of(&workspace.policy))),
+        "{text}"
+    );
 }
 
 #[test]
@@ -78,20 +111,51 @@ fn changes_and_summary_filter_and_count() {
     engine.settle(3);
     engine.stop();
 
-    let removed = workspace.fim(&["changes", "--since", "1h", "--category", "Removed", "--format", "csv"]);
-    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let removed = workspace.fim(&[
+        "changes",
+        "--since",
+        "1h",
+        "--category",
+        "Removed",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
     let csv = String::from_utf8_lossy(&removed.stdout).to_string();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 2, "{csv}");
-    assert!(lines[0].starts_with("Sequence,TimeGenerated,Computer,ConfigChangeType,ChangeCategory,FileSystemPath"));
-    assert!(lines[1].contains(&format!(",Files,Removed,{},", path_of(&workspace.tree.join("b.txt")))), "{csv}");
+    assert!(lines[0].starts_with(
+        "Sequence,TimeGenerated,Computer,ConfigChangeType,ChangeCategory,FileSystemPath"
+    ));
+    assert!(
+        lines[1].contains(&format!(
+            ",Files,Removed,{},",
+            path_of(&workspace.tree.join("b.txt"))
+        )),
+        "{csv}"
+    );
 
     let conf = workspace.fim(&["changes", "--path", "**/*.conf", "--format", "jsonl"]);
     let paths: Vec<String> = String::from_utf8_lossy(&conf.stdout)
         .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["File"]["FileSystemPath"].as_str().unwrap().to_string())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["File"]["FileSystemPath"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    assert_eq!(paths, vec![path_of(&workspace.tree.join("c.conf")), path_of(&workspace.tree.join("a.conf"))]);
+    assert_eq!(
+        paths,
+        vec![
+            path_of(&workspace.tree.join("c.conf")),
+            path_of(&workspace.tree.join("a.conf"))
+        ]
+    );
 
     let counts = workspace.fim(&["summary", "--by", "type,category", "--format", "json"]);
     let counts: serde_json::Value = serde_json::from_slice(&counts.stdout).unwrap();

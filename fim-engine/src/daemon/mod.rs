@@ -101,7 +101,7 @@ impl Daemon {
             path: display_path(&config.state_dir),
             source,
         })?;
-        let store = Store::open(&config.state_dir.join(DATABASE_FILE))?;
+        let store = Store::open(config.state_dir.join(DATABASE_FILE))?;
         let policy = PolicyWatcher::load(config.policy.clone())?;
         let reconciler =
             Reconciler::new(store, policy.compiled().clone(), Computer::of_this_host());

@@ -86,7 +86,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             });
             daemon.run(events, root_updates, stopping).await?;
             let source = glue.await.context("the signal task failed")?;
-            source.join().await.context("stopping the kernel pipeline")?;
+            source
+                .join()
+                .await
+                .context("stopping the kernel pipeline")?;
             tracing::info!("all programs detached");
         }
         None => {
