@@ -390,16 +390,8 @@ mod tests {
             ino: 7,
             dev: 1,
             nlink: 1,
-            symlink_target: None,
             hash: Some([1; 32]),
-            acl: None,
-            selinux: None,
-            capability: None,
-            attributes: 0,
-            content: None,
-            content_truncated: false,
-            error: None,
-            unstable: false,
+            ..FileState::empty(FileType::Regular)
         }
     }
 

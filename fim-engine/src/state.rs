@@ -103,6 +103,33 @@ pub struct FileState {
 }
 
 impl FileState {
+    /// A state of this type with every other field zero or empty: the base that observations
+    /// and fixtures fill in.
+    pub fn empty(file_type: FileType) -> Self {
+        FileState {
+            file_type,
+            size: 0,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            ino: 0,
+            dev: 0,
+            nlink: 0,
+            symlink_target: None,
+            hash: None,
+            acl: None,
+            selinux: None,
+            capability: None,
+            attributes: 0,
+            content: None,
+            content_truncated: false,
+            error: None,
+            unstable: false,
+        }
+    }
+
     /// Metadata that, when unchanged, lets a rescan skip rehashing (the sweep's shortcut).
     /// ctime is included so that a content change with a restored mtime (`touch -d`) is still
     /// rehashed: setting mtime updates ctime, and ctime cannot be set from user space.

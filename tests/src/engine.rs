@@ -1,16 +1,15 @@
 //! Harness for the engine tests: fimd on a policy and a state directory, its change records
 //! (printed with --print-records), and the `fim` tool run against the same state.
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, Output},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-use crate::{fimd_bin, require_root, strategy};
+use crate::{fimd_bin, require_root, spawn_collecting, strategy};
 
 /// The `fim` binary next to fimd (or FIM_BIN).
 pub fn fim_bin() -> PathBuf {
@@ -109,7 +108,8 @@ impl Engine {
 
     pub fn start_with(workspace: &Workspace, extra: &[&str]) -> Self {
         require_root();
-        let mut child = Command::new(fimd_bin())
+        let mut command = Command::new(fimd_bin());
+        command
             .arg("--strategy")
             .arg(strategy())
             .arg("--policy")
@@ -118,33 +118,8 @@ impl Engine {
             .arg(&workspace.state)
             .arg("--print-records")
             .args(extra)
-            .env("FIM_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn fimd");
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().expect("stdout");
-        let sink = records.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(value) => sink.lock().expect("records lock").push(value),
-                    Err(error) => panic!("fimd printed a line that is not JSON ({error}): {line}"),
-                }
-            }
-        });
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[fimd] {line}");
-                let mut log = sink.lock().expect("log lock");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+            .env("FIM_LOG", "info");
+        let (child, records, log) = spawn_collecting(&mut command);
         let mut engine = Engine {
             child,
             records,

@@ -79,6 +79,39 @@ impl Drop for Scratch {
     }
 }
 
+/// Output lines collected from a child: its JSON stdout lines, and its log (stderr).
+pub type Collected = (Child, Arc<Mutex<Vec<Value>>>, Arc<Mutex<String>>);
+
+/// Spawns fimd with piped output; threads collect each stdout line as JSON (a line that is not
+/// JSON fails the test) and echo the log to the test's stderr.
+pub fn spawn_collecting(command: &mut Command) -> Collected {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn fimd");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::new(Mutex::new(String::new()));
+    let stdout = child.stdout.take().expect("fimd stdout");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            match serde_json::from_str::<Value>(&line) {
+                Ok(value) => sink.lock().expect("stdout lock").push(value),
+                Err(error) => panic!("fimd printed a line that is not JSON ({error}): {line}"),
+            }
+        }
+    });
+    let stderr = child.stderr.take().expect("fimd stderr");
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[fimd] {line}");
+            let mut log = sink.lock().expect("stderr lock");
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    (child, lines, log)
+}
+
 /// A running fimd and everything it has printed.
 pub struct Daemon {
     child: Child,
@@ -95,34 +128,8 @@ impl Daemon {
         for root in roots {
             command.arg("--watch").arg(root);
         }
-        command
-            .args(extra)
-            .env("FIM_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn fimd");
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().expect("fimd stdout");
-        let sink = events.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(value) => sink.lock().expect("events lock").push(value),
-                    Err(error) => panic!("fimd printed a line that is not JSON ({error}): {line}"),
-                }
-            }
-        });
-        let err = child.stderr.take().expect("fimd stderr");
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("[fimd] {line}");
-                let mut log = log.lock().expect("stderr lock");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        command.args(extra).env("FIM_LOG", "info");
+        let (child, events, stderr) = spawn_collecting(&mut command);
         let mut daemon = Self {
             child,
             events,

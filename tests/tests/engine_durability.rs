@@ -53,6 +53,16 @@ fn assert_journal_matches_tree(journal: &[Value], tree: &Path) {
     assert!(files > 0);
 }
 
+/// The paths with an Added record.
+fn added_paths(journal: &[Value]) -> BTreeSet<String> {
+    journal
+        .iter()
+        .filter(|record| record["ChangeCategory"] == "Added")
+        .filter_map(|record| record["File"]["FileSystemPath"].as_str())
+        .map(str::to_string)
+        .collect()
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -184,16 +194,7 @@ fn ring_overflow_is_recovered_by_the_targeted_rescan() {
     std::thread::sleep(Duration::from_secs(1));
     engine.stop();
     let journal = workspace.journal();
-    let added: BTreeSet<String> = journal
-        .iter()
-        .filter(|record| record["ChangeCategory"] == "Added")
-        .map(|record| {
-            record["File"]["FileSystemPath"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let added = added_paths(&journal);
     assert_eq!(added.len(), 3000, "every file has an Added record");
     assert!(
         journal
@@ -247,16 +248,7 @@ fn full_disk_is_reported_and_recovered() {
     }
     engine.stop();
     let journal = workspace.journal();
-    let added: BTreeSet<String> = journal
-        .iter()
-        .filter(|record| record["ChangeCategory"] == "Added")
-        .map(|record| {
-            record["File"]["FileSystemPath"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let added = added_paths(&journal);
     assert_eq!(
         added.len(),
         50,

@@ -161,16 +161,7 @@ pub(super) fn metadata_state(meta: &Metadata) -> FileState {
         ino: meta.ino(),
         dev: meta.dev(),
         nlink: meta.nlink(),
-        symlink_target: None,
-        hash: None,
-        acl: None,
-        selinux: None,
-        capability: None,
-        attributes: 0,
-        content: None,
-        content_truncated: false,
-        error: None,
-        unstable: false,
+        ..FileState::empty(FileType::Regular)
     }
 }
 

@@ -45,16 +45,8 @@ pub fn state(n: u64) -> FileState {
         ino: 100_000 + n,
         dev: 0x803,
         nlink: 1,
-        symlink_target: None,
         hash: Some(*blake3::hash(&n.to_le_bytes()).as_bytes()),
-        acl: None,
-        selinux: None,
-        capability: None,
-        attributes: 0,
-        content: None,
-        content_truncated: false,
-        error: None,
-        unstable: false,
+        ..FileState::empty(FileType::Regular)
     }
 }
 
