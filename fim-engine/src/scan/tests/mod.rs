@@ -26,17 +26,19 @@ pub(super) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Prints why a test did nothing; returns true when it must skip.
+/// Fails loudly when not root: CI runs as root, so a silent skip would hide a lost test.
+/// Returns false so call sites read `if skip_unless_root(..) { return }` and never return.
 pub(super) fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("{test}: skipped, needs root");
-    true
+    assert!(is_root(), "{test} needs root (CI runs it as root)");
+    false
 }
 
+/// Fails loudly when a tool the test needs is missing (`cargo xtask setup` installs it).
 pub(super) fn tool_available(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
+    let found = Command::new(tool).arg("--version").output().is_ok()
+        || std::path::Path::new("/usr/sbin").join(tool).exists();
+    assert!(found, "{tool} is missing: run `cargo xtask setup` (packages acl, libcap2-bin)");
+    true
 }
 
 pub(super) fn run(command: &mut Command) {
