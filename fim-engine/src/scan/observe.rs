@@ -16,7 +16,7 @@ use std::{
 use super::{
     budget::ByteBudget,
     hash::{self, HashOutcome, MAX_RETRIES},
-    join_ns,
+    known::join_ns,
     xattrs::{self, SecurityAttrs, Source},
     ScanError,
 };

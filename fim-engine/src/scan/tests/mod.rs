@@ -86,7 +86,7 @@ pub(super) fn scan_all(
     options: &ScanOptions,
 ) -> (Vec<ScanItem>, ScanSummary) {
     let (sender, receiver) = crossbeam_channel::bounded(16);
-    let collector = thread::spawn(move || receiver.iter().collect::<Vec<_>>());
+    let collector = thread::spawn(move || receiver.iter().flatten().collect::<Vec<_>>());
     let summary = scan(targets, options, &sender).expect("scan");
     drop(sender);
     (collector.join().expect("collector"), summary)

@@ -334,12 +334,32 @@ fn sweep_reads_only_what_changed() {
     assert_eq!(summary.unchanged, 10);
     assert_eq!(summary.bytes_hashed, 4 + 8);
 
+    assert_eq!(known.unseen().count(), 0);
+
     // A full scan ignores the baseline.
     let (items, summary) = scan_all(&[ScanTarget::with_known(&target, &known)], &options());
     assert!(items
         .iter()
         .all(|item| matches!(item.outcome, ScanOutcome::State(_))));
     assert_eq!(summary.unchanged, 0);
+
+    // Without Unchanged items: only what changed is sent, removals come from `unseen`.
+    let mut known = known;
+    known.clear_seen();
+    fs::remove_file(root.join("x.conf")).expect("rm");
+    let quiet = ScanOptions {
+        report_unchanged: false,
+        ..sweep
+    };
+    let (items, summary) = scan_all(&[ScanTarget::with_known(&target, &known)], &quiet);
+    let items = by_path(items);
+    assert_eq!(
+        names(&root, &items),
+        ["", "sub/b.conf", "sub/deep", "sub/deep/new"]
+    );
+    assert_eq!(summary.unchanged, 8);
+    let unseen: Vec<&Path> = known.unseen().collect();
+    assert_eq!(unseen, [root.join("x.conf")]);
 }
 
 #[test]
