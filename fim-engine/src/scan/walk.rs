@@ -39,7 +39,7 @@ use tracing::{debug, warn};
 use super::{
     budget::{set_idle_io_priority, ByteBudget},
     hash,
-    observe::{is_absent, observe_with, ObserveOptions},
+    observe::{is_absent, observe_regular_entry, observe_with, Observation, ObserveOptions},
     progress::Progress,
     KnownMap, QuickMeta, ScanBatch, ScanError, ScanItem, ScanMode, ScanOptions, ScanOutcome,
     ScanSummary, ScanTarget,
@@ -280,6 +280,14 @@ impl<'a> Walk<'a> {
             }
             let path = entry.path();
             let covered = job.covers_all || job.entity.covers(&path);
+            // A full scan opens regular files without a statx first: the fstat describes them.
+            if covered
+                && self.options.mode == ScanMode::Full
+                && entry.file_type().is_ok_and(|kind| kind.is_file())
+            {
+                self.report_regular(job, path, out);
+                continue;
+            }
             // Uncovered entries matter only as directories to enter, which d_type tells.
             let wanted = covered || (descend && entry.file_type().is_ok_and(|kind| kind.is_dir()));
             if !wanted {
@@ -320,15 +328,14 @@ impl<'a> Walk<'a> {
     /// Sends the item for one covered path: `Unchanged` in a sweep when the quick metadata
     /// matches the baseline, else its observed state.
     fn report(&self, job: Job<'_>, path: PathBuf, meta: Metadata, out: &mut Outbox) {
-        let counter = if meta.is_dir() {
-            &self.stats.directories
-        } else {
-            &self.stats.files
-        };
         if let Some(known) = job.known {
             let same = known.see(&path, &QuickMeta::from_metadata(&meta));
             if same && self.options.mode == ScanMode::Sweep {
-                bump(counter);
+                bump(if meta.is_dir() {
+                    &self.stats.directories
+                } else {
+                    &self.stats.files
+                });
                 bump(&self.stats.unchanged);
                 self.progress(0);
                 if self.options.report_unchanged {
@@ -337,12 +344,36 @@ impl<'a> Walk<'a> {
                 return;
             }
         }
-        let options = ObserveOptions {
+        let observed = observe_with(&path, Some(meta), &self.observe_options(job));
+        self.account(job, path, observed, out);
+    }
+
+    /// [`Walk::report`] for a regular file in a full scan, without the statx.
+    fn report_regular(&self, job: Job<'_>, path: PathBuf, out: &mut Outbox) {
+        let observed = observe_regular_entry(&path, &self.observe_options(job));
+        if let (Some(known), Ok(Some(_)) | Err(_)) = (job.known, &observed) {
+            known.mark_seen(&path);
+        }
+        self.account(job, path, observed, out);
+    }
+
+    fn observe_options(&self, job: Job<'_>) -> ObserveOptions<'_> {
+        ObserveOptions {
             keep_content: job.keep_content,
             previous: None,
             budget: self.budget.as_ref(),
-        };
-        let outcome = match observe_with(&path, Some(meta), &options) {
+        }
+    }
+
+    /// Counts an observation and queues its item.
+    fn account(
+        &self,
+        job: Job<'_>,
+        path: PathBuf,
+        observed: Result<Option<Observation>, ScanError>,
+        out: &mut Outbox,
+    ) {
+        let outcome = match observed {
             Ok(Some(observation)) => {
                 let state = observation.state;
                 let counter = if state.file_type == FileType::Directory {

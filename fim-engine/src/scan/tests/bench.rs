@@ -3,11 +3,16 @@
 //!
 //! Knobs: `FIM_BENCH_FILES` (default 20000), `FIM_BENCH_SMALL=1` (only files of 1..4096 bytes),
 //! `FIM_BENCH_DIR` (build the tree there once and reuse it, e.g. for profiling),
-//! `FIM_BENCH_FULLS` / `FIM_BENCH_SWEEPS` (repetitions, default 1).
+//! `FIM_BENCH_FULLS` / `FIM_BENCH_SWEEPS` (repetitions, default 1), `FIM_BENCH_WORKERS`
+//! (default 2), `FIM_BENCH_IDLE_IO=1`, `FIM_BENCH_COLD=1` (drop the page cache before each
+//! run: root only), `FIM_BENCH_NO_B3SUM=1`.
 use std::{fs, path::Path, process::Command, time::Instant};
 
-use super::{entity, observe_tests::pattern, options, scan_all};
-use crate::scan::{KnownMap, QuickMeta, ScanMode, ScanOptions, ScanOutcome, ScanTarget};
+use super::{entity, observe_tests::pattern, options};
+use crate::scan::{
+    scan, KnownMap, QuickMeta, ScanBatch, ScanMode, ScanOptions, ScanOutcome, ScanSummary,
+    ScanTarget,
+};
 
 /// Mixed sizes: mostly small config-like files, some binaries, a few large ones.
 fn size_for(index: usize, small: bool) -> usize {
@@ -45,6 +50,36 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Scans like the daemon would, keeping only the quick metadata (as a store would), so the
+/// process's peak RSS is the scanner's.
+fn scan_to_known(targets: &[ScanTarget<'_>], options: &ScanOptions) -> (KnownMap, ScanSummary) {
+    let (sender, receiver) = crossbeam_channel::bounded::<ScanBatch>(4);
+    let consumer = std::thread::spawn(move || {
+        let mut known = KnownMap::new();
+        for item in receiver.iter().flatten() {
+            if let ScanOutcome::State(state) = &item.outcome {
+                known.insert(&item.path, QuickMeta::from(&**state));
+            }
+        }
+        known
+    });
+    let summary = scan(targets, options, &sender).expect("scan");
+    drop(sender);
+    (consumer.join().expect("consumer"), summary)
+}
+
+/// With `FIM_BENCH_COLD`, empties the page, dentry and inode caches.
+fn maybe_drop_caches() {
+    if std::env::var_os("FIM_BENCH_COLD").is_some() {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg("sync && echo 3 > /proc/sys/vm/drop_caches")
+            .status()
+            .expect("sh");
+        assert!(status.success(), "dropping caches needs root");
+    }
+}
+
 fn report(label: &str, files: u64, bytes: u64, seconds: f64) {
     println!(
         "{label:<24} {seconds:>7.3} s  {:>9.0} files/s  {:>8.1} MB/s",
@@ -69,35 +104,38 @@ fn bench_scan_tree() {
         bytes as f64 / 1e6
     );
     let target = entity(&root, true, None, &[]);
+    let full = ScanOptions {
+        workers: env_number("FIM_BENCH_WORKERS", 2),
+        idle_io: std::env::var_os("FIM_BENCH_IDLE_IO").is_some(),
+        ..options()
+    };
 
     let mut known = KnownMap::new();
     for _ in 0..env_number("FIM_BENCH_FULLS", 1) {
+        maybe_drop_caches();
         let started = Instant::now();
-        let (items, summary) = scan_all(&[ScanTarget::new(&target)], &options());
+        let (built, summary) = scan_to_known(&[ScanTarget::new(&target)], &full);
         let seconds = started.elapsed().as_secs_f64();
         report("fim full", summary.files, summary.bytes_hashed, seconds);
-        known = items
-            .iter()
-            .filter_map(|item| match &item.outcome {
-                ScanOutcome::State(state) => Some((item.path.clone(), QuickMeta::from(&**state))),
-                _ => None,
-            })
-            .collect();
+        known = built;
     }
 
     let sweep = ScanOptions {
         mode: ScanMode::Sweep,
-        ..options()
+        ..full.clone()
     };
     for _ in 0..env_number("FIM_BENCH_SWEEPS", 1) {
+        maybe_drop_caches();
         let started = Instant::now();
-        let (_, summary) = scan_all(&[ScanTarget::with_known(&target, &known)], &sweep);
+        let (_, summary) = scan_to_known(&[ScanTarget::with_known(&target, &known)], &sweep);
         let seconds = started.elapsed().as_secs_f64();
         assert_eq!(summary.unchanged, summary.files + summary.directories);
         report("fim sweep (unchanged)", summary.files, 0, seconds);
     }
 
-    if Command::new("b3sum").arg("--version").output().is_ok() {
+    let skip_b3sum = std::env::var_os("FIM_BENCH_NO_B3SUM").is_some();
+    if !skip_b3sum && Command::new("b3sum").arg("--version").output().is_ok() {
+        maybe_drop_caches();
         let started = Instant::now();
         let status = Command::new("sh")
             .arg("-c")
