@@ -8,7 +8,11 @@
 //! - Entries are stat'ed through the directory's fd (`DirEntry::metadata` is `statx` relative
 //!   to it, with `AT_SYMLINK_NOFOLLOW`): no path walk per entry, and symlinks never followed.
 //!   An entry no target covers is skipped on its `d_type` alone unless it is a directory to
-//!   descend into, so ignored files cost nothing but their directory entry.
+//!   descend into, so ignored files cost nothing but their directory entry. In a full scan a
+//!   regular file (by `d_type`) is not stat'ed at all: it is opened, and the fstat the hashing
+//!   needs anyway describes it.
+//! - Opening files and directories uses full paths, so a path longer than PATH_MAX (4096
+//!   bytes) is reported `ListFailed`/`Error` rather than walked.
 //! - Sweep mode compares the `statx` result with the target's [`KnownMap`] and reports
 //!   `Unchanged` without building a `FileState`: an unchanged tree costs one `statx` per path.
 //! - Directories on another filesystem than the root's are reported but not entered (unless
@@ -57,9 +61,11 @@ const QUEUED_BATCHES_PER_WORKER: usize = 4;
 /// Blocks until the scan is done, so the receiver must be drained on another thread (the
 /// daemon calls this from a blocking thread, not from a tokio worker). Memory held in the
 /// channel is its capacity times a batch: a few batches are enough to keep workers busy.
-/// `ScanItem::entity` is the target's index in `targets`. Paths of the baseline that no item names were not seen:
-/// they are removed, except below a `ListFailed` directory. Dropping the receiver, or setting
-/// `options.cancel`, stops the scan early (`ScanSummary::cancelled`).
+/// `ScanItem::entity` is the target's index in `targets`. Baseline paths that no item names
+/// (or, with `report_unchanged: false`, that [`KnownMap::unseen`] lists) are gone, except at
+/// or below a path reported `ListFailed` or `Error`. Dropping the receiver, or setting
+/// `options.cancel`, stops the scan early (`ScanSummary::cancelled`): then nothing may be
+/// inferred removed.
 pub fn scan(
     targets: &[ScanTarget<'_>],
     options: &ScanOptions,
