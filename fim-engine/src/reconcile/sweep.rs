@@ -7,7 +7,7 @@
 //! the full rehash reads everything and runs daily by default.
 use std::{
     collections::HashSet,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{atomic::Ordering, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
@@ -129,18 +129,12 @@ fn lock(reconciler: &Mutex<Reconciler>) -> MutexGuard<'_, Reconciler> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// What the walk met, so that what it did not meet can be judged removed.
+/// What the walk could not settle: paths it saw vanish, and directories it could not list
+/// (nothing below those may be concluded removed). Paths it met are marked in the KnownMap.
 #[derive(Default)]
-struct Seen {
-    paths: HashSet<PathBuf>,
-    /// Directories that could not be listed: nothing below them may be concluded removed.
+struct Unsettled {
+    vanished: Vec<PathBuf>,
     unlisted: Vec<PathBuf>,
-}
-
-impl Seen {
-    fn visited(&self, path: &Path) -> bool {
-        self.paths.contains(path) || self.unlisted.iter().any(|dir| path.starts_with(dir))
-    }
 }
 
 /// One entity's scan, and what it means for the baseline.
@@ -150,7 +144,7 @@ struct EntitySweep<'a> {
     /// No baseline yet: record it silently.
     first: bool,
     detection: Detection,
-    seen: Seen,
+    unsettled: Unsettled,
     changes: u64,
 }
 
@@ -177,6 +171,8 @@ fn sweep_entity(
             SweepKind::Metadata if !first => ScanMode::Sweep,
             _ => ScanMode::Full,
         },
+        // Unchanged paths are only marked seen in `known`: nothing is sent or allocated.
+        report_unchanged: false,
         ..options.clone()
     };
     let mut sweep = EntitySweep {
@@ -184,13 +180,10 @@ fn sweep_entity(
         entity,
         first,
         detection,
-        seen: Seen {
-            paths: HashSet::with_capacity(known.len()),
-            unlisted: Vec::new(),
-        },
+        unsettled: Unsettled::default(),
         changes: 0,
     };
-    let (sender, receiver) = crossbeam_channel::bounded::<ScanItem>(4 * CHUNK);
+    let (sender, receiver) = crossbeam_channel::bounded::<scan::ScanBatch>(64);
     let summary = std::thread::scope(|scope| -> Result<scan::ScanSummary, ReconcileError> {
         let target = ScanTarget::with_known(entity, &known);
         let options = &options;
@@ -201,11 +194,11 @@ fn sweep_entity(
         });
         let mut chunk = Vec::with_capacity(CHUNK);
         let mut result = Ok(());
-        for item in receiver.iter() {
+        for batch in receiver.iter() {
             if cancelled(options) {
                 break;
             }
-            chunk.push(item);
+            chunk.extend(batch);
             if result.is_ok() && chunk.len() >= CHUNK {
                 result = sweep.write_chunk(&mut chunk);
             }
@@ -257,22 +250,18 @@ impl EntitySweep<'_> {
         let mut verdicts = Vec::new();
         for item in chunk.drain(..) {
             let (path, state) = match item.outcome {
-                ScanOutcome::State(state) => {
-                    self.seen.paths.insert(item.path.clone());
-                    (item.path, *state)
-                }
+                ScanOutcome::State(state) => (item.path, *state),
                 // Unchanged, or unreadable right now: the baseline entry stands.
-                ScanOutcome::Unchanged | ScanOutcome::Error(_) => {
-                    self.seen.paths.insert(item.path);
-                    continue;
-                }
+                ScanOutcome::Unchanged | ScanOutcome::Error(_) | ScanOutcome::Missing => continue,
                 ScanOutcome::ListFailed(_) => {
-                    self.seen.paths.insert(item.path.clone());
-                    self.seen.unlisted.push(item.path);
+                    self.unsettled.unlisted.push(item.path);
                     continue;
                 }
-                // Judged at the end with the other paths the walk did not meet.
-                ScanOutcome::Missing | ScanOutcome::Vanished => continue,
+                // Judged at the end with the paths the walk did not meet.
+                ScanOutcome::Vanished => {
+                    self.unsettled.vanished.push(item.path);
+                    continue;
+                }
             };
             let before = reconciler.store.get(&path)?.map(|entry| entry.state);
             if before.as_ref() == Some(&state) {
@@ -305,14 +294,23 @@ impl EntitySweep<'_> {
         let content_limit = reconciler.policy.settings.content_limit;
         let mut verdicts = Vec::new();
         let mut pruned = Vec::new();
-        for path in known.keys().filter(|path| !self.seen.visited(path)) {
+        let unlisted = &self.unsettled.unlisted;
+        let unseen = known
+            .unseen()
+            .filter(|path| !unlisted.iter().any(|dir| path.starts_with(dir)))
+            .chain(self.unsettled.vanished.iter().map(PathBuf::as_path));
+        let mut judged = HashSet::new();
+        for path in unseen {
+            if !judged.insert(path) {
+                continue;
+            }
             let Some(before) = reconciler.store.get(path)? else {
                 continue;
             };
             let covering = reconciler.policy.entity_for(path).map(|e| e.name.clone());
             if covering.as_deref() != Some(self.entity.name.as_str()) {
                 pruned.push(Verdict {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     entity: before.entity,
                     before: Some(before.state),
                     after: None,
@@ -324,7 +322,7 @@ impl EntitySweep<'_> {
             // Made again since the walk passed by: judge what is there now.
             let after = observe_for(self.entity, path, content_limit)?;
             verdicts.push(Verdict {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 entity: self.entity.name.clone(),
                 before: Some(before.state),
                 after,

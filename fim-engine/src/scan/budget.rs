@@ -96,8 +96,7 @@ mod tests {
 
     #[test]
     fn budget_caps_the_rate() {
-        // 10 MiB/s, burst 1 MiB: 5 MiB more than the burst takes at least 0.4 s... and the
-        // first MiB is free.
+        // 10 MiB/s with a 1 MiB burst: the first MiB is free, the next four cost 0.1 s each.
         let budget = ByteBudget::new(10 << 20);
         let started = Instant::now();
         for _ in 0..5 {

@@ -78,10 +78,12 @@ pub(super) struct Hashed {
     pub file: File,
 }
 
-/// Hashes the regular file `lstat` describes (see the module docs for the safety rules).
+/// Hashes the regular file at `path` (see the module docs for the safety rules). With
+/// `lstat`, the opened file must be the inode it describes; without (the walk's directory entry
+/// said "regular file"), the fstat is the first description of it.
 pub(super) fn hash_regular(
     path: &Path,
-    lstat: &Metadata,
+    lstat: Option<&Metadata>,
     keep_content: Option<u64>,
     budget: Option<&ByteBudget>,
 ) -> HashOutcome {
@@ -103,10 +105,9 @@ pub(super) fn hash_regular(
             Ok(meta) => meta,
             Err(error) => return HashOutcome::Unreadable(error),
         };
-        if !before.file_type().is_file()
-            || before.dev() != lstat.dev()
-            || before.ino() != lstat.ino()
-        {
+        let other_inode =
+            lstat.is_some_and(|lstat| before.dev() != lstat.dev() || before.ino() != lstat.ino());
+        if !before.file_type().is_file() || other_inode {
             return HashOutcome::Replaced;
         }
         let read = with_buffer(before.size(), |buffer| {

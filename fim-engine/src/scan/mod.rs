@@ -18,9 +18,7 @@
 //! regular file safely), `xattrs` (POSIX ACL decoding), `budget` (token bucket, IO priority),
 //! `walk` (the parallel walk), `progress` (the terminal bar).
 use std::{
-    collections::HashMap,
     io,
-    os::unix::fs::MetadataExt,
     path::PathBuf,
     sync::{atomic::AtomicBool, Arc},
     time::Duration,
@@ -29,11 +27,12 @@ use std::{
 use crate::{
     path_text::display_path,
     policy::{CompiledEntity, Settings},
-    state::{FileState, FileType},
+    state::FileState,
 };
 
 mod budget;
 mod hash;
+mod known;
 mod observe;
 mod progress;
 mod walk;
@@ -42,9 +41,8 @@ mod xattrs;
 #[cfg(test)]
 mod tests;
 
-/// The sweep's comparison key; defined with [`FileState`], built here from lstat metadata.
-pub use crate::state::QuickMeta;
 pub use budget::{set_idle_io_priority, ByteBudget};
+pub use known::{KnownMap, QuickMeta};
 pub use observe::{observe, ObserveOptions};
 pub use walk::scan;
 pub use xattrs::decode_posix_acl;
@@ -61,27 +59,6 @@ pub enum ScanError {
     #[error("cannot start the scan's worker threads: {0}")]
     ThreadPool(#[from] rayon::ThreadPoolBuildError),
 }
-
-impl QuickMeta {
-    pub fn from_metadata(meta: &std::fs::Metadata) -> Self {
-        QuickMeta {
-            file_type: FileType::from_mode(meta.mode()),
-            size: meta.size(),
-            mtime_ns: join_ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: join_ns(meta.ctime(), meta.ctime_nsec()),
-            ino: meta.ino(),
-            dev: meta.dev(),
-        }
-    }
-}
-
-/// Seconds and nanoseconds as one i64 of nanoseconds since the epoch (saturating).
-pub(crate) fn join_ns(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
-
-/// The sweep's view of the baseline: quick metadata by path, for one entity.
-pub type KnownMap = HashMap<PathBuf, QuickMeta>;
 
 /// One entity to scan, with its baseline for sweeps.
 #[derive(Clone, Copy, Debug)]
@@ -132,6 +109,9 @@ pub struct ScanOptions {
     pub content_limit: u64,
     /// Draw a progress bar on stderr (the CLI sets it when stderr is a terminal).
     pub progress: bool,
+    /// Send `Unchanged` items (default). Without them a sweep of an unchanged tree sends
+    /// nothing; removed paths then come from [`KnownMap::unseen`].
+    pub report_unchanged: bool,
     /// Set it to stop the scan early (entity edited, daemon shutting down).
     pub cancel: Option<Arc<AtomicBool>>,
 }
@@ -152,10 +132,14 @@ impl ScanOptions {
             cross_filesystems: settings.cross_filesystems,
             content_limit: settings.content_limit,
             progress: false,
+            report_unchanged: true,
             cancel: None,
         }
     }
 }
+
+/// What [`scan`] sends: several items at once (see its docs).
+pub type ScanBatch = Vec<ScanItem>;
 
 /// One covered path found by [`scan`].
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::{
 use super::{
     budget::ByteBudget,
     hash::{self, HashOutcome, MAX_RETRIES},
-    join_ns,
+    known::join_ns,
     xattrs::{self, SecurityAttrs, Source},
     ScanError,
 };
@@ -71,16 +71,10 @@ pub(super) fn observe_with(
         }
         let done = match state.file_type {
             FileType::Regular => {
-                match hash::hash_regular(path, &meta, options.keep_content, options.budget) {
+                match hash::hash_regular(path, Some(&meta), options.keep_content, options.budget) {
                     HashOutcome::Hashed(hashed) => {
                         bytes_read += hashed.bytes_read;
-                        let mut state = metadata_state(&hashed.meta);
-                        state.hash = Some(hashed.hash);
-                        state.content = hashed.content;
-                        state.content_truncated = hashed.content_truncated;
-                        state.unstable = hashed.unstable;
-                        set_attrs(&mut state, xattrs::read(Source::File(&hashed.file), path));
-                        Some(state)
+                        Some(hashed_state(hashed, path))
                     }
                     HashOutcome::Unreadable(error) => {
                         state.error = Some(error.to_string());
@@ -123,6 +117,35 @@ pub(super) fn observe_with(
             return Ok(Some(Observation { state, bytes_read }));
         }
     }
+}
+
+/// For the walk's full scans: a path whose directory entry says "regular file", observed
+/// without an lstat first (the fstat of the opened file describes it), which saves one
+/// `statx` per file. Anything unexpected (not a regular file any more, unreadable, a symlink)
+/// goes the careful way through [`observe_with`].
+pub(super) fn observe_regular_entry(
+    path: &Path,
+    options: &ObserveOptions<'_>,
+) -> Result<Option<Observation>, ScanError> {
+    match hash::hash_regular(path, None, options.keep_content, options.budget) {
+        HashOutcome::Hashed(hashed) => {
+            let bytes_read = hashed.bytes_read;
+            let state = hashed_state(hashed, path);
+            Ok(Some(Observation { state, bytes_read }))
+        }
+        HashOutcome::Vanished => Ok(None),
+        HashOutcome::Replaced | HashOutcome::Unreadable(_) => observe_with(path, None, options),
+    }
+}
+
+fn hashed_state(hashed: hash::Hashed, path: &Path) -> FileState {
+    let mut state = metadata_state(&hashed.meta);
+    state.hash = Some(hashed.hash);
+    state.content = hashed.content;
+    state.content_truncated = hashed.content_truncated;
+    state.unstable = hashed.unstable;
+    set_attrs(&mut state, xattrs::read(Source::File(&hashed.file), path));
+    state
 }
 
 /// lstat; None for "does not exist" (ENOENT, or ENOTDIR: a parent is not a directory).

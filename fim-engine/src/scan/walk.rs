@@ -8,12 +8,19 @@
 //! - Entries are stat'ed through the directory's fd (`DirEntry::metadata` is `statx` relative
 //!   to it, with `AT_SYMLINK_NOFOLLOW`): no path walk per entry, and symlinks never followed.
 //!   An entry no target covers is skipped on its `d_type` alone unless it is a directory to
-//!   descend into, so ignored files cost nothing but their directory entry.
+//!   descend into, so ignored files cost nothing but their directory entry. In a full scan a
+//!   regular file (by `d_type`) is not stat'ed at all: it is opened, and the fstat the hashing
+//!   needs anyway describes it.
+//! - Opening files and directories uses full paths, so a path longer than PATH_MAX (4096
+//!   bytes) is reported `ListFailed`/`Error` rather than walked.
 //! - Sweep mode compares the `statx` result with the target's [`KnownMap`] and reports
 //!   `Unchanged` without building a `FileState`: an unchanged tree costs one `statx` per path.
 //! - Directories on another filesystem than the root's are reported but not entered (unless
 //!   `cross_filesystems`), like `find -xdev`: a mounted backup disk or /proc under a monitored
 //!   path must not be walked.
+//! - Items travel in batches (one `Vec` per job, up to [`BATCH`] items): a channel send per
+//!   path would wake the consumer thread for every path, and on a sweep those wake-ups cost
+//!   more than the `statx` itself.
 //! - Memory stays bounded: the channel is bounded (workers wait for the consumer), at most
 //!   [`QUEUED_BATCHES_PER_WORKER`] batches per worker are queued before a lister processes its
 //!   batches itself, and a queued directory job is a path and a `Metadata`.
@@ -36,10 +43,10 @@ use tracing::{debug, warn};
 use super::{
     budget::{set_idle_io_priority, ByteBudget},
     hash,
-    observe::{is_absent, observe_with, ObserveOptions},
+    observe::{is_absent, observe_regular_entry, observe_with, Observation, ObserveOptions},
     progress::Progress,
-    KnownMap, QuickMeta, ScanError, ScanItem, ScanMode, ScanOptions, ScanOutcome, ScanSummary,
-    ScanTarget,
+    KnownMap, QuickMeta, ScanBatch, ScanError, ScanItem, ScanMode, ScanOptions, ScanOutcome,
+    ScanSummary, ScanTarget,
 };
 use crate::{path_text::display_path, policy::CompiledEntity, state::FileType};
 
@@ -48,17 +55,21 @@ const BATCH: usize = 128;
 /// Batches queued per worker before a lister handles its own batches.
 const QUEUED_BATCHES_PER_WORKER: usize = 4;
 
-/// Scans every target and sends one [`ScanItem`] per covered path into `sink`.
+/// Scans every target and sends one [`ScanItem`] per covered path into `sink`, in batches of
+/// up to 128 items, in no particular order.
 ///
 /// Blocks until the scan is done, so the receiver must be drained on another thread (the
-/// daemon calls this from a blocking thread, not from a tokio worker). `ScanItem::entity` is
-/// the target's index in `targets`. Paths of the baseline that no item names were not seen:
-/// they are removed, except below a `ListFailed` directory. Dropping the receiver, or setting
-/// `options.cancel`, stops the scan early (`ScanSummary::cancelled`).
+/// daemon calls this from a blocking thread, not from a tokio worker). Memory held in the
+/// channel is its capacity times a batch: a few batches are enough to keep workers busy.
+/// `ScanItem::entity` is the target's index in `targets`. Baseline paths that no item names
+/// (or, with `report_unchanged: false`, that [`KnownMap::unseen`] lists) are gone, except at
+/// or below a path reported `ListFailed` or `Error`. Dropping the receiver, or setting
+/// `options.cancel`, stops the scan early (`ScanSummary::cancelled`): then nothing may be
+/// inferred removed.
 pub fn scan(
     targets: &[ScanTarget<'_>],
     options: &ScanOptions,
-    sink: &Sender<ScanItem>,
+    sink: &Sender<ScanBatch>,
 ) -> Result<ScanSummary, ScanError> {
     let started = Instant::now();
     let workers = match options.workers {
@@ -96,6 +107,9 @@ pub fn scan(
                 known: target.known,
                 max_depth: target.entity.max_depth(),
                 keep_content: target.entity.keep_content.then_some(options.content_limit),
+                covers_all: target.entity.recursive
+                    && target.entity.name_glob.is_none()
+                    && target.entity.ignore.is_empty(),
                 root_dev: 0,
             };
             let walk = &walk;
@@ -118,6 +132,8 @@ struct Job<'a> {
     known: Option<&'a KnownMap>,
     max_depth: Option<usize>,
     keep_content: Option<u64>,
+    /// Recursive, no glob, no ignores: everything below the root is covered (skips `covers`).
+    covers_all: bool,
     /// The root's st_dev, for staying on its filesystem.
     root_dev: u64,
 }
@@ -139,7 +155,7 @@ fn bump(counter: &AtomicU64) {
 
 struct Walk<'a> {
     options: &'a ScanOptions,
-    sink: &'a Sender<ScanItem>,
+    sink: &'a Sender<ScanBatch>,
     budget: Option<ByteBudget>,
     stats: Stats,
     stop: AtomicBool,
@@ -150,17 +166,19 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     fn root<'s>(&'s self, scope: &Scope<'s>, mut job: Job<'s>) {
+        let mut out = self.outbox();
+        let out = &mut out;
         let root = &job.entity.root;
         let meta = match fs::symlink_metadata(root) {
             Ok(meta) => meta,
             Err(error) if is_absent(&error) => {
                 bump(&self.stats.missing_roots);
-                self.send(job.index, root.clone(), ScanOutcome::Missing);
+                out.push(job.index, root.clone(), ScanOutcome::Missing);
                 return;
             }
             Err(error) => {
                 bump(&self.stats.errors);
-                self.send(
+                out.push(
                     job.index,
                     root.clone(),
                     ScanOutcome::Error(error.to_string()),
@@ -173,7 +191,7 @@ impl<'a> Walk<'a> {
         if meta.is_dir() && job.max_depth != Some(0) {
             self.directory(scope, job, root.clone(), meta, covered, 0);
         } else if covered {
-            self.report(job, root.clone(), meta);
+            self.report(job, root.clone(), meta, out);
         }
     }
 
@@ -190,22 +208,24 @@ impl<'a> Walk<'a> {
         if self.stopped() {
             return;
         }
+        let mut out = self.outbox();
+        let out = &mut out;
         let listing = fs::read_dir(&path);
         if let Err(error) = &listing {
             if is_absent(error) {
                 if covered {
-                    self.send(job.index, path, ScanOutcome::Vanished);
+                    out.push(job.index, path, ScanOutcome::Vanished);
                 }
                 return;
             }
         }
         if covered {
-            self.report(job, path.clone(), meta);
+            self.report(job, path.clone(), meta, out);
         }
         let entries = match listing {
             Ok(entries) => entries,
             Err(error) => {
-                self.list_failed(job, path, &error);
+                self.list_failed(job, path, &error, out);
                 return;
             }
         };
@@ -217,7 +237,7 @@ impl<'a> Walk<'a> {
             match entry {
                 Ok(entry) => batch.push(entry),
                 Err(error) => {
-                    self.list_failed(job, path.clone(), &error);
+                    self.list_failed(job, path.clone(), &error, out);
                     break;
                 }
             }
@@ -227,38 +247,53 @@ impl<'a> Walk<'a> {
             }
         }
         if !batch.is_empty() {
-            self.entries(scope, job, batch, depth + 1);
+            self.entries(scope, job, batch, depth + 1, out);
         }
     }
 
-    fn list_failed(&self, job: Job<'_>, path: PathBuf, error: &std::io::Error) {
+    fn list_failed(&self, job: Job<'_>, path: PathBuf, error: &std::io::Error, out: &mut Outbox) {
         bump(&self.stats.errors);
         warn!(path = %display_path(&path), %error, "cannot list directory");
-        self.send(job.index, path, ScanOutcome::ListFailed(error.to_string()));
+        out.push(job.index, path, ScanOutcome::ListFailed(error.to_string()));
     }
 
     /// Queues a batch for any worker, or handles it here when enough are queued already.
     fn dispatch<'s>(&'s self, scope: &Scope<'s>, job: Job<'s>, batch: Vec<DirEntry>, depth: usize) {
         if self.queued.fetch_add(1, Ordering::AcqRel) < self.max_queued {
             scope.spawn(move |scope| {
-                self.entries(scope, job, batch, depth);
+                self.entries(scope, job, batch, depth, &mut self.outbox());
                 self.queued.fetch_sub(1, Ordering::AcqRel);
             });
         } else {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            self.entries(scope, job, batch, depth);
+            self.entries(scope, job, batch, depth, &mut self.outbox());
         }
     }
 
     /// Entries of one directory, all at `depth` below the root.
-    fn entries<'s>(&'s self, scope: &Scope<'s>, job: Job<'s>, batch: Vec<DirEntry>, depth: usize) {
+    fn entries<'s>(
+        &'s self,
+        scope: &Scope<'s>,
+        job: Job<'s>,
+        batch: Vec<DirEntry>,
+        depth: usize,
+        out: &mut Outbox<'s>,
+    ) {
         let descend = job.max_depth.is_none_or(|max| depth < max);
         for entry in batch {
             if self.stopped() {
                 return;
             }
             let path = entry.path();
-            let covered = job.entity.covers(&path);
+            let covered = job.covers_all || job.entity.covers(&path);
+            // A full scan opens regular files without a statx first: the fstat describes them.
+            if covered
+                && self.options.mode == ScanMode::Full
+                && entry.file_type().is_ok_and(|kind| kind.is_file())
+            {
+                self.report_regular(job, path, out);
+                continue;
+            }
             // Uncovered entries matter only as directories to enter, which d_type tells.
             let wanted = covered || (descend && entry.file_type().is_ok_and(|kind| kind.is_dir()));
             if !wanted {
@@ -268,18 +303,22 @@ impl<'a> Walk<'a> {
                 Ok(meta) => meta,
                 Err(error) if is_absent(&error) => {
                     if covered {
-                        self.send(job.index, path, ScanOutcome::Vanished);
+                        out.push(job.index, path, ScanOutcome::Vanished);
                     }
                     continue;
                 }
                 Err(error) if covered => {
+                    // It exists: not removed, whatever it is now.
+                    if let Some(known) = job.known {
+                        known.mark_seen(&path);
+                    }
                     bump(&self.stats.errors);
-                    self.send(job.index, path, ScanOutcome::Error(error.to_string()));
+                    out.push(job.index, path, ScanOutcome::Error(error.to_string()));
                     continue;
                 }
                 // An uncovered directory we meant to enter: covered paths below it are unknown.
                 Err(error) => {
-                    self.list_failed(job, path, &error);
+                    self.list_failed(job, path, &error, out);
                     continue;
                 }
             };
@@ -287,35 +326,60 @@ impl<'a> Walk<'a> {
             if meta.is_dir() && descend && same_fs {
                 scope.spawn(move |scope| self.directory(scope, job, path, meta, covered, depth));
             } else if covered {
-                self.report(job, path, meta);
+                self.report(job, path, meta, out);
             }
         }
     }
 
     /// Sends the item for one covered path: `Unchanged` in a sweep when the quick metadata
     /// matches the baseline, else its observed state.
-    fn report(&self, job: Job<'_>, path: PathBuf, meta: Metadata) {
-        let counter = if meta.is_dir() {
-            &self.stats.directories
-        } else {
-            &self.stats.files
-        };
-        if self.options.mode == ScanMode::Sweep {
-            let quick = QuickMeta::from_metadata(&meta);
-            if job.known.and_then(|known| known.get(&path)) == Some(&quick) {
-                bump(counter);
+    fn report(&self, job: Job<'_>, path: PathBuf, meta: Metadata, out: &mut Outbox) {
+        if let Some(known) = job.known {
+            let same = known.see(&path, &QuickMeta::from_metadata(&meta));
+            if same && self.options.mode == ScanMode::Sweep {
+                bump(if meta.is_dir() {
+                    &self.stats.directories
+                } else {
+                    &self.stats.files
+                });
                 bump(&self.stats.unchanged);
                 self.progress(0);
-                self.send(job.index, path, ScanOutcome::Unchanged);
+                if self.options.report_unchanged {
+                    out.push(job.index, path, ScanOutcome::Unchanged);
+                }
                 return;
             }
         }
-        let options = ObserveOptions {
+        let observed = observe_with(&path, Some(meta), &self.observe_options(job));
+        self.account(job, path, observed, out);
+    }
+
+    /// [`Walk::report`] for a regular file in a full scan, without the statx.
+    fn report_regular(&self, job: Job<'_>, path: PathBuf, out: &mut Outbox) {
+        let observed = observe_regular_entry(&path, &self.observe_options(job));
+        if let (Some(known), Ok(Some(_)) | Err(_)) = (job.known, &observed) {
+            known.mark_seen(&path);
+        }
+        self.account(job, path, observed, out);
+    }
+
+    fn observe_options(&self, job: Job<'_>) -> ObserveOptions<'_> {
+        ObserveOptions {
             keep_content: job.keep_content,
             previous: None,
             budget: self.budget.as_ref(),
-        };
-        let outcome = match observe_with(&path, Some(meta), &options) {
+        }
+    }
+
+    /// Counts an observation and queues its item.
+    fn account(
+        &self,
+        job: Job<'_>,
+        path: PathBuf,
+        observed: Result<Option<Observation>, ScanError>,
+        out: &mut Outbox,
+    ) {
+        let outcome = match observed {
             Ok(Some(observation)) => {
                 let state = observation.state;
                 let counter = if state.file_type == FileType::Directory {
@@ -342,7 +406,7 @@ impl<'a> Walk<'a> {
                 ScanOutcome::Error(error.to_string())
             }
         };
-        self.send(job.index, path, outcome);
+        out.push(job.index, path, outcome);
     }
 
     fn progress(&self, bytes: u64) {
@@ -351,15 +415,11 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn send(&self, entity: usize, path: PathBuf, outcome: ScanOutcome) {
-        let item = ScanItem {
-            entity,
-            path,
-            outcome,
-        };
-        if self.sink.send(item).is_err() {
-            // The receiver is gone: nobody wants the rest.
-            self.stop.store(true, Ordering::Relaxed);
+    fn outbox(&self) -> Outbox<'_> {
+        Outbox {
+            sink: self.sink,
+            stop: &self.stop,
+            items: Vec::new(),
         }
     }
 
@@ -385,5 +445,46 @@ impl<'a> Walk<'a> {
             cancelled: self.stopped(),
             elapsed: started.elapsed(),
         }
+    }
+}
+
+/// A job's pending items: sent when [`BATCH`] are gathered and when the job ends (on drop,
+/// so no path can forget to flush).
+struct Outbox<'w> {
+    sink: &'w Sender<ScanBatch>,
+    stop: &'w AtomicBool,
+    items: Vec<ScanItem>,
+}
+
+impl Outbox<'_> {
+    fn push(&mut self, entity: usize, path: PathBuf, outcome: ScanOutcome) {
+        if self.items.capacity() == 0 {
+            self.items.reserve_exact(BATCH);
+        }
+        self.items.push(ScanItem {
+            entity,
+            path,
+            outcome,
+        });
+        if self.items.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.items.is_empty() {
+            return;
+        }
+        let batch = mem::take(&mut self.items);
+        if self.sink.send(batch).is_err() {
+            // The receiver is gone: nobody wants the rest.
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Outbox<'_> {
+    fn drop(&mut self) {
+        self.flush();
     }
 }

@@ -5,16 +5,14 @@
 //! rows ([`Store::get`]); directory renames and removals need every path below a directory
 //! ([`Store::paths_under`]), which is a range scan of the primary key because paths sort
 //! bytewise. Writes go through [`crate::store::Batch`].
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use rusqlite::{types::Type, OptionalExtension, Row};
 
 use super::{Result, Store};
 use crate::{
     path_text::{path_bytes, path_from_bytes},
+    scan::KnownMap,
     state::QuickMeta,
     state::{Digest, FileState, FileType},
 };
@@ -154,10 +152,10 @@ impl Store {
 
     /// The quick metadata of every baseline path of `entity`, in one query (for sweeps).
     /// Empty for an entity the baseline does not know.
-    pub fn quick_map(&self, entity: &str) -> Result<HashMap<PathBuf, QuickMeta>> {
+    pub fn quick_map(&self, entity: &str) -> Result<KnownMap> {
         let fail = self.fail("loading the baseline");
         let Some(entity_id) = self.entity_id(entity)? else {
-            return Ok(HashMap::new());
+            return Ok(KnownMap::new());
         };
         let mut statement = self
             .conn
@@ -167,10 +165,10 @@ impl Store {
             )
             .map_err(&fail)?;
         let mut rows = statement.query([entity_id]).map_err(&fail)?;
-        let mut map = HashMap::new();
+        let mut map = KnownMap::new();
         while let Some(row) = rows.next().map_err(&fail)? {
-            let read = || -> rusqlite::Result<(PathBuf, QuickMeta)> {
-                let path = path_from_bytes(row.get_ref(0)?.as_blob()?);
+            let read = || -> rusqlite::Result<(&[u8], QuickMeta)> {
+                let path = row.get_ref(0)?.as_blob()?;
                 let meta = QuickMeta {
                     file_type: file_type_at(row, 1)?,
                     size: u64_at(row, 2)?,
@@ -182,7 +180,7 @@ impl Store {
                 Ok((path, meta))
             };
             let (path, meta) = read().map_err(&fail)?;
-            map.insert(path, meta);
+            map.insert_bytes(path, meta);
         }
         Ok(map)
     }

@@ -37,7 +37,10 @@ pub(super) fn skip_unless_root(test: &str) -> bool {
 pub(super) fn tool_available(tool: &str) -> bool {
     let found = Command::new(tool).arg("--version").output().is_ok()
         || std::path::Path::new("/usr/sbin").join(tool).exists();
-    assert!(found, "{tool} is missing: run `cargo xtask setup` (packages acl, libcap2-bin)");
+    assert!(
+        found,
+        "{tool} is missing: run `cargo xtask setup` (packages acl, libcap2-bin)"
+    );
     true
 }
 
@@ -88,7 +91,7 @@ pub(super) fn scan_all(
     options: &ScanOptions,
 ) -> (Vec<ScanItem>, ScanSummary) {
     let (sender, receiver) = crossbeam_channel::bounded(16);
-    let collector = thread::spawn(move || receiver.iter().collect::<Vec<_>>());
+    let collector = thread::spawn(move || receiver.iter().flatten().collect::<Vec<_>>());
     let summary = scan(targets, options, &sender).expect("scan");
     drop(sender);
     (collector.join().expect("collector"), summary)

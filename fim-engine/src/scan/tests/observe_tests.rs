@@ -70,6 +70,26 @@ fn regular_file_state_is_exact() {
 }
 
 #[test]
+fn directory_state_is_metadata_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dir");
+    fs::create_dir(&path).expect("mkdir");
+    fs::create_dir(path.join("child")).expect("mkdir");
+    fs::write(path.join("file"), b"x").expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o1750)).expect("chmod");
+    let meta = fs::symlink_metadata(&path).expect("lstat");
+    let state = observe_default(&path);
+    assert_eq!(state.file_type, FileType::Directory);
+    assert_eq!(state.mode, 0o1750);
+    assert_eq!((state.nlink, state.size), (3, meta.size()));
+    assert_eq!((state.ino, state.dev), (meta.ino(), meta.dev()));
+    assert_eq!(
+        (state.hash, state.symlink_target, state.error),
+        (None, None, None)
+    );
+}
+
+#[test]
 fn large_and_empty_files_hash_like_blake3() {
     let dir = tempfile::tempdir().expect("tempdir");
     for len in [0, 1, 65_535, 65_536, 65_537, (3 << 20) + 17] {

@@ -177,8 +177,15 @@ fn single_file_and_missing_roots() {
     make_tree(&root);
     let file = entity(&root.join("a.txt"), false, None, &[]);
     let missing = entity(&dir.path().join("absent/dir"), true, None, &[]);
+    // A root that is a symlink to a directory is the link, not the directory.
+    symlink(&root, dir.path().join("root-link")).expect("symlink");
+    let link = entity(&dir.path().join("root-link"), true, None, &[]);
     let (items, summary) = scan_all(
-        &[ScanTarget::new(&file), ScanTarget::new(&missing)],
+        &[
+            ScanTarget::new(&file),
+            ScanTarget::new(&missing),
+            ScanTarget::new(&link),
+        ],
         &options(),
     );
     let mut items: Vec<_> = items
@@ -186,7 +193,14 @@ fn single_file_and_missing_roots() {
         .map(|item| (item.entity, item.path, item.outcome))
         .collect();
     items.sort_by_key(|item| item.0);
-    assert_eq!(items.len(), 2);
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[2].1, dir.path().join("root-link"));
+    let link_state = state(&items[2].2);
+    assert_eq!(link_state.file_type, FileType::Symlink);
+    assert_eq!(
+        link_state.symlink_target.as_deref(),
+        Some(root.as_os_str().as_encoded_bytes())
+    );
     assert_eq!((items[0].0, &items[0].1), (0, &root.join("a.txt")));
     assert_eq!(
         state(&items[0].2).hash,
@@ -198,7 +212,7 @@ fn single_file_and_missing_roots() {
     );
     assert_eq!(
         (summary.files, summary.missing_roots, summary.errors),
-        (1, 1, 0)
+        (2, 1, 0)
     );
 }
 
@@ -334,12 +348,32 @@ fn sweep_reads_only_what_changed() {
     assert_eq!(summary.unchanged, 10);
     assert_eq!(summary.bytes_hashed, 4 + 8);
 
+    assert_eq!(known.unseen().count(), 0);
+
     // A full scan ignores the baseline.
     let (items, summary) = scan_all(&[ScanTarget::with_known(&target, &known)], &options());
     assert!(items
         .iter()
         .all(|item| matches!(item.outcome, ScanOutcome::State(_))));
     assert_eq!(summary.unchanged, 0);
+
+    // Without Unchanged items: only what changed is sent, removals come from `unseen`.
+    let mut known = known;
+    known.clear_seen();
+    fs::remove_file(root.join("x.conf")).expect("rm");
+    let quiet = ScanOptions {
+        report_unchanged: false,
+        ..sweep
+    };
+    let (items, summary) = scan_all(&[ScanTarget::with_known(&target, &known)], &quiet);
+    let items = by_path(items);
+    assert_eq!(
+        names(&root, &items),
+        ["", "sub/b.conf", "sub/deep", "sub/deep/new"]
+    );
+    assert_eq!(summary.unchanged, 8);
+    let unseen: Vec<&Path> = known.unseen().collect();
+    assert_eq!(unseen, [root.join("x.conf")]);
 }
 
 #[test]

@@ -113,7 +113,7 @@ fn sigkill_leaves_baseline_and_journal_consistent() {
     let present: BTreeSet<String> = store
         .quick_map("crash")
         .unwrap()
-        .into_keys()
+        .paths()
         .map(|path| path.display().to_string())
         .collect();
     assert_eq!(store.count().unwrap(), expected.len() as u64);
