@@ -6,6 +6,7 @@
 //! (fimd on Linux) only starts an event source, hands over its channel, and applies the root
 //! lists this loop sends back.
 mod policy_file;
+mod scans;
 mod schedule;
 
 use std::{
@@ -22,16 +23,13 @@ use crate::{
     identity::Computer,
     path_text::display_path,
     policy::CompiledPolicy,
-    reconcile::{
-        sweep::{sweep, SweepKind, SweepOutcome},
-        Coalescer, Hint, ReconcileError, Reconciler,
-    },
-    scan::{ScanMode, ScanOptions},
+    reconcile::{sweep::SweepKind, Coalescer, Hint, Reconciler},
     source::SourceItem,
     store::Store,
 };
 
 pub use policy_file::{PolicyChange, PolicySource, PolicyWatcher};
+use scans::{Request, Scans};
 use schedule::Schedule;
 
 /// The database file inside the state directory.
@@ -143,19 +141,19 @@ impl Daemon {
         let mut held: HashMap<PathBuf, Hint> = HashMap::new();
         let mut needs_rescan = false;
         let mut last_retry = Instant::now();
-        let mut schedule = Schedule::new(&settings);
+        let mut schedule = Schedule::new(&settings, self.last_rehash());
         if self.config.print_records {
             spawn_printer(self.subscribe());
         }
         // Start-up: baseline new entities, sweep the rest for what changed while stopped.
         let mut scans = Scans::default();
-        scans.start(
-            &self,
+        scans.request(Request::new(
             None,
             SweepKind::Metadata,
             Detection::Scan,
             "start-up",
-        );
+        ));
+        self.start_scans(&mut scans);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut stopping = false;
         loop {
@@ -166,7 +164,8 @@ impl Daemon {
                     Some(SourceItem::Gap(gap)) => {
                         let names = entities_touching(self.policy.compiled(), &gap.roots);
                         tracing::warn!(dropped = gap.dropped, entities = ?names, "events were lost; rescanning the affected entities now");
-                        scans.start(&self, Some(names), SweepKind::Metadata, Detection::GapRescan, "gap rescan");
+                        scans.request(Request::new(Some(names), SweepKind::Metadata, Detection::GapRescan, "gap rescan"));
+                        self.start_scans(&mut scans);
                     }
                     None => break,
                 },
@@ -175,12 +174,11 @@ impl Daemon {
                     self.reconcile(due, &mut held, &mut needs_rescan).await;
                 }
                 _ = tick.tick() => {
-                    scans.reap();
-                    if let Some((only, kind, detection, why)) = scans.next_queued() {
-                        scans.start(&self, only, kind, detection, why);
-                    }
                     if self.policy.changed() {
-                        self.apply_policy(&root_updates, &mut scans).await;
+                        if let Some(settings) = self.apply_policy(&root_updates, &mut scans).await {
+                            coalescer.set_window(Duration::from_millis(settings.coalesce_ms));
+                            schedule.update(&settings);
+                        }
                     }
                     if (!held.is_empty() || needs_rescan) && last_retry.elapsed() >= RETRY_EVERY {
                         last_retry = Instant::now();
@@ -189,18 +187,19 @@ impl Daemon {
                         if held.is_empty() && needs_rescan && scans.idle() {
                             tracing::info!("the state directory accepts writes again; rescanning everything to recover what could not be recorded");
                             needs_rescan = false;
-                            scans.start(&self, None, SweepKind::Metadata, Detection::Scan, "recovery rescan");
+                            scans.request(Request::new(None, SweepKind::Metadata, Detection::GapRescan, "recovery rescan"));
                         }
                     }
                     if let Some(kind) = schedule.due(Instant::now()) {
                         if scans.idle() {
-                            scans.start(&self, None, kind, Detection::Scan, kind.as_str());
+                            scans.request(Request::new(None, kind, Detection::Scan, kind.as_str()));
                             schedule.started(kind, Instant::now());
                         }
                     }
                     if scans.take_disk_full() {
                         needs_rescan = true;
                     }
+                    self.start_scans(&mut scans);
                 }
                 changed = shutdown.changed(), if !stopping => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -220,6 +219,25 @@ impl Daemon {
         }
         scans.cancel_and_wait();
         Ok(())
+    }
+
+    fn start_scans(&self, scans: &mut Scans) {
+        scans.tick(
+            &self.reconciler,
+            &self.policy.compiled().settings,
+            self.config.scan_workers_override,
+        );
+    }
+
+    /// When the last full rehash finished, from the store (so restarts do not postpone it).
+    fn last_rehash(&self) -> Option<std::time::SystemTime> {
+        let text = lock(&self.reconciler)
+            .store()
+            .get_meta("last_rehash")
+            .ok()??;
+        let at = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        Some(at.into())
     }
 
     async fn reconcile(
@@ -248,7 +266,13 @@ impl Daemon {
                         *needs_rescan = true;
                         break;
                     }
-                    held.entry(path).or_insert(hint);
+                    // The newest hint wins (its actor made the latest change); operations and
+                    // rename ends accumulate.
+                    let merged = match held.remove(&path) {
+                        Some(older) => hint.merged_over(older),
+                        None => hint,
+                    };
+                    held.insert(path, merged);
                 }
                 *needs_rescan = true;
             }
@@ -263,41 +287,46 @@ impl Daemon {
         }
     }
 
+    /// Applies a changed policy file; returns the new settings when they were applied.
     async fn apply_policy(
         &mut self,
         root_updates: &mpsc::Sender<Vec<WatchRoot>>,
         scans: &mut Scans,
-    ) {
+    ) -> Option<crate::policy::Settings> {
         let change = match self.policy.reload() {
             Ok(Some(change)) => change,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(error) => {
                 tracing::error!("the policy was not reloaded, keeping the previous one: {error}");
-                return;
+                return None;
             }
         };
         {
             let mut reconciler = lock(&self.reconciler);
             reconciler.set_policy(self.policy.compiled().clone());
             for name in change.removed.iter().chain(&change.redefined) {
-                // Its next scan makes a fresh, silent baseline.
+                // Rows another entity covers move to it; a redefined entity re-baselines.
                 if let Err(error) = reconciler.forget_entity(name) {
-                    tracing::error!("cannot drop the baseline of entity {name}: {error}");
+                    tracing::error!("cannot update the baseline of entity {name}: {error}");
                 }
             }
         }
         tracing::info!(added = ?change.added, removed = ?change.removed, changed = ?change.redefined, "policy reloaded");
-        let _ = root_updates.send(self.watch_roots()).await;
+        // try_send: a source that cannot take root updates (scan-only) must not block the loop.
+        if let Err(error) = root_updates.try_send(self.watch_roots()) {
+            tracing::warn!("the event source did not take the new roots: {error}");
+        }
         let fresh: Vec<String> = change.added.into_iter().chain(change.redefined).collect();
         if !fresh.is_empty() {
-            scans.start(
-                self,
+            scans.request(Request::new(
                 Some(fresh),
                 SweepKind::Metadata,
                 Detection::Scan,
                 "new entities",
-            );
+            ));
         }
+        self.start_scans(scans);
+        Some(self.policy.compiled().settings.clone())
     }
 }
 
@@ -350,100 +379,6 @@ fn spawn_printer(mut records: tokio::sync::broadcast::Receiver<ChangeRecord>) {
             }
         }
     });
-}
-
-/// Background scans: at most one runs at a time; requests made meanwhile are queued.
-#[derive(Default)]
-struct Scans {
-    running: Option<std::thread::JoinHandle<Result<SweepOutcome, ReconcileError>>>,
-    cancel: Arc<std::sync::atomic::AtomicBool>,
-    queued: Vec<(Option<Vec<String>>, SweepKind, Detection, &'static str)>,
-    disk_full: bool,
-}
-
-impl Scans {
-    fn start(
-        &mut self,
-        daemon: &Daemon,
-        only: Option<Vec<String>>,
-        kind: SweepKind,
-        detection: Detection,
-        why: &'static str,
-    ) {
-        if self.running.is_some() {
-            self.queued.push((only, kind, detection, why));
-            return;
-        }
-        let reconciler = daemon.reconciler.clone();
-        let settings = daemon.policy.compiled().settings.clone();
-        let mut options = ScanOptions::from_settings(&settings, ScanMode::Full);
-        if let Some(workers) = daemon.config.scan_workers_override {
-            options.workers = workers;
-        }
-        options.cancel = Some(self.cancel.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("fim-{}", kind.as_str()))
-            .spawn(move || {
-                let started = Instant::now();
-                let result = sweep(&reconciler, only.as_deref(), kind, detection, &options);
-                match &result {
-                    Ok(outcome) => tracing::info!(
-                        scan = why,
-                        files = outcome.files,
-                        changes = outcome.changes,
-                        errors = outcome.errors,
-                        baselined = ?outcome.baselined,
-                        missing = ?outcome.missing,
-                        seconds = started.elapsed().as_secs_f64(),
-                        "{why} scan finished"
-                    ),
-                    Err(error) => tracing::error!(scan = why, "{why} scan failed: {error}"),
-                }
-                result
-            });
-        match spawned {
-            Ok(handle) => self.running = Some(handle),
-            Err(error) => tracing::error!("cannot start the {why} scan: {error}"),
-        }
-    }
-
-    /// Collects a finished scan and starts the next queued one.
-    fn reap(&mut self) -> Option<()> {
-        let running = self.running.as_ref()?;
-        if !running.is_finished() {
-            return None;
-        }
-        if let Some(Ok(Err(error))) = self.running.take().map(|handle| handle.join()) {
-            if error.is_disk_full() {
-                self.disk_full = true;
-            }
-        }
-        Some(())
-    }
-
-    fn next_queued(&mut self) -> Option<(Option<Vec<String>>, SweepKind, Detection, &'static str)> {
-        if self.running.is_some() || self.queued.is_empty() {
-            return None;
-        }
-        Some(self.queued.remove(0))
-    }
-
-    fn idle(&self) -> bool {
-        self.running.is_none() && self.queued.is_empty()
-    }
-
-    fn take_disk_full(&mut self) -> bool {
-        std::mem::take(&mut self.disk_full)
-    }
-
-    fn cancel_and_wait(&mut self) {
-        self.queued.clear();
-        self.cancel
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(handle) = self.running.take() {
-            let _ = handle.join();
-        }
-    }
 }
 
 /// Where a daemon keeps its state, for `fim` to find.

@@ -24,6 +24,8 @@ pub struct PolicyWatcher {
     policy: Policy,
     compiled: CompiledPolicy,
     stamp: Option<(SystemTime, u64, u64)>,
+    /// The stamp seen at the previous check (for settling).
+    pending: Option<(SystemTime, u64, u64)>,
 }
 
 fn stamp(source: &PolicySource) -> Option<(SystemTime, u64, u64)> {
@@ -54,6 +56,7 @@ impl PolicyWatcher {
             source,
             policy,
             compiled,
+            pending: stamp,
             stamp,
         })
     }
@@ -62,15 +65,33 @@ impl PolicyWatcher {
         &self.compiled
     }
 
-    /// The file was written, replaced or removed since the last (re)load.
-    pub fn changed(&self) -> bool {
-        stamp(&self.source) != self.stamp
+    /// The file was written, replaced or removed since the last (re)load, and has stayed the
+    /// same since the previous call: an editor that truncates and then writes must not make
+    /// the daemon load an empty policy (and drop every baseline) in between.
+    pub fn changed(&mut self) -> bool {
+        let now = stamp(&self.source);
+        let settled = now == self.pending;
+        self.pending = now.clone();
+        now != self.stamp && settled
     }
 
     /// Reloads; Ok(None) when the entities did not change.
     pub fn reload(&mut self) -> Result<Option<PolicyChange>, PolicyError> {
         // Taken first: a failed load is not retried until the file changes again.
+        let had_file = self.stamp.is_some();
         self.stamp = stamp(&self.source);
+        if had_file && self.stamp.is_none() {
+            // Deleting the file is far more often an accident than a wish to fall back to the
+            // defaults and drop every custom entity's baseline.
+            let PolicySource::File(path) = &self.source;
+            return Err(PolicyError::Read {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the policy file was removed; write it again (or restart fimd to use the built-in policy)",
+                ),
+            });
+        }
         let policy = read(&self.source)?;
         let compiled = policy::compile(&policy)?;
         let change = diff(&self.policy, &policy);

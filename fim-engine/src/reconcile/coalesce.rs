@@ -5,7 +5,7 @@
 //! at a path's first event and is not extended by later ones, so a file written continuously
 //! is still looked at every window (bounded latency, which the gRPC latency target depends on).
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -29,6 +29,22 @@ pub struct Hint {
 }
 
 impl Hint {
+    /// This (newer) hint combined with an older one for the same path.
+    pub fn merged_over(self, older: Hint) -> Hint {
+        let mut operations = older.operations;
+        for operation in self.operations {
+            if !operations.contains(&operation) {
+                operations.push(operation);
+            }
+        }
+        Hint {
+            operations,
+            actor: self.actor.or(older.actor),
+            renamed_from: self.renamed_from.or(older.renamed_from),
+            renamed_to: self.renamed_to.or(older.renamed_to),
+        }
+    }
+
     fn absorb(&mut self, operation: &str, actor: Actor) {
         if !self.operations.iter().any(|seen| seen == operation) {
             self.operations.push(operation.to_string());
@@ -38,13 +54,15 @@ impl Hint {
 }
 
 struct Gathering {
-    due: Instant,
     hint: Hint,
 }
 
 pub struct Coalescer {
     window: Duration,
     paths: HashMap<PathBuf, Gathering>,
+    /// Paths in the order their windows close (the window is the same for all, so that is
+    /// arrival order): finding what is due never scans the whole map, even under a flood.
+    order: VecDeque<(Instant, PathBuf)>,
 }
 
 impl Coalescer {
@@ -52,7 +70,13 @@ impl Coalescer {
         Coalescer {
             window,
             paths: HashMap::new(),
+            order: VecDeque::new(),
         }
+    }
+
+    /// A new window applies to paths from now on.
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = window;
     }
 
     pub fn len(&self) -> usize {
@@ -91,45 +115,41 @@ impl Coalescer {
     /// Adds a path to look at with no event behind it (a retry, a rescan's follow-up).
     pub fn push_path(&mut self, path: &Path, hint: Hint, now: Instant) {
         let gathering = self.gather(path, now);
-        for operation in hint.operations {
-            if !gathering.hint.operations.contains(&operation) {
-                gathering.hint.operations.push(operation);
-            }
-        }
-        gathering.hint.actor = hint.actor.or(gathering.hint.actor.take());
-        gathering.hint.renamed_from = hint.renamed_from.or(gathering.hint.renamed_from.take());
-        gathering.hint.renamed_to = hint.renamed_to.or(gathering.hint.renamed_to.take());
+        let older = std::mem::take(&mut gathering.hint);
+        gathering.hint = hint.merged_over(older);
     }
 
     fn gather(&mut self, path: &Path, now: Instant) -> &mut Gathering {
         let due = now + self.window;
-        self.paths
-            .entry(path.to_path_buf())
-            .or_insert_with(|| Gathering {
-                due,
+        let order = &mut self.order;
+        self.paths.entry(path.to_path_buf()).or_insert_with(|| {
+            order.push_back((due, path.to_path_buf()));
+            Gathering {
                 hint: Hint::default(),
-            })
+            }
+        })
     }
 
     /// The paths whose window has closed, oldest first.
     pub fn take_due(&mut self, now: Instant) -> Vec<(PathBuf, Hint)> {
-        let mut due: Vec<(Instant, PathBuf)> = self
-            .paths
-            .iter()
-            .filter(|(_, gathering)| gathering.due <= now)
-            .map(|(path, gathering)| (gathering.due, path.clone()))
-            .collect();
-        due.sort();
-        due.into_iter()
-            .filter_map(|(_, path)| {
-                let gathering = self.paths.remove(&path)?;
-                Some((path, gathering.hint))
-            })
-            .collect()
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.order.front() {
+            if *at > now {
+                break;
+            }
+            let Some((_, path)) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gathering) = self.paths.remove(&path) {
+                due.push((path, gathering.hint));
+            }
+        }
+        due
     }
 
     /// Everything, due or not (shutdown).
     pub fn take_all(&mut self) -> Vec<(PathBuf, Hint)> {
+        self.order.clear();
         self.paths
             .drain()
             .map(|(path, gathering)| (path, gathering.hint))
@@ -138,7 +158,7 @@ impl Coalescer {
 
     /// When the next window closes.
     pub fn next_due(&self) -> Option<Instant> {
-        self.paths.values().map(|gathering| gathering.due).min()
+        self.order.front().map(|(due, _)| *due)
     }
 }
 

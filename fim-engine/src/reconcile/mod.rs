@@ -6,7 +6,7 @@
 //! transaction, and records are announced only after it commits: SIGKILL at any moment leaves
 //! either the old baseline (the next scan finds the change again) or both.
 pub mod coalesce;
-mod observe_tree;
+mod subtree;
 pub mod sweep;
 
 use std::{
@@ -61,8 +61,13 @@ struct Verdict {
 pub struct Reconciler {
     store: Store,
     policy: CompiledPolicy,
+    /// Bumped by every policy change: a sweep that started under an older policy stops
+    /// before writing anything judged with stale entity definitions.
+    generation: u64,
     computer: Computer,
     announce: broadcast::Sender<ChangeRecord>,
+    /// Entities whose first baseline is complete (cached from the store's meta).
+    baselined: HashSet<String>,
 }
 
 impl Reconciler {
@@ -71,9 +76,38 @@ impl Reconciler {
         Reconciler {
             store,
             policy,
+            generation: 0,
             computer,
             announce,
+            baselined: HashSet::new(),
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Has the entity's first baseline completed? Until it has, its changes update the
+    /// baseline silently: there is nothing yet to compare with.
+    pub fn is_baselined(&mut self, entity: &str) -> Result<bool, ReconcileError> {
+        if self.baselined.contains(entity) {
+            return Ok(true);
+        }
+        let done = self
+            .store
+            .get_meta(&sweep::baselined_key(entity))?
+            .is_some();
+        if done {
+            self.baselined.insert(entity.to_string());
+        }
+        Ok(done)
+    }
+
+    pub(crate) fn mark_baselined(&mut self, entity: &str) -> Result<(), ReconcileError> {
+        let now = crate::change::now_rfc3339();
+        self.store.set_meta(&sweep::baselined_key(entity), &now)?;
+        self.baselined.insert(entity.to_string());
+        Ok(())
     }
 
     pub fn policy(&self) -> &CompiledPolicy {
@@ -82,6 +116,7 @@ impl Reconciler {
 
     pub fn set_policy(&mut self, policy: CompiledPolicy) {
         self.policy = policy;
+        self.generation += 1;
     }
 
     pub fn store(&self) -> &Store {
@@ -92,10 +127,44 @@ impl Reconciler {
         &mut self.store
     }
 
-    /// Drops an entity's baseline (removed or redefined in the policy).
+    /// After an entity was removed or redefined (call after [`Self::set_policy`]): its rows
+    /// that another entity now covers move to that entity (they are still its baseline: a
+    /// broader entity must not see them as Added), rows nothing covers are dropped, and a
+    /// redefined entity makes a fresh silent baseline on its next scan.
     pub fn forget_entity(&mut self, name: &str) -> Result<(), ReconcileError> {
-        self.store.delete_entity(name)?;
+        let paths: Vec<PathBuf> = self
+            .store
+            .quick_map(name)?
+            .paths()
+            .map(Path::to_path_buf)
+            .collect();
+        let mut moves = Vec::new();
+        let mut drops = Vec::new();
+        for path in paths {
+            match self
+                .policy
+                .entity_for(&path)
+                .map(|entity| entity.name.clone())
+            {
+                Some(owner) if owner == name => {}
+                Some(owner) => {
+                    if let Some(entry) = self.store.get(&path)? {
+                        moves.push((path, owner, entry.state));
+                    }
+                }
+                None => drops.push(path),
+            }
+        }
+        let mut batch = self.store.batch()?;
+        for (path, owner, state) in &moves {
+            batch.put(path, owner, state)?;
+        }
+        for path in &drops {
+            batch.delete(path)?;
+        }
+        batch.commit()?;
         self.store.delete_meta(&sweep::baselined_key(name))?;
+        self.baselined.remove(name);
         Ok(())
     }
 
@@ -146,49 +215,34 @@ impl Reconciler {
         verdicts: &mut Vec<Verdict>,
     ) -> Result<(), ReconcileError> {
         let baseline = self.store.get(path)?;
-        let entity = match self.policy.entity_for(path) {
-            Some(entity) => entity,
-            // Not monitored (a temp file next to a `*.conf`, an ignored name): nothing to say,
-            // unless it is in the baseline from an older policy, which the next sweep prunes.
-            None => return Ok(()),
+        let entity = self.policy.entity_for(path);
+        let content_limit = self.policy.settings.content_limit;
+        let observed = match entity {
+            Some(entity) => observe_for(entity, path, content_limit),
+            // Not covered itself, but maybe a directory with covered paths below it.
+            None => scan::observe(path, &ObserveOptions::default()),
         };
-        let after = observe_for(entity, path, self.policy.settings.content_limit)?;
+        let Some(after) = subtree::observe_or_skip(observed, path) else {
+            return Ok(());
+        };
         let before = baseline.map(|entry| entry.state);
-        let was_dir = before
-            .as_ref()
-            .is_some_and(|state| state.file_type == FileType::Directory);
-        let is_dir = after
-            .as_ref()
-            .is_some_and(|state| state.file_type == FileType::Directory);
-        if was_dir && !is_dir {
-            // A directory vanished or was replaced: everything the baseline had below it went
-            // with it (to `renamed_to` when it was a rename).
-            for below in self.store.paths_under(path)? {
-                let Some(old) = self.store.get(&below)? else {
-                    continue;
-                };
-                let renamed_to = hint
-                    .renamed_to
-                    .as_ref()
-                    .and_then(|to| below.strip_prefix(path).ok().map(|rest| to.join(rest)));
-                verdicts.push(Verdict {
-                    path: below,
-                    entity: old.entity,
-                    before: Some(old.state),
-                    after: None,
-                    hint: Hint {
-                        renamed_to,
-                        ..hint.clone()
-                    },
-                    own_event: false,
-                });
-            }
+        let dir_of = |state: &Option<FileState>| {
+            state
+                .as_ref()
+                .filter(|state| state.file_type == FileType::Directory)
+                .map(|state| (state.dev, state.ino))
+        };
+        let (was_dir, is_dir) = (dir_of(&before), dir_of(&after));
+        let swapped = was_dir.is_some() && is_dir.is_some() && was_dir != is_dir;
+        let appeared_or_vanished = was_dir.is_some() != is_dir.is_some();
+        if appeared_or_vanished || swapped || (is_dir.is_some() && hint.renamed_from.is_some()) {
+            subtree::judge_subtree(self, path, is_dir.is_some(), hint, verdicts)?;
         }
-        if is_dir && (!was_dir || hint.renamed_from.is_some()) {
-            // A directory appeared (mkdir, or moved in with its content): its content arrives
-            // with no events of its own.
-            observe_tree::added_below(self, path, hint, verdicts)?;
-        }
+        // Not monitored (a temp file next to a `*.conf`, an ignored name): nothing to say about
+        // the path itself.
+        let Some(entity) = entity else {
+            return Ok(());
+        };
         verdicts.push(Verdict {
             path: path.to_path_buf(),
             entity: entity.name.clone(),
@@ -211,10 +265,20 @@ impl Reconciler {
         if verdicts.is_empty() {
             return Ok(Vec::new());
         }
+        let mut reported_entities = HashSet::new();
+        if report {
+            for verdict in &verdicts {
+                if !reported_entities.contains(&verdict.entity)
+                    && self.is_baselined(&verdict.entity)?
+                {
+                    reported_entities.insert(verdict.entity.clone());
+                }
+            }
+        }
         let mut records = Vec::new();
         let mut batch = self.store.batch()?;
         for verdict in verdicts {
-            let record = if report {
+            let record = if reported_entities.contains(&verdict.entity) {
                 make_record(&self.computer, &verdict, detection)
             } else {
                 None

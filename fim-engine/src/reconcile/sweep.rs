@@ -18,7 +18,7 @@ use crate::{
     scan::{self, ScanItem, ScanMode, ScanOptions, ScanOutcome, ScanTarget},
 };
 
-use super::{observe_for, Hint, ReconcileError, Reconciler, Verdict};
+use super::{observe_for, subtree, Hint, ReconcileError, Reconciler, Verdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SweepKind {
@@ -51,6 +51,10 @@ pub struct SweepOutcome {
     pub elapsed: Duration,
     /// Stopped early (shutdown): nothing was concluded about unvisited paths.
     pub cancelled: bool,
+    /// Stopped because the policy changed under it; the caller runs it again.
+    pub superseded: bool,
+    /// Entities whose scan failed (logged), for the caller to retry.
+    pub failed: Vec<String>,
 }
 
 /// Items are written in chunks: one transaction per chunk keeps scans fast, and the lock on
@@ -85,7 +89,20 @@ pub fn sweep(
             outcome.cancelled = true;
             break;
         }
-        sweep_entity(reconciler, entity, kind, detection, options, &mut outcome)?;
+        match sweep_entity(reconciler, entity, kind, detection, options, &mut outcome) {
+            Ok(()) => {}
+            // The caller holds everything back and retries once space returns.
+            Err(error) if error.is_disk_full() => return Err(error),
+            // One entity's failure must not leave the others unscanned.
+            Err(error) => {
+                tracing::error!(entity = %entity.name, "scan failed: {error}");
+                outcome.errors += 1;
+                outcome.failed.push(entity.name.clone());
+            }
+        }
+        if outcome.superseded {
+            break;
+        }
     }
     outcome.elapsed = started.elapsed();
     let reconciler = lock(reconciler);
@@ -109,6 +126,12 @@ pub fn sweep(
         tracing::warn!("cannot record the scan: {error}");
     }
     Ok(outcome)
+}
+
+/// Does the path still have the quick metadata the walk saw? None: it is gone.
+fn still_current(path: &std::path::Path, state: &crate::state::FileState) -> Option<bool> {
+    let metadata = std::fs::symlink_metadata(path).ok()?;
+    Some(scan::QuickMeta::from_metadata(&metadata) == scan::QuickMeta::from(state))
 }
 
 fn unix_ns() -> i64 {
@@ -146,6 +169,9 @@ struct EntitySweep<'a> {
     detection: Detection,
     unsettled: Unsettled,
     changes: u64,
+    /// The policy generation the walk started under.
+    generation: u64,
+    superseded: bool,
 }
 
 fn sweep_entity(
@@ -156,15 +182,13 @@ fn sweep_entity(
     options: &ScanOptions,
     outcome: &mut SweepOutcome,
 ) -> Result<(), ReconcileError> {
-    let (known, first) = {
-        let reconciler = lock(reconciler);
+    let (known, first, generation) = {
+        let mut reconciler = lock(reconciler);
         let known = reconciler.store.quick_map(&entity.name)?;
-        let first = known.is_empty()
-            && reconciler
-                .store
-                .get_meta(&baselined_key(&entity.name))?
-                .is_none();
-        (known, first)
+        // Decided by the marker alone: rows written by an interrupted first scan or by real-time
+        // events before it finished must not turn the rest of the entity into "Added".
+        let first = !reconciler.is_baselined(&entity.name)?;
+        (known, first, reconciler.generation())
     };
     let options = ScanOptions {
         mode: match kind {
@@ -182,6 +206,8 @@ fn sweep_entity(
         detection,
         unsettled: Unsettled::default(),
         changes: 0,
+        generation,
+        superseded: false,
     };
     let (sender, receiver) = crossbeam_channel::bounded::<scan::ScanBatch>(64);
     let summary = std::thread::scope(|scope| -> Result<scan::ScanSummary, ReconcileError> {
@@ -199,13 +225,17 @@ fn sweep_entity(
                 break;
             }
             chunk.extend(batch);
-            if result.is_ok() && chunk.len() >= CHUNK {
+            if chunk.len() >= CHUNK {
                 result = sweep.write_chunk(&mut chunk);
+                // Stop at once: the rest would only pile up in memory.
+                if result.is_err() || sweep.superseded {
+                    break;
+                }
             }
         }
         // Dropping the receiver makes the scanner's next send fail, so it stops too.
         drop(receiver);
-        if result.is_ok() && !cancelled(options) {
+        if result.is_ok() && !sweep.superseded && !cancelled(options) {
             result = sweep.write_chunk(&mut chunk);
         }
         let summary = match scanner.join() {
@@ -219,6 +249,10 @@ fn sweep_entity(
     outcome.directories += summary.directories;
     outcome.bytes_hashed += summary.bytes_hashed;
     outcome.errors += summary.errors;
+    if sweep.superseded {
+        outcome.superseded = true;
+        return Ok(());
+    }
     if cancelled(&options) || summary.cancelled {
         // An interrupted walk did not meet everything: concluding "removed" would be wrong.
         outcome.cancelled = true;
@@ -227,12 +261,13 @@ fn sweep_entity(
     }
     sweep.judge_unseen(&known)?;
     outcome.changes += sweep.changes;
+    if sweep.superseded {
+        outcome.superseded = true;
+        return Ok(());
+    }
     if first {
         outcome.baselined.push(entity.name.clone());
-        let now = crate::change::now_rfc3339();
-        lock(reconciler)
-            .store
-            .set_meta(&baselined_key(&entity.name), &now)?;
+        lock(reconciler).mark_baselined(&entity.name)?;
     }
     if summary.missing_roots > 0 {
         outcome.missing.push(entity.name.clone());
@@ -246,6 +281,11 @@ impl EntitySweep<'_> {
             return Ok(());
         }
         let mut reconciler = lock(self.reconciler);
+        if reconciler.generation() != self.generation {
+            self.superseded = true;
+            chunk.clear();
+            return Ok(());
+        }
         let content_limit = reconciler.policy.settings.content_limit;
         let mut verdicts = Vec::new();
         for item in chunk.drain(..) {
@@ -267,12 +307,21 @@ impl EntitySweep<'_> {
             if before.as_ref() == Some(&state) {
                 continue;
             }
-            let after = if self.first || before.is_none() {
-                Some(state)
-            } else {
-                // The walk's view may predate a real-time change already journaled: judge
-                // what is there now, never an older state.
-                observe_for(self.entity, &path, content_limit)?
+            // The walk's view may predate a real-time change already journaled (or the file may
+            // be gone): judge what is there now, never an older state. An unchanged lstat lets
+            // the walk's state stand without reading the file again.
+            let after = match still_current(&path, &state) {
+                Some(true) => Some(state),
+                Some(false) => {
+                    match subtree::observe_or_skip(
+                        observe_for(self.entity, &path, content_limit),
+                        &path,
+                    ) {
+                        Some(after) => after,
+                        None => continue,
+                    }
+                }
+                None => None,
             };
             verdicts.push(Verdict {
                 path,
@@ -291,6 +340,10 @@ impl EntitySweep<'_> {
     /// What the baseline has and the walk did not meet is gone, or no longer covered.
     fn judge_unseen(&mut self, known: &scan::KnownMap) -> Result<(), ReconcileError> {
         let mut reconciler = lock(self.reconciler);
+        if reconciler.generation() != self.generation {
+            self.superseded = true;
+            return Ok(());
+        }
         let content_limit = reconciler.policy.settings.content_limit;
         let mut verdicts = Vec::new();
         let mut pruned = Vec::new();
@@ -320,7 +373,11 @@ impl EntitySweep<'_> {
                 continue;
             }
             // Made again since the walk passed by: judge what is there now.
-            let after = observe_for(self.entity, path, content_limit)?;
+            let Some(after) =
+                subtree::observe_or_skip(observe_for(self.entity, path, content_limit), path)
+            else {
+                continue;
+            };
             verdicts.push(Verdict {
                 path: path.to_path_buf(),
                 entity: self.entity.name.clone(),

@@ -66,6 +66,12 @@ const QUEUED_BATCHES_PER_WORKER: usize = 4;
 /// or below a path reported `ListFailed` or `Error`. Dropping the receiver, or setting
 /// `options.cancel`, stops the scan early (`ScanSummary::cancelled`): then nothing may be
 /// inferred removed.
+/// Four threads per CPU (4..=32): see `Settings::scan_workers`.
+fn automatic_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    (cpus * 4).clamp(4, 32)
+}
+
 pub fn scan(
     targets: &[ScanTarget<'_>],
     options: &ScanOptions,
@@ -73,7 +79,7 @@ pub fn scan(
 ) -> Result<ScanSummary, ScanError> {
     let started = Instant::now();
     let workers = match options.workers {
-        0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        0 => automatic_workers(),
         workers => workers,
     };
     let idle_io = options.idle_io;

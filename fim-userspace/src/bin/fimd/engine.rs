@@ -99,13 +99,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 sd_notify::NotifyState::Ready,
                 sd_notify::NotifyState::Status("scan-only: no kernel events"),
             ]);
+            // Root updates have nowhere to go in scan-only mode.
+            drop(root_requests);
             let (events_in, events) = mpsc::channel(1);
             tokio::spawn(async move {
                 tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} }
                 let _ = stop.send(true);
                 drop(events_in);
-                // Root updates have nowhere to go in scan-only mode.
-                drop(root_requests);
             });
             daemon.run(events, root_updates, stopping).await?;
         }
