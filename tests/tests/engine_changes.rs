@@ -301,3 +301,93 @@ fn fifos_odd_names_deep_trees_and_files_written_while_hashed() {
     assert!(Path::new(&fifo).exists());
     engine.stop();
 }
+
+#[test]
+fn directories_moved_within_into_and_out_of_the_tree() {
+    let workspace = Workspace::new("dirs");
+    let tree = workspace.tree.clone();
+    std::fs::create_dir_all(tree.join("app/conf")).unwrap();
+    std::fs::write(tree.join("app/conf/a"), "a").unwrap();
+    std::fs::write(tree.join("app/b"), "b").unwrap();
+    let outside = workspace.base.join("incoming");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("c"), "c").unwrap();
+    let engine = Engine::start(&workspace);
+
+    let pid = run(
+        "mv",
+        &[&path_of(&tree.join("app")), &path_of(&tree.join("app2"))],
+    );
+    let mut moved = records_from(&engine, 0, 8);
+    moved.sort_by_key(|record| {
+        (
+            record["ChangeCategory"].as_str().map(str::to_string),
+            record["File"]["FileSystemPath"]
+                .as_str()
+                .map(str::to_string),
+        )
+    });
+    let p = |rest: &str| path_of(&tree.join(rest));
+    let rename = || fields(&["FileSystemPath"]);
+    assert_eq!(
+        summary(&moved),
+        vec![
+            ("Added".into(), p("app2"), rename()),
+            ("Added".into(), p("app2/b"), rename()),
+            ("Added".into(), p("app2/conf"), rename()),
+            ("Added".into(), p("app2/conf/a"), rename()),
+            ("Removed".into(), p("app"), rename()),
+            ("Removed".into(), p("app/b"), rename()),
+            ("Removed".into(), p("app/conf"), rename()),
+            ("Removed".into(), p("app/conf/a"), rename()),
+        ]
+    );
+    assert_eq!(moved[3]["File"]["RenamedFrom"], p("app/conf/a").as_str());
+    assert_eq!(moved[7]["File"]["RenamedTo"], p("app2/conf/a").as_str());
+    for record in &moved {
+        assert_actor(record, "mv", pid);
+    }
+
+    // In from outside: everything inside is Added, saying where it came from; out again:
+    // everything is Removed, saying where it went.
+    run("mv", &[&path_of(&outside), &p("incoming")]);
+    let mut came_in = records_from(&engine, 8, 2);
+    came_in.sort_by_key(|record| {
+        record["File"]["FileSystemPath"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert_eq!(
+        summary(&came_in),
+        vec![
+            ("Added".into(), p("incoming"), rename()),
+            ("Added".into(), p("incoming/c"), rename()),
+        ]
+    );
+    assert_eq!(
+        came_in[1]["File"]["RenamedFrom"],
+        path_of(&outside.join("c")).as_str()
+    );
+    run(
+        "mv",
+        &[&p("incoming"), &path_of(&workspace.base.join("gone"))],
+    );
+    let mut went_out = records_from(&engine, 10, 2);
+    went_out.sort_by_key(|record| {
+        record["File"]["FileSystemPath"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert_eq!(
+        summary(&went_out),
+        vec![
+            ("Removed".into(), p("incoming"), fields(&["FileSystemPath"])),
+            (
+                "Removed".into(),
+                p("incoming/c"),
+                fields(&["FileSystemPath"])
+            ),
+        ]
+    );
+    engine.stop();
+}

@@ -174,3 +174,42 @@ fn changes_and_summary_filter_and_count() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("\"yesterday\" is not a time"));
 }
+
+#[test]
+fn removing_a_narrower_entity_hands_its_files_to_the_broader_one() {
+    let workspace = Workspace::new("overlap");
+    std::fs::create_dir_all(workspace.tree.join("etc")).unwrap();
+    std::fs::write(workspace.tree.join("etc/a.conf"), "a").unwrap();
+    std::fs::write(workspace.tree.join("etc/b.txt"), "b").unwrap();
+    let conf = format!("{}/etc/*.conf", path_of(&workspace.tree));
+    let output = workspace.fim(&[
+        "entities",
+        "add",
+        "--name",
+        "conf",
+        "--kind",
+        "file-content",
+        "--path",
+        &conf,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut engine = Engine::start(&workspace);
+    let output = workspace.fim(&["entities", "remove", "conf"]);
+    assert!(output.status.success());
+    engine.wait_for_log("removed=[\"conf\"]", Duration::from_secs(10));
+    engine.stop();
+    // The broader entity already had a.conf in its baseline: nothing to report.
+    let scan = workspace.fim(&["scan", "--json"]);
+    assert!(
+        scan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    let outcome: serde_json::Value = serde_json::from_slice(&scan.stdout).unwrap();
+    assert_eq!(outcome["changes"], 0, "{outcome}");
+    assert!(workspace.journal().is_empty());
+}
