@@ -71,7 +71,7 @@ impl PolicyWatcher {
     pub fn changed(&mut self) -> bool {
         let now = stamp(&self.source);
         let settled = now == self.pending;
-        self.pending = now.clone();
+        self.pending = now;
         now != self.stamp && settled
     }
 
