@@ -5,6 +5,7 @@
 //! holding what it could not write and rescanning once space returns. The platform binary
 //! (fimd on Linux) only starts an event source, hands over its channel, and applies the root
 //! lists this loop sends back.
+mod handle;
 mod policy_file;
 mod scans;
 mod schedule;
@@ -19,7 +20,7 @@ use std::{
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    change::{ChangeRecord, Detection},
+    change::Detection,
     identity::Computer,
     path_text::display_path,
     policy::CompiledPolicy,
@@ -28,6 +29,7 @@ use crate::{
     store::Store,
 };
 
+pub use handle::{Announcement, Command, DaemonHandle, HandleError, LiveStatus};
 pub use policy_file::{PolicyChange, PolicySource, PolicyWatcher};
 use scans::{Request, Scans};
 use schedule::Schedule;
@@ -86,7 +88,13 @@ pub struct Daemon {
     config: DaemonConfig,
     reconciler: Arc<Mutex<Reconciler>>,
     policy: PolicyWatcher,
+    handle: DaemonHandle,
+    status: watch::Sender<LiveStatus>,
+    commands: mpsc::Receiver<Command>,
 }
+
+/// API commands waiting for the loop; more is "busy", not unbounded memory.
+const COMMAND_QUEUE: usize = 16;
 
 /// Paths that could not be journaled (full disk): kept, with their hints, and retried.
 const MAX_HELD_PATHS: usize = 100_000;
@@ -101,21 +109,51 @@ impl Daemon {
         })?;
         let store = Store::open(config.state_dir.join(DATABASE_FILE))?;
         let policy = PolicyWatcher::load(config.policy.clone())?;
-        let reconciler =
-            Reconciler::new(store, policy.compiled().clone(), Computer::of_this_host());
+        let computer = Computer::of_this_host();
+        let reconciler = Reconciler::new(store, policy.compiled().clone(), computer.clone());
+        let (status, status_view) = watch::channel(LiveStatus {
+            started: crate::change::now_rfc3339(),
+            ..LiveStatus::default()
+        });
+        let (commands_in, commands) = mpsc::channel(COMMAND_QUEUE);
+        let PolicySource::File(policy_path) = &config.policy;
+        let handle = DaemonHandle {
+            database: database_path(&config.state_dir),
+            policy: policy_path.clone(),
+            computer,
+            announcements: reconciler.announcer(),
+            status: status_view,
+            commands: commands_in,
+        };
         Ok(Daemon {
             config,
             reconciler: Arc::new(Mutex::new(reconciler)),
             policy,
+            handle,
+            status,
+            commands,
         })
+    }
+
+    /// For the API layer; valid for as long as the daemon runs.
+    pub fn handle(&self) -> DaemonHandle {
+        self.handle.clone()
+    }
+
+    /// The attach strategy and roots, for status.
+    pub fn set_source(&self, strategy: &str, roots: Vec<PathBuf>) {
+        self.status.send_modify(|status| {
+            status.strategy = strategy.to_string();
+            status.roots = roots;
+        });
     }
 
     pub fn watch_roots(&self) -> Vec<WatchRoot> {
         watch_roots(self.policy.compiled())
     }
 
-    /// Records as they are committed.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChangeRecord> {
+    /// Records and gap notices as they are committed or seen.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Announcement> {
         lock(&self.reconciler).subscribe()
     }
 
@@ -162,6 +200,11 @@ impl Daemon {
                 item = events.recv() => match item {
                     Some(SourceItem::Change(event)) => coalescer.push(&event, Instant::now()),
                     Some(SourceItem::Gap(gap)) => {
+                        self.status.send_modify(|status| {
+                            status.gap_notices += 1;
+                            status.dropped_events += gap.dropped;
+                        });
+                        let _ = self.handle.announcements.send(Announcement::Gap(gap.clone()));
                         let names = entities_touching(self.policy.compiled(), &gap.roots);
                         tracing::warn!(dropped = gap.dropped, entities = ?names, "events were lost; rescanning the affected entities now");
                         scans.request(Request::new(Some(names), SweepKind::Metadata, Detection::GapRescan, "gap rescan"));
@@ -200,7 +243,22 @@ impl Daemon {
                         needs_rescan = true;
                     }
                     self.start_scans(&mut scans);
+                    let (running, queued) = scans.depth();
+                    self.status.send_modify(|status| {
+                        status.coalescing_paths = coalescer.len() as u64;
+                        status.held_paths = held.len() as u64;
+                        status.queued_events = events.len() as u64;
+                        status.scan_running = running;
+                        status.scans_queued = queued as u64;
+                    });
                 }
+                Some(command) = self.commands.recv() => match command {
+                    Command::Scan { only, full } => {
+                        let kind = if full { SweepKind::Full } else { SweepKind::Metadata };
+                        scans.request(Request::new(only, kind, Detection::Scan, "requested"));
+                        self.start_scans(&mut scans);
+                    }
+                },
                 changed = shutdown.changed(), if !stopping => {
                     if changed.is_err() || *shutdown.borrow() {
                         stopping = true;
@@ -357,12 +415,13 @@ fn entities_touching(policy: &CompiledPolicy, roots: &[PathBuf]) -> Vec<String> 
         .collect()
 }
 
-fn spawn_printer(mut records: tokio::sync::broadcast::Receiver<ChangeRecord>) {
+fn spawn_printer(mut records: tokio::sync::broadcast::Receiver<Announcement>) {
     tokio::spawn(async move {
         use std::io::Write as _;
         loop {
             match records.recv().await {
-                Ok(record) => {
+                Ok(Announcement::Gap(_)) => {}
+                Ok(Announcement::Record(record)) => {
                     let Ok(line) = serde_json::to_string(&record) else {
                         continue;
                     };

@@ -156,6 +156,11 @@ impl Scans {
         }
     }
 
+    /// (a scan is running, how many are queued)
+    pub(super) fn depth(&self) -> (bool, usize) {
+        (self.running.is_some(), self.queued.len())
+    }
+
     pub(super) fn idle(&self) -> bool {
         self.running.is_none() && self.queued.is_empty()
     }

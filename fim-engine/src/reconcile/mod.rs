@@ -16,6 +16,8 @@ use std::{
 
 use tokio::sync::broadcast;
 
+use crate::daemon::Announcement;
+
 use crate::{
     change::{
         fields_changed, file_columns, ChangeCategory, ChangeRecord, ConfigChangeType, Detection,
@@ -65,7 +67,7 @@ pub struct Reconciler {
     /// before writing anything judged with stale entity definitions.
     generation: u64,
     computer: Computer,
-    announce: broadcast::Sender<ChangeRecord>,
+    announce: broadcast::Sender<Announcement>,
     /// Entities whose first baseline is complete (cached from the store's meta).
     baselined: HashSet<String>,
 }
@@ -170,8 +172,13 @@ impl Reconciler {
 
     /// Records committed from now on, in sequence order. A receiver that lags behind gets
     /// `Lagged` and must catch up from the journal.
-    pub fn subscribe(&self) -> broadcast::Receiver<ChangeRecord> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
         self.announce.subscribe()
+    }
+
+    /// The sender announcements go through (the daemon adds gap notices to the same order).
+    pub fn announcer(&self) -> broadcast::Sender<Announcement> {
+        self.announce.clone()
     }
 
     /// Looks at each path again and journals what really changed. On error nothing of this
@@ -301,7 +308,7 @@ impl Reconciler {
         batch.commit()?;
         for record in &records {
             // No receiver is not an error: nobody is listening yet.
-            let _ = self.announce.send(record.clone());
+            let _ = self.announce.send(Announcement::Record(record.clone()));
         }
         Ok(records)
     }

@@ -56,6 +56,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     match start_kernel_source(&args, kernel_roots(&roots)).await? {
         Some((strategy, (source, events))) => {
             daemon.set_status("strategy", &strategy.to_string());
+            daemon.set_source(
+                &strategy.to_string(),
+                roots.iter().map(|root| root.path.clone()).collect(),
+            );
             notify_systemd(&[
                 sd_notify::NotifyState::Ready,
                 sd_notify::NotifyState::Status(&format!("monitoring ({strategy})")),
@@ -95,6 +99,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         None => {
             // start_kernel_source already said why, loudly, in one line.
             daemon.set_status("strategy", "scan-only");
+            daemon.set_source(
+                "scan-only",
+                roots.iter().map(|root| root.path.clone()).collect(),
+            );
             notify_systemd(&[
                 sd_notify::NotifyState::Ready,
                 sd_notify::NotifyState::Status("scan-only: no kernel events"),
