@@ -7,3 +7,5 @@ pub mod pb {
     /// The encoded descriptor set, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fim_v1_descriptor");
 }
+
+pub mod client;

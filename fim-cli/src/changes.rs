@@ -3,6 +3,7 @@ use std::{path::Path, process::ExitCode};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use fim_api::pb;
 use fim_engine::{
     change::{ChangeCategory, ConfigChangeType},
     store::{ChangeFilter, GroupKey},
@@ -40,6 +41,32 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
+    /// The same filter for the API (the daemon validates it again).
+    pub fn to_proto(&self) -> anyhow::Result<pb::ChangeFilter> {
+        let local = self.build()?;
+        let timestamp = |ns: i64| prost_types::Timestamp {
+            seconds: ns.div_euclid(1_000_000_000),
+            nanos: ns.rem_euclid(1_000_000_000) as i32,
+        };
+        Ok(pb::ChangeFilter {
+            since: local.since_ns.map(timestamp),
+            until: local.until_ns.map(timestamp),
+            types: local
+                .types
+                .iter()
+                .map(|kind| crate::remote::type_to_proto(*kind) as i32)
+                .collect(),
+            categories: local
+                .categories
+                .iter()
+                .map(|category| crate::remote::category_to_proto(*category) as i32)
+                .collect(),
+            path_glob: self.path.clone(),
+            computer: self.computer.clone(),
+            entity: self.entity.clone(),
+        })
+    }
+
     fn build(&self) -> anyhow::Result<ChangeFilter> {
         let now = time::OffsetDateTime::now_utc();
         let mut types = Vec::new();
@@ -85,16 +112,16 @@ impl FilterArgs {
 #[derive(Args, Debug)]
 pub struct ChangesArgs {
     #[command(flatten)]
-    filter: FilterArgs,
+    pub filter: FilterArgs,
     /// table, json, jsonl or csv.
     #[arg(long, default_value = "table")]
-    format: Format,
+    pub format: Format,
     /// At most this many records (the oldest first).
     #[arg(long, default_value_t = 10_000)]
-    limit: usize,
+    pub limit: usize,
     /// Only records after this sequence number.
     #[arg(long)]
-    after: Option<u64>,
+    pub after: Option<u64>,
 }
 
 pub fn list(state_dir: &Path, args: ChangesArgs) -> anyhow::Result<ExitCode> {
@@ -109,27 +136,32 @@ pub fn list(state_dir: &Path, args: ChangesArgs) -> anyhow::Result<ExitCode> {
 #[derive(Args, Debug)]
 pub struct SummaryArgs {
     #[command(flatten)]
-    filter: FilterArgs,
+    pub filter: FilterArgs,
     /// Group by these, comma-separated: computer, type, category, entity.
     #[arg(long, value_delimiter = ',', default_value = "computer,type")]
-    by: Vec<String>,
+    pub by: Vec<String>,
     /// table, json, jsonl or csv.
     #[arg(long, default_value = "table")]
-    format: Format,
+    pub format: Format,
+}
+
+pub fn group_keys(by: &[String]) -> anyhow::Result<Vec<GroupKey>> {
+    by.iter()
+        .map(|name| {
+            Ok(match name.trim().to_ascii_lowercase().as_str() {
+                "computer" => GroupKey::Computer,
+                "type" | "configchangetype" => GroupKey::Type,
+                "category" | "changecategory" => GroupKey::Category,
+                "entity" => GroupKey::Entity,
+                other => bail!("--by {other:?}: expected computer, type, category or entity"),
+            })
+        })
+        .collect()
 }
 
 pub fn summary(state_dir: &Path, args: SummaryArgs) -> anyhow::Result<ExitCode> {
     let filter = args.filter.build()?;
-    let mut keys = Vec::new();
-    for name in &args.by {
-        keys.push(match name.trim().to_ascii_lowercase().as_str() {
-            "computer" => GroupKey::Computer,
-            "type" | "configchangetype" => GroupKey::Type,
-            "category" | "changecategory" => GroupKey::Category,
-            "entity" => GroupKey::Entity,
-            other => bail!("--by {other:?}: expected computer, type, category or entity"),
-        });
-    }
+    let keys = group_keys(&args.by)?;
     let store = open_store(state_dir)?;
     let rows = store.summary(&filter, &keys)?;
     output::summary(&args.by, &rows, args.format, &mut std::io::stdout().lock())?;

@@ -8,7 +8,10 @@ use std::{
     process::ExitCode,
 };
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
+use fim_api::pb;
+
+use crate::remote::{status_error, Client};
 use clap::{Args, Subcommand};
 use fim_engine::{
     path_text::display_path,
@@ -239,4 +242,142 @@ pub fn policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+fn kind_to_proto(kind: EntityKind) -> pb::EntityKind {
+    match kind {
+        EntityKind::LinuxFile => pb::EntityKind::LinuxFile,
+        EntityKind::FileContent => pb::EntityKind::FileContent,
+        EntityKind::WindowsFile => pb::EntityKind::WindowsFile,
+        EntityKind::WindowsRegistry => pb::EntityKind::WindowsRegistry,
+        EntityKind::WindowsService => pb::EntityKind::WindowsService,
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    match pb::EntityKind::try_from(kind) {
+        Ok(pb::EntityKind::LinuxFile) => "linux-file",
+        Ok(pb::EntityKind::FileContent) => "file-content",
+        Ok(pb::EntityKind::WindowsFile) => "windows-file",
+        Ok(pb::EntityKind::WindowsRegistry) => "windows-registry",
+        Ok(pb::EntityKind::WindowsService) => "windows-service",
+        _ => "unknown",
+    }
+}
+
+/// The same commands through a running daemon (which checks the caller's role).
+pub async fn run_remote(client: &mut Client, command: EntitiesCommand) -> anyhow::Result<ExitCode> {
+    let entities = |client: &mut Client| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_entities(pb::ListEntitiesRequest {})
+                .await
+                .map(|response| response.into_inner().entities)
+                .map_err(status_error)
+        }
+    };
+    match command {
+        EntitiesCommand::List { json } => {
+            let entities = entities(client).await?;
+            if json {
+                let listed: Vec<serde_json::Value> = entities
+                    .iter()
+                    .map(|entity| {
+                        serde_json::json!({
+                            "name": entity.name, "kind": kind_name(entity.kind), "path": entity.path,
+                            "recursive": entity.recursive, "enabled": entity.enabled, "ignore": entity.ignore,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = comfy_table::Table::new();
+            table
+                .load_preset(comfy_table::presets::NOTHING)
+                .set_header(["Name", "Kind", "Path", "Recursive", "Enabled", "Ignore"]);
+            for entity in &entities {
+                table.add_row([
+                    entity.name.clone(),
+                    kind_name(entity.kind).to_string(),
+                    entity.path.clone(),
+                    entity.recursive.to_string(),
+                    entity.enabled.to_string(),
+                    entity.ignore.join(" "),
+                ]);
+            }
+            println!("{table}");
+        }
+        EntitiesCommand::Add(args) => {
+            if entities(client).await?.iter().any(|entity| entity.name == args.name) {
+                bail!("an entity named {:?} exists already: use `fim entities edit`", args.name);
+            }
+            let recursive = !args.no_recursive && !last_segment_has_wildcard(&args.path);
+            let entity = pb::Entity {
+                name: args.name.clone(),
+                kind: kind_to_proto(args.kind) as i32,
+                path: args.path,
+                recursive,
+                enabled: !args.disabled,
+                ignore: args.ignore,
+            };
+            client
+                .upsert_entity(pb::UpsertEntityRequest { entity: Some(entity) })
+                .await
+                .map_err(status_error)?;
+            println!("added entity {}; the daemon applies it within a second or two", args.name);
+        }
+        EntitiesCommand::Edit(args) => {
+            if args.rename.is_some() {
+                bail!("renaming an entity goes through the policy file: use `fim --local entities edit --rename`");
+            }
+            let Some(mut entity) = entities(client)
+                .await?
+                .into_iter()
+                .find(|entity| entity.name == args.name)
+            else {
+                bail!("no entity named {:?}", args.name);
+            };
+            if let Some(path) = args.path {
+                entity.path = path;
+            }
+            if let Some(kind) = args.kind {
+                entity.kind = kind_to_proto(kind) as i32;
+            }
+            if let Some(recursive) = args.recursive {
+                entity.recursive = recursive;
+            }
+            if let Some(ignore) = args.ignore {
+                entity.ignore = ignore.into_iter().filter(|glob| !glob.is_empty()).collect();
+            }
+            client
+                .upsert_entity(pb::UpsertEntityRequest { entity: Some(entity) })
+                .await
+                .map_err(status_error)?;
+            println!("changed entity {}", args.name);
+        }
+        EntitiesCommand::Enable { name } => {
+            client
+                .set_entity_enabled(pb::SetEntityEnabledRequest { name: name.clone(), enabled: true })
+                .await
+                .map_err(status_error)?;
+            println!("enabled entity {name}");
+        }
+        EntitiesCommand::Disable { name } => {
+            client
+                .set_entity_enabled(pb::SetEntityEnabledRequest { name: name.clone(), enabled: false })
+                .await
+                .map_err(status_error)?;
+            println!("disabled entity {name}");
+        }
+        EntitiesCommand::Remove { name } => {
+            client
+                .delete_entity(pb::DeleteEntityRequest { name: name.clone() })
+                .await
+                .map_err(status_error)?;
+            println!("removed entity {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

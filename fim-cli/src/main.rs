@@ -1,10 +1,13 @@
 //! fim: the command-line tool for the file integrity monitor.
 //!
-//! It reads the daemon's store directly (SQLite in WAL mode lets it read while the daemon
-//! writes) and edits the policy file, which a running daemon follows within a second.
+//! When a daemon answers on its socket, `fim` goes through the daemon's API (fim.v1): the
+//! daemon owns the database and checks the caller's role. Otherwise (or with `--local`) it
+//! reads the store directly (SQLite in WAL mode) and edits the policy file, which a daemon
+//! started later follows.
 mod changes;
 mod entities;
 mod output;
+mod remote;
 mod scan;
 mod status;
 mod timespec;
@@ -16,6 +19,7 @@ use clap::{Parser, Subcommand};
 /// The daemon's defaults; both tools must agree on them.
 const DEFAULT_STATE_DIR: &str = "/var/lib/fim";
 const DEFAULT_POLICY: &str = "/etc/fim/policy.toml";
+const DEFAULT_SOCKET: &str = "/run/fim/fim.sock";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,6 +34,12 @@ struct Cli {
     /// The policy file (the built-in default policy applies while it does not exist).
     #[arg(long, global = true, env = "FIM_POLICY", default_value = DEFAULT_POLICY)]
     policy: PathBuf,
+    /// The daemon's API socket.
+    #[arg(long, global = true, env = "FIM_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Do not use a running daemon: read the store and edit the policy file directly.
+    #[arg(long, global = true)]
+    local: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +63,20 @@ enum Command {
     /// Policy files.
     #[command(subcommand)]
     Policy(entities::PolicyCommand),
+    /// Follow the live stream of changes from a running daemon (resuming after --from-seq).
+    Watch(WatchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct WatchArgs {
+    /// Print records after this sequence first (0: the whole journal), then live ones.
+    #[arg(long = "from-seq", default_value_t = 0)]
+    from_seq: u64,
+    #[command(flatten)]
+    filter: changes::FilterArgs,
+    /// table or jsonl.
+    #[arg(long, default_value = "table")]
+    format: output::Format,
 }
 
 fn main() -> ExitCode {
@@ -63,20 +87,52 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .try_init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Scan(args) => scan::run(&cli.state_dir, &cli.policy, args),
-        Command::Changes(args) => changes::list(&cli.state_dir, args),
-        Command::Summary(args) => changes::summary(&cli.state_dir, args),
-        Command::Status(args) => status::status(&cli.state_dir, &cli.policy, args),
-        Command::Verify(args) => status::verify(&cli.state_dir, args),
-        Command::Entities(command) => entities::run(&cli.policy, command),
-        Command::Policy(command) => entities::policy(command),
+    let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(dispatch(cli)),
+        Err(error) => Err(anyhow::anyhow!("cannot start the async runtime: {error}")),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("fim: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Through the daemon when one answers (and --local is not given), else on the files.
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let needs_no_daemon = matches!(cli.command, Command::Policy(_));
+    let client = if cli.local || needs_no_daemon {
+        None
+    } else {
+        remote::connect(&cli.socket).await
+    };
+    let Some(mut client) = client else {
+        return match cli.command {
+            Command::Scan(args) => scan::run(&cli.state_dir, &cli.policy, args),
+            Command::Changes(args) => changes::list(&cli.state_dir, args),
+            Command::Summary(args) => changes::summary(&cli.state_dir, args),
+            Command::Status(args) => status::status(&cli.state_dir, &cli.policy, args),
+            Command::Verify(args) => status::verify(&cli.state_dir, args),
+            Command::Entities(command) => entities::run(&cli.policy, command),
+            Command::Policy(command) => entities::policy(command),
+            Command::Watch(_) => anyhow::bail!(
+                "fim watch needs a running daemon, and none answers on {}",
+                fim_engine::path_text::display_path(&cli.socket)
+            ),
+        };
+    };
+    match cli.command {
+        Command::Scan(args) => remote::trigger_scan(&mut client, args.entities, args.full).await,
+        Command::Changes(args) => remote::changes(&mut client, args).await,
+        Command::Summary(args) => remote::summary(&mut client, args).await,
+        Command::Status(args) => remote::status(&mut client, args.json).await,
+        Command::Verify(_) => remote::verify(&mut client).await,
+        Command::Entities(command) => entities::run_remote(&mut client, command).await,
+        Command::Policy(command) => entities::policy(command),
+        Command::Watch(args) => {
+            remote::watch(&mut client, args.from_seq, &args.filter, args.format).await
         }
     }
 }

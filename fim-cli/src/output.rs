@@ -93,6 +93,18 @@ pub fn records(
     Ok(())
 }
 
+/// One record as one line, for a stream (`fim watch`).
+pub fn records_line(record: &ChangeRecord, format: Format, out: &mut impl Write) -> anyhow::Result<()> {
+    match format {
+        Format::Jsonl | Format::Json => {
+            serde_json::to_writer(&mut *out, record).context("writing json")?;
+            writeln!(out)?;
+        }
+        Format::Table | Format::Csv => writeln!(out, "{}", row(record).join("  "))?,
+    }
+    Ok(())
+}
+
 pub fn summary(
     by: &[String],
     rows: &[SummaryRow],

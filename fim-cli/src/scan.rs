@@ -20,10 +20,10 @@ use fim_engine::{
 pub struct ScanArgs {
     /// Rehash every file, not only those whose metadata changed.
     #[arg(long)]
-    full: bool,
+    pub full: bool,
     /// Only these entities (repeatable).
     #[arg(long = "entity")]
-    entities: Vec<String>,
+    pub entities: Vec<String>,
     /// Hashing threads (default: the policy's scan_workers).
     #[arg(long)]
     workers: Option<usize>,

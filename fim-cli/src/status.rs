@@ -21,7 +21,7 @@ pub fn open_store(state_dir: &Path) -> anyhow::Result<Store> {
 pub struct StatusArgs {
     /// Print as JSON.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// Whether the pid saved by the daemon is a live fimd.

@@ -1,0 +1,236 @@
+//! `fim` through a running daemon's API (the Unix socket): the daemon owns the database, so
+//! when it runs, `fim` asks it instead of opening the file itself. Records travel with their
+//! journaled JSON, so every output format prints exactly what the local path prints.
+use std::{path::Path, process::ExitCode};
+
+use anyhow::{bail, Context as _};
+use fim_api::pb::{self, fim_client::FimClient};
+use fim_engine::{
+    change::{ChangeCategory, ChangeRecord, ConfigChangeType},
+    store::{GroupKey, SummaryRow},
+};
+use tonic::transport::Channel;
+
+use crate::{
+    changes::{group_keys, ChangesArgs, FilterArgs, SummaryArgs},
+    output::{self, Format},
+};
+
+pub type Client = FimClient<Channel>;
+
+/// A client when a daemon answers on the socket; None when there is none (use the files).
+pub async fn connect(socket: &Path) -> Option<Client> {
+    if !socket.exists() {
+        return None;
+    }
+    let connecting = fim_api::client::connect_unix(socket);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), connecting).await {
+        Ok(Ok(client)) => Some(client),
+        Ok(Err(error)) => {
+            tracing::debug!("no daemon on the socket: {error}");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+pub fn type_to_proto(kind: ConfigChangeType) -> pb::ConfigChangeType {
+    match kind {
+        ConfigChangeType::Files => pb::ConfigChangeType::Files,
+        ConfigChangeType::Registry => pb::ConfigChangeType::Registry,
+        ConfigChangeType::WindowsServices => pb::ConfigChangeType::WindowsServices,
+        ConfigChangeType::Daemons => pb::ConfigChangeType::Daemons,
+    }
+}
+
+pub fn category_to_proto(category: ChangeCategory) -> pb::ChangeCategory {
+    match category {
+        ChangeCategory::Added => pb::ChangeCategory::Added,
+        ChangeCategory::Modified => pb::ChangeCategory::Modified,
+        ChangeCategory::Removed => pb::ChangeCategory::Removed,
+    }
+}
+
+fn group_to_proto(key: GroupKey) -> pb::GroupKey {
+    match key {
+        GroupKey::Computer => pb::GroupKey::Computer,
+        GroupKey::Type => pb::GroupKey::Type,
+        GroupKey::Category => pb::GroupKey::Category,
+        GroupKey::Entity => pb::GroupKey::Entity,
+    }
+}
+
+/// The engine record a daemon journaled (the API carries its exact JSON).
+pub fn record_of(record: &pb::ChangeRecord) -> anyhow::Result<ChangeRecord> {
+    serde_json::from_str(&record.journal_json)
+        .with_context(|| format!("record {} from the daemon is not valid", record.sequence))
+}
+
+/// A gRPC status as a one-line error.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("the daemon refused: {} ({:?})", status.message(), status.code())
+}
+
+pub async fn changes(client: &mut Client, args: ChangesArgs) -> anyhow::Result<ExitCode> {
+    let filter = args.filter.to_proto()?;
+    let mut records = Vec::new();
+    let mut token = args.after.map(|after| after.to_string()).unwrap_or_default();
+    while records.len() < args.limit {
+        let page_size = (args.limit - records.len()).min(10_000) as u32;
+        let response = client
+            .query_changes(pb::QueryChangesRequest {
+                filter: Some(filter.clone()),
+                page_size,
+                page_token: token.clone(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        for record in &response.records {
+            records.push(record_of(record)?);
+        }
+        if response.next_page_token.is_empty() {
+            break;
+        }
+        token = response.next_page_token;
+    }
+    output::records(&records, args.format, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn summary(client: &mut Client, args: SummaryArgs) -> anyhow::Result<ExitCode> {
+    let keys = group_keys(&args.by)?;
+    let response = client
+        .summary(pb::SummaryRequest {
+            filter: Some(args.filter.to_proto()?),
+            group_by: keys.iter().map(|key| group_to_proto(*key) as i32).collect(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let rows: Vec<SummaryRow> = response
+        .rows
+        .into_iter()
+        .map(|row| SummaryRow {
+            keys: row.keys,
+            count: row.count,
+        })
+        .collect();
+    output::summary(&args.by, &rows, args.format, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn verify(client: &mut Client) -> anyhow::Result<ExitCode> {
+    let report = client
+        .verify_journal(pb::VerifyJournalRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if report.intact {
+        println!(
+            "journal intact: {} records checked, chain head at {}",
+            report.checked, report.head_sequence
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{}", report.problem);
+        Ok(ExitCode::from(2))
+    }
+}
+
+pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode> {
+    let status = client
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let value = serde_json::json!({
+        "daemon": {"running": true, "strategy": status.strategy, "version": status.version},
+        "computer": status.computer,
+        "roots": status.roots,
+        "baseline_entries": status.baseline_entries,
+        "journal_last_sequence": status.journal_last_sequence,
+        "dropped_events": status.dropped_events,
+        "gap_notices": status.gap_notices,
+        "coalescing_paths": status.coalescing_paths,
+        "held_paths": status.held_paths,
+        "queued_events": status.queued_events,
+        "scan_running": status.scan_running,
+        "scans_queued": status.scans_queued,
+        "last_scans": status.last_scans.iter().map(|scan| serde_json::json!({
+            "kind": scan.kind, "files": scan.files, "changes": scan.changes, "errors": scan.errors,
+        })).collect::<Vec<_>>(),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("daemon:     running (strategy {}, version {})", status.strategy, status.version);
+    println!("computer:   {} ({})", status.computer, status.computer_id);
+    println!("roots:      {}", status.roots.join(" "));
+    println!("baseline:   {} entries", status.baseline_entries);
+    println!("journal:    last sequence {}", status.journal_last_sequence);
+    println!(
+        "events:     {} lost in {} gap(s), {} coalescing, {} queued, {} held (disk full)",
+        status.dropped_events,
+        status.gap_notices,
+        status.coalescing_paths,
+        status.queued_events,
+        status.held_paths
+    );
+    println!(
+        "scans:      {}, {} queued",
+        if status.scan_running { "one running" } else { "none running" },
+        status.scans_queued
+    );
+    for scan in &status.last_scans {
+        println!(
+            "  {}: {} files, {} changes, {} errors",
+            scan.kind, scan.files, scan.changes, scan.errors
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn trigger_scan(client: &mut Client, entities: Vec<String>, full: bool) -> anyhow::Result<ExitCode> {
+    client
+        .trigger_scan(pb::TriggerScanRequest { entities, full })
+        .await
+        .map_err(status_error)?;
+    println!("scan requested from the running daemon; `fim status` shows when it ran, `fim changes` what it found");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fim watch`: the live stream, resumed after `from` (records only; gap notices to stderr).
+pub async fn watch(client: &mut Client, from: u64, filter: &FilterArgs, format: Format) -> anyhow::Result<ExitCode> {
+    if format == Format::Json || format == Format::Csv {
+        bail!("fim watch prints table or jsonl lines");
+    }
+    let mut stream = client
+        .watch_changes(pb::WatchChangesRequest {
+            from_sequence: from,
+            filter: Some(filter.to_proto()?),
+            live_only: false,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    use std::io::Write as _;
+    while let Some(item) = stream.message().await.map_err(status_error)? {
+        match item.item {
+            Some(pb::watch_changes_response::Item::Record(record)) => {
+                let record = record_of(&record)?;
+                let mut stdout = std::io::stdout().lock();
+                output::records_line(&record, format, &mut stdout)?;
+                stdout.flush()?;
+            }
+            Some(pb::watch_changes_response::Item::Gap(gap)) => eprintln!(
+                "fim: {} kernel events were lost under {}; the daemon is rescanning them",
+                gap.dropped,
+                gap.roots.join(", ")
+            ),
+            None => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
