@@ -26,12 +26,14 @@ pub fn fim_bin() -> PathBuf {
     fim
 }
 
-/// A scratch area: `tree/` to monitor, `state/` for the database, `policy.toml`.
+/// A scratch area: `tree/` to monitor, `state/` for the database, `policy.toml`, and the
+/// daemon's API socket `api.sock` (never the system's /run/fim/fim.sock).
 pub struct Workspace {
     pub base: PathBuf,
     pub tree: PathBuf,
     pub state: PathBuf,
     pub policy: PathBuf,
+    pub socket: PathBuf,
 }
 
 impl Workspace {
@@ -45,6 +47,7 @@ impl Workspace {
             tree: base.join("tree"),
             state: base.join("state"),
             policy: base.join("policy.toml"),
+            socket: base.join("api.sock"),
             base,
         };
         workspace.write_policy(&format!(
@@ -67,14 +70,16 @@ impl Workspace {
             .arg(&self.state)
             .arg("--policy")
             .arg(&self.policy)
+            .arg("--socket")
+            .arg(&self.socket)
             .args(args)
             .output()
             .expect("run fim")
     }
 
-    /// `fim changes --format jsonl` as values.
+    /// `fim changes --format jsonl` as values, read from the database itself (`--local`).
     pub fn journal(&self) -> Vec<Value> {
-        let output = self.fim(&["changes", "--format", "jsonl"]);
+        let output = self.fim(&["--local", "changes", "--format", "jsonl", "--limit", "1000000"]);
         assert!(
             output.status.success(),
             "fim changes failed: {}",
@@ -117,6 +122,8 @@ impl Engine {
             .arg("--state-dir")
             .arg(&workspace.state)
             .arg("--print-records")
+            .arg("--api-socket")
+            .arg(&workspace.socket)
             .args(extra)
             .env("FIM_LOG", "info");
         let (child, records, log) = spawn_collecting(&mut command);
