@@ -310,8 +310,15 @@ pub async fn run_remote(client: &mut Client, command: EntitiesCommand) -> anyhow
             println!("{table}");
         }
         EntitiesCommand::Add(args) => {
-            if entities(client).await?.iter().any(|entity| entity.name == args.name) {
-                bail!("an entity named {:?} exists already: use `fim entities edit`", args.name);
+            if entities(client)
+                .await?
+                .iter()
+                .any(|entity| entity.name == args.name)
+            {
+                bail!(
+                    "an entity named {:?} exists already: use `fim entities edit`",
+                    args.name
+                );
             }
             let recursive = !args.no_recursive && !last_segment_has_wildcard(&args.path);
             let entity = pb::Entity {
@@ -323,10 +330,15 @@ pub async fn run_remote(client: &mut Client, command: EntitiesCommand) -> anyhow
                 ignore: args.ignore,
             };
             client
-                .upsert_entity(pb::UpsertEntityRequest { entity: Some(entity) })
+                .upsert_entity(pb::UpsertEntityRequest {
+                    entity: Some(entity),
+                })
                 .await
                 .map_err(status_error)?;
-            println!("added entity {}; the daemon applies it within a second or two", args.name);
+            println!(
+                "added entity {}; the daemon applies it within a second or two",
+                args.name
+            );
         }
         EntitiesCommand::Edit(args) => {
             if args.rename.is_some() {
@@ -352,21 +364,29 @@ pub async fn run_remote(client: &mut Client, command: EntitiesCommand) -> anyhow
                 entity.ignore = ignore.into_iter().filter(|glob| !glob.is_empty()).collect();
             }
             client
-                .upsert_entity(pb::UpsertEntityRequest { entity: Some(entity) })
+                .upsert_entity(pb::UpsertEntityRequest {
+                    entity: Some(entity),
+                })
                 .await
                 .map_err(status_error)?;
             println!("changed entity {}", args.name);
         }
         EntitiesCommand::Enable { name } => {
             client
-                .set_entity_enabled(pb::SetEntityEnabledRequest { name: name.clone(), enabled: true })
+                .set_entity_enabled(pb::SetEntityEnabledRequest {
+                    name: name.clone(),
+                    enabled: true,
+                })
                 .await
                 .map_err(status_error)?;
             println!("enabled entity {name}");
         }
         EntitiesCommand::Disable { name } => {
             client
-                .set_entity_enabled(pb::SetEntityEnabledRequest { name: name.clone(), enabled: false })
+                .set_entity_enabled(pb::SetEntityEnabledRequest {
+                    name: name.clone(),
+                    enabled: false,
+                })
                 .await
                 .map_err(status_error)?;
             println!("disabled entity {name}");

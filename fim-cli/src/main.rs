@@ -87,7 +87,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .try_init();
     let cli = Cli::parse();
-    let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let result = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime.block_on(dispatch(cli)),
         Err(error) => Err(anyhow::anyhow!("cannot start the async runtime: {error}")),
     };

@@ -94,7 +94,11 @@ pub fn records(
 }
 
 /// One record as one line, for a stream (`fim watch`).
-pub fn records_line(record: &ChangeRecord, format: Format, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn records_line(
+    record: &ChangeRecord,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     match format {
         Format::Jsonl | Format::Json => {
             serde_json::to_writer(&mut *out, record).context("writing json")?;

@@ -68,13 +68,20 @@ pub fn record_of(record: &pb::ChangeRecord) -> anyhow::Result<ChangeRecord> {
 
 /// A gRPC status as a one-line error.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("the daemon refused: {} ({:?})", status.message(), status.code())
+    anyhow::anyhow!(
+        "the daemon refused: {} ({:?})",
+        status.message(),
+        status.code()
+    )
 }
 
 pub async fn changes(client: &mut Client, args: ChangesArgs) -> anyhow::Result<ExitCode> {
     let filter = args.filter.to_proto()?;
     let mut records = Vec::new();
-    let mut token = args.after.map(|after| after.to_string()).unwrap_or_default();
+    let mut token = args
+        .after
+        .map(|after| after.to_string())
+        .unwrap_or_default();
     while records.len() < args.limit {
         let page_size = (args.limit - records.len()).min(10_000) as u32;
         let response = client
@@ -165,7 +172,10 @@ pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode>
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("daemon:     running (strategy {}, version {})", status.strategy, status.version);
+    println!(
+        "daemon:     running (strategy {}, version {})",
+        status.strategy, status.version
+    );
     println!("computer:   {} ({})", status.computer, status.computer_id);
     println!("roots:      {}", status.roots.join(" "));
     println!("baseline:   {} entries", status.baseline_entries);
@@ -180,7 +190,11 @@ pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode>
     );
     println!(
         "scans:      {}, {} queued",
-        if status.scan_running { "one running" } else { "none running" },
+        if status.scan_running {
+            "one running"
+        } else {
+            "none running"
+        },
         status.scans_queued
     );
     for scan in &status.last_scans {
@@ -192,7 +206,11 @@ pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn trigger_scan(client: &mut Client, entities: Vec<String>, full: bool) -> anyhow::Result<ExitCode> {
+pub async fn trigger_scan(
+    client: &mut Client,
+    entities: Vec<String>,
+    full: bool,
+) -> anyhow::Result<ExitCode> {
     client
         .trigger_scan(pb::TriggerScanRequest { entities, full })
         .await
@@ -202,7 +220,12 @@ pub async fn trigger_scan(client: &mut Client, entities: Vec<String>, full: bool
 }
 
 /// `fim watch`: the live stream, resumed after `from` (records only; gap notices to stderr).
-pub async fn watch(client: &mut Client, from: u64, filter: &FilterArgs, format: Format) -> anyhow::Result<ExitCode> {
+pub async fn watch(
+    client: &mut Client,
+    from: u64,
+    filter: &FilterArgs,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     if format == Format::Json || format == Format::Csv {
         bail!("fim watch prints table or jsonl lines");
     }

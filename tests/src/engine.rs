@@ -79,7 +79,9 @@ impl Workspace {
 
     /// `fim changes --format jsonl` as values, read from the database itself (`--local`).
     pub fn journal(&self) -> Vec<Value> {
-        let output = self.fim(&["--local", "changes", "--format", "jsonl", "--limit", "1000000"]);
+        let output = self.fim(&[
+            "--local", "changes", "--format", "jsonl", "--limit", "1000000",
+        ]);
         assert!(
             output.status.success(),
             "fim changes failed: {}",

@@ -34,7 +34,9 @@ fn reconnecting_watchers_get_the_journal_exactly_once() {
         loop {
             assert!(Instant::now() < deadline, "the stream never caught up");
             let last = received.last().map_or(0, |record| record.sequence);
-            let mut client = fim_api::client::connect_unix(&socket).await.expect("connect");
+            let mut client = fim_api::client::connect_unix(&socket)
+                .await
+                .expect("connect");
             let mut stream = client
                 .watch_changes(pb::WatchChangesRequest {
                     from_sequence: last,

@@ -15,8 +15,31 @@ pub(crate) fn run(name: &str, args: &[String]) -> Result<()> {
     match name {
         "kernel" => kernel(args),
         "scan" => crate::bench_scan::run(args),
-        other => bail!("unknown benchmark `{other}`; available: kernel, scan"),
+        "grpc" => grpc(args),
+        other => bail!("unknown benchmark `{other}`; available: kernel, scan, grpc"),
     }
+}
+
+/// Streaming throughput (1 and 8 subscribers, beside reading the journal directly) and
+/// write-to-subscriber latency (beside the coalescing window); see `bench_grpc`.
+fn grpc(args: &[String]) -> Result<()> {
+    setup::run()?;
+    run_cmd(cargo().args(["build", "--release", "-p", "fim-userspace", "--bin", "fimd"]))?;
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "fim-tests",
+        "--bin",
+        "bench_grpc",
+    ]))?;
+    let release = target_dir().join("release");
+    run_cmd(
+        std::process::Command::new(release.join("bench_grpc"))
+            .arg("--fimd")
+            .arg(release.join("fimd"))
+            .args(args),
+    )
 }
 
 fn kernel(args: &[String]) -> Result<()> {
