@@ -26,12 +26,14 @@ pub fn fim_bin() -> PathBuf {
     fim
 }
 
-/// A scratch area: `tree/` to monitor, `state/` for the database, `policy.toml`.
+/// A scratch area: `tree/` to monitor, `state/` for the database, `policy.toml`, and
+/// `fim.sock` for the daemon's API (so parallel daemons never share /run/fim/fim.sock).
 pub struct Workspace {
     pub base: PathBuf,
     pub tree: PathBuf,
     pub state: PathBuf,
     pub policy: PathBuf,
+    pub socket: PathBuf,
 }
 
 impl Workspace {
@@ -45,6 +47,7 @@ impl Workspace {
             tree: base.join("tree"),
             state: base.join("state"),
             policy: base.join("policy.toml"),
+            socket: base.join("fim.sock"),
             base,
         };
         workspace.write_policy(&format!(
@@ -106,9 +109,17 @@ impl Engine {
         Self::start_with(workspace, &[])
     }
 
+    /// `extra` goes last; unless it has `--api-socket` or `--no-api`, the API listens on the
+    /// workspace's socket.
     pub fn start_with(workspace: &Workspace, extra: &[&str]) -> Self {
         require_root();
         let mut command = Command::new(fimd_bin());
+        if !extra
+            .iter()
+            .any(|arg| *arg == "--api-socket" || *arg == "--no-api")
+        {
+            command.arg("--api-socket").arg(&workspace.socket);
+        }
         command
             .arg("--strategy")
             .arg(strategy())
