@@ -153,3 +153,31 @@ fn grant_group(path: &Path, gid: u32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stale_sockets_are_replaced_live_ones_and_files_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/fim/fim.sock");
+        let live = bind(&path, None, None).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        assert!(matches!(
+            bind(&path, None, None),
+            Err(SocketError::InUse(_))
+        ));
+        drop(live);
+        // Nobody listens any more: the stale socket is replaced.
+        let _again = bind(&path, None, None).unwrap();
+        let file = dir.path().join("not-a-socket");
+        fs::write(&file, "keep me").unwrap();
+        assert!(matches!(
+            bind(&file, None, None),
+            Err(SocketError::NotASocket(_))
+        ));
+        assert_eq!(fs::read_to_string(&file).unwrap(), "keep me");
+    }
+}
