@@ -35,6 +35,13 @@ const WRITES: [&str; 4] = [
     "DeleteEntity",
 ];
 
+/// The test groups' ids (owners, readers), created once: parallel `groupadd` runs would
+/// fight over the lock on /etc/group.
+fn groups() -> (u32, u32) {
+    static GROUPS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *GROUPS.get_or_init(|| (ensure_group(OWNERS, 64990), ensure_group(READERS, 64991)))
+}
+
 /// Runs the probe as uid 65534 with the given group options; METHOD -> code.
 fn probe(workspace: &Workspace, groups: &[&str]) -> BTreeMap<String, String> {
     let output = Command::new("setpriv")
@@ -74,8 +81,7 @@ fn start(workspace: &Workspace) -> Engine {
 
 #[test]
 fn socket_is_owner_group_only_with_a_reader_acl() {
-    let owners = ensure_group(OWNERS, 64990);
-    ensure_group(READERS, 64991);
+    let (owners, _) = groups();
     let workspace = Workspace::new("api-socket-mode");
     let engine = start(&workspace);
     let meta = std::fs::metadata(&workspace.socket).expect("socket exists");
@@ -95,8 +101,7 @@ fn socket_is_owner_group_only_with_a_reader_acl() {
 
 #[test]
 fn a_process_with_no_role_is_denied_everything() {
-    ensure_group(OWNERS, 64990);
-    ensure_group(READERS, 64991);
+    groups();
     let workspace = Workspace::new("api-nobody");
     let engine = start(&workspace);
     let nobody = [format!("--regid={NOBODY}"), "--clear-groups".to_string()];
@@ -127,8 +132,7 @@ fn a_process_with_no_role_is_denied_everything() {
 
 #[test]
 fn a_reader_can_read_but_not_change_anything() {
-    ensure_group(OWNERS, 64990);
-    let readers = ensure_group(READERS, 64991);
+    let (_, readers) = groups();
     let workspace = Workspace::new("api-reader");
     let engine = start(&workspace);
     let before = std::fs::read_to_string(&workspace.policy).expect("policy");
@@ -171,8 +175,7 @@ fn a_reader_can_read_but_not_change_anything() {
 
 #[test]
 fn an_owner_group_member_can_trigger_scans() {
-    let owners = ensure_group(OWNERS, 64990);
-    ensure_group(READERS, 64991);
+    let (owners, _) = groups();
     let workspace = Workspace::new("api-owner-group");
     let engine = start(&workspace);
     let groups = [format!("--regid={NOBODY}"), format!("--groups={owners}")];
@@ -190,8 +193,7 @@ fn an_owner_group_member_can_trigger_scans() {
 
 #[test]
 fn root_manages_entities_and_the_daemon_follows() {
-    ensure_group(OWNERS, 64990);
-    ensure_group(READERS, 64991);
+    groups();
     let workspace = Workspace::new("api-root");
     let extra = workspace.tree.join("extra");
     std::fs::create_dir_all(&extra).expect("mkdir extra");
