@@ -1,5 +1,22 @@
 //! fim.v1, the gRPC API: generated code, conversions from engine types, the server, roles and
 //! transports. The engine knows nothing of gRPC; this crate only uses its public handle.
+//!
+//! - [`convert`]: engine types to messages and validated requests back;
+//! - [`service`]: the fim.v1.Fim calls over a [`fim_engine::daemon::DaemonHandle`];
+//! - [`auth`]: owner and reader roles, applied in one tower layer;
+//! - [`server`]: the Unix socket and optional mutual-TLS TCP listener.
+pub mod auth;
+pub mod convert;
+mod entities;
+pub mod peer;
+pub mod server;
+pub mod service;
+mod socket;
+mod watch;
+
+pub use auth::Role;
+pub use server::{serve, ApiConfig, ApiError, ApiServer, TcpConfig};
+
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("fim.v1");

@@ -26,8 +26,8 @@ pub fn fim_bin() -> PathBuf {
     fim
 }
 
-/// A scratch area: `tree/` to monitor, `state/` for the database, `policy.toml`, and the
-/// daemon's API socket `api.sock` (never the system's /run/fim/fim.sock).
+/// A scratch area: `tree/` to monitor, `state/` for the database, `policy.toml`, and
+/// `fim.sock` for the daemon's API (so parallel daemons never share /run/fim/fim.sock).
 pub struct Workspace {
     pub base: PathBuf,
     pub tree: PathBuf,
@@ -47,7 +47,7 @@ impl Workspace {
             tree: base.join("tree"),
             state: base.join("state"),
             policy: base.join("policy.toml"),
-            socket: base.join("api.sock"),
+            socket: base.join("fim.sock"),
             base,
         };
         workspace.write_policy(&format!(
@@ -113,9 +113,17 @@ impl Engine {
         Self::start_with(workspace, &[])
     }
 
+    /// `extra` goes last; unless it has `--api-socket` or `--no-api`, the API listens on the
+    /// workspace's socket.
     pub fn start_with(workspace: &Workspace, extra: &[&str]) -> Self {
         require_root();
         let mut command = Command::new(fimd_bin());
+        if !extra
+            .iter()
+            .any(|arg| *arg == "--api-socket" || *arg == "--no-api")
+        {
+            command.arg("--api-socket").arg(&workspace.socket);
+        }
         command
             .arg("--strategy")
             .arg(strategy())
@@ -124,8 +132,6 @@ impl Engine {
             .arg("--state-dir")
             .arg(&workspace.state)
             .arg("--print-records")
-            .arg("--api-socket")
-            .arg(&workspace.socket)
             .args(extra)
             .env("FIM_LOG", "info");
         let (child, records, log) = spawn_collecting(&mut command);

@@ -16,6 +16,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod api;
 pub mod engine;
 
 /// Fails the test loudly when not root: these tests load BPF programs.

@@ -18,6 +18,8 @@ use crate::{
 
 /// What the daemon announces, in order: journaled records (after their commit) and gap
 /// notices (kernel events lost; the affected entities are being rescanned).
+// Nearly every announcement is a record, so boxing it would only add an allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Announcement {
     Record(ChangeRecord),

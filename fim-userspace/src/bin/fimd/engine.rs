@@ -2,13 +2,18 @@
 //!
 //! This file is the only place that knows both halves: it turns the policy's watch roots into
 //! kernel roots, hands the event channel to [`Daemon::run`], applies root updates the engine
-//! sends after a policy change, and turns signals into an orderly stop.
+//! sends after a policy change, serves the gRPC API over the daemon's handle, and turns
+//! signals into an orderly stop (the engine finishes first, then the API).
+use std::time::Duration;
+
 use anyhow::Context as _;
+use fim_api::{ApiConfig, ApiServer, TcpConfig};
 use fim_engine::daemon::{Daemon, DaemonConfig, PolicySource, WatchRoot};
 use fim_userspace::roots::RootSpec;
 use tokio::{
     signal::unix::{signal, SignalKind},
-    sync::{mpsc, watch},
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
 };
 
 use crate::{start_kernel_source, Args};
@@ -29,6 +34,74 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
     }
 }
 
+/// How long calls in flight may take to finish once the engine has stopped.
+const API_GRACE: Duration = Duration::from_secs(5);
+
+fn api_config(args: &Args) -> anyhow::Result<ApiConfig> {
+    let group = |name: &str| (!name.is_empty()).then(|| name.to_string());
+    let tcp = match args.api_tcp {
+        None => None,
+        Some(listen) => {
+            // clap enforces these with --api-tcp (requires_all).
+            let path = |value: &Option<std::path::PathBuf>, flag: &str| {
+                value
+                    .clone()
+                    .with_context(|| format!("--api-tcp needs {flag}"))
+            };
+            Some(TcpConfig {
+                listen,
+                cert: path(&args.api_tls_cert, "--api-tls-cert")?,
+                key: path(&args.api_tls_key, "--api-tls-key")?,
+                client_ca: path(&args.api_client_ca, "--api-client-ca")?,
+                clients: args.api_clients.clone(),
+            })
+        }
+    };
+    Ok(ApiConfig {
+        socket: args.api_socket.clone(),
+        owner_group: group(&args.api_owner_group),
+        reader_group: group(&args.api_reader_group),
+        tcp,
+    })
+}
+
+/// The running API and the way to stop it.
+struct Api {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), fim_api::ApiError>>,
+}
+
+impl Api {
+    /// Binds now (a bad configuration stops start-up) and serves in the background.
+    async fn start(daemon: &Daemon, args: &Args) -> anyhow::Result<Option<Api>> {
+        if args.no_api {
+            tracing::info!("the gRPC API is off (--no-api)");
+            return Ok(None);
+        }
+        let server = ApiServer::bind(daemon.handle(), api_config(args)?)
+            .await
+            .context("starting the gRPC API")?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        Ok(Some(Api { stop, task }))
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(API_GRACE, self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::error!("{error}"),
+            Ok(Err(join)) => tracing::error!("the API task failed: {join}"),
+            Err(_) => tracing::warn!(
+                "API calls were still running after {}s; stopping anyway",
+                API_GRACE.as_secs()
+            ),
+        }
+    }
+}
+
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let daemon = Daemon::open(DaemonConfig {
         state_dir: args.state_dir.clone(),
@@ -38,11 +111,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("starting the engine")?;
     let roots = daemon.watch_roots();
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let (stop, stopping) = watch::channel(false);
-    let (root_updates, mut root_requests) = mpsc::channel::<Vec<WatchRoot>>(4);
+    let (root_updates, root_requests) = mpsc::channel::<Vec<WatchRoot>>(4);
     daemon.set_status("pid", &std::process::id().to_string());
     daemon.set_status("started", &fim_engine::change::now_rfc3339());
     daemon.set_status(
@@ -53,7 +123,36 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" "),
     );
-    match start_kernel_source(&args, kernel_roots(&roots)).await? {
+    let api = Api::start(&daemon, &args).await?;
+    let result = run_engine(
+        daemon,
+        &args,
+        roots,
+        root_updates,
+        root_requests,
+        stop,
+        stopping,
+    )
+    .await;
+    if let Some(api) = api {
+        api.stop().await;
+    }
+    result
+}
+
+async fn run_engine(
+    daemon: Daemon,
+    args: &Args,
+    roots: Vec<WatchRoot>,
+    root_updates: mpsc::Sender<Vec<WatchRoot>>,
+    mut root_requests: mpsc::Receiver<Vec<WatchRoot>>,
+    stop: watch::Sender<bool>,
+    stopping: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    match start_kernel_source(args, kernel_roots(&roots)).await? {
         Some((strategy, (source, events))) => {
             daemon.set_status("strategy", &strategy.to_string());
             daemon.set_source(

@@ -52,6 +52,47 @@ pub(crate) struct Args {
     /// Kernel BTF to read struct offsets from.
     #[arg(long, default_value = "/sys/kernel/btf/vmlinux")]
     btf: PathBuf,
+    /// The gRPC API's Unix socket.
+    #[arg(long, value_name = "PATH", default_value = "/run/fim/fim.sock")]
+    pub(crate) api_socket: PathBuf,
+    /// Members of this group are API owners (root always is); "" for root only.
+    #[arg(long, value_name = "NAME", default_value = "fim")]
+    pub(crate) api_owner_group: String,
+    /// Members of this group are API readers; "" for none.
+    #[arg(long, value_name = "NAME", default_value = "fim-readers")]
+    pub(crate) api_reader_group: String,
+    /// Do not offer the gRPC API.
+    #[arg(long, conflicts_with = "api_tcp")]
+    pub(crate) no_api: bool,
+    /// Also offer the API over TCP with TLS; clients must present a certificate from
+    /// --api-client-ca whose fingerprint is listed with --api-client.
+    #[arg(long, value_name = "ADDR", requires_all = ["api_tls_cert", "api_tls_key", "api_client_ca"])]
+    pub(crate) api_tcp: Option<std::net::SocketAddr>,
+    /// The server certificate chain for --api-tcp (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) api_tls_cert: Option<PathBuf>,
+    /// The server key for --api-tcp (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) api_tls_key: Option<PathBuf>,
+    /// The CA that signs client certificates for --api-tcp (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) api_client_ca: Option<PathBuf>,
+    /// A TLS client and its role: the SHA-256 fingerprint of its DER certificate (hex, colons
+    /// allowed) and "owner" or "reader", e.g. `ab12...=reader` (repeatable).
+    #[arg(long = "api-client", value_name = "FINGERPRINT=ROLE", value_parser = parse_api_client)]
+    pub(crate) api_clients: Vec<(String, fim_api::Role)>,
+}
+
+fn parse_api_client(text: &str) -> Result<(String, fim_api::Role), String> {
+    let (fingerprint, role) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{text:?} is not FINGERPRINT=owner|reader"))?;
+    let role = fim_api::Role::parse(role)
+        .ok_or_else(|| format!("{role:?} is not a role (owner or reader)"))?;
+    let fingerprint = fim_api::auth::parse_fingerprint(fingerprint).ok_or_else(|| {
+        format!("{fingerprint:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
+    })?;
+    Ok((fingerprint, role))
 }
 
 fn parse_requested(text: &str) -> Result<Requested, String> {

@@ -1,0 +1,281 @@
+//! Roles: an owner may change monitoring, a reader may only look (the product's two roles).
+//!
+//! The decision is made once, in a tower layer in front of every service (fim.v1.Fim, health,
+//! reflection), from what the transport proved about the peer, never from request metadata:
+//! on the Unix socket the kernel's peer credentials (root, or membership of the owner or
+//! reader group); on TCP the client certificate that TLS verified against the client CA,
+//! looked up by its SHA-256 fingerprint. Doing it in one layer means a new RPC cannot forget
+//! its check: anything not listed as mutating needs the reader role, the rest the owner role.
+//! The caller's role and identity are left in the request's extensions ([`Caller`]) so the
+//! service can say who changed what.
+use std::{
+    collections::HashMap,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tonic::{
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+    Status,
+};
+
+use crate::peer::UnixPeer;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// May enable, disable and edit monitoring, and trigger scans.
+    Owner,
+    /// May only view.
+    Reader,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Reader => "reader",
+        }
+    }
+
+    /// "owner" or "reader" (case-insensitive).
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::Owner, Role::Reader]
+            .into_iter()
+            .find(|role| role.as_str().eq_ignore_ascii_case(text))
+    }
+
+    fn allows(self, needed: Role) -> bool {
+        self == Role::Owner || needed == Role::Reader
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The calls that change the daemon; every other call only reads.
+const MUTATING: [&str; 4] = [
+    "/fim.v1.Fim/TriggerScan",
+    "/fim.v1.Fim/UpsertEntity",
+    "/fim.v1.Fim/SetEntityEnabled",
+    "/fim.v1.Fim/DeleteEntity",
+];
+
+/// The role a gRPC method (its HTTP/2 path) needs.
+pub fn required_role(path: &str) -> Role {
+    if MUTATING.contains(&path) {
+        Role::Owner
+    } else {
+        Role::Reader
+    }
+}
+
+/// Normalises a certificate fingerprint: SHA-256 as hex, colons allowed, any case.
+pub fn parse_fingerprint(text: &str) -> Option<String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+}
+
+/// SHA-256 of a DER certificate, lowercase hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    fim_engine::change::hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
+
+/// Who gets which role.
+#[derive(Clone, Debug, Default)]
+pub struct Roles {
+    /// Members of this group (primary or supplementary) are owners; root always is.
+    pub owner_gid: Option<u32>,
+    pub reader_gid: Option<u32>,
+    /// Client certificate fingerprints (normalised by [`parse_fingerprint`]) and their roles.
+    pub clients: HashMap<String, Role>,
+}
+
+/// The authenticated caller, in the request's extensions after the layer let it through.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub role: Role,
+    /// "uid 1000 (gid 1000, pid 42)" or "certificate SHA256:ab.. from 10.0.0.2:5123".
+    pub identity: String,
+}
+
+impl Roles {
+    fn of_unix(&self, peer: &UnixPeer) -> Option<Role> {
+        if peer.uid == 0 || self.owner_gid.is_some_and(|gid| peer.in_group(gid)) {
+            Some(Role::Owner)
+        } else if self.reader_gid.is_some_and(|gid| peer.in_group(gid)) {
+            Some(Role::Reader)
+        } else {
+            None
+        }
+    }
+
+    /// The peer's identity and role (None: a peer with no role), from the transport.
+    fn identify(&self, extensions: &http::Extensions) -> (String, Option<Role>) {
+        if let Some(peer) = extensions.get::<Option<UnixPeer>>() {
+            return match peer {
+                Some(peer) => (peer.describe(), self.of_unix(peer)),
+                None => ("a local client with unknown credentials".into(), None),
+            };
+        }
+        if let Some(tls) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
+            let from = tls
+                .get_ref()
+                .remote_addr()
+                .map(|addr| format!(" from {addr}"))
+                .unwrap_or_default();
+            let leaf = tls.peer_certs().and_then(|certs| certs.first().cloned());
+            return match leaf {
+                Some(leaf) => {
+                    let fingerprint = fingerprint(leaf.as_ref());
+                    let role = self.clients.get(&fingerprint).copied();
+                    (format!("certificate SHA256:{fingerprint}{from}"), role)
+                }
+                None => (format!("a TLS client without a certificate{from}"), None),
+            };
+        }
+        ("a client on an unknown transport".into(), None)
+    }
+
+    /// Allows the call or says why not.
+    pub fn authorize(&self, path: &str, extensions: &http::Extensions) -> Result<Caller, Status> {
+        let (identity, role) = self.identify(extensions);
+        let needed = required_role(path);
+        let call = path.rsplit('/').next().unwrap_or(path);
+        match role {
+            Some(role) if role.allows(needed) => Ok(Caller { role, identity }),
+            Some(role) => {
+                tracing::warn!(peer = %identity, call, role = %role, "denied: {call} needs the {needed} role");
+                Err(Status::permission_denied(format!(
+                    "{call} needs the {needed} role; {identity} is a {role}"
+                )))
+            }
+            None => {
+                tracing::warn!(peer = %identity, call, "denied: the peer has no role");
+                Err(Status::permission_denied(format!(
+                    "{call} needs the {needed} role; {identity} has no role on this daemon"
+                )))
+            }
+        }
+    }
+}
+
+/// The tower layer that applies [`Roles`] to every request.
+#[derive(Clone)]
+pub struct AuthLayer {
+    roles: Arc<Roles>,
+}
+
+impl AuthLayer {
+    pub fn new(roles: Arc<Roles>) -> Self {
+        AuthLayer { roles }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authorize {
+            inner,
+            roles: self.roles.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    roles: Arc<Roles>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Authorize<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        match self
+            .roles
+            .authorize(request.uri().path(), request.extensions())
+        {
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+                Box::pin(self.inner.call(request))
+            }
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unix(uid: u32, gid: u32, groups: Vec<u32>) -> http::Extensions {
+        let mut extensions = http::Extensions::new();
+        extensions.insert(Some(UnixPeer {
+            uid,
+            gid,
+            pid: Some(1),
+            groups,
+        }));
+        extensions
+    }
+
+    #[test]
+    fn unix_roles_follow_uid_and_groups() {
+        let roles = Roles {
+            owner_gid: Some(900),
+            reader_gid: Some(901),
+            clients: HashMap::new(),
+        };
+        let scan = "/fim.v1.Fim/TriggerScan";
+        let status = "/fim.v1.Fim/GetStatus";
+        assert!(roles.authorize(scan, &unix(0, 0, vec![])).is_ok());
+        assert!(roles.authorize(scan, &unix(1000, 1000, vec![900])).is_ok());
+        assert!(roles.authorize(status, &unix(1000, 901, vec![])).is_ok());
+        let denied = roles.authorize(scan, &unix(1000, 901, vec![])).unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        assert!(denied
+            .message()
+            .contains("TriggerScan needs the owner role"));
+        let nobody = roles
+            .authorize(status, &unix(65534, 65534, vec![]))
+            .unwrap_err();
+        assert_eq!(nobody.code(), tonic::Code::PermissionDenied);
+        let unknown = roles
+            .authorize(status, &http::Extensions::new())
+            .unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::PermissionDenied);
+    }
+
+    #[test]
+    fn fingerprints_normalise() {
+        let colons = "AB:".repeat(31) + "AB";
+        assert_eq!(parse_fingerprint(&colons), Some("ab".repeat(32)));
+        assert_eq!(parse_fingerprint("abc"), None);
+        assert_eq!(fingerprint(b"").len(), 64);
+    }
+}

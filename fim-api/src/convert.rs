@@ -1,0 +1,452 @@
+//! Engine types to fim.v1 messages and back.
+//!
+//! The engine's record schema is the contract (it is what the journal hashes), so records go
+//! out field for field, plus `journal_json`, the exact JSON the hash chain covers, for clients
+//! that verify the chain themselves. Requests come in from anyone who can reach the socket,
+//! so every pb → engine conversion validates and answers INVALID_ARGUMENT naming the field,
+//! instead of guessing (an unknown enum value is an error, not "any").
+use fim_engine::{
+    change::{self, ChangeCategory, ConfigChangeType, Detection},
+    path_text::{display_bytes, display_path, parse_display},
+    policy::{Entity, EntityKind},
+    source::GapNotice,
+    store::{BaselineEntry, ChangeFilter, GroupKey, ScanRun, VerifyProblem, VerifyReport},
+};
+use tonic::Status;
+
+use crate::pb;
+
+/// A record as sent to clients; `journal_json` is the record's journaled text.
+pub fn record(record: &change::ChangeRecord) -> pb::ChangeRecord {
+    let journal_json = serde_json::to_string(record).unwrap_or_default();
+    pb::ChangeRecord {
+        sequence: record.sequence,
+        time_generated: record.time_generated.clone(),
+        computer: record.computer.clone(),
+        computer_id: record.computer_id.clone(),
+        config_change_type: change_type(record.config_change_type) as i32,
+        change_category: category(record.change_category) as i32,
+        fields_changed: record.fields_changed.clone(),
+        entity: record.entity.clone(),
+        detected_by: detection(record.detected_by).to_string(),
+        operations: record.operations.clone(),
+        actor: record.actor.as_ref().map(actor),
+        file: record.file.as_ref().map(file_columns),
+        journal_json,
+    }
+}
+
+fn detection(detection: Detection) -> &'static str {
+    match detection {
+        Detection::Realtime => "realtime",
+        Detection::Scan => "scan",
+        Detection::GapRescan => "gap-rescan",
+    }
+}
+
+fn change_type(kind: ConfigChangeType) -> pb::ConfigChangeType {
+    match kind {
+        ConfigChangeType::Files => pb::ConfigChangeType::Files,
+        ConfigChangeType::Registry => pb::ConfigChangeType::Registry,
+        ConfigChangeType::WindowsServices => pb::ConfigChangeType::WindowsServices,
+        ConfigChangeType::Daemons => pb::ConfigChangeType::Daemons,
+    }
+}
+
+fn category(kind: ChangeCategory) -> pb::ChangeCategory {
+    match kind {
+        ChangeCategory::Added => pb::ChangeCategory::Added,
+        ChangeCategory::Modified => pb::ChangeCategory::Modified,
+        ChangeCategory::Removed => pb::ChangeCategory::Removed,
+    }
+}
+
+fn actor(actor: &change::Actor) -> pb::Actor {
+    pb::Actor {
+        process_id: actor.process_id,
+        thread_id: actor.thread_id,
+        process_name: actor.process_name.clone(),
+        executable: actor.executable.clone(),
+        parent_process_id: actor.parent_process_id,
+        user_id: actor.user_id,
+        user_name: actor.user_name.clone(),
+        group_id: actor.group_id,
+        login_user_id: actor.login_user_id,
+        cgroup_id: actor.cgroup_id,
+        cgroup: actor.cgroup.clone(),
+    }
+}
+
+fn file_columns(file: &change::FileColumns) -> pb::FileColumns {
+    let file = file.clone();
+    pb::FileColumns {
+        file_system_path: file.file_system_path,
+        renamed_from: file.renamed_from,
+        renamed_to: file.renamed_to,
+        file_type: file.file_type,
+        previous_file_type: file.previous_file_type,
+        size: file.size,
+        previous_size: file.previous_size,
+        date_modified: file.date_modified,
+        previous_date_modified: file.previous_date_modified,
+        owner: file.owner,
+        previous_owner: file.previous_owner,
+        group: file.group,
+        previous_group: file.previous_group,
+        mode: file.mode,
+        previous_mode: file.previous_mode,
+        acls: file.acls,
+        previous_acls: file.previous_acls,
+        attributes: file.attributes,
+        previous_attributes: file.previous_attributes,
+        capabilities: file.capabilities,
+        previous_capabilities: file.previous_capabilities,
+        selinux_context: file.selinux_context,
+        previous_selinux_context: file.previous_selinux_context,
+        symlink_target: file.symlink_target,
+        previous_symlink_target: file.previous_symlink_target,
+        links: file.links,
+        previous_links: file.previous_links,
+        inode: file.inode,
+        previous_inode: file.previous_inode,
+        file_content_checksum: file.file_content_checksum,
+        previous_file_content_checksum: file.previous_file_content_checksum,
+        content_diff: file.content_diff,
+        unstable: file.unstable,
+        error: file.error,
+    }
+}
+
+pub fn gap(gap: &GapNotice) -> pb::GapNotice {
+    pb::GapNotice {
+        roots: gap.roots.iter().map(|root| display_path(root)).collect(),
+        dropped: gap.dropped,
+        time: gap.time.clone(),
+    }
+}
+
+/// Nanoseconds since the epoch as a protobuf timestamp.
+pub fn timestamp(ns: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ns.div_euclid(1_000_000_000),
+        nanos: ns.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+/// RFC 3339 text as a timestamp (None when it does not parse).
+pub fn timestamp_of_text(text: &str) -> Option<prost_types::Timestamp> {
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos()).ok().map(timestamp)
+}
+
+pub fn scan_run(run: &ScanRun) -> pb::ScanRun {
+    pb::ScanRun {
+        kind: run.kind.clone(),
+        started: Some(timestamp(run.started_ns)),
+        finished: Some(timestamp(run.finished_ns)),
+        files: run.files,
+        changes: run.changes,
+        errors: run.errors,
+    }
+}
+
+pub fn baseline_state(entry: &BaselineEntry) -> pb::BaselineState {
+    let state = &entry.state;
+    pb::BaselineState {
+        file_type: state.file_type.as_str().to_string(),
+        size: state.size,
+        mode: state.mode,
+        uid: state.uid,
+        gid: state.gid,
+        mtime: Some(timestamp(state.mtime_ns)),
+        ctime: Some(timestamp(state.ctime_ns)),
+        inode: state.ino,
+        device: state.dev,
+        links: state.nlink,
+        symlink_target: state.symlink_target.as_deref().map(display_bytes),
+        checksum: state.hash.as_ref().map(|hash| change::hex(hash)),
+        acl: state.acl.clone(),
+        selinux_context: state.selinux.as_deref().map(|raw| {
+            String::from_utf8_lossy(raw.strip_suffix(b"\0").unwrap_or(raw)).into_owned()
+        }),
+        capabilities: state.capability.as_deref().map(change::hex),
+        content: state.content.clone(),
+        content_truncated: state.content_truncated,
+        error: state.error.clone(),
+        unstable: state.unstable,
+    }
+}
+
+pub fn verify_report(report: &VerifyReport) -> pb::VerifyJournalResponse {
+    pb::VerifyJournalResponse {
+        intact: report.is_ok(),
+        checked: report.checked,
+        head_sequence: report.head_sequence,
+        problem: report
+            .problem
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        problem_sequence: report.problem.as_ref().map_or(0, problem_sequence),
+    }
+}
+
+/// The sequence a problem is at: the first record that is wrong or absent.
+fn problem_sequence(problem: &VerifyProblem) -> u64 {
+    match problem {
+        VerifyProblem::Missing { expected, .. } => *expected,
+        VerifyProblem::Edited { sequence, .. }
+        | VerifyProblem::Reordered { sequence }
+        | VerifyProblem::HeadMismatch { sequence } => *sequence,
+        VerifyProblem::TruncatedTail { last_present, .. } => last_present + 1,
+        VerifyProblem::BeyondHead { head_sequence, .. } => head_sequence + 1,
+        // Zero or negative: no sequence a chain can have.
+        VerifyProblem::Foreign { .. } => 0,
+    }
+}
+
+pub fn entity(entity: &Entity) -> pb::Entity {
+    pb::Entity {
+        name: entity.name.clone(),
+        kind: entity_kind(entity.kind) as i32,
+        path: entity.path.clone(),
+        recursive: entity.recursive,
+        enabled: entity.enabled,
+        ignore: entity.ignore.clone(),
+    }
+}
+
+fn entity_kind(kind: EntityKind) -> pb::EntityKind {
+    match kind {
+        EntityKind::LinuxFile => pb::EntityKind::LinuxFile,
+        EntityKind::FileContent => pb::EntityKind::FileContent,
+        EntityKind::WindowsFile => pb::EntityKind::WindowsFile,
+        EntityKind::WindowsRegistry => pb::EntityKind::WindowsRegistry,
+        EntityKind::WindowsService => pb::EntityKind::WindowsService,
+    }
+}
+
+// ---- requests: pb → engine, validated ----
+
+fn invalid(field: &str, what: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{field}: {what}"))
+}
+
+/// An entity from an UpsertEntity request (`field` prefixes error messages).
+pub fn entity_of(entity: &pb::Entity, field: &str) -> Result<Entity, Status> {
+    if entity.name.trim().is_empty() {
+        return Err(invalid(&format!("{field}.name"), "must not be empty"));
+    }
+    let kind = match pb::EntityKind::try_from(entity.kind) {
+        Ok(pb::EntityKind::LinuxFile) => EntityKind::LinuxFile,
+        Ok(pb::EntityKind::FileContent) => EntityKind::FileContent,
+        Ok(pb::EntityKind::WindowsFile) => EntityKind::WindowsFile,
+        Ok(pb::EntityKind::WindowsRegistry) => EntityKind::WindowsRegistry,
+        Ok(pb::EntityKind::WindowsService) => EntityKind::WindowsService,
+        Ok(pb::EntityKind::Unspecified) => {
+            return Err(invalid(&format!("{field}.kind"), "must be set"))
+        }
+        Err(_) => {
+            return Err(invalid(
+                &format!("{field}.kind"),
+                format_args!("{} is not an EntityKind", entity.kind),
+            ))
+        }
+    };
+    if entity.path.trim().is_empty() {
+        return Err(invalid(&format!("{field}.path"), "must not be empty"));
+    }
+    Ok(Entity {
+        name: entity.name.clone(),
+        kind,
+        path: entity.path.clone(),
+        recursive: entity.recursive,
+        enabled: entity.enabled,
+        ignore: entity.ignore.clone(),
+    })
+}
+
+fn timestamp_ns(timestamp: &prost_types::Timestamp, field: &str) -> Result<i64, Status> {
+    if !(0..1_000_000_000).contains(&timestamp.nanos) {
+        return Err(invalid(
+            field,
+            format_args!("nanos {} is outside 0..1000000000", timestamp.nanos),
+        ));
+    }
+    timestamp
+        .seconds
+        .checked_mul(1_000_000_000)
+        .and_then(|ns| ns.checked_add(i64::from(timestamp.nanos)))
+        .ok_or_else(|| invalid(field, "is out of range"))
+}
+
+/// A change filter from a request; `field` names it in errors (e.g. "filter").
+pub fn filter_of(filter: Option<&pb::ChangeFilter>, field: &str) -> Result<ChangeFilter, Status> {
+    let Some(filter) = filter else {
+        return Ok(ChangeFilter::default());
+    };
+    let since_ns = filter
+        .since
+        .as_ref()
+        .map(|at| timestamp_ns(at, &format!("{field}.since")))
+        .transpose()?;
+    let until_ns = filter
+        .until
+        .as_ref()
+        .map(|at| timestamp_ns(at, &format!("{field}.until")))
+        .transpose()?;
+    if let (Some(since), Some(until)) = (since_ns, until_ns) {
+        if since > until {
+            return Err(invalid(
+                &format!("{field}.since"),
+                "is after filter.until: the range is empty",
+            ));
+        }
+    }
+    let types = filter
+        .types
+        .iter()
+        .enumerate()
+        .map(|(index, &value)| {
+            let name = format!("{field}.types[{index}]");
+            match pb::ConfigChangeType::try_from(value) {
+                Ok(pb::ConfigChangeType::Files) => Ok(ConfigChangeType::Files),
+                Ok(pb::ConfigChangeType::Registry) => Ok(ConfigChangeType::Registry),
+                Ok(pb::ConfigChangeType::WindowsServices) => Ok(ConfigChangeType::WindowsServices),
+                Ok(pb::ConfigChangeType::Daemons) => Ok(ConfigChangeType::Daemons),
+                Ok(pb::ConfigChangeType::Unspecified) => Err(invalid(&name, "is unspecified")),
+                Err(_) => Err(invalid(
+                    &name,
+                    format_args!("{value} is not a ConfigChangeType"),
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let categories = filter
+        .categories
+        .iter()
+        .enumerate()
+        .map(|(index, &value)| {
+            let name = format!("{field}.categories[{index}]");
+            match pb::ChangeCategory::try_from(value) {
+                Ok(pb::ChangeCategory::Added) => Ok(ChangeCategory::Added),
+                Ok(pb::ChangeCategory::Modified) => Ok(ChangeCategory::Modified),
+                Ok(pb::ChangeCategory::Removed) => Ok(ChangeCategory::Removed),
+                Ok(pb::ChangeCategory::Unspecified) => Err(invalid(&name, "is unspecified")),
+                Err(_) => Err(invalid(
+                    &name,
+                    format_args!("{value} is not a ChangeCategory"),
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let path_glob = filter
+        .path_glob
+        .as_deref()
+        .map(|glob| {
+            globset::GlobBuilder::new(glob)
+                .literal_separator(true)
+                .build()
+                .map(|glob| glob.compile_matcher())
+                .map_err(|error| {
+                    invalid(
+                        &format!("{field}.path_glob"),
+                        format_args!("{glob:?} is not a valid glob: {}", error.kind()),
+                    )
+                })
+        })
+        .transpose()?;
+    Ok(ChangeFilter {
+        since_ns,
+        until_ns,
+        types,
+        categories,
+        path_glob,
+        computer: filter.computer.clone(),
+        entity: filter.entity.clone(),
+        after_sequence: None,
+    })
+}
+
+pub fn group_keys(keys: &[i32]) -> Result<Vec<GroupKey>, Status> {
+    keys.iter()
+        .enumerate()
+        .map(|(index, &value)| {
+            let name = format!("group_by[{index}]");
+            match pb::GroupKey::try_from(value) {
+                Ok(pb::GroupKey::Computer) => Ok(GroupKey::Computer),
+                Ok(pb::GroupKey::Type) => Ok(GroupKey::Type),
+                Ok(pb::GroupKey::Category) => Ok(GroupKey::Category),
+                Ok(pb::GroupKey::Entity) => Ok(GroupKey::Entity),
+                Ok(pb::GroupKey::Unspecified) => Err(invalid(&name, "is unspecified")),
+                Err(_) => Err(invalid(&name, format_args!("{value} is not a GroupKey"))),
+            }
+        })
+        .collect()
+}
+
+/// A path as records show it (`\xNN` for non-UTF-8 bytes, `\\` for a backslash).
+pub fn path_of(text: &str, field: &str) -> Result<std::path::PathBuf, Status> {
+    if text.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    parse_display(text).ok_or_else(|| {
+        invalid(
+            field,
+            format_args!(
+                "{text:?} is not a path as records show it (a backslash must start \\\\ or \\xNN)"
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_validated_with_the_field_named() {
+        let bad_glob = pb::ChangeFilter {
+            path_glob: Some("/etc/[".into()),
+            ..Default::default()
+        };
+        let status = filter_of(Some(&bad_glob), "filter").unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().starts_with("filter.path_glob:"));
+
+        let bad_type = pb::ChangeFilter {
+            types: vec![1, 99],
+            ..Default::default()
+        };
+        let status = filter_of(Some(&bad_type), "filter").unwrap_err();
+        assert!(
+            status.message().starts_with("filter.types[1]:"),
+            "{status:?}"
+        );
+
+        let backwards = pb::ChangeFilter {
+            since: Some(timestamp(2_000_000_000)),
+            until: Some(timestamp(1_000_000_000)),
+            ..Default::default()
+        };
+        let status = filter_of(Some(&backwards), "filter").unwrap_err();
+        assert!(status.message().contains("filter.since"), "{status:?}");
+    }
+
+    #[test]
+    fn paths_use_the_record_escape() {
+        assert!(path_of("/etc/\\q", "path").is_err());
+        assert_eq!(
+            path_of("/etc/a\\xffb", "path").unwrap(),
+            parse_display("/etc/a\\xffb").unwrap()
+        );
+    }
+
+    #[test]
+    fn negative_timestamps_round_down() {
+        let at = timestamp(-1);
+        assert_eq!((at.seconds, at.nanos), (-1, 999_999_999));
+        assert_eq!(timestamp_ns(&at, "t").unwrap(), -1);
+    }
+}

@@ -1,0 +1,225 @@
+//! WatchChanges: the journal from a sequence number on, then live records, with no gap and no
+//! duplicate, at the client's pace.
+//!
+//! The order of operations is what makes it exact. We subscribe to announcements first, then
+//! read the journal: every record is journaled before it is announced, so anything committed
+//! after the subscription is either in the pages we read or still ahead in the subscription.
+//! Records are sent in sequence order and a live record at or below the last sequence sent is
+//! skipped, so the overlap is never sent twice. If the subscription overflows (`Lagged`, the
+//! daemon outran this client), the missed records are still in the journal: we go back to it
+//! from the last sequence sent. Everything goes through a bounded channel whose receiver is
+//! the response stream, so a slow client holds the producer back instead of growing memory.
+use fim_engine::{
+    daemon::{Announcement, DaemonHandle},
+    store::ChangeFilter,
+};
+use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
+use tonic::Status;
+
+use crate::{convert, pb};
+
+/// Responses buffered per watcher before the producer waits for the client.
+pub const WATCH_BUFFER: usize = 256;
+/// Records read from the journal per query while catching up.
+const PAGE: usize = 1000;
+
+pub type Item = Result<pb::WatchChangesResponse, Status>;
+
+/// One watcher: where it is, what it wants, where its responses go.
+pub struct Watcher {
+    pub handle: DaemonHandle,
+    pub filter: ChangeFilter,
+    /// The last sequence sent (or skipped over, for `live_only`).
+    pub last: u64,
+    pub out: mpsc::Sender<Item>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Why a watcher ended.
+enum End {
+    /// The client went away, or the server is stopping: nothing more to say.
+    Quiet,
+    /// Something failed; the client is told.
+    Failed(Status),
+}
+
+impl Watcher {
+    /// Runs until the client disconnects, the server stops or the daemon ends.
+    pub async fn run(mut self, mut live: tokio::sync::broadcast::Receiver<Announcement>) {
+        let end = self.pump(&mut live).await;
+        if let End::Failed(status) = end {
+            tracing::warn!("a change stream ended: {}", status.message());
+            let _ = self.out.send(Err(status)).await;
+        }
+    }
+
+    async fn pump(&mut self, live: &mut tokio::sync::broadcast::Receiver<Announcement>) -> End {
+        if let Err(end) = self.catch_up().await {
+            return end;
+        }
+        loop {
+            let announcement = tokio::select! {
+                received = live.recv() => received,
+                _ = self.out.closed() => return End::Quiet,
+                _ = stopped(&mut self.stop) => return End::Quiet,
+            };
+            let item = match announcement {
+                Ok(Announcement::Record(record)) => {
+                    if record.sequence <= self.last || !matches(&self.filter, &record) {
+                        continue;
+                    }
+                    self.last = record.sequence;
+                    pb::watch_changes_response::Item::Record(convert::record(&record))
+                }
+                Ok(Announcement::Gap(gap)) => {
+                    pb::watch_changes_response::Item::Gap(convert::gap(&gap))
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::debug!(
+                        missed,
+                        after = self.last,
+                        "a watcher fell behind; reading the journal"
+                    );
+                    if let Err(end) = self.catch_up().await {
+                        return end;
+                    }
+                    continue;
+                }
+                Err(RecvError::Closed) => return End::Quiet,
+            };
+            if !self.send(item).await {
+                return End::Quiet;
+            }
+        }
+    }
+
+    /// Sends what the journal holds after `last`, page by page.
+    async fn catch_up(&mut self) -> Result<(), End> {
+        let handle = self.handle.clone();
+        let mut store = Some(
+            blocking(move || handle.open_store())
+                .await
+                .map_err(End::Failed)?,
+        );
+        loop {
+            let mut filter = self.filter.clone();
+            filter.after_sequence = Some(self.last);
+            let taken = store.take();
+            let (back, page) = blocking(move || {
+                let Some(store) = taken else {
+                    return Ok::<_, std::convert::Infallible>((None, Ok(Vec::new())));
+                };
+                let page = store.query(&filter, PAGE);
+                Ok((Some(store), page))
+            })
+            .await
+            .map_err(End::Failed)?;
+            store = back;
+            let page = page.map_err(|error| End::Failed(crate::service::store_status(error)))?;
+            let full = page.len() == PAGE;
+            for record in page {
+                self.last = record.sequence;
+                let item = pb::watch_changes_response::Item::Record(convert::record(&record));
+                if !self.send(item).await {
+                    return Err(End::Quiet);
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// False when the client is gone or the server is stopping.
+    async fn send(&mut self, item: pb::watch_changes_response::Item) -> bool {
+        let response = pb::WatchChangesResponse { item: Some(item) };
+        tokio::select! {
+            sent = self.out.send(Ok(response)) => sent.is_ok(),
+            _ = stopped(&mut self.stop) => false,
+        }
+    }
+}
+
+/// Resolves once the server is stopping.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stopping| *stopping).await.is_err() {
+        // The sender is gone: the server is gone too.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Does a live record pass the watcher's filter? The same rules as the store's query.
+fn matches(filter: &ChangeFilter, record: &fim_engine::change::ChangeRecord) -> bool {
+    let time_ns = fim_engine::store::journal::time_ns(&record.time_generated);
+    let in_range = |bound: Option<i64>, ok: fn(i64, i64) -> bool| match (bound, time_ns) {
+        (None, _) => true,
+        (Some(bound), Some(at)) => ok(at, bound),
+        (Some(_), None) => false,
+    };
+    let path = record
+        .file
+        .as_ref()
+        .map(|file| file.file_system_path.as_str());
+    in_range(filter.since_ns, |at, since| at >= since)
+        && in_range(filter.until_ns, |at, until| at < until)
+        && (filter.types.is_empty() || filter.types.contains(&record.config_change_type))
+        && (filter.categories.is_empty() || filter.categories.contains(&record.change_category))
+        && filter
+            .computer
+            .as_ref()
+            .is_none_or(|computer| *computer == record.computer || *computer == record.computer_id)
+        && filter
+            .entity
+            .as_ref()
+            .is_none_or(|entity| *entity == record.entity)
+        && path_matches(filter, path)
+}
+
+fn path_matches(filter: &ChangeFilter, path: Option<&str>) -> bool {
+    let Some(glob) = &filter.path_glob else {
+        return true;
+    };
+    let Some(text) = path else {
+        return false;
+    };
+    match fim_engine::path_text::parse_display(text) {
+        Some(raw) => glob.is_match(raw),
+        None => glob.is_match(text),
+    }
+}
+
+/// Runs blocking store work off the async runtime.
+pub async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Status>
+where
+    T: Send + 'static,
+    E: Into<BlockingError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.into().0),
+        Err(join) => Err(Status::internal(format!("a store task failed: {join}"))),
+    }
+}
+
+/// A blocking task's error as a status.
+pub struct BlockingError(pub Status);
+
+impl From<fim_engine::store::StoreError> for BlockingError {
+    fn from(error: fim_engine::store::StoreError) -> Self {
+        BlockingError(crate::service::store_status(error))
+    }
+}
+
+impl From<Status> for BlockingError {
+    fn from(status: Status) -> Self {
+        BlockingError(status)
+    }
+}
+
+impl From<std::convert::Infallible> for BlockingError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
