@@ -251,12 +251,11 @@ async fn throughput(options: &Options) -> anyhow::Result<()> {
         aggregate / limit
     );
     println!(
-        "| WatchChanges, 8 subscribers (each) | {} | {:.2} s | {:.0} | {:.2}x | >= 50,000/s | {} |",
+        "| WatchChanges, 8 subscribers (each; the target is for one) | {} | {:.2} s | {:.0} | {:.2}x | - | - |",
         options.records,
         eight.as_secs_f64(),
         aggregate / 8.0,
         aggregate / 8.0 / limit,
-        verdict(aggregate / 8.0)
     );
     Ok(())
 }
