@@ -345,16 +345,12 @@ pub fn filter_of(filter: Option<&pb::ChangeFilter>, field: &str) -> Result<Chang
         .path_glob
         .as_deref()
         .map(|glob| {
-            globset::GlobBuilder::new(glob)
-                .literal_separator(true)
-                .build()
-                .map(|glob| glob.compile_matcher())
-                .map_err(|error| {
-                    invalid(
-                        &format!("{field}.path_glob"),
-                        format_args!("{glob:?} is not a valid glob: {}", error.kind()),
-                    )
-                })
+            fim_engine::store::path_glob(glob).map_err(|error| {
+                invalid(
+                    &format!("{field}.path_glob"),
+                    format_args!("{glob:?} is not a valid glob: {}", error.kind()),
+                )
+            })
         })
         .transpose()?;
     Ok(ChangeFilter {

@@ -89,11 +89,7 @@ impl FilterArgs {
             .path
             .as_deref()
             .map(|glob| {
-                globset::GlobBuilder::new(glob)
-                    .literal_separator(true)
-                    .build()
-                    .map(|glob| glob.compile_matcher())
-                    .with_context(|| format!("--path {glob:?}"))
+                fim_engine::store::path_glob(glob).with_context(|| format!("--path {glob:?}"))
             })
             .transpose()?;
         Ok(ChangeFilter {

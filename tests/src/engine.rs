@@ -116,6 +116,19 @@ impl Engine {
     /// `extra` goes last; unless it has `--api-socket` or `--no-api`, the API listens on the
     /// workspace's socket.
     pub fn start_with(workspace: &Workspace, extra: &[&str]) -> Self {
+        let mut command = Self::command(workspace, extra);
+        let (child, records, log) = spawn_collecting(&mut command);
+        let mut engine = Engine {
+            child,
+            records,
+            log,
+        };
+        engine.wait_for_log("start-up scan finished", Duration::from_secs(120));
+        engine
+    }
+
+    /// The fimd command line for this workspace (for tests that start it themselves).
+    pub fn command(workspace: &Workspace, extra: &[&str]) -> Command {
         require_root();
         let mut command = Command::new(fimd_bin());
         if !extra
@@ -134,14 +147,7 @@ impl Engine {
             .arg("--print-records")
             .args(extra)
             .env("FIM_LOG", "info");
-        let (child, records, log) = spawn_collecting(&mut command);
-        let mut engine = Engine {
-            child,
-            records,
-            log,
-        };
-        engine.wait_for_log("start-up scan finished", Duration::from_secs(120));
-        engine
+        command
     }
 
     pub fn log(&self) -> String {

@@ -1,30 +1,22 @@
 //! fimd under systemd: Type=notify readiness (READY=1 once the kernel programs are attached)
 //! and STOPPING=1 on SIGTERM, over a real notification socket.
-use std::{os::unix::net::UnixDatagram, process::Command, time::Duration};
+use std::{os::unix::net::UnixDatagram, time::Duration};
 
-use fim_tests::{engine::Workspace, fimd_bin, require_root, spawn_collecting, strategy};
+use fim_tests::{
+    engine::{Engine, Workspace},
+    spawn_collecting, strategy,
+};
 
 #[test]
 fn readiness_and_stopping_are_notified() {
-    require_root();
     let workspace = Workspace::new("notify");
     let socket_path = workspace.base.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind the notification socket");
     socket
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
-    let mut command = Command::new(fimd_bin());
-    command
-        .arg("--strategy")
-        .arg(strategy())
-        .arg("--policy")
-        .arg(&workspace.policy)
-        .arg("--state-dir")
-        .arg(&workspace.state)
-        .arg("--api-socket")
-        .arg(&workspace.socket)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("FIM_LOG", "info");
+    let mut command = Engine::command(&workspace, &[]);
+    command.env("NOTIFY_SOCKET", &socket_path);
     let (mut child, _records, log) = spawn_collecting(&mut command);
     let mut buffer = [0u8; 512];
     let length = socket.recv(&mut buffer).expect("a notification");

@@ -13,49 +13,24 @@ use crate::{cargo, run_cmd, setup, target_dir};
 /// Runs one benchmark by name, passing `args` to its driver.
 pub(crate) fn run(name: &str, args: &[String]) -> Result<()> {
     match name {
-        "kernel" => kernel(args),
+        "kernel" => driver("bench_kernel", args),
         "scan" => crate::bench_scan::run(args),
-        "grpc" => grpc(args),
+        "grpc" => driver("bench_grpc", args),
         other => bail!("unknown benchmark `{other}`; available: kernel, scan, grpc"),
     }
 }
 
-/// Streaming throughput (1 and 8 subscribers, beside reading the journal directly) and
-/// write-to-subscriber latency (beside the coalescing window); see `bench_grpc`.
-fn grpc(args: &[String]) -> Result<()> {
+/// kernel: write overhead with the daemon off and on, event completeness (`bench_kernel`).
+/// grpc: streaming throughput (1 and 8 subscribers, beside reading the journal directly) and
+/// write-to-subscriber latency (beside the coalescing window) (`bench_grpc`).
+/// Both drivers start the release fimd themselves.
+fn driver(name: &str, args: &[String]) -> Result<()> {
     setup::run()?;
     run_cmd(cargo().args(["build", "--release", "-p", "fim-userspace", "--bin", "fimd"]))?;
-    run_cmd(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "fim-tests",
-        "--bin",
-        "bench_grpc",
-    ]))?;
+    run_cmd(cargo().args(["build", "--release", "-p", "fim-tests", "--bin", name]))?;
     let release = target_dir().join("release");
     run_cmd(
-        std::process::Command::new(release.join("bench_grpc"))
-            .arg("--fimd")
-            .arg(release.join("fimd"))
-            .args(args),
-    )
-}
-
-fn kernel(args: &[String]) -> Result<()> {
-    setup::run()?;
-    run_cmd(cargo().args(["build", "--release", "-p", "fim-userspace", "--bin", "fimd"]))?;
-    run_cmd(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "fim-tests",
-        "--bin",
-        "bench_kernel",
-    ]))?;
-    let release = target_dir().join("release");
-    run_cmd(
-        std::process::Command::new(release.join("bench_kernel"))
+        std::process::Command::new(release.join(name))
             .arg("--fimd")
             .arg(release.join("fimd"))
             .args(args),

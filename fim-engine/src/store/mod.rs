@@ -38,7 +38,7 @@ pub use batch::Batch;
 pub use error::{Result, StoreError};
 pub use journal::{EditDetail, VerifyProblem, VerifyReport};
 pub use meta::ScanRun;
-pub use query::{ChangeFilter, GroupKey, SummaryRow};
+pub use query::{path_glob, ChangeFilter, GroupKey, SummaryRow};
 
 /// How long a writer waits for another writer's lock before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -33,6 +33,15 @@ pub struct ChangeFilter {
     pub after_sequence: Option<u64>,
 }
 
+/// Compiles a FileSystemPath glob the way every filter means it: `*` stays within one path
+/// segment, `**` crosses them.
+pub fn path_glob(glob: &str) -> Result<GlobMatcher, globset::Error> {
+    globset::GlobBuilder::new(glob)
+        .literal_separator(true)
+        .build()
+        .map(|glob| glob.compile_matcher())
+}
+
 /// A column to group a summary by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GroupKey {
