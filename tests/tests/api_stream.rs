@@ -95,3 +95,43 @@ fn reconnecting_watchers_get_the_journal_exactly_once() {
         .count();
     assert!(added >= FILES, "{added} Added records for {FILES} files");
 }
+
+#[test]
+fn fim_watch_prints_the_journal_then_live_records() {
+    use std::io::{BufRead, BufReader};
+
+    let workspace = Workspace::new("watch");
+    let engine = Engine::start(&workspace);
+    std::fs::write(workspace.tree.join("before"), "1").unwrap();
+    engine.settle(1);
+    let mut watch = std::process::Command::new(fim_tests::engine::fim_bin())
+        .arg("--state-dir")
+        .arg(&workspace.state)
+        .arg("--policy")
+        .arg(&workspace.policy)
+        .arg("--socket")
+        .arg(&workspace.socket)
+        .args(["watch", "--from-seq", "0", "--format", "jsonl"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("fim watch");
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["Sequence"], 1);
+    assert_eq!(
+        first["File"]["FileSystemPath"],
+        workspace.tree.join("before").to_string_lossy().as_ref()
+    );
+    // Live: a change made after the watch began arrives next.
+    std::fs::write(workspace.tree.join("after"), "2").unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["Sequence"], 2);
+    assert_eq!(second["ChangeCategory"], "Added");
+    assert_eq!(
+        second["File"]["FileSystemPath"],
+        workspace.tree.join("after").to_string_lossy().as_ref()
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+    engine.stop();
+}
