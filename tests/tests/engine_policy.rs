@@ -213,3 +213,26 @@ fn removing_a_narrower_entity_hands_its_files_to_the_broader_one() {
     assert_eq!(outcome["changes"], 0, "{outcome}");
     assert!(workspace.journal().is_empty());
 }
+
+#[test]
+fn an_entity_whose_path_is_a_symlink_is_warned_about() {
+    let workspace = Workspace::new("symlinked");
+    let target = workspace.base.join("real");
+    std::fs::create_dir_all(&target).unwrap();
+    let link = workspace.base.join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    workspace.write_policy(&format!(
+        "[[entity]]\nname = \"linked\"\nkind = \"linux-file\"\npath = \"{}\"\n",
+        path_of(&link)
+    ));
+    let engine = Engine::start(&workspace);
+    let log = engine.stop();
+    assert!(
+        log.contains(&format!(
+            "entity \"linked\": {} is a symbolic link to {}; only the link itself is monitored",
+            path_of(&link),
+            path_of(&target)
+        )),
+        "{log}"
+    );
+}

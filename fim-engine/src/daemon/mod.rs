@@ -45,6 +45,30 @@ pub struct WatchRoot {
     pub recursive: bool,
 }
 
+/// Entities whose path is a symbolic link (like /bin -> /usr/bin on merged-/usr systems):
+/// links are never followed, so only the link itself is monitored there. Said at start-up
+/// and on every reload, so nobody believes a tree is watched through a link.
+pub fn symlinked_roots(policy: &CompiledPolicy) -> Vec<String> {
+    policy
+        .entities
+        .iter()
+        .filter_map(|entity| {
+            let metadata = std::fs::symlink_metadata(&entity.root).ok()?;
+            if !metadata.file_type().is_symlink() {
+                return None;
+            }
+            let target = std::fs::read_link(&entity.root)
+                .map(|target| display_path(&target))
+                .unwrap_or_else(|_| "?".to_string());
+            Some(format!(
+                "entity {:?}: {} is a symbolic link to {target}; only the link itself is monitored (monitor the target to watch what is behind it)",
+                entity.name,
+                display_path(&entity.root)
+            ))
+        })
+        .collect()
+}
+
 /// The roots that cover a policy: one per entity (a wildcard entity watches its directory).
 pub fn watch_roots(policy: &CompiledPolicy) -> Vec<WatchRoot> {
     let mut roots: Vec<WatchRoot> = Vec::new();
@@ -152,6 +176,12 @@ impl Daemon {
         watch_roots(self.policy.compiled())
     }
 
+    fn warn_symlinked_roots(&self) {
+        for warning in symlinked_roots(self.policy.compiled()) {
+            tracing::warn!("{warning}");
+        }
+    }
+
     /// Records and gap notices as they are committed or seen.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Announcement> {
         lock(&self.reconciler).subscribe()
@@ -183,6 +213,7 @@ impl Daemon {
         if self.config.print_records {
             spawn_printer(self.subscribe());
         }
+        self.warn_symlinked_roots();
         // Start-up: baseline new entities, sweep the rest for what changed while stopped.
         let mut scans = Scans::default();
         scans.request(Request::new(
@@ -370,6 +401,7 @@ impl Daemon {
             }
         }
         tracing::info!(added = ?change.added, removed = ?change.removed, changed = ?change.redefined, "policy reloaded");
+        self.warn_symlinked_roots();
         // try_send: a source that cannot take root updates (scan-only) must not block the loop.
         if let Err(error) = root_updates.try_send(self.watch_roots()) {
             tracing::warn!("the event source did not take the new roots: {error}");
