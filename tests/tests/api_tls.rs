@@ -158,16 +158,22 @@ fn client_certificates_decide_the_role() {
             Ok(mut stranger) => match stranger.get_status(pb::GetStatusRequest {}).await {
                 Ok(_) => panic!("a certificate from another CA was accepted"),
                 Err(status) => {
+                    // How the dead connection surfaces depends on timing (seen: Unavailable,
+                    // Unknown, Cancelled "connection closed"); what matters is that the server
+                    // never answered: a PERMISSION_DENIED would mean the handshake passed.
                     assert!(
                         matches!(
                             status.code(),
-                            tonic::Code::Unavailable | tonic::Code::Unknown
+                            tonic::Code::Unavailable
+                                | tonic::Code::Unknown
+                                | tonic::Code::Cancelled
                         ),
                         "the handshake should fail, not the call: {status:?}"
                     );
                     assert!(
                         status.message().contains("transport error")
-                            || status.message().contains("connection"),
+                            || status.message().contains("connection")
+                            || status.message().contains("canceled"),
                         "{status:?}"
                     );
                 }
