@@ -44,7 +44,7 @@ fn detection(detection: Detection) -> &'static str {
     }
 }
 
-fn change_type(kind: ConfigChangeType) -> pb::ConfigChangeType {
+pub fn change_type(kind: ConfigChangeType) -> pb::ConfigChangeType {
     match kind {
         ConfigChangeType::Files => pb::ConfigChangeType::Files,
         ConfigChangeType::Registry => pb::ConfigChangeType::Registry,
@@ -53,7 +53,7 @@ fn change_type(kind: ConfigChangeType) -> pb::ConfigChangeType {
     }
 }
 
-fn category(kind: ChangeCategory) -> pb::ChangeCategory {
+pub fn category(kind: ChangeCategory) -> pb::ChangeCategory {
     match kind {
         ChangeCategory::Added => pb::ChangeCategory::Added,
         ChangeCategory::Modified => pb::ChangeCategory::Modified,
@@ -217,7 +217,7 @@ pub fn entity(entity: &Entity) -> pb::Entity {
     }
 }
 
-fn entity_kind(kind: EntityKind) -> pb::EntityKind {
+pub fn entity_kind(kind: EntityKind) -> pb::EntityKind {
     match kind {
         EntityKind::LinuxFile => pb::EntityKind::LinuxFile,
         EntityKind::FileContent => pb::EntityKind::FileContent,
@@ -363,6 +363,15 @@ pub fn filter_of(filter: Option<&pb::ChangeFilter>, field: &str) -> Result<Chang
         entity: filter.entity.clone(),
         after_sequence: None,
     })
+}
+
+pub fn group_key(key: GroupKey) -> pb::GroupKey {
+    match key {
+        GroupKey::Computer => pb::GroupKey::Computer,
+        GroupKey::Type => pb::GroupKey::Type,
+        GroupKey::Category => pb::GroupKey::Category,
+        GroupKey::Entity => pb::GroupKey::Entity,
+    }
 }
 
 pub fn group_keys(keys: &[i32]) -> Result<Vec<GroupKey>, Status> {

@@ -3,7 +3,7 @@ use std::{path::Path, process::ExitCode};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use fim_api::pb;
+use fim_api::{convert, pb};
 use fim_engine::{
     change::{ChangeCategory, ConfigChangeType},
     store::{ChangeFilter, GroupKey},
@@ -44,22 +44,18 @@ impl FilterArgs {
     /// The same filter for the API (the daemon validates it again).
     pub fn to_proto(&self) -> anyhow::Result<pb::ChangeFilter> {
         let local = self.build()?;
-        let timestamp = |ns: i64| prost_types::Timestamp {
-            seconds: ns.div_euclid(1_000_000_000),
-            nanos: ns.rem_euclid(1_000_000_000) as i32,
-        };
         Ok(pb::ChangeFilter {
-            since: local.since_ns.map(timestamp),
-            until: local.until_ns.map(timestamp),
+            since: local.since_ns.map(convert::timestamp),
+            until: local.until_ns.map(convert::timestamp),
             types: local
                 .types
                 .iter()
-                .map(|kind| crate::remote::type_to_proto(*kind) as i32)
+                .map(|kind| convert::change_type(*kind) as i32)
                 .collect(),
             categories: local
                 .categories
                 .iter()
-                .map(|category| crate::remote::category_to_proto(*category) as i32)
+                .map(|category| convert::category(*category) as i32)
                 .collect(),
             path_glob: self.path.clone(),
             computer: self.computer.clone(),

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use fim_api::pb;
+use fim_api::{convert, pb};
 
 use crate::remote::{status_error, Client};
 use clap::{Args, Subcommand};
@@ -174,21 +174,17 @@ pub fn run(policy_path: &Path, command: EntitiesCommand) -> anyhow::Result<ExitC
     }
 }
 
-fn list(policy_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let policy = if policy_path.exists() {
-        policy::load(policy_path)?.policy
-    } else {
-        policy::default_policy()
-    };
+/// The entity table (or JSON), the same whether the entities came from the file or the daemon.
+fn print_entities(entities: &[Entity], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&policy.entities)?);
-        return Ok(ExitCode::SUCCESS);
+        println!("{}", serde_json::to_string_pretty(entities)?);
+        return Ok(());
     }
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)
         .set_header(["Name", "Kind", "Path", "Recursive", "Enabled", "Ignore"]);
-    for entity in &policy.entities {
+    for entity in entities {
         table.add_row([
             entity.name.clone(),
             entity.kind.as_str().to_string(),
@@ -199,6 +195,16 @@ fn list(policy_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         ]);
     }
     println!("{table}");
+    Ok(())
+}
+
+fn list(policy_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let policy = if policy_path.exists() {
+        policy::load(policy_path)?.policy
+    } else {
+        policy::default_policy()
+    };
+    print_entities(&policy.entities, json)?;
     if !policy_path.exists() {
         println!(
             "(built-in default policy: {} does not exist)",
@@ -244,27 +250,6 @@ pub fn policy(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn kind_to_proto(kind: EntityKind) -> pb::EntityKind {
-    match kind {
-        EntityKind::LinuxFile => pb::EntityKind::LinuxFile,
-        EntityKind::FileContent => pb::EntityKind::FileContent,
-        EntityKind::WindowsFile => pb::EntityKind::WindowsFile,
-        EntityKind::WindowsRegistry => pb::EntityKind::WindowsRegistry,
-        EntityKind::WindowsService => pb::EntityKind::WindowsService,
-    }
-}
-
-fn kind_name(kind: i32) -> &'static str {
-    match pb::EntityKind::try_from(kind) {
-        Ok(pb::EntityKind::LinuxFile) => "linux-file",
-        Ok(pb::EntityKind::FileContent) => "file-content",
-        Ok(pb::EntityKind::WindowsFile) => "windows-file",
-        Ok(pb::EntityKind::WindowsRegistry) => "windows-registry",
-        Ok(pb::EntityKind::WindowsService) => "windows-service",
-        _ => "unknown",
-    }
-}
-
 /// The same commands through a running daemon (which checks the caller's role).
 pub async fn run_remote(client: &mut Client, command: EntitiesCommand) -> anyhow::Result<ExitCode> {
     let entities = |client: &mut Client| {
@@ -279,35 +264,12 @@ pub async fn run_remote(client: &mut Client, command: EntitiesCommand) -> anyhow
     };
     match command {
         EntitiesCommand::List { json } => {
-            let entities = entities(client).await?;
-            if json {
-                let listed: Vec<serde_json::Value> = entities
-                    .iter()
-                    .map(|entity| {
-                        serde_json::json!({
-                            "name": entity.name, "kind": kind_name(entity.kind), "path": entity.path,
-                            "recursive": entity.recursive, "enabled": entity.enabled, "ignore": entity.ignore,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&listed)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut table = comfy_table::Table::new();
-            table
-                .load_preset(comfy_table::presets::NOTHING)
-                .set_header(["Name", "Kind", "Path", "Recursive", "Enabled", "Ignore"]);
-            for entity in &entities {
-                table.add_row([
-                    entity.name.clone(),
-                    kind_name(entity.kind).to_string(),
-                    entity.path.clone(),
-                    entity.recursive.to_string(),
-                    entity.enabled.to_string(),
-                    entity.ignore.join(" "),
-                ]);
-            }
-            println!("{table}");
+            let entities = entities(client)
+                .await?
+                .iter()
+                .map(|entity| convert::entity_of(entity, "entities").map_err(status_error))
+                .collect::<anyhow::Result<Vec<Entity>>>()?;
+            print_entities(&entities, json)?;
         }
         EntitiesCommand::Add(args) => {
             if entities(client)
@@ -323,7 +285,7 @@ pub async fn run_remote(client: &mut Client, command: EntitiesCommand) -> anyhow
             let recursive = !args.no_recursive && !last_segment_has_wildcard(&args.path);
             let entity = pb::Entity {
                 name: args.name.clone(),
-                kind: kind_to_proto(args.kind) as i32,
+                kind: convert::entity_kind(args.kind) as i32,
                 path: args.path,
                 recursive,
                 enabled: !args.disabled,
@@ -355,7 +317,7 @@ pub async fn run_remote(client: &mut Client, command: EntitiesCommand) -> anyhow
                 entity.path = path;
             }
             if let Some(kind) = args.kind {
-                entity.kind = kind_to_proto(kind) as i32;
+                entity.kind = convert::entity_kind(kind) as i32;
             }
             if let Some(recursive) = args.recursive {
                 entity.recursive = recursive;

@@ -4,11 +4,11 @@
 use std::{path::Path, process::ExitCode};
 
 use anyhow::{bail, Context as _};
-use fim_api::pb::{self, fim_client::FimClient};
-use fim_engine::{
-    change::{ChangeCategory, ChangeRecord, ConfigChangeType},
-    store::{GroupKey, SummaryRow},
+use fim_api::{
+    convert,
+    pb::{self, fim_client::FimClient},
 };
+use fim_engine::{change::ChangeRecord, store::SummaryRow};
 use tonic::transport::Channel;
 
 use crate::{
@@ -31,32 +31,6 @@ pub async fn connect(socket: &Path) -> Option<Client> {
             None
         }
         Err(_) => None,
-    }
-}
-
-pub fn type_to_proto(kind: ConfigChangeType) -> pb::ConfigChangeType {
-    match kind {
-        ConfigChangeType::Files => pb::ConfigChangeType::Files,
-        ConfigChangeType::Registry => pb::ConfigChangeType::Registry,
-        ConfigChangeType::WindowsServices => pb::ConfigChangeType::WindowsServices,
-        ConfigChangeType::Daemons => pb::ConfigChangeType::Daemons,
-    }
-}
-
-pub fn category_to_proto(category: ChangeCategory) -> pb::ChangeCategory {
-    match category {
-        ChangeCategory::Added => pb::ChangeCategory::Added,
-        ChangeCategory::Modified => pb::ChangeCategory::Modified,
-        ChangeCategory::Removed => pb::ChangeCategory::Removed,
-    }
-}
-
-fn group_to_proto(key: GroupKey) -> pb::GroupKey {
-    match key {
-        GroupKey::Computer => pb::GroupKey::Computer,
-        GroupKey::Type => pb::GroupKey::Type,
-        GroupKey::Category => pb::GroupKey::Category,
-        GroupKey::Entity => pb::GroupKey::Entity,
     }
 }
 
@@ -110,7 +84,10 @@ pub async fn summary(client: &mut Client, args: SummaryArgs) -> anyhow::Result<E
     let response = client
         .summary(pb::SummaryRequest {
             filter: Some(args.filter.to_proto()?),
-            group_by: keys.iter().map(|key| group_to_proto(*key) as i32).collect(),
+            group_by: keys
+                .iter()
+                .map(|key| convert::group_key(*key) as i32)
+                .collect(),
         })
         .await
         .map_err(status_error)?

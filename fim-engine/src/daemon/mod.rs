@@ -24,7 +24,7 @@ use crate::{
     identity::Computer,
     path_text::display_path,
     policy::CompiledPolicy,
-    reconcile::{sweep::SweepKind, Coalescer, Hint, Reconciler},
+    reconcile::{lock, sweep::SweepKind, Coalescer, Hint, Reconciler},
     source::SourceItem,
     store::Store,
 };
@@ -164,8 +164,11 @@ impl Daemon {
         self.handle.clone()
     }
 
-    /// The attach strategy and roots, for status.
+    /// The attach strategy and roots, for status: live (API) and saved (`fim --local status`).
     pub fn set_source(&self, strategy: &str, roots: Vec<PathBuf>) {
+        self.set_status("strategy", strategy);
+        let shown: Vec<String> = roots.iter().map(|root| display_path(root)).collect();
+        self.set_status("roots", &shown.join(" "));
         self.status.send_modify(|status| {
             status.strategy = strategy.to_string();
             status.roots = roots;
@@ -418,12 +421,6 @@ impl Daemon {
         self.start_scans(scans);
         Some(self.policy.compiled().settings.clone())
     }
-}
-
-fn lock(reconciler: &Mutex<Reconciler>) -> std::sync::MutexGuard<'_, Reconciler> {
-    reconciler
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn sleep_until(due: Option<Instant>) {

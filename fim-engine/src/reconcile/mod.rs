@@ -49,6 +49,16 @@ impl ReconcileError {
     }
 }
 
+/// Locks the shared reconciler. A panic while it was held leaves the data as consistent as
+/// SQLite made it, so a poisoned lock is taken over rather than propagated.
+pub(crate) fn lock(
+    reconciler: &std::sync::Mutex<Reconciler>,
+) -> std::sync::MutexGuard<'_, Reconciler> {
+    reconciler
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// One path's verdict before it is written.
 struct Verdict {
     path: PathBuf,

@@ -8,7 +8,7 @@
 use std::{
     collections::HashSet,
     path::PathBuf,
-    sync::{atomic::Ordering, Mutex, MutexGuard},
+    sync::{atomic::Ordering, Mutex},
     time::{Duration, Instant},
 };
 
@@ -18,7 +18,7 @@ use crate::{
     scan::{self, ScanItem, ScanMode, ScanOptions, ScanOutcome, ScanTarget},
 };
 
-use super::{observe_for, subtree, Hint, ReconcileError, Reconciler, Verdict};
+use super::{lock, observe_for, subtree, Hint, ReconcileError, Reconciler, Verdict};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SweepKind {
@@ -146,13 +146,6 @@ fn cancelled(options: &ScanOptions) -> bool {
         .cancel
         .as_ref()
         .is_some_and(|cancel| cancel.load(Ordering::Relaxed))
-}
-
-fn lock(reconciler: &Mutex<Reconciler>) -> MutexGuard<'_, Reconciler> {
-    // A panic while holding the lock leaves the data as consistent as SQLite made it.
-    reconciler
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What the walk could not settle: paths it saw vanish, and directories it could not list

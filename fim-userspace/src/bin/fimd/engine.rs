@@ -115,14 +115,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let (root_updates, root_requests) = mpsc::channel::<Vec<WatchRoot>>(4);
     daemon.set_status("pid", &std::process::id().to_string());
     daemon.set_status("started", &fim_engine::change::now_rfc3339());
-    daemon.set_status(
-        "roots",
-        &roots
-            .iter()
-            .map(|root| fim_engine::path_text::display_path(&root.path))
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
     let api = Api::start(&daemon, &args).await?;
     let result = run_engine(
         daemon,
@@ -154,7 +146,6 @@ async fn run_engine(
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     match start_kernel_source(args, kernel_roots(&roots)).await? {
         Some((strategy, (source, events))) => {
-            daemon.set_status("strategy", &strategy.to_string());
             daemon.set_source(
                 &strategy.to_string(),
                 roots.iter().map(|root| root.path.clone()).collect(),
@@ -197,7 +188,6 @@ async fn run_engine(
         }
         None => {
             // start_kernel_source already said why, loudly, in one line.
-            daemon.set_status("strategy", "scan-only");
             daemon.set_source(
                 "scan-only",
                 roots.iter().map(|root| root.path.clone()).collect(),
