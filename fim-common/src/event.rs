@@ -31,6 +31,12 @@ pub mod op {
     /// Internal: a file under a root was opened for writing (lets user space close it if the
     /// process dies without close(2)).
     pub const WRITE_OPENED: u8 = 101;
+    /// Internal: a tracked file was mapped shared and writable by this process (`arg`: the
+    /// writer id). Writes through the mapping bypass write(2) and close(2).
+    pub const WRITE_MAPPED: u8 = 102;
+    /// Internal: a process holding shared writable mappings of tracked files called msync or
+    /// munmap, or exited (`AT_EXIT`): user space looks at every file it mapped.
+    pub const MAPPINGS_SYNCED: u8 = 103;
 }
 
 /// Header flags.
@@ -41,8 +47,17 @@ pub mod flag {
     pub const AWAITS_RESULT: u8 = 1 << 0;
     /// The file was opened with O_TRUNC.
     pub const OPEN_TRUNC: u8 = 1 << 1;
-    /// Write-closed synthesised at process exit rather than at close(2).
+    /// Write-closed synthesised at process exit rather than at close(2), or at the release of
+    /// the last reference (LSM/fentry): the record has no path, user space knows it by `arg`.
     pub const AT_EXIT: u8 = 1 << 2;
+    /// Write-closed for one descriptor of a file that stays open elsewhere (a dup, a fork's
+    /// copy, a descriptor passed over a socket, a mapping): keep tracking it.
+    pub const STILL_OPEN: u8 = 1 << 3;
+    /// Seen through io_uring (submission or completion), not a syscall: no result follows.
+    pub const IO_URING: u8 = 1 << 4;
+    /// The operation went through a fixed (registered) file or an io_uring opcode the kernel
+    /// programs cannot follow: user space rescans what the process may have touched.
+    pub const UNRESOLVED: u8 = 1 << 5;
 }
 
 /// PathDesc flags.
@@ -125,8 +140,12 @@ pub struct EventHeader {
     /// chown: uid (low 32 bits) and gid (high 32). truncate: the length. result: the return value.
     pub arg: u64,
     /// `paths[0]`: the file. `paths[1]`: rename/link destination, symlink target.
-    pub paths: [PathDesc; 2],
+    /// `paths[EXE_SLOT]`: the executable of the process at the time of the event.
+    pub paths: [PathDesc; 3],
 }
+
+/// Index of the executable's path in [`EventHeader::paths`].
+pub const EXE_SLOT: usize = 2;
 
 /// The scratch buffer events are assembled in.
 #[repr(C)]

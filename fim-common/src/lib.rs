@@ -20,7 +20,6 @@ mod pod {
     unsafe impl aya::Pod for InodeKey {}
     unsafe impl aya::Pod for InodeEntry {}
     unsafe impl aya::Pod for PrefixEntry {}
-    unsafe impl aya::Pod for WriterKey {}
     unsafe impl aya::Pod for WriterState {}
     unsafe impl aya::Pod for KernelOffsets {}
 }

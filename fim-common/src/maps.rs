@@ -6,11 +6,11 @@ pub const EVENTS: &str = "EVENTS";
 pub const INODES: &str = "INODES";
 /// Path-string prefixes of roots below each ancestor: [`crate::roots::PrefixKey`].
 pub const PREFIXES: &str = "PREFIXES";
-/// Files open for writing under a root, keyed by (tgid, fd): [`crate::roots::WriterState`].
-pub const WRITERS: &str = "WRITERS";
-/// Files open for writing under a root, keyed by `struct file *` (LSM and fentry strategies,
-/// which see the file before it has an fd).
+/// Files open for writing under a root, keyed by `struct file *` (the open file, not the fd:
+/// dup, fork and descriptor passing share it): [`crate::roots::WriterState`].
 pub const FILE_WRITERS: &str = "FILE_WRITERS";
+/// Processes that hold shared writable mappings of tracked files (tgid -> 1).
+pub const MAPPERS: &str = "MAPPERS";
 /// Number of tracked writer fds per tgid, so process exit only scans fds when it must.
 pub const WRITER_COUNTS: &str = "WRITER_COUNTS";
 /// Open flags stashed between sys_enter and sys_exit, keyed by pid_tgid.

@@ -46,5 +46,14 @@ pub struct KernelOffsets {
     pub setattr_dentry_arg: u32,
     /// 1 when `vfs_mkdir` returns a dentry pointer (6.15+) rather than an int.
     pub mkdir_returns_ptr: u32,
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    /// `file.f_count` (atomic_long_t, counts from 1) or, since 6.13, `file.f_ref` (file_ref_t,
+    /// counts from 0): see `file_ref_one`.
+    pub file_count: u32,
+    /// The raw counter value of a file with exactly one reference (1 for f_count, 0 for f_ref).
+    pub file_ref_one: u32,
+    /// `io_kiocb.opcode` (after the 64-byte per-opcode union).
+    pub io_req_opcode: u32,
     pub _pad: u32,
 }

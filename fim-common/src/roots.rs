@@ -52,14 +52,6 @@ pub struct PrefixEntry {
     pub _pad: u32,
 }
 
-/// A file descriptor open for writing on a monitored file.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct WriterKey {
-    pub tgid: u32,
-    pub fd: u32,
-}
-
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterState {

@@ -4,18 +4,21 @@
 //! not fill the ring with empty path space. A failed send is never silent: it bumps the
 //! per-CPU drop counter of the root the event belonged to, which user space turns into a
 //! gap notice.
+use core::ffi::c_void;
+
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-    generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+    generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_loop},
 };
 use fim_common::{
-    event::{EventBuf, EventHeader, PathDesc, DATA_SIZE, HEADER_SIZE, LOGINUID_UNSET},
+    event::{EventBuf, EventHeader, PathDesc, DATA_SIZE, EXE_SLOT, HEADER_SIZE, LOGINUID_UNSET},
     maps::MAX_ROOT_IDS,
 };
 
 use crate::{
-    kernel::{current_task, offset, read_u32, read_u64},
-    maps::{DROPS, EVENTS, LAST_WAKEUP, SCRATCH},
+    kernel::{current_exe, current_task, offset, read_u32, read_u64},
+    maps::{DROPS, EVENTS, EXE_WALK, LAST_WAKEUP, SCRATCH},
+    walk::walk,
 };
 
 #[inline(always)]
@@ -55,9 +58,42 @@ pub fn begin(op: u8) -> Option<&'static mut EventBuf> {
         mode: 0,
         ino: 0,
         arg: 0,
-        paths: [PathDesc::default(); 2],
+        paths: [PathDesc::default(); 3],
     };
     Some(buf)
+}
+
+/// Sends a change record with the process's executable appended: taken now, in the kernel,
+/// so a process that execs right after the change (`echo x >> f; exec sleep`) is still named
+/// by the program that made it, not by what /proc says later.
+///
+/// The walk runs in a one-step `bpf_loop` callback: verified once, on its own, instead of as
+/// one more inlined walk in every program (which pushed LLVM into the `R5 !read_ok` trap).
+#[inline(always)]
+pub fn send_change(buf: &mut EventBuf, used: usize) {
+    let Some(request) = EXE_WALK.get_ptr_mut(0) else {
+        return send(buf, used);
+    };
+    unsafe { *request = used as u64 };
+    unsafe { bpf_loop(1, walk_exe as *mut c_void, core::ptr::null_mut(), 0) };
+    let off = unsafe { *request } as usize;
+    send(buf, off);
+}
+
+extern "C" fn walk_exe(_index: u64, _ctx: *mut c_void) -> i64 {
+    let (Some(buf), Some(request)) = (SCRATCH.get_ptr_mut(0), EXE_WALK.get_ptr_mut(0)) else {
+        return 1;
+    };
+    let mut off = unsafe { *request } as usize;
+    walk(
+        unsafe { &mut *buf },
+        EXE_SLOT,
+        current_exe(),
+        &mut off,
+        true,
+    );
+    unsafe { *request = off as u64 };
+    1
 }
 
 /// Sends `HEADER_SIZE + used` bytes of the scratch record; counts a drop against `root_id`.
@@ -115,6 +151,7 @@ pub fn send_result(ret: i64) {
     header.arg = ret as u64;
     header.paths[0].flags = 0;
     header.paths[1].flags = 0;
+    header.paths[EXE_SLOT].flags = 0;
     send(buf, 0);
 }
 

@@ -39,6 +39,11 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     renamedata_new_dentry: 0,
     setattr_dentry_arg: 0,
     mkdir_returns_ptr: 0,
+    task_mm: 0,
+    mm_exe_file: 0,
+    file_count: 0,
+    file_ref_one: 0,
+    io_req_opcode: 0,
     _pad: 0,
 };
 
@@ -142,6 +147,23 @@ pub fn file_path(file: u64) -> KPath {
 #[inline(always)]
 pub fn file_mode(file: u64) -> u32 {
     read_u32(file, offset!(file_mode))
+}
+
+/// Does anything besides the caller's own descriptor hold `file` (another fd from dup or
+/// fork, a descriptor in flight over a socket, a mapping)? Then closing this descriptor does
+/// not end the writer.
+#[inline(always)]
+pub fn file_shared(file: u64) -> bool {
+    let raw = read_u64(file, offset!(file_count)) as i64;
+    // file_ref_t (6.13+) parks released and dead files at huge values: they are not "shared".
+    raw > offset!(file_ref_one) as i64 && raw < (1i64 << 40)
+}
+
+/// The current process's executable, or a null path for kernel threads.
+#[inline(always)]
+pub fn current_exe() -> KPath {
+    let mm = read_u64(current_task(), offset!(task_mm));
+    file_path(read_u64(mm, offset!(mm_exe_file)))
 }
 
 /// The directory a path string is resolved from: the task's root for absolute paths, its cwd

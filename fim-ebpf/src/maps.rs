@@ -6,7 +6,7 @@ use aya_ebpf::{
 use fim_common::{
     event::EventBuf,
     maps::{DEFAULT_RING_BYTES, MAX_ROOT_IDS},
-    roots::{InodeEntry, InodeKey, PrefixEntry, WriterKey, WriterState, PREFIX_PATH_BYTES},
+    roots::{InodeEntry, InodeKey, PrefixEntry, WriterState, PREFIX_PATH_BYTES},
 };
 
 #[map]
@@ -19,14 +19,19 @@ pub static INODES: HashMap<InodeKey, InodeEntry> = HashMap::with_max_entries(655
 pub static PREFIXES: LpmTrie<[u8; 4 + PREFIX_PATH_BYTES], PrefixEntry> =
     LpmTrie::with_max_entries(65536, 0);
 
+/// Keyed by `struct file *`. LRU so that an entry whose last release was never seen (the
+/// tracepoint strategy has no hook on the final fput) cannot fill the map for good; 131072
+/// leaves room for a process holding 100,000 writable descriptors.
 #[map]
-pub static WRITERS: LruHashMap<WriterKey, WriterState> = LruHashMap::with_max_entries(65536, 0);
+pub static FILE_WRITERS: LruHashMap<u64, WriterState> = LruHashMap::with_max_entries(131072, 0);
 
-#[map]
-pub static FILE_WRITERS: LruHashMap<u64, WriterState> = LruHashMap::with_max_entries(65536, 0);
-
+/// tgid -> 1 while the process (or a parent it forked from) may hold tracked writers.
 #[map]
 pub static WRITER_COUNTS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// tgid -> 1 while the process may hold shared writable mappings of tracked files.
+#[map]
+pub static MAPPERS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(16384, 0);
 
 #[map]
 pub static OPEN_STASH: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
@@ -57,3 +62,7 @@ pub static SCAN_SCRATCH: PerCpuArray<crate::probes::Scan> = PerCpuArray::with_ma
 /// Per-CPU time of the last consumer wakeup (see `emit::wakeup_flag`).
 #[map]
 pub static LAST_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Data offset handed to and back from the executable walk (see `emit::send_change`).
+#[map]
+pub static EXE_WALK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

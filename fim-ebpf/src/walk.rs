@@ -12,7 +12,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel_str};
 use fim_common::{
-    event::{path_flag, DATA_SIZE, MAX_NAME, MAX_WALK_DEPTH},
+    event::{path_flag, DATA_SIZE, EXE_SLOT, MAX_NAME, MAX_WALK_DEPTH},
     roots::{InodeKey, INODE_ANCESTOR, INODE_ROOT},
 };
 
@@ -95,7 +95,7 @@ pub fn walk(buf: &mut EventBuf, slot: usize, start: KPath, off: &mut usize, to_t
         _ => Found::Truncated,
     };
     let mut flags = state.flags as u8;
-    let desc = &mut buf.header.paths[slot & 1];
+    let desc = &mut buf.header.paths[if slot >= EXE_SLOT { EXE_SLOT } else { slot }];
     if found == Found::Truncated {
         flags |= path_flag::WALK_TRUNCATED;
         desc.top_dev = state.anchor_dev;

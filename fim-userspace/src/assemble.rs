@@ -11,13 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fim_common::event::{flag, op, LOGINUID_UNSET};
+use fim_common::event::{flag, op, EXE_SLOT, LOGINUID_UNSET};
 
 use crate::{
     decode::{decode, RawEvent},
     paths::PathResolver,
     process_info::ProcessInfo,
-    record::{FileEvent, Operation, SourceItem},
+    record::{FileEvent, GapNotice, Operation, SourceItem},
     roots::RootPlan,
     wallclock::WallClock,
     writers::OpenWriters,
@@ -25,12 +25,18 @@ use crate::{
 
 /// How long an entry event waits for its syscall result before it is reported anyway.
 pub(crate) const RESULT_WAIT: Duration = Duration::from_millis(500);
+/// Untraceable io_uring operations rescan every root at most this often (a loop of them
+/// cannot keep the scanner busy forever; the next rescan still finds what the last missed).
+const UNRESOLVED_RESCAN_EVERY: Duration = Duration::from_secs(10);
 
 /// A decoded event waiting for its syscall result.
 pub(crate) struct Pending {
     event: FileEvent,
     since: Instant,
-    affects_missing_root: bool,
+    /// Creates, moves or removes a root or one of its ancestors: re-plan once it happened.
+    moves_roots: bool,
+    /// Renames of roots implied by the rename of a directory above them (old, new).
+    moved_roots: Vec<FileEvent>,
     /// Under a root (not only on the way to a missing one).
     reported: bool,
 }
@@ -47,6 +53,9 @@ pub(crate) struct State {
     /// Hard links made since the last drain: their inode must be registered, so writes through
     /// either name are attributed to the monitored one.
     pub(crate) new_links: Vec<FileEvent>,
+    /// A writer could not be tracked (table full): the source raises a gap notice.
+    pub(crate) writer_table_full: bool,
+    last_unresolved_rescan: Option<Instant>,
 }
 
 impl State {
@@ -61,6 +70,8 @@ impl State {
             processes: ProcessInfo::default(),
             replan_requested: false,
             new_links: Vec::new(),
+            writer_table_full: false,
+            last_unresolved_rescan: None,
         }
     }
 
@@ -105,14 +116,49 @@ impl State {
 
     fn handle_change(&mut self, raw: RawEvent, ready: &mut Vec<SourceItem>) {
         let header = raw.header;
+        // The writer's `struct file *`, for open, close, exit and mapping records.
+        let writer_id = header.arg;
+        match header.op {
+            op::WRITE_MAPPED => {
+                self.writers.mapped(writer_id, header.tgid);
+                return;
+            }
+            op::MAPPINGS_SYNCED => {
+                let exited = header.flags & flag::AT_EXIT != 0;
+                for path in self.writers.mapped_by(header.tgid, exited) {
+                    let event = self.event_for(&raw, Operation::WriteClosed, path, None, false);
+                    ready.push(SourceItem::Change(event));
+                }
+                return;
+            }
+            _ => {}
+        }
+        if header.flags & flag::UNRESOLVED != 0 {
+            self.unresolved(&raw, ready);
+            return;
+        }
         let Some(operation) = operation(header.op) else {
             tracing::debug!(op = header.op, "unknown operation code");
             return;
         };
-        // The writer's fd (tracepoint strategy) or `struct file *` (LSM, fentry).
-        let writer_id = header.arg;
+        if header.flags & flag::AT_EXIT != 0 && is_kernel_worker(&header) {
+            // The last reference went in a kernel worker (a mapping released by a dying
+            // process is put by a workqueue): the writer is its opener, not the worker.
+            if let Some(mut event) = self.writers.template_of(writer_id) {
+                self.writers.closed(writer_id);
+                event.op = Operation::WriteClosed;
+                event.time = self.clock.rfc3339(header.time_ns);
+                ready.push(SourceItem::Change(event));
+            }
+            return;
+        }
         let (path, truncated) = if header.flags & flag::AT_EXIT != 0 {
-            match self.writers.closed(header.tgid, writer_id) {
+            let path = if header.flags & flag::STILL_OPEN != 0 {
+                self.writers.path_of(writer_id)
+            } else {
+                self.writers.closed(writer_id)
+            };
+            match path {
                 Some(path) => (path, false),
                 None => return,
             }
@@ -140,18 +186,55 @@ impl State {
                 && second
                     .as_ref()
                     .is_some_and(|(second, _)| self.plan.root_of(second).is_some()));
-        // An event on the way to a root that does not exist yet (mkdir of its parent...) is
-        // not reported, but once it has happened the roots are re-planned.
-        let affects_missing_root = self.plan.leads_to_missing_root(&path)
-            || second
-                .as_ref()
-                .is_some_and(|(second, _)| self.plan.leads_to_missing_root(second));
-        if !reported && !affects_missing_root {
+        // An event that creates, moves or removes a root, an ancestor of one or the way to a
+        // missing one (`mv cron.d cron.d.bak; mkdir cron.d`, `mkdir -p` of a parent) changes
+        // which inodes the kernel must watch: once it has happened, the roots are re-planned.
+        let moves_roots = changes_names(operation)
+            && (self.plan.touches_roots(&path)
+                || (operation != Operation::Symlink
+                    && second
+                        .as_ref()
+                        .is_some_and(|(second, _)| self.plan.touches_roots(second))));
+        if !reported && !moves_roots {
             return;
         }
         let awaits_result = header.flags & flag::AWAITS_RESULT != 0;
-        if !reported && !awaits_result {
+        if !awaits_result && moves_roots {
             self.replan_requested = true;
+        }
+        // `mv /srv/app /srv/app.old` with the root /srv/app/conf: the event names no monitored
+        // path, but every root below the source moved with it. Each becomes a rename of its
+        // own, so the engine reports the tree where it went.
+        let moved_roots = match (&operation, &second) {
+            (Operation::Rename, Some((destination, _))) if !reported => self
+                .plan
+                .roots_below(&path)
+                .into_iter()
+                .filter_map(|root| {
+                    let rest = root.strip_prefix(&path).ok()?.to_path_buf();
+                    let event =
+                        self.event_for(&raw, operation, destination.join(rest), Some(root), false);
+                    Some(event)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !reported {
+            if awaits_result && !moved_roots.is_empty() {
+                let template = moved_roots[0].clone();
+                let pending = Pending {
+                    event: template,
+                    since: Instant::now(),
+                    moves_roots,
+                    moved_roots,
+                    reported: false,
+                };
+                if let Some(lost) = self.pending.insert(header.pid, pending) {
+                    self.release(lost, true, ready);
+                }
+            } else {
+                ready.extend(moved_roots.into_iter().map(SourceItem::Change));
+            }
             return;
         }
         let path = self.plan.canonical(path);
@@ -171,10 +254,67 @@ impl State {
             Operation::Symlink => (path, second.map(|(target, _)| target)),
             _ => (path, None),
         };
-        let (exe, cgroup_path) = self.processes.lookup(header.tgid);
-        let event = FileEvent {
+        let event = self.event_for(&raw, operation, path.clone(), old_path, truncated);
+        let opened = header.op == op::WRITE_OPENED;
+        // Only records of an open carry a file pointer (and an inode); mknod's `arg` is a
+        // device number.
+        if (opened || operation == Operation::Create)
+            && header.ino != 0
+            && !self.writers.opened(writer_id, path.clone(), event.clone())
+        {
+            self.writer_table_full = true;
+        }
+        if operation == Operation::WriteClosed {
+            if header.flags & flag::STILL_OPEN != 0 {
+                self.writers.still_open(writer_id, header.tgid);
+            } else {
+                self.writers.closed(writer_id);
+            }
+        }
+        if opened {
+            // Bookkeeping only: the open itself is not a change.
+            return;
+        }
+        if awaits_result {
+            let pending = Pending {
+                event,
+                since: Instant::now(),
+                moves_roots,
+                moved_roots: Vec::new(),
+                reported,
+            };
+            if let Some(lost) = self.pending.insert(header.pid, pending) {
+                self.release(lost, true, ready);
+            }
+        } else {
+            if event.op == Operation::Link {
+                self.new_links.push(event.clone());
+            }
+            ready.push(SourceItem::Change(event));
+        }
+    }
+
+    /// The event for `raw`'s process: who-data as the kernel captured it at the event.
+    fn event_for(
+        &mut self,
+        raw: &RawEvent,
+        operation: Operation,
+        path: PathBuf,
+        old_path: Option<PathBuf>,
+        truncated: bool,
+    ) -> FileEvent {
+        let header = &raw.header;
+        let (proc_exe, cgroup_path) = self.processes.lookup(header.tgid);
+        // The executable the kernel saw at the event; /proc only when the record has none
+        // (kernel threads), since by now the process may have exec'd something else.
+        let exe = raw.paths[EXE_SLOT]
+            .as_ref()
+            .and_then(|raw_path| self.paths.resolve(&self.plan, raw_path))
+            .map(|(path, _)| fim_engine::path_text::display_path(&path))
+            .or(proc_exe);
+        FileEvent {
             op: operation,
-            path: path.clone(),
+            path,
             old_path,
             pid: header.tgid,
             tid: header.pid,
@@ -200,44 +340,50 @@ impl State {
             time: self.clock.rfc3339(header.time_ns),
             truncated,
             result_unknown: false,
-        };
-        let opened = header.op == op::WRITE_OPENED;
-        if opened || operation == Operation::Create {
-            self.writers
-                .opened(header.tgid, writer_id, path.clone(), event.clone());
         }
-        if operation == Operation::WriteClosed {
-            self.writers.closed(header.tgid, writer_id);
-        }
-        if opened {
-            // Bookkeeping only: the open itself is not a change.
+    }
+
+    /// An io_uring operation the kernel programs could not follow to a path: every root is
+    /// rescanned at once, and the log names the process, so the change is found within
+    /// seconds and the user knows who to look at.
+    fn unresolved(&mut self, raw: &RawEvent, ready: &mut Vec<SourceItem>) {
+        let header = &raw.header;
+        let now = Instant::now();
+        if self
+            .last_unresolved_rescan
+            .is_some_and(|last| now.duration_since(last) < UNRESOLVED_RESCAN_EVERY)
+        {
             return;
         }
-        if awaits_result {
-            let pending = Pending {
-                event,
-                since: Instant::now(),
-                affects_missing_root,
-                reported,
-            };
-            if let Some(lost) = self.pending.insert(header.pid, pending) {
-                self.release(lost, true, ready);
-            }
-        } else {
-            if event.op == Operation::Link {
-                self.new_links.push(event.clone());
-            }
-            ready.push(SourceItem::Change(event));
-        }
+        self.last_unresolved_rescan = Some(now);
+        let (exe, _) = self.processes.lookup(header.tgid);
+        tracing::warn!(
+            pid = header.tgid,
+            process = %comm(&header.comm),
+            exe = exe.as_deref().unwrap_or("unknown"),
+            uid = header.uid,
+            io_uring_opcode = header.arg,
+            "an io_uring operation the kernel programs cannot follow to a path; rescanning every root"
+        );
+        ready.push(SourceItem::Gap(GapNotice {
+            op: "gap",
+            roots: self.plan.root_paths(&[0]),
+            dropped: 0,
+            time: self.clock.now_rfc3339(),
+        }));
     }
 
     /// An entry event whose result arrived (`result_unknown`: or never will).
     fn release(&mut self, mut pending: Pending, result_unknown: bool, ready: &mut Vec<SourceItem>) {
-        if pending.affects_missing_root {
+        if pending.moves_roots {
             self.replan_requested = true;
         }
         if pending.event.op == Operation::Link {
             self.new_links.push(pending.event.clone());
+        }
+        for mut moved in std::mem::take(&mut pending.moved_roots) {
+            moved.result_unknown = result_unknown;
+            ready.push(SourceItem::Change(moved));
         }
         if pending.reported {
             pending.event.result_unknown = result_unknown;
@@ -265,6 +411,25 @@ fn operation(code: u8) -> Option<Operation> {
         op::RMDIR => Operation::Rmdir,
         _ => return None,
     })
+}
+
+/// A kernel thread (a child of kthreadd, pid 2, or kthreadd itself).
+fn is_kernel_worker(header: &fim_common::event::EventHeader) -> bool {
+    header.ppid == 2 || header.tgid == 2
+}
+
+/// Operations that create, move or remove a name (and so may move a root).
+fn changes_names(operation: Operation) -> bool {
+    matches!(
+        operation,
+        Operation::Rename
+            | Operation::Unlink
+            | Operation::Rmdir
+            | Operation::Mkdir
+            | Operation::Create
+            | Operation::Symlink
+            | Operation::Link
+    )
 }
 
 fn comm(bytes: &[u8; 16]) -> String {

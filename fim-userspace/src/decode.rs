@@ -32,7 +32,7 @@ pub struct RawPath {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawEvent {
     pub header: EventHeader,
-    pub paths: [Option<RawPath>; 2],
+    pub paths: [Option<RawPath>; 3],
 }
 
 pub fn decode(record: &[u8]) -> Result<RawEvent, DecodeError> {
@@ -50,7 +50,7 @@ pub fn decode(record: &[u8]) -> Result<RawEvent, DecodeError> {
         });
     }
     let data = &data[..declared];
-    let mut paths = [None, None];
+    let mut paths = [None, None, None];
     for (slot, desc) in header.paths.iter().enumerate() {
         if desc.flags & path_flag::PRESENT == 0 {
             continue;

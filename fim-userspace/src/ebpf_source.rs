@@ -105,6 +105,7 @@ impl EbpfSource {
         };
         let mut state = State::new(RootPlan::default());
         let warnings = state.apply_roots(&mut kernel_maps, &roots)?;
+        state.track_preexisting_writers();
         let ring = register(ring)?;
         let (commands, command_rx) = mpsc::channel(8);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -215,6 +216,15 @@ async fn run(
         for link in std::mem::take(&mut state.new_links) {
             state.register_link(&mut kernel_maps, &link);
         }
+        if std::mem::take(&mut state.writer_table_full) {
+            tracing::warn!("too many files open for writing to track; rescanning every root");
+            ready.push(SourceItem::Gap(GapNotice {
+                op: "gap",
+                roots: state.plan.root_paths(&[0]),
+                dropped: 0,
+                time: state.clock.now_rfc3339(),
+            }));
+        }
         if state.replan_requested {
             state.replan_requested = false;
             let roots: Vec<RootSpec> = state
@@ -262,6 +272,27 @@ fn drain(ring: &mut RingBuf<MapData>, state: &mut State, ready: &mut Vec<SourceI
 }
 
 impl State {
+    /// Tracks the writable descriptors and shared mappings that existed before the programs
+    /// were attached (see `preexisting.rs`).
+    fn track_preexisting_writers(&mut self) {
+        let found = crate::preexisting::find(&self.plan, std::process::id());
+        for (index, writer) in found.iter().enumerate() {
+            let id = index as u64 + 1;
+            let template = crate::preexisting::template(writer, self.clock.now_rfc3339());
+            tracing::info!(
+                pid = writer.pid,
+                process = %template.comm,
+                path = %writer.path.display(),
+                mapped = writer.mapped,
+                "file already open for writing at start-up; tracking it"
+            );
+            self.writers.opened(id, writer.path.clone(), template);
+            if writer.mapped {
+                self.writers.mapped(id, writer.pid);
+            }
+        }
+    }
+
     fn apply_roots(
         &mut self,
         kernel_maps: &mut KernelMaps,

@@ -101,6 +101,14 @@ pub fn read_kernel_offsets(path: &Path) -> Result<KernelOffsets, OffsetsError> {
         },
         mkdir_returns_ptr: function_signature(&types, "vfs_mkdir")
             .is_some_and(|(_, returns_ptr)| returns_ptr) as u32,
+        task_mm: at("task_struct", "mm")?,
+        mm_exe_file: at("mm_struct", "exe_file")?,
+        // 6.13 replaced the atomic_long_t f_count (1 = one reference) by file_ref_t f_ref
+        // (0 = one reference).
+        file_count: at("file", "f_count").or_else(|_| at("file", "f_ref"))?,
+        file_ref_one: at("file", "f_count").map_or(0, |_| 1),
+        // Kernels without io_uring have no io_kiocb; the programs are then not attached.
+        io_req_opcode: at("io_kiocb", "opcode").unwrap_or(64),
         _pad: 0,
     })
 }

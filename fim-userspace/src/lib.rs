@@ -10,6 +10,7 @@ pub mod ebpf_source;
 pub mod kernel_offsets;
 pub mod loader;
 pub mod paths;
+pub mod preexisting;
 mod process_info;
 /// The interface every event source shares (lives in the platform-independent engine).
 pub use fim_engine::source as record;

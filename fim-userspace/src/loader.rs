@@ -49,7 +49,15 @@ enum Attach {
 }
 
 /// The strategy's programs and where each attaches; None for programs of other strategies.
-fn attach_point(strategy: Strategy, program: &str, offsets: &KernelOffsets) -> Option<Attach> {
+///
+/// `any_<tracepoint>` programs attach in every strategy; `sys_*` and `io_uring_*` ones only in
+/// the tracepoint strategy (the others see those operations in the VFS).
+fn attach_point(
+    strategy: Strategy,
+    program: &str,
+    offsets: &KernelOffsets,
+    tracefs: &str,
+) -> Option<Attach> {
     // Two builds of the inode_setattr hook: the kernel's signature picks one.
     let setattr_variant = if offsets.setattr_dentry_arg == 0 {
         "lsm_inode_setattr"
@@ -59,20 +67,36 @@ fn attach_point(strategy: Strategy, program: &str, offsets: &KernelOffsets) -> O
     if program.starts_with("lsm_inode_setattr") && program != setattr_variant {
         return None;
     }
+    // Two builds of the fork program: the record layout in tracefs picks one.
+    if program.starts_with("any_sched_process_fork") {
+        let dataloc = fork_record_uses_dataloc(tracefs);
+        let wanted = if dataloc {
+            "any_sched_process_fork_dataloc"
+        } else {
+            "any_sched_process_fork"
+        };
+        return (program == wanted).then(|| Attach::Tracepoint {
+            category: "sched",
+            name: "sched_process_fork".to_string(),
+        });
+    }
     let tracepoint = |category, name: &str| {
         Some(Attach::Tracepoint {
             category,
             name: name.to_string(),
         })
     };
+    if let Some(name) = program.strip_prefix("any_") {
+        return if name.starts_with("sched_") {
+            tracepoint("sched", name)
+        } else {
+            tracepoint("syscalls", name)
+        };
+    }
     match (strategy, program) {
-        (Strategy::Tracepoint, "sched_process_exit") => tracepoint("sched", "sched_process_exit"),
         (Strategy::Tracepoint, name) if name.starts_with("sys_") => tracepoint("syscalls", name),
-        (Strategy::Lsm | Strategy::Fentry, "file_close") => {
-            tracepoint("syscalls", "sys_enter_close")
-        }
-        (Strategy::Lsm | Strategy::Fentry, "file_process_exit") => {
-            tracepoint("sched", "sched_process_exit")
+        (Strategy::Tracepoint, name) if name.starts_with("io_uring_") => {
+            tracepoint("io_uring", name)
         }
         (Strategy::Lsm, name) => name
             .strip_prefix("lsm_")
@@ -85,6 +109,22 @@ fn attach_point(strategy: Strategy, program: &str, offsets: &KernelOffsets) -> O
         },
         _ => None,
     }
+}
+
+/// Whether sched_process_fork's record has `__data_loc` comm fields (newer kernels) rather
+/// than inline `char[16]` ones: the child pid sits at a different offset.
+fn fork_record_uses_dataloc(tracefs: &str) -> bool {
+    let format = Path::new(tracefs).join("events/sched/sched_process_fork/format");
+    std::fs::read_to_string(format).is_ok_and(|text| text.contains("__data_loc char[] parent_comm"))
+}
+
+/// Programs whose refusal does not sink the strategy: the writer tracking falls back to
+/// close(2) and exit, which every strategy has.
+fn optional(program: &str) -> bool {
+    matches!(
+        program,
+        "lsm_file_free_security" | "fentry_security_file_free"
+    )
 }
 
 /// Loads the object with the kernel's offsets and attaches the strategy's programs.
@@ -119,9 +159,24 @@ pub fn load(
     let mut missing = Vec::new();
     let names: Vec<String> = ebpf.programs().map(|(name, _)| name.to_string()).collect();
     for name in names {
-        let Some(attach) = attach_point(strategy, &name, offsets) else {
+        let Some(attach) = attach_point(strategy, &name, offsets, tracefs) else {
             continue;
         };
+        if let Attach::Tracepoint {
+            category,
+            name: event,
+        } = &attach
+        {
+            if !Path::new(tracefs)
+                .join("events")
+                .join(category)
+                .join(event)
+                .exists()
+            {
+                missing.push(event.clone());
+                continue;
+            }
+        }
         let program = ebpf.program_mut(&name).ok_or_else(|| LoadError::Program {
             name: name.clone(),
             source: aya::programs::ProgramError::NotLoaded,
@@ -130,43 +185,61 @@ pub fn load(
             name: name.clone(),
             source,
         };
-        match (attach, btf.as_ref()) {
-            (
-                Attach::Tracepoint {
-                    category,
-                    name: event,
-                },
-                _,
-            ) => {
-                if !Path::new(tracefs)
-                    .join("events")
-                    .join(category)
-                    .join(&event)
-                    .exists()
-                {
-                    missing.push(event);
-                    continue;
+        let outcome: Result<(), LoadError> = (|| {
+            match (attach, btf.as_ref()) {
+                (
+                    Attach::Tracepoint {
+                        category,
+                        name: event,
+                    },
+                    _,
+                ) => {
+                    let program: &mut TracePoint = program.try_into().map_err(failed)?;
+                    program.load().map_err(failed)?;
+                    program.attach(category, &event).map_err(failed)?;
                 }
-                let program: &mut TracePoint = program.try_into().map_err(failed)?;
-                program.load().map_err(failed)?;
-                program.attach(category, &event).map_err(failed)?;
+                (Attach::Lsm(hook), Some(btf)) => {
+                    let program: &mut Lsm = program.try_into().map_err(failed)?;
+                    program.load(&hook, btf).map_err(failed)?;
+                    program.attach().map_err(failed)?;
+                }
+                (Attach::Fentry(function), Some(btf)) => {
+                    let program: &mut FEntry = program.try_into().map_err(failed)?;
+                    program.load(&function, btf).map_err(failed)?;
+                    program.attach().map_err(failed)?;
+                }
+                (Attach::Fexit(function), Some(btf)) => {
+                    let program: &mut FExit = program.try_into().map_err(failed)?;
+                    program.load(&function, btf).map_err(failed)?;
+                    program.attach().map_err(failed)?;
+                }
+                _ => {}
             }
-            (Attach::Lsm(hook), Some(btf)) => {
-                let program: &mut Lsm = program.try_into().map_err(failed)?;
-                program.load(&hook, btf).map_err(failed)?;
-                program.attach().map_err(failed)?;
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {}
+            Err(error) if optional(&name) => {
+                tracing::warn!("{error}; writers end at close(2) and exit only");
+                continue;
             }
-            (Attach::Fentry(function), Some(btf)) => {
-                let program: &mut FEntry = program.try_into().map_err(failed)?;
-                program.load(&function, btf).map_err(failed)?;
-                program.attach().map_err(failed)?;
+            Err(error) => {
+                if let LoadError::Program {
+                    source: aya::programs::ProgramError::LoadError { verifier_log, .. },
+                    ..
+                } = &error
+                {
+                    // The last lines say why; the whole log is for `FIM_LOG=debug`.
+                    let log = verifier_log.to_string();
+                    let tail: Vec<&str> = log.lines().rev().take(12).collect();
+                    tracing::debug!("verifier log of {name}:\n{log}");
+                    tracing::warn!(
+                        "verifier refused {name}; last lines:\n{}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+                return Err(error);
             }
-            (Attach::Fexit(function), Some(btf)) => {
-                let program: &mut FExit = program.try_into().map_err(failed)?;
-                program.load(&function, btf).map_err(failed)?;
-                program.attach().map_err(failed)?;
-            }
-            _ => continue,
         }
         attached.push(name);
     }

@@ -114,6 +114,25 @@ impl RootPlan {
             .values()
             .any(|root| !root.exists && root.path.starts_with(path))
     }
+
+    /// Roots strictly below `path` (their canonical paths): what moves when `path` is renamed.
+    pub fn roots_below(&self, path: &Path) -> Vec<PathBuf> {
+        self.roots
+            .values()
+            .filter(|root| root.exists && root.path != path && root.path.starts_with(path))
+            .map(|root| root.path.clone())
+            .collect()
+    }
+
+    /// Is `path` a root, or a directory above one (by any spelling)? Creating, moving or
+    /// removing such a path changes which inode the root is: the kernel must be re-planned.
+    pub fn touches_roots(&self, path: &Path) -> bool {
+        self.roots.values().any(|root| {
+            std::iter::once(&root.path)
+                .chain(&root.aliases)
+                .any(|spelling| spelling.starts_with(path))
+        })
+    }
 }
 
 /// Kernel `dev_t` encoding (MKDEV: major << 20 | minor) from a user-space st_dev.
@@ -281,6 +300,19 @@ fn add_ancestors(
         // Relative strings ("etc/passwd" from cwd /) and absolute ones ("/etc/passwd", resolved
         // from a task root that is this ancestor).
         for lead in [&b""[..], &b"/"[..]] {
+            // Every directory between the ancestor and the root, exactly ("srv\0" and
+            // "srv/app\0" for the root srv/app/conf): renaming or removing one of them moves
+            // the root away, and user space must hear of it to follow.
+            for (at, _) in relative
+                .iter()
+                .enumerate()
+                .filter(|(_, byte)| **byte == b'/')
+            {
+                let mut intermediate = lead.to_vec();
+                intermediate.extend_from_slice(&relative[..at]);
+                intermediate.push(0);
+                insert_prefix(plan, ancestor_id, &intermediate, root_id);
+            }
             let mut text = lead.to_vec();
             text.extend_from_slice(relative);
             let mut exact = text.clone();

@@ -17,6 +17,7 @@ use std::{
 use serde_json::Value;
 
 pub mod api;
+pub mod attack;
 pub mod engine;
 
 /// Fails the test loudly when not root: these tests load BPF programs.

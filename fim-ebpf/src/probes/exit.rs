@@ -1,7 +1,9 @@
-//! Process exit closes every fd without close(2): flush the writers the process still holds.
+//! Process exit closes every fd without close(2); fork gives the child the parent's writers.
 //!
-//! The record carries only the fd (low half of `arg`); user space knows its path from the
-//! open record. The fd scan runs under `bpf_loop` so the verifier checks one step, not 1024.
+//! At exit the dying process's descriptors are scanned (under `bpf_loop`, so the verifier
+//! checks one step) for tracked files; the records carry only the file pointer, user space
+//! knows the path. Only processes marked in `WRITER_COUNTS` are scanned, and a fork copies the
+//! mark, so a child that inherited a writable descriptor is scanned too.
 use core::ffi::c_void;
 
 use aya_ebpf::{
@@ -9,44 +11,73 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use fim_common::{
-    event::{flag, op},
-    roots::WriterKey,
+use fim_common::event::flag;
+
+use super::{current_tgid, files::closing, write::mappings_synced};
+use crate::{
+    kernel::{current_task, fd_file, offset, read_u32, read_u64, KPath},
+    maps::{MAPPERS, WRITER_COUNTS},
 };
 
-use super::files::{emit_writer_event, exiting_with_writers};
-use crate::{kernel::KPath, maps::WRITERS};
-
-/// fds scanned at exit; writers above this are closed by user space's own bookkeeping.
-const EXIT_FD_SCAN: u32 = 1024;
+/// Most descriptors scanned at exit. Beyond them the LSM/fentry release hook (or user space's
+/// check that the holder is gone) ends the tracking.
+const EXIT_FD_SCAN_MAX: u32 = 1 << 20;
 
 #[tracepoint]
-pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
-    if !exiting_with_writers(&ctx) {
+pub fn any_sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if pid_tgid as u32 != tgid {
         return 0;
     }
-    unsafe {
-        bpf_loop(
-            EXIT_FD_SCAN,
-            flush_fd as *mut c_void,
-            core::ptr::null_mut(),
-            0,
-        )
+    mappings_synced(flag::AT_EXIT);
+    if unsafe { WRITER_COUNTS.get(&tgid) }.is_none() {
+        return 0;
+    }
+    let _ = WRITER_COUNTS.remove(&tgid);
+    let files = read_u64(current_task(), offset!(task_files));
+    let fdt = read_u64(files, offset!(files_fdt));
+    let max_fds = read_u32(fdt, offset!(fdtable_max_fds));
+    let count = if max_fds > EXIT_FD_SCAN_MAX {
+        EXIT_FD_SCAN_MAX
+    } else {
+        max_fds
     };
+    unsafe { bpf_loop(count, flush_fd as *mut c_void, core::ptr::null_mut(), 0) };
     0
 }
 
 extern "C" fn flush_fd(index: u64, _ctx: *mut c_void) -> i64 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let key = WriterKey {
-        tgid,
-        fd: index as u32,
-    };
-    let Some(state) = (unsafe { WRITERS.get(&key) }).copied() else {
-        return 0;
-    };
-    let _ = WRITERS.remove(&key);
     let no_path = KPath { mnt: 0, dentry: 0 };
-    emit_writer_event(op::WRITE_CLOSED, no_path, &state, index, flag::AT_EXIT);
+    closing(fd_file(index), no_path, flag::AT_EXIT);
+    0
+}
+
+/// A fork's child shares the parent's open files: mark it like the parent.
+#[inline(always)]
+fn on_fork(child: u32) {
+    let parent = current_tgid();
+    if unsafe { WRITER_COUNTS.get(&parent) }.is_some() {
+        let _ = WRITER_COUNTS.insert(&child, &1, 0);
+    }
+    if unsafe { MAPPERS.get(&parent) }.is_some() {
+        let _ = MAPPERS.insert(&child, &1, 0);
+    }
+}
+
+/// sched_process_fork with `char parent_comm[16]` inline (before 6.x changed it): child_pid
+/// at offset 44. The loader attaches the variant whose layout tracefs describes.
+#[tracepoint]
+pub fn any_sched_process_fork(ctx: TracePointContext) -> u32 {
+    let child = super::field_u32(&ctx, 44);
+    on_fork(child);
+    0
+}
+
+/// sched_process_fork with `__data_loc` comm fields: child_pid at offset 20.
+#[tracepoint]
+pub fn any_sched_process_fork_dataloc(ctx: TracePointContext) -> u32 {
+    let child = super::field_u32(&ctx, 20);
+    on_fork(child);
     0
 }

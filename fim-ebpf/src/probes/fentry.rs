@@ -9,7 +9,7 @@ use aya_ebpf::{
 use fim_common::event::op;
 
 use super::{
-    files::track_open,
+    files::{file_released, track_open},
     resolved::{dentry_op, setattr_op, symlink_op, two_dentry_op},
 };
 use crate::kernel::{offset, read_path, read_u64};
@@ -22,7 +22,14 @@ fn succeeded(ctx: &FExitContext) -> bool {
 #[fentry(function = "vfs_open")]
 pub fn fentry_vfs_open(ctx: FEntryContext) -> u32 {
     let path: u64 = ctx.arg(0);
-    track_open(read_path(path), ctx.arg(1));
+    track_open(read_path(path), ctx.arg(1), 0);
+    0
+}
+
+/// The last reference to a file is gone: the writer ends here, however it was closed.
+#[fentry(function = "security_file_free")]
+pub fn fentry_security_file_free(ctx: FEntryContext) -> u32 {
+    file_released(ctx.arg(0));
     0
 }
 

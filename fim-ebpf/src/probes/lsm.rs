@@ -4,7 +4,7 @@ use aya_ebpf::{macros::lsm, programs::LsmContext};
 use fim_common::event::op;
 
 use super::{
-    files::track_open,
+    files::{file_released, track_open},
     resolved::{dentry_op, setattr_op, symlink_op, two_dentry_op},
 };
 use crate::kernel::{file_path, read_path};
@@ -21,7 +21,14 @@ fn mnt_of(path: u64) -> u64 {
 #[lsm(hook = "file_open")]
 pub fn lsm_file_open(ctx: LsmContext) -> i32 {
     let file: u64 = ctx.arg(0);
-    track_open(file_path(file), file);
+    track_open(file_path(file), file, 0);
+    0
+}
+
+/// The last reference to a file is gone: the writer ends here, however it was closed.
+#[lsm(hook = "file_free_security")]
+pub fn lsm_file_free_security(ctx: LsmContext) -> i32 {
+    file_released(ctx.arg(0));
     0
 }
 

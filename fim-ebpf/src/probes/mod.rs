@@ -4,11 +4,15 @@
 //!   with BPF permits. Each program is named after the tracepoint it attaches to
 //!   (`sys_enter_unlinkat` attaches to `syscalls/sys_enter_unlinkat`).
 //! - LSM (`lsm`) and fentry (`fentry`): programs named `lsm_<hook>`, `fentry_<function>`,
-//!   `fexit_<function>`, sharing `resolved` (dentry operations) and `files` (writers keyed by
-//!   `struct file *`, closed through the `file_close`/`file_process_exit` tracepoints).
+//!   `fexit_<function>`, sharing `resolved` (dentry operations).
+//! - every strategy (`any_<tracepoint>`): `files` (writers keyed by `struct file *`, closed at
+//!   close(2)), `write` (shared mappings), `exit` (process exit and fork).
+//! - tracepoint only, `io_uring`: io_uring's own tracepoints, for the operations that never
+//!   pass through a syscall the other tracepoints see.
 mod exit;
 mod fentry;
 mod files;
+mod io_uring;
 mod lsm;
 mod names;
 mod open;
@@ -31,6 +35,18 @@ pub struct Scan {
 #[inline(always)]
 pub fn arg(ctx: &TracePointContext, n: usize) -> u64 {
     unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(16 + 8 * n) as *const u64) }
+}
+
+/// A 4-byte tracepoint field at a constant offset (read directly, like [`arg`]).
+#[inline(always)]
+pub fn field_u32(ctx: &TracePointContext, offset: usize) -> u32 {
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(offset) as *const u32) }
+}
+
+/// An 8-byte tracepoint field at a constant offset.
+#[inline(always)]
+pub fn field_u64(ctx: &TracePointContext, offset: usize) -> u64 {
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(offset) as *const u64) }
 }
 
 /// The return value in a sys_exit record.

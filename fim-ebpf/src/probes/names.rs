@@ -11,7 +11,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
-        generated::{bpf_loop, bpf_probe_read_user_str},
+        generated::{bpf_loop, bpf_probe_read_kernel_str, bpf_probe_read_user_str},
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -23,7 +23,7 @@ use fim_common::{
 
 use super::{arg, is_daemon, ret};
 use crate::{
-    emit::{begin, data_at, send, send_result},
+    emit::{begin, data_at, send_change, send_result},
     kernel::{base_dir, dentry_ids, fd_file, file_path},
     maps::{PENDING_RESULTS, PREFIXES, PREFIX_SCRATCH, SCAN_SCRATCH},
     walk::{walk, Found},
@@ -35,15 +35,14 @@ const AT_REMOVEDIR: u64 = 0x200;
 /// Reads the string into the prefix scratch key and reports (len with NUL, absolute,
 /// needs-user-space). Returns None for an unreadable pointer (the syscall fails with EFAULT).
 #[inline(always)]
-fn inspect_string(ptr: u64) -> Option<(usize, bool, bool)> {
+fn inspect_string(ptr: u64, kernel: bool) -> Option<(usize, bool, bool)> {
     let key = unsafe { &mut *PREFIX_SCRATCH.get_ptr_mut(0)? };
-    let n = unsafe {
-        bpf_probe_read_user_str(
-            key.data.as_mut_ptr().add(4).cast(),
-            PREFIX_PATH_BYTES as u32,
-            ptr as *const _,
-        )
-    };
+    let n = read_str(
+        key.data.as_mut_ptr().wrapping_add(4),
+        PREFIX_PATH_BYTES,
+        ptr,
+        kernel,
+    );
     if n <= 0 {
         return None;
     }
@@ -64,6 +63,19 @@ fn inspect_string(ptr: u64) -> Option<(usize, bool, bool)> {
         }
     }
     Some((len, absolute, scan.odd != 0))
+}
+
+/// Reads a NUL-terminated string from user memory (syscall arguments) or kernel memory
+/// (io_uring's `struct filename`, already copied in at submission).
+#[inline(always)]
+fn read_str(dst: *mut u8, size: usize, ptr: u64, kernel: bool) -> i64 {
+    unsafe {
+        if kernel {
+            bpf_probe_read_kernel_str(dst.cast(), size as u32, ptr as *const _)
+        } else {
+            bpf_probe_read_user_str(dst.cast(), size as u32, ptr as *const _)
+        }
+    }
 }
 
 /// Flags `//`, and `.` or `..` components: such strings are normalised in user space.
@@ -96,8 +108,15 @@ extern "C" fn scan_step(index: u64, _ctx: *mut c_void) -> i64 {
 /// Decides whether the path `(dirfd, ptr)` is under a root, writing the walk and the string
 /// into `paths[slot]`. Returns whether it matched.
 #[inline(always)]
-fn resolve(buf: &mut EventBuf, slot: usize, dirfd: i64, ptr: u64, off: &mut usize) -> bool {
-    let Some((len, absolute, odd)) = inspect_string(ptr) else {
+fn resolve(
+    buf: &mut EventBuf,
+    slot: usize,
+    dirfd: i64,
+    ptr: u64,
+    off: &mut usize,
+    kernel: bool,
+) -> bool {
+    let Some((len, absolute, odd)) = inspect_string(ptr, kernel) else {
         return false;
     };
     let base = base_dir(dirfd, absolute);
@@ -116,7 +135,7 @@ fn resolve(buf: &mut EventBuf, slot: usize, dirfd: i64, ptr: u64, off: &mut usiz
         if odd {
             buf.header.paths[slot & 1].flags |= path_flag::UNNORMALISED;
         }
-        copy_string(buf, slot, ptr, off);
+        copy_string(buf, slot, ptr, off, kernel);
     }
     matched
 }
@@ -146,12 +165,12 @@ fn prefix_lookup(buf: &mut EventBuf, slot: usize, ancestor_id: u32, len: usize) 
 
 /// Appends the user string to the record's data for `paths[slot]`.
 #[inline(always)]
-fn copy_string(buf: &mut EventBuf, slot: usize, ptr: u64, off: &mut usize) {
+fn copy_string(buf: &mut EventBuf, slot: usize, ptr: u64, off: &mut usize, kernel: bool) {
     let Some(dst) = data_at(buf, *off, MAX_USER_STRING) else {
         buf.header.paths[slot & 1].flags |= path_flag::STRING_TRUNCATED;
         return;
     };
-    let n = unsafe { bpf_probe_read_user_str(dst.cast(), MAX_USER_STRING as u32, ptr as *const _) };
+    let n = read_str(dst, MAX_USER_STRING, ptr, kernel);
     let desc = &mut buf.header.paths[slot & 1];
     desc.flags |= path_flag::PRESENT;
     if n <= 0 {
@@ -166,28 +185,54 @@ fn copy_string(buf: &mut EventBuf, slot: usize, ptr: u64, off: &mut usize) {
     *off += n;
 }
 
-/// Sends a matched entry event and remembers that its result must follow.
+/// Where a path string comes from and how its outcome is learnt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A syscall argument (user memory); the result follows from sys_exit.
+    Syscall,
+    /// An io_uring submission (kernel memory); no result follows: user space judges the
+    /// path by looking at it, as it does for every event.
+    IoUring,
+}
+
+/// Sends a matched event; for a syscall, remembers that its result must follow.
 #[inline(always)]
-fn send_awaiting(buf: &mut EventBuf, off: usize) {
-    buf.header.flags |= flag::AWAITS_RESULT;
-    let _ = PENDING_RESULTS.insert(&bpf_get_current_pid_tgid(), &1u8, 0);
-    send(buf, off);
+fn send_matched(buf: &mut EventBuf, off: usize, origin: Origin) {
+    if origin == Origin::Syscall {
+        buf.header.flags |= flag::AWAITS_RESULT;
+        let _ = PENDING_RESULTS.insert(&bpf_get_current_pid_tgid(), &1u8, 0);
+    } else {
+        buf.header.flags |= flag::IO_URING;
+    }
+    send_change(buf, off);
+}
+
+#[inline(always)]
+fn one_path(event_op: u8, dirfd: i64, ptr: u64, arg_value: u64, mode: u32) -> u32 {
+    one_path_from(Origin::Syscall, event_op, dirfd, ptr, arg_value, mode)
 }
 
 /// An operation on one named path. `arg_value` and `mode` go into the header.
 #[inline(always)]
-fn one_path(event_op: u8, dirfd: i64, ptr: u64, arg_value: u64, mode: u32) -> u32 {
+pub fn one_path_from(
+    origin: Origin,
+    event_op: u8,
+    dirfd: i64,
+    ptr: u64,
+    arg_value: u64,
+    mode: u32,
+) -> u32 {
     if is_daemon() {
         return 0;
     }
     let Some(buf) = begin(event_op) else { return 0 };
     let mut off = 0usize;
-    if !resolve(buf, 0, dirfd, ptr, &mut off) {
+    if !resolve(buf, 0, dirfd, ptr, &mut off, origin == Origin::IoUring) {
         return 0;
     }
     buf.header.arg = arg_value;
     buf.header.mode = mode;
-    send_awaiting(buf, off);
+    send_matched(buf, off, origin);
     0
 }
 
@@ -202,24 +247,43 @@ fn two_paths(
     new: u64,
     arg_value: u64,
 ) -> u32 {
+    two_paths_from(
+        Origin::Syscall,
+        event_op,
+        (old_dirfd, old),
+        (new_dirfd, new),
+        arg_value,
+    )
+}
+
+/// `two_paths` for either origin; each side is (dirfd, string pointer).
+#[inline(always)]
+pub fn two_paths_from(
+    origin: Origin,
+    event_op: u8,
+    old: (i64, u64),
+    new: (i64, u64),
+    arg_value: u64,
+) -> u32 {
     if is_daemon() {
         return 0;
     }
+    let kernel = origin == Origin::IoUring;
     let Some(buf) = begin(event_op) else { return 0 };
     let mut off = 0usize;
-    let old_matched = resolve(buf, 0, old_dirfd, old, &mut off);
-    let new_matched = resolve(buf, 1, new_dirfd, new, &mut off);
+    let old_matched = resolve(buf, 0, old.0, old.1, &mut off, kernel);
+    let new_matched = resolve(buf, 1, new.0, new.1, &mut off, kernel);
     if !old_matched && !new_matched {
         return 0;
     }
     if !old_matched {
-        copy_string(buf, 0, old, &mut off);
+        copy_string(buf, 0, old.1, &mut off, kernel);
     }
     if !new_matched {
-        copy_string(buf, 1, new, &mut off);
+        copy_string(buf, 1, new.1, &mut off, kernel);
     }
     buf.header.arg = arg_value;
-    send_awaiting(buf, off);
+    send_matched(buf, off, origin);
     0
 }
 
@@ -241,7 +305,7 @@ fn on_fd(event_op: u8, fd: u64, arg_value: u64, mode: u32) -> u32 {
     buf.header.ino = ino;
     buf.header.arg = arg_value;
     buf.header.mode = mode;
-    send_awaiting(buf, off);
+    send_matched(buf, off, Origin::Syscall);
     0
 }
 
@@ -574,21 +638,27 @@ results!(
     sys_exit_utime,
 );
 
-/// symlink: the new name is the monitored path; the target is only text, kept in paths[1].
 #[inline(always)]
 fn symlink(target: u64, dirfd: i64, linkpath: u64) -> u32 {
+    symlink_from(Origin::Syscall, target, dirfd, linkpath)
+}
+
+/// symlink: the new name is the monitored path; the target is only text, kept in paths[1].
+#[inline(always)]
+pub fn symlink_from(origin: Origin, target: u64, dirfd: i64, linkpath: u64) -> u32 {
     if is_daemon() {
         return 0;
     }
+    let kernel = origin == Origin::IoUring;
     let Some(buf) = begin(op::SYMLINK) else {
         return 0;
     };
     let mut off = 0usize;
-    if !resolve(buf, 0, dirfd, linkpath, &mut off) {
+    if !resolve(buf, 0, dirfd, linkpath, &mut off, kernel) {
         return 0;
     }
-    copy_string(buf, 1, target, &mut off);
-    send_awaiting(buf, off);
+    copy_string(buf, 1, target, &mut off, kernel);
+    send_matched(buf, off, origin);
     0
 }
 

@@ -1,4 +1,5 @@
-//! open/openat/openat2/creat: a writable open of a file under a root starts tracking the fd.
+//! open/openat/openat2/creat/open_by_handle_at (tracepoint strategy): a writable open of a
+//! file under a root starts tracking the open file.
 //!
 //! The decision is made at sys_exit, when the kernel has resolved the path to a `struct file`:
 //! relative paths, dirfds, symlinks, bind mounts and other mount namespaces all arrive as the
@@ -8,17 +9,12 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use fim_common::{
-    event::{flag, op},
-    roots::{WriterKey, WriterState},
-};
+use fim_common::event::flag;
 
-use super::{arg, current_tgid, is_daemon, ret};
+use super::{arg, files::track_open, is_daemon, ret};
 use crate::{
-    emit::{begin, now_ns, send},
-    kernel::{dentry_ids, fd_file, file_mode, file_path, fmode_created},
-    maps::{OPEN_STASH, WRITERS, WRITER_COUNTS},
-    walk::{walk, Found},
+    kernel::{fd_file, file_path},
+    maps::OPEN_STASH,
 };
 
 const O_ACCMODE: u64 = 0o3;
@@ -59,6 +55,12 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     stash_if_writable(flags)
 }
 
+/// open_by_handle_at(mount_fd, handle, flags): opens a file with no path at all.
+#[tracepoint]
+pub fn sys_enter_open_by_handle_at(ctx: TracePointContext) -> u32 {
+    stash_if_writable(arg(&ctx, 2))
+}
+
 #[tracepoint]
 pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
     on_open_exit(&ctx)
@@ -79,6 +81,11 @@ pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
     on_open_exit(&ctx)
 }
 
+#[tracepoint]
+pub fn sys_exit_open_by_handle_at(ctx: TracePointContext) -> u32 {
+    on_open_exit(&ctx)
+}
+
 #[inline(always)]
 fn on_open_exit(ctx: &TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -92,40 +99,11 @@ fn on_open_exit(ctx: &TracePointContext) -> u32 {
         return 0;
     }
     let file = fd_file(fd as u64);
-    let path = file_path(file);
-    let Some(buf) = begin(op::WRITE_OPENED) else {
-        return 0;
+    let extra = if open_flags & O_TRUNC != 0 {
+        flag::OPEN_TRUNC
+    } else {
+        0
     };
-    let mut off = 0usize;
-    let root_id = match walk(buf, 0, path, &mut off, false) {
-        Found::Root(id) => id,
-        Found::Truncated => 0,
-        _ => return 0,
-    };
-    if file_mode(file) & fmode_created() != 0 {
-        buf.header.op = op::CREATE;
-    }
-    if open_flags & O_TRUNC != 0 {
-        buf.header.flags |= flag::OPEN_TRUNC;
-    }
-    let (dev, ino, mode) = dentry_ids(path.dentry);
-    buf.header.dev = dev;
-    buf.header.ino = ino;
-    buf.header.mode = mode;
-    buf.header.arg = fd as u64;
-    let tgid = current_tgid();
-    let key = WriterKey {
-        tgid,
-        fd: fd as u32,
-    };
-    let state = WriterState {
-        opened_ns: now_ns(),
-        root_id,
-        _pad: 0,
-    };
-    let _ = WRITERS.insert(&key, &state, 0);
-    let count = unsafe { WRITER_COUNTS.get(&tgid) }.copied().unwrap_or(0);
-    let _ = WRITER_COUNTS.insert(&tgid, &(count + 1), 0);
-    send(buf, off);
+    track_open(file_path(file), file, extra);
     0
 }

@@ -6,7 +6,7 @@ use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 
 use super::is_daemon;
 use crate::{
-    emit::{begin, data_at, send},
+    emit::{begin, data_at, send_change},
     kernel::{dentry_ids, offset, read_u16, read_u32, read_u64, KPath},
     walk::{walk, Found},
 };
@@ -25,6 +25,15 @@ fn matched(found: Found) -> bool {
     matches!(found, Found::Root(_) | Found::Truncated)
 }
 
+/// Renaming or removing a directory above a root moves the root away (`mv /etc /etc.old`):
+/// user space must hear of it to re-plan the roots, though nothing monitored changed yet.
+#[inline(always)]
+fn matched_or_moves_root(found: Found, event_op: u8) -> bool {
+    matched(found)
+        || (matches!(found, Found::BaseAncestor(_))
+            && matches!(event_op, op::RENAME | op::RMDIR | op::UNLINK))
+}
+
 /// One dentry (with the mount it was reached through, or 0 when unknown).
 #[inline(always)]
 pub fn dentry_op(event_op: u8, dentry: u64, mnt: u64, arg_value: u64, mode: u32) -> u32 {
@@ -33,7 +42,8 @@ pub fn dentry_op(event_op: u8, dentry: u64, mnt: u64, arg_value: u64, mode: u32)
     }
     let Some(buf) = begin(event_op) else { return 0 };
     let mut off = 0usize;
-    if !matched(walk(buf, 0, KPath { mnt, dentry }, &mut off, false)) {
+    let found = walk(buf, 0, KPath { mnt, dentry }, &mut off, false);
+    if !matched_or_moves_root(found, event_op) {
         return 0;
     }
     let (dev, ino, _) = dentry_ids(dentry);
@@ -41,7 +51,7 @@ pub fn dentry_op(event_op: u8, dentry: u64, mnt: u64, arg_value: u64, mode: u32)
     buf.header.ino = ino;
     buf.header.arg = arg_value;
     buf.header.mode = mode;
-    send(buf, off);
+    send_change(buf, off);
     0
 }
 
@@ -53,33 +63,39 @@ pub fn two_dentry_op(event_op: u8, old: u64, old_mnt: u64, new: u64, new_mnt: u6
     }
     let Some(buf) = begin(event_op) else { return 0 };
     let mut off = 0usize;
-    let old_matched = matched(walk(
-        buf,
-        0,
-        KPath {
-            mnt: old_mnt,
-            dentry: old,
-        },
-        &mut off,
-        false,
-    ));
-    let new_matched = matched(walk(
-        buf,
-        1,
-        KPath {
-            mnt: new_mnt,
-            dentry: new,
-        },
-        &mut off,
-        false,
-    ));
+    let old_matched = matched_or_moves_root(
+        walk(
+            buf,
+            0,
+            KPath {
+                mnt: old_mnt,
+                dentry: old,
+            },
+            &mut off,
+            false,
+        ),
+        event_op,
+    );
+    let new_matched = matched_or_moves_root(
+        walk(
+            buf,
+            1,
+            KPath {
+                mnt: new_mnt,
+                dentry: new,
+            },
+            &mut off,
+            false,
+        ),
+        event_op,
+    );
     if !old_matched && !new_matched {
         return 0;
     }
     let (dev, ino, _) = dentry_ids(old);
     buf.header.dev = dev;
     buf.header.ino = ino;
-    send(buf, off);
+    send_change(buf, off);
     0
 }
 
@@ -97,7 +113,7 @@ pub fn symlink_op(dentry: u64, mnt: u64, target: u64) -> u32 {
         return 0;
     }
     append_kernel_string(buf, 1, target, &mut off);
-    send(buf, off);
+    send_change(buf, off);
     0
 }
 

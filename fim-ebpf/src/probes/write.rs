@@ -1,35 +1,66 @@
-//! close(2): where writes are coalesced.
+//! Shared writable mappings: writes through them need neither write(2) nor an open fd.
 //!
-//! A tracked fd yields one event at close, however many writes came between (and even with
-//! none: mmap writes never call write(2)). write(2) itself is not hooked at all: a program on
-//! every write cost 12% on small cached writes to *unmonitored* files (see BENCHMARKS.md),
-//! while the open already says which files are being written. In-progress events for
-//! long-lived writers come from user space, which polls the metadata of the files it knows
-//! are open for writing, at most once a second.
+//! mmap(MAP_SHARED) of a tracked file marks the process as a mapper (the mapping holds the
+//! file, so a close only reports `STILL_OPEN`); msync, munmap and exit of a mapper tell user
+//! space to look at every file that process mapped. write(2) itself is never hooked: a
+//! program on every write cost 12% on small cached writes to unmonitored files (BENCHMARKS.md).
+//! A shared mapping is tracked whatever its protection, since mprotect can add PROT_WRITE.
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use fim_common::{event::op, roots::WriterKey};
+use fim_common::event::{flag, op};
 
-use super::{arg, current_tgid, files::emit_writer_event};
+use super::{arg, current_tgid, is_daemon};
 use crate::{
-    kernel::{fd_file, file_path},
-    maps::{WRITERS, WRITER_COUNTS},
+    emit::{begin, send_change},
+    kernel::fd_file,
+    maps::{FILE_WRITERS, MAPPERS},
 };
 
+const MAP_SHARED: u64 = 0x01;
+
 #[tracepoint]
-pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
-    let fd = arg(&ctx, 0);
-    let tgid = current_tgid();
-    let key = WriterKey {
-        tgid,
-        fd: fd as u32,
-    };
-    let Some(state) = (unsafe { WRITERS.get(&key) }).copied() else {
+pub fn any_sys_enter_mmap(ctx: TracePointContext) -> u32 {
+    if is_daemon() || arg(&ctx, 3) & MAP_SHARED == 0 {
         return 0;
-    };
-    let _ = WRITERS.remove(&key);
-    if let Some(count) = WRITER_COUNTS.get_ptr_mut(&tgid) {
-        unsafe { *count = (*count).saturating_sub(1) };
     }
-    emit_writer_event(op::WRITE_CLOSED, file_path(fd_file(fd)), &state, fd, 0);
+    let file = fd_file(arg(&ctx, 4));
+    if file == 0 {
+        return 0;
+    }
+    if unsafe { FILE_WRITERS.get(&file) }.is_none() {
+        return 0;
+    }
+    let _ = MAPPERS.insert(&current_tgid(), &1, 0);
+    if let Some(buf) = begin(op::WRITE_MAPPED) {
+        buf.header.arg = file;
+        send_change(buf, 0);
+    }
+    0
+}
+
+/// msync or munmap by a mapper: its mapped files may have been written.
+#[inline(always)]
+pub fn mappings_synced(extra_flags: u8) {
+    let tgid = current_tgid();
+    if unsafe { MAPPERS.get(&tgid) }.is_none() {
+        return;
+    }
+    if extra_flags & flag::AT_EXIT != 0 {
+        let _ = MAPPERS.remove(&tgid);
+    }
+    if let Some(buf) = begin(op::MAPPINGS_SYNCED) {
+        buf.header.flags |= extra_flags;
+        send_change(buf, 0);
+    }
+}
+
+#[tracepoint]
+pub fn any_sys_enter_msync(_ctx: TracePointContext) -> u32 {
+    mappings_synced(0);
+    0
+}
+
+#[tracepoint]
+pub fn any_sys_enter_munmap(_ctx: TracePointContext) -> u32 {
+    mappings_synced(0);
     0
 }
