@@ -151,6 +151,14 @@ pub fn scan_run(run: &ScanRun) -> pb::ScanRun {
     }
 }
 
+pub fn hash_progress(progress: &fim_engine::reconcile::HashProgress) -> pb::HashProgress {
+    pb::HashProgress {
+        path: display_path(&progress.path),
+        size: progress.size,
+        done: progress.done,
+    }
+}
+
 pub fn baseline_state(entry: &BaselineEntry) -> pb::BaselineState {
     let state = &entry.state;
     pb::BaselineState {

@@ -197,6 +197,8 @@ impl pb::fim_server::Fim for FimService {
             computer_id: computer.id.clone(),
             started: convert::timestamp_of_text(&live.started),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            hashing: live.hashing.iter().map(convert::hash_progress).collect(),
+            hashes_queued: live.hashes_queued,
         }))
     }
 

@@ -141,6 +141,10 @@ pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode>
         "queued_events": status.queued_events,
         "scan_running": status.scan_running,
         "scans_queued": status.scans_queued,
+        "hashing": status.hashing.iter().map(|file| serde_json::json!({
+            "path": file.path, "size": file.size, "done": file.done,
+        })).collect::<Vec<_>>(),
+        "hashes_queued": status.hashes_queued,
         "last_scans": status.last_scans.iter().map(|scan| serde_json::json!({
             "kind": scan.kind, "files": scan.files, "changes": scan.changes, "errors": scan.errors,
         })).collect::<Vec<_>>(),
@@ -174,6 +178,12 @@ pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode>
         },
         status.scans_queued
     );
+    let hashing: Vec<(String, u64, u64)> = status
+        .hashing
+        .iter()
+        .map(|file| (file.path.clone(), file.done, file.size))
+        .collect();
+    crate::status::print_hashing(&hashing, status.hashes_queued);
     for scan in &status.last_scans {
         println!(
             "  {}: {} files, {} changes, {} errors",

@@ -3,7 +3,11 @@ use std::{path::Path, process::ExitCode};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use fim_engine::{daemon::database_path, path_text::display_path, store::Store};
+use fim_engine::{
+    daemon::{database_path, saved_hashing, HASHING_META},
+    path_text::display_path,
+    store::Store,
+};
 
 /// Opens the daemon's store for reading; says clearly when there is none yet.
 pub fn open_store(state_dir: &Path) -> anyhow::Result<Store> {
@@ -37,6 +41,15 @@ pub fn status(state_dir: &Path, policy: &Path, args: StatusArgs) -> anyhow::Resu
     let meta = |key: &str| store.get_meta(key).ok().flatten();
     let pid = meta("daemon/pid");
     let running = pid.as_deref().is_some_and(daemon_alive);
+    // Saved by the daemon about once a second; meaningless once it is gone.
+    let (hashing, hashes_queued) = match meta(HASHING_META) {
+        Some(text) if running => saved_hashing(&text),
+        _ => (Vec::new(), 0),
+    };
+    let hashing: Vec<(String, u64, u64)> = hashing
+        .iter()
+        .map(|file| (display_path(&file.path), file.done, file.size))
+        .collect();
     let status = serde_json::json!({
         "daemon": {
             "running": running,
@@ -50,6 +63,10 @@ pub fn status(state_dir: &Path, policy: &Path, args: StatusArgs) -> anyhow::Resu
         "journal_last_sequence": store.last_sequence()?,
         "last_sweep": meta("last_sweep"),
         "last_rehash": meta("last_rehash"),
+        "hashing": hashing.iter().map(|(path, done, size)| serde_json::json!({
+            "path": path, "size": size, "done": done,
+        })).collect::<Vec<_>>(),
+        "hashes_queued": hashes_queued,
         "recent_scans": store.last_scans(5)?.iter().map(|scan| serde_json::json!({
             "kind": scan.kind, "started_ns": scan.started_ns, "finished_ns": scan.finished_ns,
             "files": scan.files, "changes": scan.changes, "errors": scan.errors,
@@ -86,7 +103,24 @@ pub fn status(state_dir: &Path, policy: &Path, args: StatusArgs) -> anyhow::Resu
     );
     println!("last sweep: {}", text(&status["last_sweep"]));
     println!("last rehash: {}", text(&status["last_rehash"]));
+    print_hashing(&hashing, hashes_queued);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Large files the daemon hashes beside its event path: (path, bytes done, size) each.
+pub fn print_hashing(files: &[(String, u64, u64)], queued: u64) {
+    if files.is_empty() && queued == 0 {
+        return;
+    }
+    println!("hashing:    {} file(s), {queued} more queued", files.len());
+    for (path, done, size) in files {
+        let percent = if *size == 0 {
+            100.0
+        } else {
+            *done as f64 * 100.0 / *size as f64
+        };
+        println!("  {path}: {done} / {size} bytes ({percent:.1}%)");
+    }
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::{
     change::ChangeRecord,
     identity::Computer,
+    reconcile::HashProgress,
     source::GapNotice,
     store::{Store, StoreError},
 };
@@ -45,6 +46,10 @@ pub struct LiveStatus {
     pub queued_events: u64,
     pub scan_running: bool,
     pub scans_queued: u64,
+    /// Large files being hashed beside the event path (their verdicts come when done).
+    pub hashing: Vec<HashProgress>,
+    /// Large files waiting for the background hasher.
+    pub hashes_queued: u64,
 }
 
 /// Requests from the API to the engine loop.

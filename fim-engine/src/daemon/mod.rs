@@ -6,6 +6,7 @@
 //! (fimd on Linux) only starts an event source, hands over its channel, and applies the root
 //! lists this loop sends back.
 mod handle;
+mod hashing;
 mod policy_file;
 mod scans;
 mod schedule;
@@ -30,6 +31,8 @@ use crate::{
 };
 
 pub use handle::{Announcement, Command, DaemonHandle, HandleError, LiveStatus};
+use hashing::Hasher;
+pub use hashing::{saved_hashing, HASHING_META};
 pub use policy_file::{PolicyChange, PolicySource, PolicyWatcher};
 use scans::{Request, Scans};
 use schedule::Schedule;
@@ -115,6 +118,7 @@ pub struct Daemon {
     handle: DaemonHandle,
     status: watch::Sender<LiveStatus>,
     commands: mpsc::Receiver<Command>,
+    hasher: Hasher,
 }
 
 /// API commands waiting for the loop; more is "busy", not unbounded memory.
@@ -134,7 +138,8 @@ impl Daemon {
         let store = Store::open(config.state_dir.join(DATABASE_FILE))?;
         let policy = PolicyWatcher::load(config.policy.clone())?;
         let computer = Computer::of_this_host();
-        let reconciler = Reconciler::new(store, policy.compiled().clone(), computer.clone());
+        let mut reconciler = Reconciler::new(store, policy.compiled().clone(), computer.clone());
+        let hasher = Hasher::attach(&mut reconciler);
         let (status, status_view) = watch::channel(LiveStatus {
             started: crate::change::now_rfc3339(),
             ..LiveStatus::default()
@@ -156,6 +161,7 @@ impl Daemon {
             handle,
             status,
             commands,
+            hasher,
         })
     }
 
@@ -217,6 +223,7 @@ impl Daemon {
             spawn_printer(self.subscribe());
         }
         self.warn_symlinked_roots();
+        self.hasher.start(&self.reconciler);
         // Start-up: baseline new entities, sweep the rest for what changed while stopped.
         let mut scans = Scans::default();
         scans.request(Request::new(
@@ -278,6 +285,7 @@ impl Daemon {
                     }
                     self.start_scans(&mut scans);
                     let (running, queued) = scans.depth();
+                    self.hasher.publish(&self.status, &self.reconciler);
                     self.status.send_modify(|status| {
                         status.coalescing_paths = coalescer.len() as u64;
                         status.held_paths = held.len() as u64;
@@ -297,6 +305,7 @@ impl Daemon {
                     if changed.is_err() || *shutdown.borrow() {
                         stopping = true;
                         tracing::info!("stopping: finishing the events already read");
+                        self.hasher.cancel();
                     }
                 }
             }
@@ -310,6 +319,7 @@ impl Daemon {
             );
         }
         scans.cancel_and_wait();
+        self.hasher.join(&self.reconciler);
         Ok(())
     }
 

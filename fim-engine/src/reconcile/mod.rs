@@ -6,6 +6,7 @@
 //! transaction, and records are announced only after it commits: SIGKILL at any moment leaves
 //! either the old baseline (the next scan finds the change again) or both.
 pub mod coalesce;
+mod deferred;
 mod subtree;
 pub mod sweep;
 
@@ -31,6 +32,7 @@ use crate::{
 };
 
 pub use coalesce::{Coalescer, Hint};
+pub use deferred::{run_worker, Deferred, HashProgress, LARGE_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -80,6 +82,9 @@ pub struct Reconciler {
     announce: broadcast::Sender<Announcement>,
     /// Entities whose first baseline is complete (cached from the store's meta).
     baselined: HashSet<String>,
+    /// Where large files are hashed without holding up everything else (the daemon's worker);
+    /// None: inline.
+    deferred: Option<std::sync::Arc<Deferred>>,
 }
 
 impl Reconciler {
@@ -92,6 +97,7 @@ impl Reconciler {
             computer,
             announce,
             baselined: HashSet::new(),
+            deferred: None,
         }
     }
 
@@ -200,7 +206,7 @@ impl Reconciler {
     ) -> Result<Vec<ChangeRecord>, ReconcileError> {
         let mut verdicts = Vec::new();
         for (path, hint) in paths {
-            self.judge(path, hint, &mut verdicts)?;
+            self.judge(path, hint, detection, &mut verdicts)?;
         }
         // A new directory's walk meets paths that have events of their own in this step (mkdir
         // -p, tar x): judge each path once, by its own event where it has one.
@@ -224,15 +230,23 @@ impl Reconciler {
     }
 
     /// Compares one path (and, for directories that appeared or vanished, everything below
-    /// it) with the baseline.
+    /// it) with the baseline. A large file's verdict comes later, from the background hasher.
     fn judge(
         &self,
         path: &Path,
         hint: &Hint,
+        detection: Detection,
         verdicts: &mut Vec<Verdict>,
     ) -> Result<(), ReconcileError> {
         let baseline = self.store.get(path)?;
         let entity = self.policy.entity_for(path);
+        // A directory that became a file must have its old subtree judged here, now.
+        let was_directory = baseline
+            .as_ref()
+            .is_some_and(|entry| entry.state.file_type == FileType::Directory);
+        if entity.is_some() && !was_directory && self.defer_if_large(path, hint, detection, true) {
+            return Ok(());
+        }
         let content_limit = self.policy.settings.content_limit;
         let observed = match entity {
             Some(entity) => observe_for(entity, path, content_limit),
@@ -253,7 +267,7 @@ impl Reconciler {
         let swapped = was_dir.is_some() && is_dir.is_some() && was_dir != is_dir;
         let appeared_or_vanished = was_dir.is_some() != is_dir.is_some();
         if appeared_or_vanished || swapped || (is_dir.is_some() && hint.renamed_from.is_some()) {
-            subtree::judge_subtree(self, path, is_dir.is_some(), hint, verdicts)?;
+            subtree::judge_subtree(self, path, is_dir.is_some(), hint, detection, verdicts)?;
         }
         // Not monitored (a temp file next to a `*.conf`, an ignored name): nothing to say about
         // the path itself.
@@ -387,6 +401,8 @@ pub(crate) fn observe_for(
             keep_content: entity.keep_content.then_some(content_limit),
             previous: None,
             budget: None,
+            cancel: None,
+            progress: None,
         },
     )
 }

@@ -5,7 +5,7 @@
 //! directory is looked at again, and the directory's new content is walked once.
 use std::{collections::HashSet, path::Path};
 
-use crate::{path_text::display_path, state::FileState};
+use crate::{change::Detection, path_text::display_path, state::FileState};
 
 use super::{observe_for, Hint, ReconcileError, Reconciler, Verdict};
 
@@ -20,6 +20,7 @@ pub(super) fn judge_subtree(
     directory: &Path,
     is_dir_now: bool,
     hint: &Hint,
+    detection: Detection,
     verdicts: &mut Vec<Verdict>,
 ) -> Result<(), ReconcileError> {
     let content_limit = reconciler.policy.settings.content_limit;
@@ -31,7 +32,18 @@ pub(super) fn judge_subtree(
         let Some(entry) = reconciler.store.get(&below)? else {
             continue;
         };
-        let after = match reconciler.policy.entity_for(&below) {
+        let entity = reconciler.policy.entity_for(&below);
+        // Still there and large: it was not renamed away, so the plain hint goes with it.
+        let plain = Hint {
+            renamed_to: None,
+            renamed_from: None,
+            ..hint.clone()
+        };
+        if entity.is_some() && reconciler.defer_if_large(&below, &plain, detection, true) {
+            old.insert(below);
+            continue;
+        }
+        let after = match entity {
             Some(entity) => observe_or_skip(observe_for(entity, &below, content_limit), &below),
             None => None,
         };
@@ -47,8 +59,7 @@ pub(super) fn judge_subtree(
             after,
             hint: Hint {
                 renamed_to,
-                renamed_from: None,
-                ..hint.clone()
+                ..plain
             },
             own_event: false,
         });
@@ -78,24 +89,28 @@ pub(super) fn judge_subtree(
         let Some(entity) = reconciler.policy.entity_for(path) else {
             continue;
         };
-        let Some(after) = observe_or_skip(observe_for(entity, path, content_limit), path) else {
-            continue;
-        };
         let renamed_from = hint.renamed_from.as_ref().and_then(|from| {
             path.strip_prefix(directory)
                 .ok()
                 .map(|rest| from.join(rest))
         });
+        let moved = Hint {
+            renamed_from,
+            renamed_to: None,
+            ..hint.clone()
+        };
+        if reconciler.defer_if_large(path, &moved, detection, true) {
+            continue;
+        }
+        let Some(after) = observe_or_skip(observe_for(entity, path, content_limit), path) else {
+            continue;
+        };
         verdicts.push(Verdict {
             path: path.to_path_buf(),
             entity: entity.name.clone(),
             before: None,
             after,
-            hint: Hint {
-                renamed_from,
-                renamed_to: None,
-                ..hint.clone()
-            },
+            hint: moved,
             own_event: false,
         });
     }

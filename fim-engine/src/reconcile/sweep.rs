@@ -133,7 +133,7 @@ pub fn sweep(
 
 /// Does the path still have the quick metadata the walk saw? None: it is gone.
 fn still_current(path: &std::path::Path, state: &crate::state::FileState) -> Option<bool> {
-    let metadata = std::fs::symlink_metadata(path).ok()?;
+    let metadata = scan::symlink_metadata(path).ok()?;
     Some(scan::QuickMeta::from_metadata(&metadata) == scan::QuickMeta::from(state))
 }
 
@@ -320,6 +320,17 @@ impl EntitySweep<'_> {
             // the walk's state stand without reading the file again.
             let after = match still_current(&path, &state) {
                 Some(true) => Some(state),
+                // Changed since the walk, and large: hashed beside, judged when done.
+                Some(false)
+                    if reconciler.defer_if_large(
+                        &path,
+                        &Hint::default(),
+                        self.detection,
+                        !self.first,
+                    ) =>
+                {
+                    continue
+                }
                 Some(false) => {
                     match subtree::observe_or_skip(
                         observe_for(self.entity, &path, content_limit),
@@ -381,6 +392,9 @@ impl EntitySweep<'_> {
                 continue;
             }
             // Made again since the walk passed by: judge what is there now.
+            if reconciler.defer_if_large(path, &Hint::default(), self.detection, !self.first) {
+                continue;
+            }
             let Some(after) =
                 subtree::observe_or_skip(observe_for(self.entity, path, content_limit), path)
             else {

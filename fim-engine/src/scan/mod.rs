@@ -33,6 +33,7 @@ use crate::{
 mod budget;
 mod hash;
 mod known;
+mod long;
 mod observe;
 mod progress;
 mod walk;
@@ -43,6 +44,7 @@ mod tests;
 
 pub use budget::{set_idle_io_priority, ByteBudget};
 pub use known::{KnownMap, QuickMeta};
+pub use long::symlink_metadata;
 pub use observe::{observe, ObserveOptions};
 pub use walk::scan;
 pub use xattrs::decode_posix_acl;
@@ -58,6 +60,9 @@ pub enum ScanError {
     },
     #[error("cannot start the scan's worker threads: {0}")]
     ThreadPool(#[from] rayon::ThreadPoolBuildError),
+    /// `ObserveOptions::cancel` was set while a file was read: its state is unknown.
+    #[error("cancelled while reading")]
+    Cancelled,
 }
 
 /// One entity to scan, with its baseline for sweeps.

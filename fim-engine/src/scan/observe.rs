@@ -6,17 +6,20 @@
 //! files are opened (see [`super::hash`]); FIFOs, sockets and devices are described from their
 //! metadata alone, since opening them can block or have side effects. When the path is swapped
 //! for another file while it is examined, it is examined again from the lstat, a few times.
+//! A path longer than PATH_MAX is examined through its parent's descriptor (`super::long`).
 use std::{
     fs::{self, Metadata},
     io,
     os::unix::{ffi::OsStringExt, fs::MetadataExt},
     path::Path,
+    sync::atomic::{AtomicBool, AtomicU64},
 };
 
 use super::{
     budget::ByteBudget,
     hash::{self, HashOutcome, MAX_RETRIES},
     known::join_ns,
+    long::SysPath,
     xattrs::{self, SecurityAttrs, Source},
     ScanError,
 };
@@ -32,6 +35,12 @@ pub struct ObserveOptions<'a> {
     pub previous: Option<&'a FileState>,
     /// A read budget to respect (scans pass theirs; the daemon's single paths usually don't).
     pub budget: Option<&'a ByteBudget>,
+    /// Checked between chunks of a regular file's content: once set, the observation ends
+    /// with [`ScanError::Cancelled`] (the daemon is stopping; a large file's hash can take
+    /// minutes).
+    pub cancel: Option<&'a AtomicBool>,
+    /// Bytes of the current regular file hashed so far (reset when a read starts), for status.
+    pub progress: Option<&'a AtomicU64>,
 }
 
 /// Observes one path without following it. `Ok(None)`: the path does not exist.
@@ -52,9 +61,14 @@ pub(super) fn observe_with(
     lstat: Option<Metadata>,
     options: &ObserveOptions<'_>,
 ) -> Result<Option<Observation>, ScanError> {
+    let sys = match SysPath::new(path) {
+        Ok(sys) => sys,
+        Err(error) => return absent_or(error, path),
+    };
+    let (sys, path) = (sys.get(), path);
     let mut meta = match lstat {
         Some(meta) => meta,
-        None => match lstat_path(path)? {
+        None => match lstat_path(sys, path)? {
             Some(meta) => meta,
             None => return Ok(None),
         },
@@ -70,24 +84,23 @@ pub(super) fn observe_with(
             }
         }
         let done = match state.file_type {
-            FileType::Regular => {
-                match hash::hash_regular(path, Some(&meta), options.keep_content, options.budget) {
-                    HashOutcome::Hashed(hashed) => {
-                        bytes_read += hashed.bytes_read;
-                        Some(hashed_state(hashed, path))
-                    }
-                    HashOutcome::Unreadable(error) => {
-                        state.error = Some(error.to_string());
-                        set_attrs(&mut state, xattrs::read(Source::Path(path), path));
-                        Some(state)
-                    }
-                    HashOutcome::Replaced | HashOutcome::Vanished => None,
+            FileType::Regular => match hash::hash_regular(sys, Some(&meta), options) {
+                HashOutcome::Hashed(hashed) => {
+                    bytes_read += hashed.bytes_read;
+                    Some(hashed_state(hashed, path))
                 }
-            }
-            FileType::Symlink => match fs::read_link(path) {
+                HashOutcome::Unreadable(error) => {
+                    state.error = Some(error.to_string());
+                    set_attrs(&mut state, xattrs::read(Source::Path(sys), path));
+                    Some(state)
+                }
+                HashOutcome::Cancelled => return Err(ScanError::Cancelled),
+                HashOutcome::Replaced | HashOutcome::Vanished => None,
+            },
+            FileType::Symlink => match fs::read_link(sys) {
                 Ok(target) => {
                     state.symlink_target = Some(target.into_os_string().into_vec());
-                    set_attrs(&mut state, xattrs::read(Source::Path(path), path));
+                    set_attrs(&mut state, xattrs::read(Source::Path(sys), path));
                     Some(state)
                 }
                 // EINVAL: not a symlink any more; ENOENT: gone. Look again.
@@ -98,14 +111,14 @@ pub(super) fn observe_with(
                 }
             },
             _ => {
-                set_attrs(&mut state, xattrs::read(Source::Path(path), path));
+                set_attrs(&mut state, xattrs::read(Source::Path(sys), path));
                 Some(state)
             }
         };
         if let Some(state) = done {
             return Ok(Some(Observation { state, bytes_read }));
         }
-        meta = match lstat_path(path)? {
+        meta = match lstat_path(sys, path)? {
             Some(meta) => meta,
             None => return Ok(None),
         };
@@ -127,13 +140,18 @@ pub(super) fn observe_regular_entry(
     path: &Path,
     options: &ObserveOptions<'_>,
 ) -> Result<Option<Observation>, ScanError> {
-    match hash::hash_regular(path, None, options.keep_content, options.budget) {
+    let sys = match SysPath::new(path) {
+        Ok(sys) => sys,
+        Err(error) => return absent_or(error, path),
+    };
+    match hash::hash_regular(sys.get(), None, options) {
         HashOutcome::Hashed(hashed) => {
             let bytes_read = hashed.bytes_read;
             let state = hashed_state(hashed, path);
             Ok(Some(Observation { state, bytes_read }))
         }
         HashOutcome::Vanished => Ok(None),
+        HashOutcome::Cancelled => Err(ScanError::Cancelled),
         HashOutcome::Replaced | HashOutcome::Unreadable(_) => observe_with(path, None, options),
     }
 }
@@ -148,16 +166,24 @@ fn hashed_state(hashed: hash::Hashed, path: &Path) -> FileState {
     state
 }
 
-/// lstat; None for "does not exist" (ENOENT, or ENOTDIR: a parent is not a directory).
-pub(super) fn lstat_path(path: &Path) -> Result<Option<Metadata>, ScanError> {
-    match fs::symlink_metadata(path) {
+/// lstat of `sys` (the syscalls' spelling of `path`); None for "does not exist" (ENOENT, or
+/// ENOTDIR: a parent is not a directory).
+fn lstat_path(sys: &Path, path: &Path) -> Result<Option<Metadata>, ScanError> {
+    match fs::symlink_metadata(sys) {
         Ok(meta) => Ok(Some(meta)),
-        Err(error) if is_absent(&error) => Ok(None),
-        Err(source) => Err(ScanError::Stat {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(error) => absent_or(error, path),
     }
+}
+
+/// "Does not exist" as None, anything else as the error.
+fn absent_or<T>(error: io::Error, path: &Path) -> Result<Option<T>, ScanError> {
+    if is_absent(&error) {
+        return Ok(None);
+    }
+    Err(ScanError::Stat {
+        path: path.to_path_buf(),
+        source: error,
+    })
 }
 
 pub(super) fn is_absent(error: &io::Error) -> bool {

@@ -11,8 +11,9 @@
 //!   descend into, so ignored files cost nothing but their directory entry. In a full scan a
 //!   regular file (by `d_type`) is not stat'ed at all: it is opened, and the fstat the hashing
 //!   needs anyway describes it.
-//! - Opening files and directories uses full paths, so a path longer than PATH_MAX (4096
-//!   bytes) is reported `ListFailed`/`Error` rather than walked.
+//! - Opening files and directories uses full paths while they fit in PATH_MAX (4096 bytes);
+//!   deeper ones are opened relative to their parent's descriptor (`super::long`), so a file
+//!   hidden below a very deep directory chain is walked like any other.
 //! - Sweep mode compares the `statx` result with the target's [`KnownMap`] and reports
 //!   `Unchanged` without building a `FileState`: an unchanged tree costs one `statx` per path.
 //! - Directories on another filesystem than the root's are reported but not entered (unless
@@ -43,6 +44,7 @@ use tracing::{debug, warn};
 use super::{
     budget::{set_idle_io_priority, ByteBudget},
     hash,
+    long::SysPath,
     observe::{is_absent, observe_regular_entry, observe_with, Observation, ObserveOptions},
     progress::Progress,
     KnownMap, QuickMeta, ScanBatch, ScanError, ScanItem, ScanMode, ScanOptions, ScanOutcome,
@@ -52,6 +54,8 @@ use crate::{path_text::display_path, policy::CompiledEntity, state::FileType};
 
 /// Directory entries per job.
 const BATCH: usize = 128;
+/// Entries of one directory, with their paths.
+type Batch = Vec<(PathBuf, DirEntry)>;
 /// Batches queued per worker before a lister handles its own batches.
 const QUEUED_BATCHES_PER_WORKER: usize = 4;
 
@@ -216,7 +220,7 @@ impl<'a> Walk<'a> {
         }
         let mut out = self.outbox();
         let out = &mut out;
-        let listing = fs::read_dir(&path);
+        let listing = SysPath::new(&path).and_then(|sys| fs::read_dir(sys.get()));
         if let Err(error) = &listing {
             if is_absent(error) {
                 if covered {
@@ -241,7 +245,9 @@ impl<'a> Walk<'a> {
                 return;
             }
             match entry {
-                Ok(entry) => batch.push(entry),
+                // Joined here, not with `entry.path()`: a long directory is listed through
+                // its /proc/self/fd alias, which must not leak into reported paths.
+                Ok(entry) => batch.push((path.join(entry.file_name()), entry)),
                 Err(error) => {
                     self.list_failed(job, path.clone(), &error, out);
                     break;
@@ -264,7 +270,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Queues a batch for any worker, or handles it here when enough are queued already.
-    fn dispatch<'s>(&'s self, scope: &Scope<'s>, job: Job<'s>, batch: Vec<DirEntry>, depth: usize) {
+    fn dispatch<'s>(&'s self, scope: &Scope<'s>, job: Job<'s>, batch: Batch, depth: usize) {
         if self.queued.fetch_add(1, Ordering::AcqRel) < self.max_queued {
             scope.spawn(move |scope| {
                 self.entries(scope, job, batch, depth, &mut self.outbox());
@@ -281,16 +287,15 @@ impl<'a> Walk<'a> {
         &'s self,
         scope: &Scope<'s>,
         job: Job<'s>,
-        batch: Vec<DirEntry>,
+        batch: Batch,
         depth: usize,
         out: &mut Outbox<'s>,
     ) {
         let descend = job.max_depth.is_none_or(|max| depth < max);
-        for entry in batch {
+        for (path, entry) in batch {
             if self.stopped() {
                 return;
             }
-            let path = entry.path();
             let covered = job.covers_all || job.entity.covers(&path);
             // A full scan opens regular files without a statx first: the fstat describes them.
             if covered
@@ -374,6 +379,9 @@ impl<'a> Walk<'a> {
             keep_content: job.keep_content,
             previous: None,
             budget: self.budget.as_ref(),
+            // A daily rehash meeting a 16 TB file must still stop at SIGTERM.
+            cancel: self.options.cancel.as_deref(),
+            progress: None,
         }
     }
 

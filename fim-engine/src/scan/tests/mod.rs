@@ -18,6 +18,7 @@ use super::{scan, ScanItem, ScanOptions, ScanOutcome, ScanSummary, ScanTarget};
 use crate::policy::{CompiledEntity, EntityKind};
 
 mod bench;
+mod large_tests;
 mod observe_tests;
 mod walk_tests;
 
