@@ -33,6 +33,15 @@ pub fn record(record: &change::ChangeRecord) -> pb::ChangeRecord {
         actor: record.actor.as_ref().map(actor),
         file: record.file.as_ref().map(file_columns),
         journal_json,
+        contributors: record
+            .contributors
+            .iter()
+            .map(|contributor| pb::Contributor {
+                actor: Some(actor(&contributor.actor)),
+                operations: contributor.operations.clone(),
+            })
+            .collect(),
+        contributors_omitted: record.contributors_omitted,
     }
 }
 
@@ -114,6 +123,8 @@ fn file_columns(file: &change::FileColumns) -> pb::FileColumns {
         content_diff: file.content_diff,
         unstable: file.unstable,
         error: file.error,
+        change_time: file.change_time,
+        previous_change_time: file.previous_change_time,
     }
 }
 
@@ -454,6 +465,81 @@ mod tests {
             path_of("/etc/a\\xffb", "path").unwrap(),
             parse_display("/etc/a\\xffb").unwrap()
         );
+    }
+
+    #[test]
+    fn contributors_and_change_time_reach_the_message() {
+        let actor = |pid: u32, name: &str| change::Actor {
+            process_id: pid,
+            thread_id: pid,
+            process_name: name.into(),
+            executable: None,
+            parent_process_id: 1,
+            user_id: 0,
+            user_name: "root".into(),
+            group_id: 0,
+            login_user_id: None,
+            cgroup_id: 1,
+            cgroup: None,
+        };
+        let contributor = |pid, name, op: &str| change::Contributor {
+            actor: actor(pid, name),
+            operations: vec![op.to_string()],
+        };
+        let engine = change::ChangeRecord {
+            sequence: 3,
+            time_generated: change::rfc3339_ns(0),
+            computer: "h".into(),
+            computer_id: "id".into(),
+            config_change_type: ConfigChangeType::Files,
+            change_category: ChangeCategory::Modified,
+            fields_changed: vec!["ChangeTime".into()],
+            entity: "e".into(),
+            detected_by: Detection::Realtime,
+            operations: vec!["write-closed".into(), "setattr".into()],
+            actor: Some(actor(8, "touch")),
+            file: Some(change::FileColumns {
+                file_system_path: "/x".into(),
+                change_time: Some("1970-01-01T00:00:02Z".into()),
+                previous_change_time: Some("1970-01-01T00:00:01Z".into()),
+                ..Default::default()
+            }),
+            contributors: vec![
+                contributor(7, "bash", "write-closed"),
+                contributor(8, "touch", "setattr"),
+            ],
+            contributors_omitted: 1,
+        };
+        let message = record(&engine);
+        let named: Vec<(u32, &str, &[String])> = message
+            .contributors
+            .iter()
+            .map(|c| {
+                let actor = c.actor.as_ref().expect("actor");
+                (
+                    actor.process_id,
+                    actor.process_name.as_str(),
+                    &c.operations[..],
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                (7, "bash", &["write-closed".to_string()][..]),
+                (8, "touch", &["setattr".to_string()][..]),
+            ]
+        );
+        assert_eq!(message.contributors_omitted, 1);
+        let file = message.file.expect("file");
+        assert_eq!(file.change_time.as_deref(), Some("1970-01-01T00:00:02Z"));
+        assert_eq!(
+            file.previous_change_time.as_deref(),
+            Some("1970-01-01T00:00:01Z")
+        );
+        assert!(message
+            .journal_json
+            .contains(r#""Contributors":[{"ProcessId":7"#));
     }
 
     #[test]

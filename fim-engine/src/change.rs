@@ -110,6 +110,18 @@ pub struct Actor {
     pub cgroup: Option<String>,
 }
 
+/// One process that contributed to a record coalesced from several: its identity (the fields of
+/// [`Actor`], flattened) and what it did. A write by one process and a `touch -r` by another
+/// within one window are one record; naming only the last would hide the writer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Contributor {
+    #[serde(flatten)]
+    pub actor: Actor,
+    /// This process's operations, in order, without repeats.
+    pub operations: Vec<String>,
+}
+
 fn serialize_actor<S: Serializer>(actor: &Option<Actor>, serializer: S) -> Result<S::Ok, S::Error> {
     match actor {
         Some(actor) => actor.serialize(serializer),
@@ -155,6 +167,12 @@ pub struct FileColumns {
     pub date_modified: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_date_modified: Option<String>,
+    /// ctime, RFC 3339: user space cannot set it, so it shows a write that put everything
+    /// else back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_change_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,10 +258,53 @@ pub struct ChangeRecord {
     pub actor: Option<Actor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileColumns>,
+    /// Every process behind a real-time record, in order, when more than one contributed
+    /// (`Actor` is the last of them, `Operations` the union). At most
+    /// [`MAX_CONTRIBUTORS`]; the events of further processes are counted in
+    /// `ContributorsOmitted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributors: Vec<Contributor>,
+    /// Events from processes past the first [`MAX_CONTRIBUTORS`], not listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub contributors_omitted: u64,
+}
+
+/// How many processes one record names: a flood of processes touching one path within a
+/// window must not grow the daemon's memory or the record without bound.
+pub const MAX_CONTRIBUTORS: usize = 16;
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
+}
+
+/// The field a record names when the change time is all that differs.
+pub const CHANGE_TIME: &str = "ChangeTime";
+
+/// What a record says changed between two states of one path: [`fields_changed`], or, when
+/// that is empty and a non-directory's ctime moved, [`CHANGE_TIME`] alone. Empty: no record.
+///
+/// ctime cannot be set from user space, so a file written and put back (content, size and
+/// mtime restored within the coalescing window, or `mv f f.tmp; mv f.tmp f`) differs in ctime
+/// only, and that must still be seen. This holds for scans too, not only real time: a scan
+/// that finds it is the case where the real-time path was blinded (lost events, an operation
+/// the strategy does not hook such as `chattr`, the daemon stopped), and a record must not
+/// depend on whether an event was seen. The cost is that tools which reset times after reading
+/// (`tar --atime-preserve=replace`) are reported; they did write the file's metadata.
+/// Directories are excluded: their ctime moves with every entry added or removed, and those
+/// entries have records of their own.
+pub fn verdict_fields(before: &FileState, after: &FileState) -> Vec<&'static str> {
+    let fields = fields_changed(before, after);
+    let directory =
+        before.file_type == FileType::Directory || after.file_type == FileType::Directory;
+    if fields.is_empty() && !directory && before.ctime_ns != after.ctime_ns {
+        return vec![CHANGE_TIME];
+    }
+    fields
 }
 
 /// Compares two states of one path and names what differs, in Azure's field names.
-/// Empty when nothing a user cares about changed (ctime alone is not a change).
+/// Empty when nothing a user cares about changed (ctime alone is not among these fields: see
+/// [`verdict_fields`] for when it makes a record anyway).
 pub fn fields_changed(before: &FileState, after: &FileState) -> Vec<&'static str> {
     let mut fields = Vec::new();
     let mut differs = |changed: bool, name: &'static str| {
@@ -299,6 +360,7 @@ pub fn file_columns(
         columns.file_type = Some(after.file_type.as_str().to_string());
         columns.size = Some(after.size);
         columns.date_modified = Some(rfc3339_ns(after.mtime_ns));
+        columns.change_time = Some(rfc3339_ns(after.ctime_ns));
         columns.owner = Some(users::user_name(after.uid));
         columns.group = Some(users::group_name(after.gid));
         columns.mode = Some(format!("{:04o}", after.mode));
@@ -320,6 +382,7 @@ pub fn file_columns(
         columns.previous_file_type = Some(before.file_type.as_str().to_string());
         columns.previous_size = Some(before.size);
         columns.previous_date_modified = Some(rfc3339_ns(before.mtime_ns));
+        columns.previous_change_time = Some(rfc3339_ns(before.ctime_ns));
         columns.previous_owner = Some(users::user_name(before.uid));
         columns.previous_group = Some(users::group_name(before.gid));
         columns.previous_mode = Some(format!("{:04o}", before.mode));
@@ -375,101 +438,4 @@ impl FileType {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state() -> FileState {
-        FileState {
-            file_type: FileType::Regular,
-            size: 3,
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 1_000_000_000,
-            ctime_ns: 1_000_000_000,
-            ino: 7,
-            dev: 1,
-            nlink: 1,
-            hash: Some([1; 32]),
-            ..FileState::empty(FileType::Regular)
-        }
-    }
-
-    #[test]
-    fn ctime_alone_is_not_a_change() {
-        let before = state();
-        let after = FileState {
-            ctime_ns: 2,
-            ..state()
-        };
-        assert!(fields_changed(&before, &after).is_empty());
-    }
-
-    #[test]
-    fn content_change_with_restored_mtime_is_a_checksum_change() {
-        let before = state();
-        let after = FileState {
-            hash: Some([2; 32]),
-            ctime_ns: 5,
-            ..state()
-        };
-        assert_eq!(fields_changed(&before, &after), vec!["FileContentChecksum"]);
-    }
-
-    #[test]
-    fn a_directory_gaining_entries_is_not_a_change() {
-        let directory = |size, mtime_ns, nlink| FileState {
-            file_type: FileType::Directory,
-            size,
-            mtime_ns,
-            nlink,
-            hash: None,
-            ..state()
-        };
-        assert!(fields_changed(&directory(4096, 1, 2), &directory(8192, 2, 3)).is_empty());
-        let chmodded = FileState {
-            mode: 0o700,
-            ..directory(4096, 1, 2)
-        };
-        assert_eq!(
-            fields_changed(&directory(4096, 1, 2), &chmodded),
-            vec!["Mode"]
-        );
-    }
-
-    #[test]
-    fn setcap_and_chmod_are_named() {
-        let before = state();
-        let after = FileState {
-            mode: 0o755,
-            capability: Some(vec![1, 2]),
-            ..state()
-        };
-        assert_eq!(
-            fields_changed(&before, &after),
-            vec!["Mode", "Capabilities"]
-        );
-    }
-
-    #[test]
-    fn unknown_actor_round_trips_as_a_string() {
-        let record = ChangeRecord {
-            sequence: 1,
-            time_generated: rfc3339_ns(0),
-            computer: "h".into(),
-            computer_id: "id".into(),
-            config_change_type: ConfigChangeType::Files,
-            change_category: ChangeCategory::Added,
-            fields_changed: vec![],
-            entity: "e".into(),
-            detected_by: Detection::Scan,
-            operations: vec![],
-            actor: None,
-            file: Some(file_columns(Path::new("/x"), None, Some(&state()))),
-        };
-        let json = serde_json::to_string(&record).unwrap();
-        assert!(json.contains(r#""Actor":"unknown""#), "{json}");
-        let back: ChangeRecord = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, record);
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use std::{
 };
 
 use crate::{
-    change::Actor,
+    change::{Actor, Contributor, MAX_CONTRIBUTORS},
     source::{FileEvent, Operation},
 };
 
@@ -22,6 +22,11 @@ pub struct Hint {
     pub operations: Vec<String>,
     /// The last process that touched the path.
     pub actor: Option<Actor>,
+    /// Every process that touched the path, in order of first contribution, each with its own
+    /// operations; at most [`MAX_CONTRIBUTORS`].
+    pub contributors: Vec<Contributor>,
+    /// Events from processes that did not fit in `contributors`.
+    pub contributors_omitted: u64,
     /// The path was the destination of a rename from here.
     pub renamed_from: Option<PathBuf>,
     /// The path was the source of a rename to here.
@@ -31,26 +36,97 @@ pub struct Hint {
 impl Hint {
     /// This (newer) hint combined with an older one for the same path.
     pub fn merged_over(self, older: Hint) -> Hint {
-        let mut operations = older.operations;
-        for operation in self.operations {
-            if !operations.contains(&operation) {
-                operations.push(operation);
-            }
-        }
-        Hint {
-            operations,
+        let mut merged = Hint {
             actor: self.actor.or(older.actor),
             renamed_from: self.renamed_from.or(older.renamed_from),
             renamed_to: self.renamed_to.or(older.renamed_to),
+            contributors_omitted: older
+                .contributors_omitted
+                .saturating_add(self.contributors_omitted),
+            operations: older.operations,
+            contributors: older.contributors,
+        };
+        for operation in &self.operations {
+            add_operation(&mut merged.operations, operation);
         }
+        for contributor in self.contributors {
+            // A process that no longer fits counts as one event per operation it did: at
+            // least that many events were behind it.
+            let events = contributor.operations.len().max(1) as u64;
+            merged.contribute(&contributor.actor, &contributor.operations, events);
+        }
+        merged
     }
 
     fn absorb(&mut self, operation: &str, actor: Actor) {
-        if !self.operations.iter().any(|seen| seen == operation) {
-            self.operations.push(operation.to_string());
-        }
+        add_operation(&mut self.operations, operation);
+        self.contribute(&actor, &[operation.to_string()], 1);
         self.actor = Some(actor);
     }
+
+    /// Adds `operations` to the process's entry, or a new entry while there is room.
+    fn contribute(&mut self, actor: &Actor, operations: &[String], events: u64) {
+        let entry = match self
+            .contributors
+            .iter()
+            .position(|known| same_process(&known.actor, actor))
+        {
+            Some(index) => &mut self.contributors[index],
+            None if self.contributors.len() < MAX_CONTRIBUTORS => {
+                self.contributors.push(Contributor {
+                    actor: actor.clone(),
+                    operations: Vec::new(),
+                });
+                let last = self.contributors.len() - 1;
+                &mut self.contributors[last]
+            }
+            None => {
+                self.contributors_omitted = self.contributors_omitted.saturating_add(events);
+                return;
+            }
+        };
+        // The latest event's thread (nothing else differs within one process), so the last
+        // entry is exactly the record's Actor.
+        entry.actor.thread_id = actor.thread_id;
+        for operation in operations {
+            add_operation(&mut entry.operations, operation);
+        }
+    }
+}
+
+fn add_operation(operations: &mut Vec<String>, operation: &str) {
+    if !operations.iter().any(|seen| seen == operation) {
+        operations.push(operation.to_string());
+    }
+}
+
+/// One process, whichever of its threads acted: the pid and everything else the actor says
+/// (a pid that exec'd another program or changed its user is another contributor).
+fn same_process(a: &Actor, b: &Actor) -> bool {
+    // Destructured so that a field added to Actor cannot be forgotten here.
+    let Actor {
+        process_id,
+        thread_id: _,
+        process_name,
+        executable,
+        parent_process_id,
+        user_id,
+        user_name,
+        group_id,
+        login_user_id,
+        cgroup_id,
+        cgroup,
+    } = a;
+    *process_id == b.process_id
+        && *parent_process_id == b.parent_process_id
+        && *user_id == b.user_id
+        && *group_id == b.group_id
+        && *login_user_id == b.login_user_id
+        && *cgroup_id == b.cgroup_id
+        && *process_name == b.process_name
+        && *executable == b.executable
+        && *user_name == b.user_name
+        && *cgroup == b.cgroup
 }
 
 struct Gathering {
@@ -257,6 +333,118 @@ mod tests {
         assert_eq!(temp.renamed_to.as_deref(), Some(Path::new("/etc/a.conf")));
         assert_eq!(temp.actor.as_ref().unwrap().process_name, "sed");
         assert!(coalescer.is_empty());
+    }
+
+    fn by(comm: &str, op: Operation, pid: u32, tid: u32) -> FileEvent {
+        FileEvent {
+            comm: comm.into(),
+            tid,
+            ..event(op, "/etc/passwd", None, pid)
+        }
+    }
+
+    fn due_hint(coalescer: &mut Coalescer, start: Instant) -> Hint {
+        let mut due = coalescer.take_due(start + Duration::from_millis(60));
+        assert_eq!(due.len(), 1);
+        due.remove(0).1
+    }
+
+    #[test]
+    fn every_process_in_a_window_is_named_with_its_own_operations() {
+        let start = Instant::now();
+        let mut coalescer = Coalescer::new(Duration::from_millis(50));
+        coalescer.push(&by("bash", Operation::WriteClosed, 5, 5), start);
+        coalescer.push(&by("touch", Operation::Setattr, 6, 6), start);
+        // The writer again, from another thread: the same contributor.
+        coalescer.push(&by("bash", Operation::Truncate, 5, 9), start);
+        let hint = due_hint(&mut coalescer, start);
+        assert_eq!(hint.operations, vec!["write-closed", "setattr", "truncate"]);
+        let named: Vec<(u32, u32, &str, Vec<&str>)> = hint
+            .contributors
+            .iter()
+            .map(|c| {
+                let operations = c.operations.iter().map(String::as_str).collect();
+                let actor = &c.actor;
+                (
+                    actor.process_id,
+                    actor.thread_id,
+                    actor.process_name.as_str(),
+                    operations,
+                )
+            })
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                (5, 9, "bash", vec!["write-closed", "truncate"]),
+                (6, 6, "touch", vec!["setattr"]),
+            ]
+        );
+        assert_eq!(hint.contributors_omitted, 0);
+        // Actor stays the last process, as old readers expect.
+        let actor = hint.actor.unwrap();
+        assert_eq!((actor.process_id, actor.process_name.as_str()), (5, "bash"));
+    }
+
+    #[test]
+    fn a_pid_that_execs_another_program_is_another_contributor() {
+        let start = Instant::now();
+        let mut coalescer = Coalescer::new(Duration::from_millis(50));
+        coalescer.push(&by("sh", Operation::WriteClosed, 5, 5), start);
+        coalescer.push(&by("evil", Operation::Chmod, 5, 5), start);
+        let hint = due_hint(&mut coalescer, start);
+        let names: Vec<&str> = hint
+            .contributors
+            .iter()
+            .map(|c| c.actor.process_name.as_str())
+            .collect();
+        assert_eq!(names, vec!["sh", "evil"]);
+    }
+
+    #[test]
+    fn a_flood_of_processes_is_bounded_and_counted() {
+        let start = Instant::now();
+        let mut coalescer = Coalescer::new(Duration::from_millis(50));
+        for pid in 100..200 {
+            coalescer.push(&by("w", Operation::WriteClosed, pid, pid), start);
+            coalescer.push(&by("w", Operation::Chmod, pid, pid), start);
+        }
+        let hint = due_hint(&mut coalescer, start);
+        assert_eq!(hint.contributors.len(), MAX_CONTRIBUTORS);
+        let first: Vec<u32> = hint
+            .contributors
+            .iter()
+            .map(|c| c.actor.process_id)
+            .collect();
+        assert_eq!(first, (100..116).collect::<Vec<u32>>());
+        assert_eq!(hint.contributors_omitted, 2 * (100 - 16));
+        assert_eq!(hint.actor.map(|a| a.process_id), Some(199));
+        assert_eq!(hint.operations, vec!["write-closed", "chmod"]);
+    }
+
+    #[test]
+    fn merging_held_hints_keeps_every_contributor() {
+        let start = Instant::now();
+        let mut coalescer = Coalescer::new(Duration::from_millis(50));
+        coalescer.push(&by("bash", Operation::WriteClosed, 5, 5), start);
+        let older = due_hint(&mut coalescer, start);
+        coalescer.push(&by("touch", Operation::Setattr, 6, 6), start);
+        coalescer.push(&by("bash", Operation::Chmod, 5, 5), start);
+        let newer = due_hint(&mut coalescer, start);
+        let merged = newer.merged_over(older);
+        let named: Vec<(u32, Vec<String>)> = merged
+            .contributors
+            .iter()
+            .map(|c| (c.actor.process_id, c.operations.clone()))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                (5, vec!["write-closed".to_string(), "chmod".to_string()]),
+                (6, vec!["setattr".to_string()]),
+            ]
+        );
+        assert_eq!(merged.actor.map(|a| a.process_id), Some(5));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! either the old baseline (the next scan finds the change again) or both.
 pub mod coalesce;
 mod deferred;
+#[cfg(test)]
+mod record_tests;
 mod subtree;
 pub mod sweep;
 
@@ -21,7 +23,7 @@ use crate::daemon::Announcement;
 
 use crate::{
     change::{
-        fields_changed, file_columns, ChangeCategory, ChangeRecord, ConfigChangeType, Detection,
+        file_columns, verdict_fields, ChangeCategory, ChangeRecord, ConfigChangeType, Detection,
     },
     identity::Computer,
     path_text::display_path,
@@ -349,7 +351,7 @@ fn make_record(
         (None, Some(_)) => (ChangeCategory::Added, Vec::new()),
         (Some(_), None) => (ChangeCategory::Removed, Vec::new()),
         (Some(before), Some(after)) => {
-            let fields = fields_changed(before, after);
+            let fields = verdict_fields(before, after);
             if fields.is_empty() {
                 return None;
             }
@@ -370,6 +372,14 @@ fn make_record(
     if renamed && category != ChangeCategory::Modified {
         fields_changed.push("FileSystemPath".to_string());
     }
+    // Listed only when several processes contributed: a single one is the Actor already, and
+    // records of one process keep their old shape.
+    let hint = &verdict.hint;
+    let several = hint.contributors.len() > 1 || hint.contributors_omitted > 0;
+    let (contributors, contributors_omitted) = match detection {
+        Detection::Realtime if several => (hint.contributors.clone(), hint.contributors_omitted),
+        _ => (Vec::new(), 0),
+    };
     Some(ChangeRecord {
         sequence: 0,
         time_generated: crate::change::now_rfc3339(),
@@ -386,6 +396,8 @@ fn make_record(
             Detection::Scan | Detection::GapRescan => None,
         },
         file: Some(file),
+        contributors,
+        contributors_omitted,
     })
 }
 
