@@ -58,6 +58,9 @@ pub mod flag {
     /// The operation went through a fixed (registered) file or an io_uring opcode the kernel
     /// programs cannot follow: user space rescans what the process may have touched.
     pub const UNRESOLVED: u8 = 1 << 5;
+    /// A symlink outside the roots whose target may lead into one (tracepoint strategy):
+    /// user space checks, and registers the link as another spelling of those roots.
+    pub const ALIAS: u8 = 1 << 6;
 }
 
 /// PathDesc flags.

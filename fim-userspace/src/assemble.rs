@@ -18,13 +18,16 @@ use crate::{
     paths::PathResolver,
     process_info::ProcessInfo,
     record::{FileEvent, GapNotice, Operation, SourceItem},
-    roots::RootPlan,
+    roots::{RootPlan, SymlinkAlias},
     wallclock::WallClock,
     writers::OpenWriters,
 };
 
 /// How long an entry event waits for its syscall result before it is reported anyway.
 pub(crate) const RESULT_WAIT: Duration = Duration::from_millis(500);
+/// Bounds on symlink aliases: a process creating links in a loop cannot grow the plan.
+const MAX_SYMLINK_ALIASES: usize = 1024;
+const MAX_CANDIDATE_LINKS: usize = 1024;
 /// Untraceable io_uring operations rescan every root at most this often (a loop of them
 /// cannot keep the scanner busy forever; the next rescan still finds what the last missed).
 const UNRESOLVED_RESCAN_EVERY: Duration = Duration::from_secs(10);
@@ -55,6 +58,10 @@ pub(crate) struct State {
     pub(crate) new_links: Vec<FileEvent>,
     /// A writer could not be tracked (table full): the source raises a gap notice.
     pub(crate) writer_table_full: bool,
+    /// Symlinks leading into the roots, registered as aliases (see `probes/symlink.rs`).
+    pub(crate) symlinks: Vec<SymlinkAlias>,
+    /// Links whose creation was seen, waiting for the syscall to have made them.
+    candidate_links: Vec<(SymlinkAlias, Instant)>,
     last_unresolved_rescan: Option<Instant>,
 }
 
@@ -71,6 +78,8 @@ impl State {
             replan_requested: false,
             new_links: Vec::new(),
             writer_table_full: false,
+            symlinks: Vec::new(),
+            candidate_links: Vec::new(),
             last_unresolved_rescan: None,
         }
     }
@@ -137,6 +146,10 @@ impl State {
             self.unresolved(&raw, ready);
             return;
         }
+        if header.flags & flag::ALIAS != 0 {
+            self.symlink_candidate(&raw);
+            return;
+        }
         let Some(operation) = operation(header.op) else {
             tracing::debug!(op = header.op, "unknown operation code");
             return;
@@ -195,6 +208,14 @@ impl State {
                     && second
                         .as_ref()
                         .is_some_and(|(second, _)| self.plan.touches_roots(second))));
+        if operation == Operation::Symlink && !reported {
+            // A new link outside the roots: does it lead into them? (The kernel sends such
+            // links when it cannot rule that out.)
+            if let Some((target, _)) = &second {
+                self.symlink_candidate_at(path.clone(), target.clone());
+            }
+            return;
+        }
         if !reported && !moves_roots {
             return;
         }
@@ -340,6 +361,62 @@ impl State {
             time: self.clock.rfc3339(header.time_ns),
             truncated,
             result_unknown: false,
+        }
+    }
+
+    /// A symlink created outside the roots whose target may lead into them: once it exists
+    /// (the syscall's result is not waited for), it is checked and registered.
+    fn symlink_candidate(&mut self, raw: &RawEvent) {
+        let link = raw.paths[0]
+            .as_ref()
+            .and_then(|raw_path| self.paths.resolve(&self.plan, raw_path));
+        let target = raw.paths[1]
+            .as_ref()
+            .and_then(|raw_path| raw_path.string.clone());
+        if let (Some((link, _)), Some(target)) = (link, target) {
+            self.symlink_candidate_at(link, PathBuf::from(OsStr::from_bytes(&target)));
+        }
+    }
+
+    fn symlink_candidate_at(&mut self, link: PathBuf, target: PathBuf) {
+        let target = match link.parent() {
+            Some(dir) if target.is_relative() => dir.join(target),
+            _ => target,
+        };
+        let Ok(target) = std::fs::canonicalize(&target) else {
+            return;
+        };
+        if !self.plan.touches_roots(&target) {
+            return;
+        }
+        tracing::debug!(link = %link.display(), target = %target.display(), "symlink into the roots created");
+        if self.candidate_links.len() < MAX_CANDIDATE_LINKS {
+            self.candidate_links
+                .push((SymlinkAlias { link, target }, Instant::now()));
+        }
+    }
+
+    /// Registers candidate links that now exist (and re-plans); forgets stale ones.
+    pub(crate) fn confirm_symlinks(&mut self, now: Instant) {
+        let mut confirmed = false;
+        let candidates = std::mem::take(&mut self.candidate_links);
+        for (alias, since) in candidates {
+            if alias.holds() {
+                tracing::info!(
+                    link = %alias.link.display(),
+                    target = %alias.target.display(),
+                    "a symlink leads into the monitored roots; operations through it are watched"
+                );
+                if !self.symlinks.contains(&alias) && self.symlinks.len() < MAX_SYMLINK_ALIASES {
+                    self.symlinks.push(alias);
+                    confirmed = true;
+                }
+            } else if now.duration_since(since) < RESULT_WAIT * 4 {
+                self.candidate_links.push((alias, since));
+            }
+        }
+        if confirmed {
+            self.replan_requested = true;
         }
     }
 

@@ -24,7 +24,7 @@ use crate::{
     assemble::{State, RESULT_WAIT},
     loader::Loaded,
     record::{FileEvent, GapNotice, SourceItem},
-    roots::{kernel_dev, plan, RootPlan, RootSpec},
+    roots::{kernel_dev, plan_with_links, RootPlan, RootSpec, SymlinkAlias},
 };
 
 /// How soon the ring is read again after a batch (the kernel skips wakeups for 1 ms).
@@ -194,6 +194,7 @@ async fn run(
             }
             _ = tick.tick() => {
                 state.expire_pending(&mut ready, Instant::now());
+                state.confirm_symlinks(Instant::now());
                 state.processes.forget();
                 let time = state.clock.now_rfc3339();
                 ready.extend(state.writers.poll(Instant::now(), &time).into_iter().map(SourceItem::Change));
@@ -298,7 +299,8 @@ impl State {
         kernel_maps: &mut KernelMaps,
         roots: &[RootSpec],
     ) -> Result<Vec<String>, SourceError> {
-        let next = plan(roots);
+        let next = plan_with_links(roots, &self.symlinks);
+        self.symlinks.retain(SymlinkAlias::holds);
         let map_error = |name| move |source| SourceError::Map { name, source };
         for key in self
             .plan

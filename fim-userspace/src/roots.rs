@@ -167,6 +167,93 @@ pub fn normalise(path: &Path) -> PathBuf {
 
 /// Builds the plan for `specs`. Root ids are 1-based positions in `specs`.
 pub fn plan(specs: &[RootSpec]) -> RootPlan {
+    plan_with_links(specs, &[])
+}
+
+/// A symlink outside the roots that leads to a root or a directory above one: operations
+/// spelled through it (`rm /tmp/x/passwd` with /tmp/x -> /etc) name the roots too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SymlinkAlias {
+    pub link: PathBuf,
+    /// The canonical path the link resolved to when it was registered.
+    pub target: PathBuf,
+}
+
+impl SymlinkAlias {
+    /// Still a link to the same place? (It may have been removed or re-pointed since.)
+    pub fn holds(&self) -> bool {
+        std::fs::symlink_metadata(&self.link).is_ok_and(|m| m.file_type().is_symlink())
+            && std::fs::canonicalize(&self.link).is_ok_and(|target| target == self.target)
+    }
+}
+
+/// Symlinks directly inside `dir` that lead to `roots` or above them (`/bin -> usr/bin`).
+fn symlinks_in(dir: &Path, roots: &[PathBuf]) -> Vec<SymlinkAlias> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_symlink()))
+        .filter_map(|entry| {
+            let link = entry.path();
+            let target = std::fs::canonicalize(&link).ok()?;
+            roots
+                .iter()
+                .any(|root| root.starts_with(&target))
+                .then_some(SymlinkAlias { link, target })
+        })
+        .collect()
+}
+
+/// [`plan`] with symlinks seen being created (`links`); those in the directories above the
+/// roots are found here too. Every link becomes an alias of each root it leads to.
+pub fn plan_with_links(specs: &[RootSpec], links: &[SymlinkAlias]) -> RootPlan {
+    let mut plan = plan_without_links(specs);
+    let canonical: Vec<PathBuf> = plan.roots.values().map(|root| root.path.clone()).collect();
+    let mut found: Vec<SymlinkAlias> = links.iter().filter(|link| link.holds()).cloned().collect();
+    let mut dirs: Vec<PathBuf> = canonical
+        .iter()
+        .flat_map(|root| root.ancestors().skip(1).map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in &dirs {
+        found.extend(symlinks_in(dir, &canonical));
+    }
+    if found.is_empty() {
+        return plan;
+    }
+    for (id, root) in plan.roots.iter_mut() {
+        for link in &found {
+            let Ok(rest) = root.path.strip_prefix(&link.target) else {
+                continue;
+            };
+            let alias = if rest.as_os_str().is_empty() {
+                link.link.clone()
+            } else {
+                link.link.join(rest)
+            };
+            if alias != root.path && !root.aliases.contains(&alias) {
+                tracing::debug!(root = %root.path.display(), alias = %alias.display(), id, "symlink alias");
+                root.aliases.push(alias);
+            }
+        }
+    }
+    let aliases: Vec<(u32, Vec<PathBuf>)> = plan
+        .roots
+        .iter()
+        .map(|(id, root)| (*id, root.aliases.clone()))
+        .collect();
+    plan_from(specs, &aliases)
+}
+
+fn plan_without_links(specs: &[RootSpec]) -> RootPlan {
+    plan_from(specs, &[])
+}
+
+/// The plan itself; `extra_aliases` adds spellings per root id.
+fn plan_from(specs: &[RootSpec], extra_aliases: &[(u32, Vec<PathBuf>)]) -> RootPlan {
     let mut plan = RootPlan::default();
     for (index, spec) in specs.iter().enumerate() {
         let id = index as u32 + 1;
@@ -184,11 +271,18 @@ pub fn plan(specs: &[RootSpec]) -> RootPlan {
         } else {
             nearest_existing(&path)
         };
-        let aliases = if absolute != path {
+        let mut aliases = if absolute != path {
             vec![absolute]
         } else {
             Vec::new()
         };
+        for (_, extra) in extra_aliases.iter().filter(|(root_id, _)| *root_id == id) {
+            for alias in extra {
+                if !aliases.contains(alias) && *alias != path {
+                    aliases.push(alias.clone());
+                }
+            }
+        }
         if path == Path::new("/") {
             plan.warnings.push(format!(
                 "root {} covers the whole filesystem",
@@ -421,6 +515,48 @@ mod tests {
         assert!(!root.exists);
         assert_eq!(root.watched_from, std::fs::canonicalize(&dir).unwrap());
         assert!(plan.leads_to_missing_root(&dir.join("a")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    fn prefixes_of(plan: &RootPlan) -> Vec<String> {
+        let mut texts: Vec<String> = plan
+            .prefixes
+            .keys()
+            .map(|(bits, data)| {
+                let len = (*bits as usize / 8) - 4;
+                String::from_utf8_lossy(&data[4..4 + len]).into_owned()
+            })
+            .collect();
+        texts.sort();
+        texts
+    }
+
+    #[test]
+    fn a_symlink_above_a_root_becomes_an_alias_with_prefixes() {
+        let dir = std::env::temp_dir().join(format!("fim-links-{}", std::process::id()));
+        let root = dir.join("etc").join("cron.d");
+        std::fs::create_dir_all(&root).unwrap();
+        let dir = std::fs::canonicalize(&dir).unwrap();
+        let root = dir.join("etc").join("cron.d");
+        std::os::unix::fs::symlink(dir.join("etc"), dir.join("etc-link")).unwrap();
+        let plan = plan_with_links(&[RootSpec::recursive(&root)], &[]);
+        assert_eq!(plan.roots[&1].aliases, vec![dir.join("etc-link/cron.d")]);
+        let alias_text = format!("{}/", dir.join("etc-link/cron.d").display());
+        let texts = prefixes_of(&plan);
+        assert!(
+            texts.iter().any(|text| *text == alias_text),
+            "{alias_text} not in {texts:#?}"
+        );
+        assert_eq!(plan.root_of(&dir.join("etc-link/cron.d/job")), Some(1));
+        assert_eq!(
+            plan.canonical(dir.join("etc-link/cron.d/job")),
+            root.join("job")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

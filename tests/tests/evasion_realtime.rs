@@ -59,6 +59,17 @@ fn assert_realtime_by(record: &Value, pid: u32) {
     assert_eq!(record["Actor"]["UserId"], 0, "{record:#}");
 }
 
+/// The change was made by the shell `pid` or by a command it ran (dash does not exec the
+/// last command of `-c`, bash does).
+fn assert_realtime_by_script(record: &Value, pid: u32) {
+    assert_eq!(record["DetectedBy"], "realtime", "{record:#}");
+    let actor = &record["Actor"];
+    assert!(
+        actor["ProcessId"] == pid || actor["ParentProcessId"] == pid,
+        "actor is neither the shell {pid} nor its child: {record:#}"
+    );
+}
+
 fn has_field(record: &Value, field: &str) -> bool {
     record["FieldsChanged"]
         .as_array()
@@ -72,7 +83,7 @@ fn monitored_directory_swapped_by_rename_is_followed() {
     std::fs::create_dir(&cron).unwrap();
     std::fs::write(cron.join("job"), "* * * * * root true\n").unwrap();
     policy(&workspace, &cron);
-    let engine = Engine::start(&workspace);
+    let engine = Engine::start_with(&workspace, &["--no-api"]);
     let (name, backup) = (path_of(&cron), path_of(&workspace.tree.join("cron.d.bak")));
     sh(&format!(
         "mv '{name}' '{backup}' && mkdir '{name}' && cp -a '{backup}/.' '{name}'"
@@ -129,7 +140,7 @@ fn parent_of_monitored_directory_renamed_and_look_alike_created() {
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(conf.join("settings"), "debug = no\n").unwrap();
     policy(&workspace, &conf);
-    let engine = Engine::start(&workspace);
+    let engine = Engine::start_with(&workspace, &["--no-api"]);
     let (app, old) = (
         path_of(&workspace.tree.join("app")),
         path_of(&workspace.tree.join("app.old")),
@@ -152,7 +163,7 @@ fn parent_of_monitored_directory_renamed_and_look_alike_created() {
 fn io_uring_create_write_close_rename_and_unlink() {
     let workspace = Workspace::new("ev-uring");
     policy(&workspace, &workspace.tree);
-    let engine = Engine::start(&workspace);
+    let engine = Engine::start_with(&workspace, &["--no-api"]);
     let planted = workspace.tree.join("planted.conf");
     let pid = attack::run("uring_create", &[&planted]);
     let added = wait_record(&engine, 0, "Added", &planted);
@@ -179,7 +190,7 @@ fn writes_through_duplicated_inherited_and_passed_descriptors() {
     for name in ["dup", "fork", "socket"] {
         std::fs::write(workspace.tree.join(name), "original\n").unwrap();
     }
-    let engine = Engine::start(&workspace);
+    let engine = Engine::start_with(&workspace, &["--no-api"]);
     for (kind, name) in [
         ("dup_tricks", "dup"),
         ("fork_child_writes", "fork"),
@@ -212,7 +223,7 @@ fn writes_through_a_shared_mapping_after_the_descriptor_closed() {
     for name in ["at-exit", "at-munmap"] {
         std::fs::write(workspace.tree.join(name), vec![b'.'; 4096]).unwrap();
     }
-    let engine = Engine::start(&workspace);
+    let engine = Engine::start_with(&workspace, &["--no-api"]);
     for (kind, name) in [
         ("mmap_then_exit", "at-exit"),
         ("mmap_then_munmap", "at-munmap"),
@@ -246,7 +257,7 @@ fn writes_through_a_shared_mapping_after_the_descriptor_closed() {
 fn actor_executable_is_taken_when_the_change_happens() {
     let workspace = Workspace::new("ev-exec");
     policy(&workspace, &workspace.tree);
-    let engine = Engine::start(&workspace);
+    let engine = Engine::start_with(&workspace, &["--no-api"]);
     let file = workspace.tree.join("log");
     let sleep = if Path::new("/usr/bin/sleep").exists() {
         "/usr/bin/sleep"
@@ -274,7 +285,7 @@ fn writers_open_before_the_daemon_started_are_tracked() {
         .spawn()
         .expect("spawn holder");
     std::thread::sleep(Duration::from_millis(300));
-    let engine = Engine::start(&workspace);
+    let engine = Engine::start_with(&workspace, &["--no-api"]);
     assert!(
         engine
             .log()
@@ -295,7 +306,7 @@ fn writers_open_before_the_daemon_started_are_tracked() {
 fn a_storm_of_100000_io_uring_writes_is_survived_and_recorded() {
     let workspace = Workspace::new("ev-storm");
     policy(&workspace, &workspace.tree);
-    let engine = Engine::start(&workspace);
+    let engine = Engine::start_with(&workspace, &["--no-api"]);
     let file = workspace.tree.join("storm");
     let pid = attack::run("uring_storm", &[&file]);
     let record = wait_record(&engine, 0, "Added", &file);
@@ -309,5 +320,78 @@ fn a_storm_of_100000_io_uring_writes_is_survived_and_recorded() {
         .rfind(|r| r["File"]["FileSystemPath"] == path_of(&file))
         .unwrap();
     assert_eq!(last["File"]["Size"], 100_000, "{last:#}");
+    engine.stop();
+}
+
+#[test]
+fn name_operations_spelled_through_a_symlinked_directory() {
+    let workspace = Workspace::new("ev-symlink");
+    let cron = workspace.tree.join("etc").join("cron.d");
+    std::fs::create_dir_all(&cron).unwrap();
+    for name in [
+        "rm-me",
+        "chmod-me",
+        "mv-me",
+        "touch-me",
+        "truncate-me",
+        "link-me",
+    ] {
+        std::fs::write(cron.join(name), "data\n").unwrap();
+    }
+    // One link in a directory above the root before the daemon starts, one made afterwards
+    // somewhere unrelated, the way an attacker would.
+    let early = workspace.tree.join("etc-link");
+    std::os::unix::fs::symlink(workspace.tree.join("etc"), &early).unwrap();
+    policy(&workspace, &cron);
+    let engine = Engine::start_with(&workspace, &["--no-api"]);
+    let elsewhere = workspace.base.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let late = elsewhere.join("x");
+    sh(&format!(
+        "ln -s '{}' '{}'",
+        path_of(&workspace.tree.join("etc")),
+        path_of(&late)
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let via_late = path_of(&late.join("cron.d"));
+    let via_early = path_of(&early.join("cron.d"));
+    let steps: Vec<(String, &str, &str, Vec<&str>)> = vec![
+        (format!("rm '{via_late}/rm-me'"), "rm-me", "Removed", vec![]),
+        (
+            format!("chmod 600 '{via_early}/chmod-me'"),
+            "chmod-me",
+            "Modified",
+            vec!["Mode"],
+        ),
+        (
+            format!("touch -d 2001-01-01 '{via_late}/touch-me'"),
+            "touch-me",
+            "Modified",
+            vec!["DateModified"],
+        ),
+        (
+            format!("truncate -s 0 '{via_early}/truncate-me'"),
+            "truncate-me",
+            "Modified",
+            vec!["Size", "DateModified", "FileContentChecksum"],
+        ),
+        (
+            format!("mv '{via_late}/mv-me' '{via_late}/moved'"),
+            "mv-me",
+            "Removed",
+            vec!["FileSystemPath"],
+        ),
+    ];
+    for (script, name, category, fields) in steps {
+        let seen = engine.records().len();
+        let pid = sh(&script);
+        let record = wait_record(&engine, seen, category, &cron.join(name));
+        assert_realtime_by_script(&record, pid);
+        assert_eq!(
+            record["FieldsChanged"],
+            serde_json::json!(fields),
+            "{script}: {record:#}"
+        );
+    }
     engine.stop();
 }

@@ -20,7 +20,8 @@ use super::{
     field_u32, field_u64,
     files::{closing, track_open, written},
     is_daemon,
-    names::{one_path_from, symlink_from, two_paths_from, Origin},
+    names::{one_path_from, two_paths_from, Origin},
+    symlink::symlink_from,
 };
 use crate::{
     emit::{begin, send_change},

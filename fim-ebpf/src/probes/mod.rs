@@ -17,6 +17,7 @@ mod lsm;
 mod names;
 mod open;
 mod resolved;
+mod symlink;
 mod write;
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, programs::TracePointContext, EbpfContext};

@@ -93,6 +93,12 @@ extern "C" fn scan_step(index: u64, _ctx: *mut c_void) -> i64 {
     };
     let data = unsafe { &(*key).data };
     let c = data[4 + i];
+    // A component starts at index 0 or after a '/'. The leading '/' of an absolute path is
+    // not itself an odd component (treating it as one sent every absolute-path operation on
+    // the system to user space).
+    if i == 0 && c == b'/' {
+        return 0;
+    }
     let prev = if i == 0 { b'/' } else { data[3 + i] };
     if prev != b'/' {
         return 0;
@@ -108,7 +114,7 @@ extern "C" fn scan_step(index: u64, _ctx: *mut c_void) -> i64 {
 /// Decides whether the path `(dirfd, ptr)` is under a root, writing the walk and the string
 /// into `paths[slot]`. Returns whether it matched.
 #[inline(always)]
-fn resolve(
+pub(super) fn resolve(
     buf: &mut EventBuf,
     slot: usize,
     dirfd: i64,
@@ -165,7 +171,13 @@ fn prefix_lookup(buf: &mut EventBuf, slot: usize, ancestor_id: u32, len: usize) 
 
 /// Appends the user string to the record's data for `paths[slot]`.
 #[inline(always)]
-fn copy_string(buf: &mut EventBuf, slot: usize, ptr: u64, off: &mut usize, kernel: bool) {
+pub(super) fn copy_string(
+    buf: &mut EventBuf,
+    slot: usize,
+    ptr: u64,
+    off: &mut usize,
+    kernel: bool,
+) {
     let Some(dst) = data_at(buf, *off, MAX_USER_STRING) else {
         buf.header.paths[slot & 1].flags |= path_flag::STRING_TRUNCATED;
         return;
@@ -197,7 +209,7 @@ pub enum Origin {
 
 /// Sends a matched event; for a syscall, remembers that its result must follow.
 #[inline(always)]
-fn send_matched(buf: &mut EventBuf, off: usize, origin: Origin) {
+pub(super) fn send_matched(buf: &mut EventBuf, off: usize, origin: Origin) {
     if origin == Origin::Syscall {
         buf.header.flags |= flag::AWAITS_RESULT;
         let _ = PENDING_RESULTS.insert(&bpf_get_current_pid_tgid(), &1u8, 0);
@@ -640,26 +652,7 @@ results!(
 
 #[inline(always)]
 fn symlink(target: u64, dirfd: i64, linkpath: u64) -> u32 {
-    symlink_from(Origin::Syscall, target, dirfd, linkpath)
-}
-
-/// symlink: the new name is the monitored path; the target is only text, kept in paths[1].
-#[inline(always)]
-pub fn symlink_from(origin: Origin, target: u64, dirfd: i64, linkpath: u64) -> u32 {
-    if is_daemon() {
-        return 0;
-    }
-    let kernel = origin == Origin::IoUring;
-    let Some(buf) = begin(op::SYMLINK) else {
-        return 0;
-    };
-    let mut off = 0usize;
-    if !resolve(buf, 0, dirfd, linkpath, &mut off, kernel) {
-        return 0;
-    }
-    copy_string(buf, 1, target, &mut off, kernel);
-    send_matched(buf, off, origin);
-    0
+    super::symlink::symlink_from(Origin::Syscall, target, dirfd, linkpath)
 }
 
 /// An empty path string with AT_EMPTY_PATH means "the fd itself": treat it as no path.
