@@ -257,7 +257,10 @@ async fn run(
             break;
         }
     }
-    // Programs detach when the object is dropped.
+    // Programs detach when the object is dropped. This takes 3.5 to 6 s for ~90 tracepoint
+    // programs: each perf tracepoint's teardown waits for a tracepoint grace period under
+    // the kernel's event_mutex, so the waits cannot overlap (detaching from 16 threads was
+    // tried and took as long).
     drop(ebpf);
     Ok(())
 }

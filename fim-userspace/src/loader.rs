@@ -138,7 +138,14 @@ pub fn load(
         return Err(LoadError::NoObject);
     }
     let daemon_tgid = std::process::id();
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    if strategy == Strategy::Tracepoint {
+        // Rust programs carry no CO-RE relocations, so tracepoints need no kernel BTF; parsing
+        // it anyway costs tens of MB of peak memory. LSM and fentry attach through the BTF
+        // parsed below.
+        loader.btf(None);
+    }
+    let mut ebpf = loader
         .override_global(maps::GLOBAL_OFFSETS, offsets, true)
         .override_global(maps::GLOBAL_DAEMON_TGID, &daemon_tgid, true)
         .map_max_entries(maps::EVENTS, ring_bytes)

@@ -126,11 +126,14 @@ impl RootPlan {
 
     /// Is `path` a root, or a directory above one (by any spelling)? Creating, moving or
     /// removing such a path changes which inode the root is: the kernel must be re-planned.
+    /// A path below a root the plan thinks missing counts too: the root exists by now (its
+    /// creation may have raced the last re-plan).
     pub fn touches_roots(&self, path: &Path) -> bool {
         self.roots.values().any(|root| {
-            std::iter::once(&root.path)
-                .chain(&root.aliases)
-                .any(|spelling| spelling.starts_with(path))
+            (!root.exists && path.starts_with(&root.path))
+                || std::iter::once(&root.path)
+                    .chain(&root.aliases)
+                    .any(|spelling| spelling.starts_with(path))
         })
     }
 }

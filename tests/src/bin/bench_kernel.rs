@@ -5,7 +5,11 @@
 //! - 1M 4 KiB writes to an unmonitored file (target: at most 2% slower),
 //! - the same writes to a monitored file (target: at most 10% slower),
 //! - 50k create+write+close+unlink cycles in a monitored directory (target: every cycle
-//!   reported at the default ring-buffer size).
+//!   reported at the default ring-buffer size),
+//! - an io_uring write storm: 20k files created, written and closed through io_uring alone
+//!   (no open, write or close syscall), then unlinked (every one reported),
+//! - a dup/fork writer storm: 5k files each opened, dup'd, written by a forked child through
+//!   the copy while the parent closes both (every write reported, by open file).
 //!
 //! It also reads bpf_stats (run_time_ns / run_cnt) for the daemon's programs.
 use std::{
@@ -26,6 +30,8 @@ struct Config {
     strategy: String,
     writes: usize,
     cycles: usize,
+    uring_files: usize,
+    fork_files: usize,
     rounds: usize,
 }
 
@@ -37,6 +43,8 @@ fn config() -> Result<Config> {
         strategy: "auto".into(),
         writes: 1_000_000,
         cycles: 50_000,
+        uring_files: 20_000,
+        fork_files: 5_000,
         rounds: 5,
     };
     let mut args = std::env::args().skip(1);
@@ -49,6 +57,8 @@ fn config() -> Result<Config> {
             "--strategy" => config.strategy = value,
             "--writes" => config.writes = value.parse().context("--writes")?,
             "--cycles" => config.cycles = value.parse().context("--cycles")?,
+            "--uring-files" => config.uring_files = value.parse().context("--uring-files")?,
+            "--fork-files" => config.fork_files = value.parse().context("--fork-files")?,
             "--rounds" => config.rounds = value.parse().context("--rounds")?,
             other => bail!("unknown option {other}"),
         }
@@ -105,6 +115,73 @@ fn time_cycles(dir: &Path, prefix: &str, count: usize) -> Result<Duration> {
             libc::write(fd, block.as_ptr().cast(), block.len());
             libc::close(fd);
             libc::unlink(name.as_ptr());
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// `count` files `{prefix}{i}` created, written and closed through io_uring only, then
+/// unlinked with unlink(2), timed.
+fn time_uring_files(dir: &Path, prefix: &str, count: usize) -> Result<Duration> {
+    use io_uring::{opcode, types, IoUring};
+    let names: Vec<CString> = (0..count)
+        .map(|i| cstring(&dir.join(format!("{prefix}{i}"))))
+        .collect();
+    let mut ring = IoUring::new(8).context("io_uring_setup")?;
+    let mut run = |entry: io_uring::squeue::Entry| -> Result<i32> {
+        // SAFETY: the strings and buffers each entry names outlive its completion.
+        unsafe { ring.submission().push(&entry).context("submission queue")? };
+        ring.submit_and_wait(1).context("io_uring_enter")?;
+        let result = ring.completion().next().context("no completion")?.result();
+        if result < 0 {
+            bail!(
+                "io_uring operation failed: {}",
+                std::io::Error::from_raw_os_error(-result)
+            );
+        }
+        Ok(result)
+    };
+    let block = [0x5au8; 4096];
+    let start = Instant::now();
+    for name in &names {
+        let open = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), name.as_ptr())
+            .flags(libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)
+            .mode(0o644)
+            .build();
+        let fd = run(open)?;
+        run(opcode::Write::new(types::Fd(fd), block.as_ptr(), block.len() as u32).build())?;
+        run(opcode::Close::new(types::Fd(fd)).build())?;
+        // SAFETY: a valid path.
+        unsafe { libc::unlink(name.as_ptr()) };
+    }
+    Ok(start.elapsed())
+}
+
+/// `count` files `{prefix}{i}`: opened, dup'd, written by a forked child through the copy
+/// (which exits without closing) while the parent closes both, timed. The files are left
+/// for the completeness count.
+fn time_fork_writers(dir: &Path, prefix: &str, count: usize) -> Result<Duration> {
+    let names: Vec<CString> = (0..count)
+        .map(|i| cstring(&dir.join(format!("{prefix}{i}"))))
+        .collect();
+    let start = Instant::now();
+    for name in &names {
+        // SAFETY: raw syscalls; the child only writes and _exits.
+        unsafe {
+            let fd = libc::open(name.as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644);
+            if fd < 0 {
+                bail!("cannot create in {}", dir.display());
+            }
+            let copy = libc::dup(fd);
+            let child = libc::fork();
+            if child == 0 {
+                libc::write(copy, b"child".as_ptr().cast(), 5);
+                libc::_exit(0);
+            }
+            libc::close(fd);
+            libc::close(copy);
+            let mut status = 0;
+            libc::waitpid(child, &mut status, 0);
         }
     }
     Ok(start.elapsed())
@@ -209,6 +286,7 @@ fn main() -> Result<()> {
 
     let mut results: BTreeMap<&str, (Vec<Duration>, Vec<Duration>)> = BTreeMap::new();
     let mut reported = Vec::new();
+    let mut storms = Vec::new();
     let mut stats_on = BTreeMap::new();
     // The timed rounds, then one untimed pass with bpf_stats on.
     for round in 0..=config.rounds {
@@ -233,10 +311,14 @@ fn main() -> Result<()> {
             let unmonitored = time_writes(&other.join("data"), config.writes)?;
             let monitored = time_writes(&watched.join("data"), config.writes)?;
             let cycles = time_cycles(&watched, &prefix, config.cycles)?;
+            let uring = time_uring_files(&watched, &format!("{prefix}u"), config.uring_files)?;
+            let forks = time_fork_writers(&watched, &format!("{prefix}f"), config.fork_files)?;
             for (name, elapsed) in [
                 ("writes_unmonitored", unmonitored),
                 ("writes_monitored", monitored),
                 ("cycles", cycles),
+                ("uring", uring),
+                ("forks", forks),
             ] {
                 if stats_pass {
                     break;
@@ -280,12 +362,39 @@ fn main() -> Result<()> {
                         .count()
                 };
                 let gaps = events.iter().filter(|e| e["op"] == "gap").count();
+                // Files of the two storms with at least one event of `op`.
+                let covered = |letter: &str, files: usize, op: &str| {
+                    let names: HashSet<String> = (0..files)
+                        .map(|i| {
+                            watched
+                                .join(format!("{prefix}{letter}{i}"))
+                                .to_string_lossy()
+                                .to_string()
+                        })
+                        .collect();
+                    let seen: HashSet<&str> = events
+                        .iter()
+                        .filter(|e| e["op"] == op)
+                        .filter_map(|e| e["path"].as_str())
+                        .filter(|p| names.contains(*p))
+                        .collect();
+                    seen.len()
+                };
                 reported.push((
                     count("create"),
                     count("write-closed"),
                     count("unlink"),
                     gaps,
                 ));
+                storms.push((
+                    covered("u", config.uring_files, "create"),
+                    covered("u", config.uring_files, "write-closed"),
+                    covered("u", config.uring_files, "unlink"),
+                    covered("f", config.fork_files, "write-closed"),
+                ));
+                for i in 0..config.fork_files {
+                    let _ = std::fs::remove_file(watched.join(format!("{prefix}f{i}")));
+                }
             }
         }
     }
@@ -317,6 +426,16 @@ fn main() -> Result<()> {
             ),
             f64::NAN,
         ),
+        (
+            "uring",
+            format!("{}x io_uring open+write+close, unlink", config.uring_files),
+            f64::NAN,
+        ),
+        (
+            "forks",
+            format!("{}x open+dup+fork, child writes", config.fork_files),
+            f64::NAN,
+        ),
     ];
     for (key, label, target) in rows {
         let (off, on) = &results[key];
@@ -345,6 +464,19 @@ fn main() -> Result<()> {
         println!(
             "{label}: cycles reported: create {create}, write-closed {closed}, unlink {unlink} of {} each; gap notices {gaps} -> {}",
             config.cycles,
+            if all { "all reported" } else { "MISSING EVENTS" }
+        );
+    }
+    for (round, (created, closed, unlinked, forked)) in storms.iter().enumerate() {
+        let all = *created == config.uring_files
+            && *closed == config.uring_files
+            && *unlinked == config.uring_files
+            && *forked == config.fork_files;
+        println!(
+            "round {}: io_uring files with create {created}, write-closed {closed}, unlink {unlinked} of {}; fork-written files with write-closed {forked} of {} -> {}",
+            round + 1,
+            config.uring_files,
+            config.fork_files,
             if all { "all reported" } else { "MISSING EVENTS" }
         );
     }

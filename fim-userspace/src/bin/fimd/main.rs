@@ -200,6 +200,17 @@ fn first_line(text: &str) -> String {
     }
 }
 
+/// Gives the heap the kernel BTF parses left behind back to the system. Reading offsets and
+/// loading the programs parse all of /sys/kernel/btf/vmlinux (tens of MB of types), freed at
+/// once but kept by the allocator: 55 MB of an idle daemon's 102 MB resident set.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Chooses a strategy and starts the kernel pipeline, or returns None for scan-only after
 /// saying in one line what is missing.
 pub(crate) async fn start_kernel_source(
@@ -214,6 +225,7 @@ pub(crate) async fn start_kernel_source(
         }
     };
     tracing::debug!(?offsets, "kernel offsets from BTF");
+    release_freed_memory();
     let (candidates, mut refused) = strategy::candidates(args.strategy);
     let tracefs = strategy::tracefs_root().unwrap_or("/sys/kernel/tracing");
     let mut chosen = None;
@@ -237,6 +249,7 @@ pub(crate) async fn start_kernel_source(
         .iter()
         .map(|reason| first_line(&reason.to_string()))
         .collect();
+    release_freed_memory();
     let Some((strategy, loaded)) = chosen else {
         if args.strategy != Requested::Auto {
             anyhow::bail!(
