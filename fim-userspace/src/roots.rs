@@ -552,7 +552,7 @@ mod link_tests {
         let alias_text = format!("{}/", dir.join("etc-link/cron.d").display());
         let texts = prefixes_of(&plan);
         assert!(
-            texts.iter().any(|text| *text == alias_text),
+            texts.contains(&alias_text),
             "{alias_text} not in {texts:#?}"
         );
         assert_eq!(plan.root_of(&dir.join("etc-link/cron.d/job")), Some(1));
