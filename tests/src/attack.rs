@@ -59,6 +59,8 @@ pub fn entry() {
         "pass_over_socket" => pass_over_socket(&args[0]),
         "mmap_then_exit" => mmap_then_exit(&args[0], false),
         "mmap_then_munmap" => mmap_then_exit(&args[0], true),
+        "many_descriptors" => many_descriptors(&args[0]),
+        "map_huge_sparse" => map_huge_sparse(&args[0]),
         other => panic!("unknown attack {other}"),
     };
     println!("\nFIM-ATTACK-ACTOR={}", actor.unwrap_or(me));
@@ -301,4 +303,101 @@ fn mmap_then_exit(path: &CString, unmap: bool) -> Option<u32> {
 /// Path bytes for an argument.
 pub fn arg(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).expect("path without NUL")
+}
+
+/// 100,000 writable descriptors on one file held at once, one of them written, all left to
+/// exit. One process may hold only RLIMIT_NOFILE of them and this machine's hard limit is
+/// 20,000 (without CAP_SYS_RESOURCE it cannot be raised), so six processes hold 16,667 each.
+pub(crate) fn many_descriptors(path: &CString) -> Option<u32> {
+    const TOTAL: usize = 100_000;
+    const HOLDERS: usize = 6;
+    let per_holder = TOTAL.div_ceil(HOLDERS);
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        check(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit),
+            "getrlimit",
+        );
+        limit.rlim_cur = limit.rlim_max;
+        check(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), "setrlimit");
+        assert!(
+            limit.rlim_max as usize > per_holder + 16,
+            "RLIMIT_NOFILE {} is below {per_holder}",
+            limit.rlim_max
+        );
+        let (mut ready, mut go) = ([0i32; 2], [0i32; 2]);
+        check(libc::pipe(ready.as_mut_ptr()), "pipe");
+        check(libc::pipe(go.as_mut_ptr()), "pipe");
+        let mut children = Vec::with_capacity(HOLDERS);
+        for _ in 0..HOLDERS {
+            let child = libc::fork();
+            if child == 0 {
+                libc::close(go[1]);
+                for _ in 0..per_holder {
+                    if libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_APPEND) < 0 {
+                        libc::_exit(5);
+                    }
+                }
+                libc::write(ready[1], b"r".as_ptr().cast(), 1);
+                let mut byte = 0u8;
+                libc::read(go[0], (&mut byte as *mut u8).cast(), 1);
+                libc::_exit(0);
+            }
+            children.push(child);
+        }
+        libc::close(go[0]);
+        for _ in 0..HOLDERS {
+            let mut byte = 0u8;
+            check(
+                libc::read(ready[0], (&mut byte as *mut u8).cast(), 1) as i32,
+                "ready",
+            );
+        }
+        let fd = check(
+            libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_APPEND),
+            "open",
+        );
+        let text = b"one of many\n";
+        check(
+            libc::write(fd, text.as_ptr().cast(), text.len()) as i32,
+            "write",
+        );
+        libc::close(fd);
+        libc::close(go[1]);
+        for child in children {
+            let mut status = 0;
+            libc::waitpid(child, &mut status, 0);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "holder failed"
+            );
+        }
+    }
+    None
+}
+
+/// A shared writable mapping of a 1 TB sparse file, written at both ends and unmapped.
+pub(crate) fn map_huge_sparse(path: &CString) -> Option<u32> {
+    const SIZE: usize = 1 << 40;
+    unsafe {
+        let fd = check(libc::open(path.as_ptr(), libc::O_RDWR), "open");
+        check(libc::ftruncate(fd, SIZE as i64), "ftruncate");
+        let map = libc::mmap(
+            std::ptr::null_mut(),
+            SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_NORESERVE,
+            fd,
+            0,
+        );
+        assert_ne!(map, libc::MAP_FAILED, "mmap of 1 TB");
+        libc::close(fd);
+        *(map as *mut u8) = b'A';
+        *(map as *mut u8).add(SIZE - 1) = b'Z';
+        libc::munmap(map, SIZE);
+    }
+    None
 }
