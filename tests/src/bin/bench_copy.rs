@@ -99,7 +99,11 @@ fn main() -> anyhow::Result<()> {
     let recorded: HashSet<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|record| record["File"]["FileSystemPath"].as_str().map(str::to_string))
+        .filter_map(|record| {
+            record["File"]["FileSystemPath"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     let mut missing = 0;
     for entry in walkdir(&destination)? {
