@@ -9,6 +9,8 @@ pub const PREFIXES: &str = "PREFIXES";
 /// Files open for writing under a root, keyed by `struct file *` (the open file, not the fd:
 /// dup, fork and descriptor passing share it): [`crate::roots::WriterState`].
 pub const FILE_WRITERS: &str = "FILE_WRITERS";
+/// Bumped when the roots change (a 1-entry array of u32).
+pub const ROOTS_GENERATION: &str = "ROOTS_GENERATION";
 /// Processes that hold shared writable mappings of tracked files (tgid -> 1).
 pub const MAPPERS: &str = "MAPPERS";
 /// Number of tracked writer fds per tgid, so process exit only scans fds when it must.

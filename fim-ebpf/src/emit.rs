@@ -11,13 +11,13 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_loop},
 };
 use fim_common::{
-    event::{EventBuf, EventHeader, PathDesc, DATA_SIZE, EXE_SLOT, HEADER_SIZE, LOGINUID_UNSET},
+    event::{op, EventBuf, EventHeader, PathDesc, DATA_SIZE, EXE_SLOT, HEADER_SIZE, LOGINUID_UNSET},
     maps::MAX_ROOT_IDS,
 };
 
 use crate::{
     kernel::{current_exe, current_task, offset, read_u32, read_u64},
-    maps::{DROPS, EVENTS, EXE_WALK, LAST_WAKEUP, SCRATCH},
+    maps::{DROPS, EVENTS, EXE_WALK, LAST_WAKEUP, ROOTS_GENERATION, SCRATCH},
     walk::walk,
 };
 
@@ -71,6 +71,12 @@ pub fn begin(op: u8) -> Option<&'static mut EventBuf> {
 /// one more inlined walk in every program (which pushed LLVM into the `R5 !read_ok` trap).
 #[inline(always)]
 pub fn send_change(buf: &mut EventBuf, used: usize) {
+    if matches!(buf.header.op, op::RENAME | op::LINK) {
+        // A file may have moved into a root while open: io_uring's "outside" cache is stale.
+        if let Some(generation) = ROOTS_GENERATION.get_ptr_mut(0) {
+            unsafe { *generation = (*generation).wrapping_add(1) };
+        }
+    }
     let Some(request) = EXE_WALK.get_ptr_mut(0) else {
         return send(buf, used);
     };

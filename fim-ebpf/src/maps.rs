@@ -1,7 +1,7 @@
 //! Every map the programs share, named after the constants in `fim_common::maps`.
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use fim_common::{
     event::EventBuf,
@@ -66,3 +66,15 @@ pub static LAST_WAKEUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Data offset handed to and back from the executable walk (see `emit::send_change`).
 #[map]
 pub static EXE_WALK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Open files (`struct file *`) an io_uring write completion found outside every root, with
+/// the roots generation they were judged in: their next writes cost one lookup instead of a
+/// walk. Removed whenever a file is opened for writing (a freed pointer reused by a new file
+/// must not stay "outside"), and stale once the generation moves.
+#[map]
+pub static OUTSIDE_ROOTS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// Bumped by user space when the roots change and by the programs at every rename or link
+/// they report (a file may have moved into a root while open).
+#[map]
+pub static ROOTS_GENERATION: Array<u32> = Array::with_max_entries(1, 0);

@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::maps::{lpm_trie::Key, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf};
+use aya::maps::{
+    lpm_trie::Key, Array, HashMap as BpfHashMap, LpmTrie, MapData, PerCpuArray, RingBuf,
+};
 use fim_common::{
     maps,
     roots::{InodeEntry, InodeKey, PrefixData, PrefixEntry},
@@ -65,6 +67,17 @@ struct KernelMaps {
     inodes: BpfHashMap<MapData, InodeKey, InodeEntry>,
     prefixes: LpmTrie<MapData, PrefixData, PrefixEntry>,
     drops: PerCpuArray<MapData, u64>,
+    /// Bumped whenever the roots change: the kernel's "outside the roots" cache goes stale.
+    generation: Array<MapData, u32>,
+}
+
+impl KernelMaps {
+    fn bump_generation(&mut self) {
+        let next = self.generation.get(&0, 0).unwrap_or(0).wrapping_add(1);
+        if let Err(error) = self.generation.set(0, next, 0) {
+            tracing::warn!("cannot bump the roots generation: {error}");
+        }
+    }
 }
 
 impl EbpfSource {
@@ -102,6 +115,11 @@ impl EbpfSource {
                     source,
                 },
             )?,
+            generation: Array::try_from(take(&mut loaded.ebpf, maps::ROOTS_GENERATION)?)
+                .map_err(|source| SourceError::Map {
+                    name: maps::ROOTS_GENERATION,
+                    source,
+                })?,
         };
         let mut state = State::new(RootPlan::default());
         let warnings = state.apply_roots(&mut kernel_maps, &roots)?;
@@ -354,6 +372,7 @@ impl State {
         });
         let warnings = next.warnings.clone();
         self.plan = next;
+        kernel_maps.bump_generation();
         self.paths.clear();
         Ok(warnings)
     }
@@ -398,6 +417,7 @@ impl State {
                 tracing::debug!(link = %new.display(), anchor = %anchor.display(), "hard link registered");
                 self.plan.inodes.insert(key, entry);
                 self.plan.anchors.insert(key, anchor);
+                kernel_maps.bump_generation();
             }
             Err(error) => tracing::warn!("cannot register hard link {}: {error}", new.display()),
         }

@@ -96,7 +96,19 @@ fn attach_point(
     match (strategy, program) {
         (Strategy::Tracepoint, name) if name.starts_with("sys_") => tracepoint("syscalls", name),
         (Strategy::Tracepoint, name) if name.starts_with("io_uring_") => {
-            tracepoint("io_uring", name)
+            // Before 6.3 the submission tracepoint was called io_uring_submit_sqe (same
+            // record layout up to the fields read).
+            let exists = |event: &str| {
+                Path::new(tracefs)
+                    .join("events/io_uring")
+                    .join(event)
+                    .exists()
+            };
+            if name == "io_uring_submit_req" && !exists(name) && exists("io_uring_submit_sqe") {
+                tracepoint("io_uring", "io_uring_submit_sqe")
+            } else {
+                tracepoint("io_uring", name)
+            }
         }
         (Strategy::Lsm, name) => name
             .strip_prefix("lsm_")

@@ -18,7 +18,7 @@ use super::{arg, current_tgid, is_daemon};
 use crate::{
     emit::{begin, now_ns, send_change},
     kernel::{dentry_ids, fd_file, file_mode, file_path, file_shared, fmode_created, KPath},
-    maps::{FILE_WRITERS, WRITER_COUNTS},
+    maps::{FILE_WRITERS, OUTSIDE_ROOTS, ROOTS_GENERATION, WRITER_COUNTS},
     walk::{walk, Found},
 };
 
@@ -31,6 +31,7 @@ pub fn track_open(path: KPath, file: u64, extra_flags: u8) {
     if is_daemon() || file == 0 {
         return;
     }
+    let _ = OUTSIDE_ROOTS.remove(&file);
     let mode = file_mode(file);
     let created = mode & fmode_created() != 0;
     let writable = mode & FMODE_WRITE != 0;
@@ -93,6 +94,10 @@ pub fn written(file: u64, extra_flags: u8) {
         );
         return;
     }
+    let generation = roots_generation();
+    if unsafe { OUTSIDE_ROOTS.get(&file) }.is_some_and(|seen| *seen == generation) {
+        return;
+    }
     let path = file_path(file);
     let Some(buf) = begin(op::WRITE_OPENED) else {
         return;
@@ -101,7 +106,10 @@ pub fn written(file: u64, extra_flags: u8) {
     let root_id = match walk(buf, 0, path, &mut off, false) {
         Found::Root(id) => id,
         Found::Truncated => 0,
-        _ => return,
+        _ => {
+            let _ = OUTSIDE_ROOTS.insert(&file, &generation, 0);
+            return;
+        }
     };
     // An open record first (user space learns the path by the writer id), then the write.
     buf.header.flags |= extra_flags;
@@ -111,6 +119,11 @@ pub fn written(file: u64, extra_flags: u8) {
     if let Some(state) = unsafe { FILE_WRITERS.get(&file) }.copied() {
         emit_writer_event(path, &state, file, flag::STILL_OPEN | extra_flags);
     }
+}
+
+#[inline(always)]
+fn roots_generation() -> u32 {
+    ROOTS_GENERATION.get(0).copied().unwrap_or(0)
 }
 
 /// A descriptor of `file` is being closed (close(2), io_uring's CLOSE, process exit).
