@@ -17,6 +17,16 @@ fn main() -> anyhow::Result<()> {
         .manifest_path
         .parent()
         .ok_or_else(|| anyhow!("fim-ebpf manifest has no parent directory"))?;
+    // The programs are built from fim-common too: a change to the shared record layout
+    // must rebuild them (aya-build only watches fim-ebpf itself).
+    if let Some(common) = metadata
+        .packages
+        .iter()
+        .find(|package| package.name.as_str() == "fim-common")
+        .and_then(|package| package.manifest_path.parent())
+    {
+        println!("cargo:rerun-if-changed={common}");
+    }
     aya_build::build_ebpf(
         [aya_build::Package {
             name: ebpf.name.as_str(),

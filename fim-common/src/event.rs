@@ -154,7 +154,10 @@ pub const EXE_SLOT: usize = 2;
 #[repr(C)]
 pub struct EventBuf {
     pub header: EventHeader,
-    pub data: [u8; DATA_SIZE + DATA_SLACK],
+    /// Twice the data area: `emit::send` bounds the record length with a power-of-two mask
+    /// (`2 * DATA_SIZE - 1`), and 6.1's verifier, which cannot always see the tighter clamp
+    /// before it, needs the masked length to stay inside the map value.
+    pub data: [u8; 2 * DATA_SIZE + DATA_SLACK],
 }
 
 pub const HEADER_SIZE: usize = core::mem::size_of::<EventHeader>();
