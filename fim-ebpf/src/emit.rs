@@ -11,7 +11,9 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_loop},
 };
 use fim_common::{
-    event::{op, EventBuf, EventHeader, PathDesc, DATA_SIZE, EXE_SLOT, HEADER_SIZE, LOGINUID_UNSET},
+    event::{
+        op, EventBuf, EventHeader, PathDesc, DATA_SIZE, EXE_SLOT, HEADER_SIZE, LOGINUID_UNSET,
+    },
     maps::MAX_ROOT_IDS,
 };
 

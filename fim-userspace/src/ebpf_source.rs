@@ -115,11 +115,12 @@ impl EbpfSource {
                     source,
                 },
             )?,
-            generation: Array::try_from(take(&mut loaded.ebpf, maps::ROOTS_GENERATION)?)
-                .map_err(|source| SourceError::Map {
+            generation: Array::try_from(take(&mut loaded.ebpf, maps::ROOTS_GENERATION)?).map_err(
+                |source| SourceError::Map {
                     name: maps::ROOTS_GENERATION,
                     source,
-                })?,
+                },
+            )?,
         };
         let mut state = State::new(RootPlan::default());
         let warnings = state.apply_roots(&mut kernel_maps, &roots)?;
