@@ -108,13 +108,6 @@ impl RootPlan {
             .collect()
     }
 
-    /// Is `path` on the way to a root that does not exist yet (so its creation matters)?
-    pub fn leads_to_missing_root(&self, path: &Path) -> bool {
-        self.roots
-            .values()
-            .any(|root| !root.exists && root.path.starts_with(path))
-    }
-
     /// Roots strictly below `path` (their canonical paths): what moves when `path` is renamed.
     pub fn roots_below(&self, path: &Path) -> Vec<PathBuf> {
         self.roots
@@ -212,8 +205,7 @@ fn symlinks_in(dir: &Path, roots: &[PathBuf]) -> Vec<SymlinkAlias> {
 /// [`plan`] with symlinks seen being created (`links`); those in the directories above the
 /// roots are found here too. Every link becomes an alias of each root it leads to.
 pub fn plan_with_links(specs: &[RootSpec], links: &[SymlinkAlias]) -> RootPlan {
-    let mut plan = plan_without_links(specs);
-    let canonical: Vec<PathBuf> = plan.roots.values().map(|root| root.path.clone()).collect();
+    let canonical: Vec<PathBuf> = specs.iter().map(|spec| resolve_spec(spec).1).collect();
     let mut found: Vec<SymlinkAlias> = links.iter().filter(|link| link.holds()).cloned().collect();
     let mut dirs: Vec<PathBuf> = canonical
         .iter()
@@ -224,35 +216,42 @@ pub fn plan_with_links(specs: &[RootSpec], links: &[SymlinkAlias]) -> RootPlan {
     for dir in &dirs {
         found.extend(symlinks_in(dir, &canonical));
     }
-    if found.is_empty() {
-        return plan;
-    }
-    for (id, root) in plan.roots.iter_mut() {
-        for link in &found {
-            let Ok(rest) = root.path.strip_prefix(&link.target) else {
-                continue;
-            };
-            let alias = if rest.as_os_str().is_empty() {
-                link.link.clone()
-            } else {
-                link.link.join(rest)
-            };
-            if alias != root.path && !root.aliases.contains(&alias) {
-                tracing::debug!(root = %root.path.display(), alias = %alias.display(), id, "symlink alias");
-                root.aliases.push(alias);
-            }
-        }
-    }
-    let aliases: Vec<(u32, Vec<PathBuf>)> = plan
-        .roots
+    let aliases: Vec<(u32, Vec<PathBuf>)> = canonical
         .iter()
-        .map(|(id, root)| (*id, root.aliases.clone()))
+        .enumerate()
+        .map(|(index, root)| {
+            let spellings = found
+                .iter()
+                .filter_map(|link| {
+                    let rest = root.strip_prefix(&link.target).ok()?;
+                    Some(if rest.as_os_str().is_empty() {
+                        link.link.clone()
+                    } else {
+                        link.link.join(rest)
+                    })
+                })
+                .inspect(|alias| {
+                    tracing::debug!(root = %root.display(), alias = %alias.display(), "symlink alias")
+                })
+                .collect();
+            (index as u32 + 1, spellings)
+        })
         .collect();
     plan_from(specs, &aliases)
 }
 
-fn plan_without_links(specs: &[RootSpec]) -> RootPlan {
-    plan_from(specs, &[])
+/// A root as given, made absolute and normalised; its canonical path (symlinks resolved, or
+/// the absolute path while it is missing); whether it exists.
+fn resolve_spec(spec: &RootSpec) -> (PathBuf, PathBuf, bool) {
+    let absolute = normalise(
+        &std::env::current_dir()
+            .unwrap_or_else(|_| "/".into())
+            .join(&spec.path),
+    );
+    match std::fs::canonicalize(&absolute) {
+        Ok(canonical) => (absolute, canonical, true),
+        Err(_) => (absolute.clone(), absolute, false),
+    }
 }
 
 /// The plan itself; `extra_aliases` adds spellings per root id.
@@ -260,15 +259,7 @@ fn plan_from(specs: &[RootSpec], extra_aliases: &[(u32, Vec<PathBuf>)]) -> RootP
     let mut plan = RootPlan::default();
     for (index, spec) in specs.iter().enumerate() {
         let id = index as u32 + 1;
-        let absolute = normalise(
-            &std::env::current_dir()
-                .unwrap_or_else(|_| "/".into())
-                .join(&spec.path),
-        );
-        let (path, exists) = match std::fs::canonicalize(&absolute) {
-            Ok(canonical) => (canonical, true),
-            Err(_) => (absolute.clone(), false),
-        };
+        let (absolute, path, exists) = resolve_spec(spec);
         let watched_from = if exists {
             path.clone()
         } else {
@@ -517,7 +508,7 @@ mod tests {
         let root = &plan.roots[&1];
         assert!(!root.exists);
         assert_eq!(root.watched_from, std::fs::canonicalize(&dir).unwrap());
-        assert!(plan.leads_to_missing_root(&dir.join("a")));
+        assert!(plan.touches_roots(&dir.join("a")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

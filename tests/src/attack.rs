@@ -234,42 +234,44 @@ fn pass_over_socket(path: &CString) -> Option<u32> {
     }
 }
 
+/// A one-byte message with room for one descriptor, pointing into its own buffers: call
+/// `prepare` where it stays (no allocation: the receiver runs in a forked child).
+struct FdMessage {
+    byte: [u8; 1],
+    iov: libc::iovec,
+    control: [u8; 64],
+    msg: libc::msghdr,
+}
+
+impl FdMessage {
+    unsafe fn prepare(&mut self, controllen: usize) {
+        self.iov.iov_base = self.byte.as_mut_ptr().cast();
+        self.iov.iov_len = 1;
+        self.msg.msg_iov = &mut self.iov;
+        self.msg.msg_iovlen = 1;
+        self.msg.msg_control = self.control.as_mut_ptr().cast();
+        self.msg.msg_controllen = controllen as _;
+    }
+}
+
 unsafe fn send_fd(socket: i32, fd: i32) {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u8; 64];
-    let mut msg: libc::msghdr = std::mem::zeroed();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = libc::CMSG_SPACE(4) as _;
-    let cmsg = libc::CMSG_FIRSTHDR(&msg);
+    let mut frame: FdMessage = std::mem::zeroed();
+    frame.prepare(libc::CMSG_SPACE(4) as usize);
+    let cmsg = libc::CMSG_FIRSTHDR(&frame.msg);
     (*cmsg).cmsg_level = libc::SOL_SOCKET;
     (*cmsg).cmsg_type = libc::SCM_RIGHTS;
     (*cmsg).cmsg_len = libc::CMSG_LEN(4) as _;
     std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd);
-    check(libc::sendmsg(socket, &msg, 0) as i32, "sendmsg");
+    check(libc::sendmsg(socket, &frame.msg, 0) as i32, "sendmsg");
 }
 
 unsafe fn receive_fd(socket: i32) -> i32 {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u8; 64];
-    let mut msg: libc::msghdr = std::mem::zeroed();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control.len() as _;
-    if libc::recvmsg(socket, &mut msg, 0) < 0 {
+    let mut frame: FdMessage = std::mem::zeroed();
+    frame.prepare(64);
+    if libc::recvmsg(socket, &mut frame.msg, 0) < 0 {
         libc::_exit(3);
     }
-    let cmsg = libc::CMSG_FIRSTHDR(&msg);
+    let cmsg = libc::CMSG_FIRSTHDR(&frame.msg);
     if cmsg.is_null() {
         libc::_exit(4);
     }
