@@ -337,14 +337,26 @@ fn a_storm_of_100000_io_uring_writes_is_survived_and_recorded() {
     let record = wait_record(&engine, 0, "Added", &file);
     assert_realtime_by(&record, pid);
     assert_eq!(std::fs::metadata(&file).unwrap().len(), 100_000);
-    // The last record for the file carries the final size.
-    std::thread::sleep(Duration::from_millis(500));
-    let last = engine
-        .records()
-        .into_iter()
-        .rfind(|r| r["File"]["FileSystemPath"] == path_of(&file))
-        .unwrap();
-    assert_eq!(last["File"]["Size"], 100_000, "{last:#}");
+    // The storm's tail is still being reconciled when the first record arrives (more so on a
+    // loaded CI machine): wait for a realtime record with the final size, and it must be the
+    // last one for the file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = engine
+            .records()
+            .into_iter()
+            .rfind(|r| r["File"]["FileSystemPath"] == path_of(&file))
+            .unwrap();
+        if last["File"]["Size"] == 100_000 {
+            assert_eq!(last["DetectedBy"], "realtime", "{last:#}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record with the final size; last: {last:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     engine.stop();
 }
 
