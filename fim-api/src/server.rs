@@ -198,9 +198,15 @@ impl ApiServer {
         health_reporter
             .set_service_status("fim.v1.Fim", tonic_health::ServingStatus::Serving)
             .await;
+        // Both reflection versions: grpcurl and grpcio's reflection client still ask v1alpha
+        // first (or only), newer tools ask v1.
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .build_v1()
+            .map_err(|error| ApiError::Reflection(error.to_string()))?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
             .map_err(|error| ApiError::Reflection(error.to_string()))?;
         let layer = AuthLayer::new(self.roles.clone());
 
@@ -223,6 +229,7 @@ impl ApiServer {
             .add_service(fim.clone())
             .add_service(health.clone())
             .add_service(reflection.clone())
+            .add_service(reflection_alpha.clone())
             .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
         let tcp = async {
             let Some((listener, server)) = self.tcp else {
@@ -236,6 +243,7 @@ impl ApiServer {
                 .add_service(fim)
                 .add_service(health)
                 .add_service(reflection)
+                .add_service(reflection_alpha)
                 .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopped(stopping))
                 .await
         };
