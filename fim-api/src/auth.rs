@@ -106,6 +106,15 @@ pub struct Caller {
     pub role: Role,
     /// "uid 1000 (gid 1000, pid 42)" or "certificate SHA256:ab.. from 10.0.0.2:5123".
     pub identity: String,
+    /// The kernel's credentials for a local caller; None for a TLS client.
+    pub unix: Option<UnixPeer>,
+}
+
+impl Caller {
+    /// Only root may see file content or monitor content (see crate::access).
+    pub fn is_root(&self) -> bool {
+        self.unix.as_ref().is_some_and(|peer| peer.uid == 0)
+    }
 }
 
 impl Roles {
@@ -149,10 +158,15 @@ impl Roles {
     /// Allows the call or says why not.
     pub fn authorize(&self, path: &str, extensions: &http::Extensions) -> Result<Caller, Status> {
         let (identity, role) = self.identify(extensions);
+        let unix = extensions.get::<Option<UnixPeer>>().cloned().flatten();
         let needed = required_role(path);
         let call = path.rsplit('/').next().unwrap_or(path);
         match role {
-            Some(role) if role.allows(needed) => Ok(Caller { role, identity }),
+            Some(role) if role.allows(needed) => Ok(Caller {
+                role,
+                identity,
+                unix,
+            }),
             Some(role) => {
                 tracing::warn!(peer = %identity, call, role = %role, "denied: {call} needs the {needed} role");
                 Err(Status::permission_denied(format!(

@@ -86,6 +86,36 @@ fn actor(actor: &change::Actor) -> pb::Actor {
     }
 }
 
+/// Who may see file content in what the API returns. There is no policy setting for it:
+/// content (file-content entities keep it, for diffs) goes only to root, so the owner and
+/// reader groups learn that a file changed, never what it says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    Shown,
+    Stripped,
+}
+
+/// A record as `content` allows: the diff is removed when content is stripped.
+pub fn record_for(record: &change::ChangeRecord, content: Content) -> pb::ChangeRecord {
+    let mut out = self::record(record);
+    if content == Content::Stripped {
+        if let Some(file) = out.file.as_mut() {
+            file.content_diff = None;
+        }
+    }
+    out
+}
+
+/// A baseline state as `content` allows.
+pub fn baseline_state_for(entry: &BaselineEntry, content: Content) -> pb::BaselineState {
+    let mut out = baseline_state(entry);
+    if content == Content::Stripped {
+        out.content = None;
+        out.content_truncated = false;
+    }
+    out
+}
+
 fn file_columns(file: &change::FileColumns) -> pb::FileColumns {
     let file = file.clone();
     pb::FileColumns {
@@ -252,6 +282,11 @@ fn invalid(field: &str, what: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {what}"))
 }
 
+/// Linux's PATH_MAX, less the terminating NUL.
+const PATH_MAX: usize = 4095;
+/// Components in an entity path: far beyond any real tree.
+const MAX_COMPONENTS: usize = 256;
+
 /// An entity from an UpsertEntity request (`field` prefixes error messages).
 pub fn entity_of(entity: &pb::Entity, field: &str) -> Result<Entity, Status> {
     if entity.name.trim().is_empty() {
@@ -275,6 +310,38 @@ pub fn entity_of(entity: &pb::Entity, field: &str) -> Result<Entity, Status> {
     };
     if entity.path.trim().is_empty() {
         return Err(invalid(&format!("{field}.path"), "must not be empty"));
+    }
+    // Hostile paths are refused here, before they reach the policy file or the kernel: a NUL
+    // cannot be in a path (it would cut it short in every C call), and a path longer than
+    // PATH_MAX or deeper than MAX_COMPONENTS cannot be opened, only walked at great cost.
+    if entity.path.contains('\0') {
+        return Err(invalid(
+            &format!("{field}.path"),
+            "must not contain a NUL byte",
+        ));
+    }
+    let components = entity
+        .path
+        .split(['/', '\\'])
+        .filter(|part| !part.is_empty())
+        .count();
+    if components > MAX_COMPONENTS {
+        return Err(invalid(
+            &format!("{field}.path"),
+            format_args!("has {components} components; at most {MAX_COMPONENTS}"),
+        ));
+    }
+    if entity.path.len() > PATH_MAX {
+        return Err(invalid(
+            &format!("{field}.path"),
+            format_args!("is {} bytes long; at most {PATH_MAX}", entity.path.len()),
+        ));
+    }
+    if entity.name.contains('\0') {
+        return Err(invalid(
+            &format!("{field}.name"),
+            "must not contain a NUL byte",
+        ));
     }
     Ok(Entity {
         name: entity.name.clone(),

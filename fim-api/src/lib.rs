@@ -5,6 +5,7 @@
 //! - [`service`]: the fim.v1.Fim calls over a [`fim_engine::daemon::DaemonHandle`];
 //! - [`auth`]: owner and reader roles, applied in one tower layer;
 //! - [`server`]: the Unix socket and optional mutual-TLS TCP listener.
+pub mod access;
 pub mod auth;
 pub mod convert;
 mod entities;

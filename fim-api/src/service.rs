@@ -7,6 +7,7 @@
 //! were checked before a request gets here ([`crate::auth`]).
 use fim_engine::{
     daemon::{DaemonHandle, HandleError},
+    policy::{Entity, EntityKind},
     store::StoreError,
 };
 use tokio::sync::{mpsc, watch};
@@ -14,6 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::{
+    access,
     auth::Caller,
     convert,
     entities::Entities,
@@ -67,6 +69,68 @@ fn caller<T>(request: &Request<T>) -> String {
     )
 }
 
+/// Content goes to root only ([`convert::Content`]).
+fn content_for<T>(request: &Request<T>) -> convert::Content {
+    match request.extensions().get::<Caller>() {
+        Some(caller) if caller.is_root() => convert::Content::Shown,
+        _ => convert::Content::Stripped,
+    }
+}
+
+/// Refuses what a non-root caller must not monitor: content (file-content entities keep the
+/// text of files, which only root may read through the daemon), and paths the caller could
+/// not read itself ([`access`]). Runs on a blocking thread (it touches the filesystem).
+fn check_upsert(entity: &Entity, caller: Option<&Caller>) -> Result<(), Status> {
+    let (who, credentials) = match caller {
+        Some(caller) if caller.is_root() => return Ok(()),
+        Some(caller) => (
+            caller.identity.clone(),
+            caller
+                .unix
+                .as_ref()
+                .map_or(access::NOBODY, access::Credentials::from),
+        ),
+        None => ("an unknown caller".to_string(), access::NOBODY),
+    };
+    if entity.kind == EntityKind::FileContent {
+        return Err(Status::permission_denied(format!(
+            "entity {:?}: only root may add or edit a file-content entity (it keeps file \
+             content); {who} is not root",
+            entity.name
+        )));
+    }
+    access::check_entity(entity, &credentials, &who).map_err(|error| match error {
+        access::AccessError::Denied { .. } => Status::permission_denied(format!(
+            "entity {:?}: {error}, and fimd (root) must not read it on its behalf",
+            entity.name
+        )),
+        access::AccessError::Check { .. } => Status::internal(error.to_string()),
+    })
+}
+
+/// A non-root caller may not edit an existing file-content entity either (turning it back on,
+/// or replacing it under the same name).
+fn check_content_entity(
+    entities: &Entities,
+    name: &str,
+    caller: Option<&Caller>,
+) -> Result<(), Status> {
+    if caller.is_some_and(Caller::is_root) {
+        return Ok(());
+    }
+    let existing = entities.list()?;
+    if existing
+        .iter()
+        .any(|entity| entity.name == name && entity.kind == EntityKind::FileContent)
+    {
+        let who = caller.map_or("an unknown caller", |caller| caller.identity.as_str());
+        return Err(Status::permission_denied(format!(
+            "entity {name:?} is a file-content entity: only root may edit it; {who} is not root"
+        )));
+    }
+    Ok(())
+}
+
 fn page_token(text: &str) -> Result<Option<u64>, Status> {
     if text.is_empty() {
         return Ok(None);
@@ -87,6 +151,7 @@ impl pb::fim_server::Fim for FimService {
         &self,
         request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        let content = content_for(&request);
         let request = request.into_inner();
         let filter = convert::filter_of(request.filter.as_ref(), "filter")?;
         // Subscribe before reading anything, so nothing committed from now on is missed.
@@ -103,6 +168,7 @@ impl pb::fim_server::Fim for FimService {
             last,
             out,
             stop: self.stop.clone(),
+            content,
         };
         tokio::spawn(watcher.run(live));
         Ok(Response::new(ReceiverStream::new(responses)))
@@ -112,6 +178,7 @@ impl pb::fim_server::Fim for FimService {
         &self,
         request: Request<pb::QueryChangesRequest>,
     ) -> Result<Response<pb::QueryChangesResponse>, Status> {
+        let content = content_for(&request);
         let request = request.into_inner();
         let mut filter = convert::filter_of(request.filter.as_ref(), "filter")?;
         let size = match request.page_size {
@@ -135,7 +202,10 @@ impl pb::fim_server::Fim for FimService {
             _ => String::new(),
         };
         Ok(Response::new(pb::QueryChangesResponse {
-            records: records.iter().map(convert::record).collect(),
+            records: records
+                .iter()
+                .map(|record| convert::record_for(record, content))
+                .collect(),
             next_page_token,
         }))
     }
@@ -256,13 +326,19 @@ impl pb::fim_server::Fim for FimService {
         request: Request<pb::UpsertEntityRequest>,
     ) -> Result<Response<pb::UpsertEntityResponse>, Status> {
         let who = caller(&request);
+        let calling = request.extensions().get::<Caller>().cloned();
         let Some(entity) = request.into_inner().entity else {
             return Err(Status::invalid_argument("entity: must be set"));
         };
         let entity = convert::entity_of(&entity, "entity")?;
         let name = entity.name.clone();
         let entities = self.entities.clone();
-        let created = blocking(move || entities.upsert(entity)).await?;
+        let created = blocking(move || {
+            check_upsert(&entity, calling.as_ref())?;
+            check_content_entity(&entities, &entity.name, calling.as_ref())?;
+            entities.upsert(entity)
+        })
+        .await?;
         let action = if created { "added" } else { "replaced" };
         tracing::info!(by = %who, entity = %name, "entity {action}");
         Ok(Response::new(pb::UpsertEntityResponse {}))
@@ -273,10 +349,15 @@ impl pb::fim_server::Fim for FimService {
         request: Request<pb::SetEntityEnabledRequest>,
     ) -> Result<Response<pb::SetEntityEnabledResponse>, Status> {
         let who = caller(&request);
+        let calling = request.extensions().get::<Caller>().cloned();
         let request = request.into_inner();
         let entities = self.entities.clone();
         let name = request.name.clone();
-        blocking(move || entities.set_enabled(&name, request.enabled)).await?;
+        blocking(move || {
+            check_content_entity(&entities, &name, calling.as_ref())?;
+            entities.set_enabled(&name, request.enabled)
+        })
+        .await?;
         tracing::info!(by = %who, entity = %request.name, enabled = request.enabled, "entity switched");
         Ok(Response::new(pb::SetEntityEnabledResponse {}))
     }
@@ -298,6 +379,7 @@ impl pb::fim_server::Fim for FimService {
         &self,
         request: Request<pb::GetBaselineEntryRequest>,
     ) -> Result<Response<pb::GetBaselineEntryResponse>, Status> {
+        let content = content_for(&request);
         let text = request.into_inner().path;
         let path = convert::path_of(&text, "path")?;
         let entry = self.with_store(move |store| store.get(&path)).await?;
@@ -309,7 +391,7 @@ impl pb::fim_server::Fim for FimService {
         Ok(Response::new(pb::GetBaselineEntryResponse {
             path: text,
             entity: entry.entity.clone(),
-            state: Some(convert::baseline_state(&entry)),
+            state: Some(convert::baseline_state_for(&entry, content)),
         }))
     }
 

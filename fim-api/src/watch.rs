@@ -33,6 +33,8 @@ pub struct Watcher {
     pub last: u64,
     pub out: mpsc::Sender<Item>,
     pub stop: watch::Receiver<bool>,
+    /// Whether this caller may see content diffs ([`convert::Content`]).
+    pub content: convert::Content,
 }
 
 /// Why a watcher ended.
@@ -69,7 +71,10 @@ impl Watcher {
                         continue;
                     }
                     self.last = record.sequence;
-                    pb::watch_changes_response::Item::Record(convert::record(&record))
+                    pb::watch_changes_response::Item::Record(convert::record_for(
+                        &record,
+                        self.content,
+                    ))
                 }
                 Ok(Announcement::Gap(gap)) => {
                     pb::watch_changes_response::Item::Gap(convert::gap(&gap))
@@ -119,7 +124,10 @@ impl Watcher {
             let full = page.len() == PAGE;
             for record in page {
                 self.last = record.sequence;
-                let item = pb::watch_changes_response::Item::Record(convert::record(&record));
+                let item = pb::watch_changes_response::Item::Record(convert::record_for(
+                    &record,
+                    self.content,
+                ));
                 if !self.send(item).await {
                     return Err(End::Quiet);
                 }
