@@ -171,3 +171,21 @@ fn policy_check_on_binary_garbage_names_the_position() {
     );
     assert!(stderr.contains(&expected), "{stderr}");
 }
+
+#[test]
+fn fimd_raises_its_open_file_limit_to_the_hard_limit() {
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct passed in; fimd inherits this hard limit.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
+        0
+    );
+    let workspace = Workspace::new("rlimit");
+    let engine = Engine::start(&workspace);
+    let log = engine.stop();
+    let expected = format!("open file limit (RLIMIT_NOFILE): {}", hard.rlim_max);
+    assert!(log.contains(&expected), "expected {expected:?} in:\n{log}");
+}
