@@ -101,6 +101,10 @@ fn edit_status(error: PolicyError) -> Status {
         PolicyError::Invalid(_) => Status::invalid_argument(error.to_string()),
         PolicyError::NotFound(_) => Status::not_found(error.to_string()),
         PolicyError::DuplicateName(_) => Status::already_exists(error.to_string()),
+        // Fixing these needs root on the host, not a different request.
+        PolicyError::NotRegular { .. } | PolicyError::Untrusted(_) => {
+            Status::failed_precondition(error.to_string())
+        }
         PolicyError::Read { .. } | PolicyError::Write { .. } => Status::internal(error.to_string()),
     }
 }

@@ -16,4 +16,5 @@ pub mod scan;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod trust;
 pub mod users;

@@ -96,6 +96,9 @@ pub struct DaemonConfig {
     pub print_records: bool,
     /// Draw no progress bars, the daemon is not interactive.
     pub scan_workers_override: Option<usize>,
+    /// Refuse a policy file or state directory that someone other than root can change
+    /// (fimd runs as root; see [`crate::trust`]).
+    pub trusted_config_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,8 @@ pub enum DaemonError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Untrusted(#[from] crate::trust::Untrusted),
 }
 
 pub struct Daemon {
@@ -135,8 +140,13 @@ impl Daemon {
             path: display_path(&config.state_dir),
             source,
         })?;
+        let policy = if config.trusted_config_only {
+            crate::trust::check_dir("state directory", &config.state_dir)?;
+            PolicyWatcher::load_trusted(config.policy.clone())?
+        } else {
+            PolicyWatcher::load(config.policy.clone())?
+        };
         let store = Store::open(config.state_dir.join(DATABASE_FILE))?;
-        let policy = PolicyWatcher::load(config.policy.clone())?;
         let computer = Computer::of_this_host();
         let mut reconciler = Reconciler::new(store, policy.compiled().clone(), computer.clone());
         let hasher = Hasher::attach(&mut reconciler);

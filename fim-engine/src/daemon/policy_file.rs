@@ -26,6 +26,8 @@ pub struct PolicyWatcher {
     stamp: Option<(SystemTime, u64, u64)>,
     /// The stamp seen at the previous check (for settling).
     pending: Option<(SystemTime, u64, u64)>,
+    /// Refuse a policy that someone other than root can change (the daemon runs as root).
+    trusted_only: bool,
 }
 
 fn stamp(source: &PolicySource) -> Option<(SystemTime, u64, u64)> {
@@ -35,12 +37,16 @@ fn stamp(source: &PolicySource) -> Option<(SystemTime, u64, u64)> {
     Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
 }
 
-fn read(source: &PolicySource) -> Result<Policy, PolicyError> {
+fn read(source: &PolicySource, trusted_only: bool) -> Result<Policy, PolicyError> {
     let PolicySource::File(path) = source;
     if !path.exists() {
         return Ok(policy::default_policy());
     }
-    let parsed = policy::load(path)?;
+    let parsed = if trusted_only {
+        policy::load_trusted(path)?
+    } else {
+        policy::load(path)?
+    };
     for warning in &parsed.warnings {
         tracing::warn!("policy: {warning}");
     }
@@ -49,8 +55,18 @@ fn read(source: &PolicySource) -> Result<Policy, PolicyError> {
 
 impl PolicyWatcher {
     pub fn load(source: PolicySource) -> Result<Self, PolicyError> {
+        Self::load_with(source, false)
+    }
+
+    /// [`PolicyWatcher::load`] that also refuses, now and on every reload, a policy file or
+    /// directory that someone other than root can change.
+    pub fn load_trusted(source: PolicySource) -> Result<Self, PolicyError> {
+        Self::load_with(source, true)
+    }
+
+    fn load_with(source: PolicySource, trusted_only: bool) -> Result<Self, PolicyError> {
         let stamp = stamp(&source);
-        let policy = read(&source)?;
+        let policy = read(&source, trusted_only)?;
         let compiled = policy::compile(&policy)?;
         Ok(PolicyWatcher {
             source,
@@ -58,6 +74,7 @@ impl PolicyWatcher {
             compiled,
             pending: stamp,
             stamp,
+            trusted_only,
         })
     }
 
@@ -92,7 +109,7 @@ impl PolicyWatcher {
                 ),
             });
         }
-        let policy = read(&self.source)?;
+        let policy = read(&self.source, self.trusted_only)?;
         let compiled = policy::compile(&policy)?;
         let change = diff(&self.policy, &policy);
         let settings_changed = policy.settings != self.policy.settings;

@@ -82,6 +82,10 @@ pub enum PolicyError {
         #[source]
         source: io::Error,
     },
+    #[error("policy {} is {kind}, not a regular file; refusing to read it", display_path(.path))]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(transparent)]
+    Untrusted(#[from] crate::trust::Untrusted),
     #[error("cannot write policy {}: {source}", display_path(.path))]
     Write {
         path: PathBuf,

@@ -21,6 +21,7 @@ mod diagnostic;
 mod document;
 mod parse;
 mod paths;
+mod read;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -29,7 +30,7 @@ pub use compile::compile;
 pub use defaults::{default_policy, default_policy_toml};
 pub use diagnostic::{Diagnostic, Location, PolicyError, Severity};
 pub use document::{EntityPatch, PolicyDocument};
-pub use parse::{load, parse, Parsed};
+pub use parse::{load, load_trusted, parse, Parsed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

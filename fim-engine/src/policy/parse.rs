@@ -12,7 +12,7 @@ use toml_edit::{ImDocument, Item, Table, TableLike, Value};
 use super::{
     diagnostic::{entity_label, Diagnostic, EntitySpans, Field, Issue, Location, Severity},
     paths::{self, EnvLookup},
-    validate, Entity, EntityKind, Policy, PolicyError, Settings,
+    read, validate, Entity, EntityKind, Policy, PolicyError, Settings,
 };
 
 /// A policy that parsed and validated, with the warnings worth showing.
@@ -27,13 +27,19 @@ pub fn parse(text: &str, origin: &Path) -> Result<Parsed, PolicyError> {
     parse_with(text, origin, &paths::process_env)
 }
 
-/// Reads, parses and validates a policy file.
+/// Reads, parses and validates a policy file (a FIFO, device or socket is refused without
+/// blocking).
 pub fn load(path: &Path) -> Result<Parsed, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&text, path)
+    let (file, _) = read::open(path)?;
+    parse(&read::text(path, file)?, path)
+}
+
+/// [`load`] for a daemon running as root: the file and the directories above it must be
+/// root's alone (see [`crate::trust`]).
+pub fn load_trusted(path: &Path) -> Result<Parsed, PolicyError> {
+    let (file, metadata) = read::open(path)?;
+    crate::trust::check_file("policy", path, &metadata)?;
+    parse(&read::text(path, file)?, path)
 }
 
 pub(crate) const ENTITY_KEYS: &[&str] = &["name", "kind", "path", "recursive", "enabled", "ignore"];

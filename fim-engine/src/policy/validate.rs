@@ -67,6 +67,10 @@ pub(crate) fn check(policy: &Policy, env: EnvLookup<'_>) -> Checked {
         let linux = if entity.path.is_empty() {
             report.error(Field::Path, "path is empty".into());
             None
+        } else if entity.path.contains('\0') {
+            // The kernel takes paths as C strings: the NUL would silently cut the path short.
+            report.error(Field::Path, "path contains a NUL byte".into());
+            None
         } else if entity.kind.is_linux_file() {
             check_linux_path(entity, env, &mut report)
         } else {
@@ -134,7 +138,45 @@ fn check_settings(settings: &Settings, issues: &mut Vec<Issue>) {
     if settings.rehash_interval_secs == 0 {
         error("rehash_interval_secs", "must be at least 1");
     }
+    // Upper bounds: beyond these a value is a typo (ms for s, an extra zero) that would make
+    // the engine stall, exhaust threads or memory, or effectively never check.
+    let too_big = |value: u64, max: u64| value > max;
+    if too_big(settings.coalesce_ms, MAX_COALESCE_MS) {
+        error(
+            "coalesce_ms",
+            &format!("must be at most {MAX_COALESCE_MS} (1 minute)"),
+        );
+    }
+    if settings.scan_workers > MAX_SCAN_WORKERS {
+        error(
+            "scan_workers",
+            &format!("must be at most {MAX_SCAN_WORKERS} (0 = automatic)"),
+        );
+    }
+    if too_big(settings.content_limit, MAX_CONTENT_LIMIT) {
+        error(
+            "content_limit",
+            &format!("must be at most {MAX_CONTENT_LIMIT} (64 MiB)"),
+        );
+    }
+    if too_big(settings.sweep_interval_secs, MAX_INTERVAL_SECS) {
+        error(
+            "sweep_interval_secs",
+            &format!("must be at most {MAX_INTERVAL_SECS} (1 year)"),
+        );
+    }
+    if too_big(settings.rehash_interval_secs, MAX_INTERVAL_SECS) {
+        error(
+            "rehash_interval_secs",
+            &format!("must be at most {MAX_INTERVAL_SECS} (1 year)"),
+        );
+    }
 }
+
+const MAX_COALESCE_MS: u64 = 60_000;
+const MAX_SCAN_WORKERS: usize = 256;
+const MAX_CONTENT_LIMIT: u64 = 64 * 1024 * 1024;
+const MAX_INTERVAL_SECS: u64 = 365 * 24 * 60 * 60;
 
 fn check_ignore(entity: &Entity, report: &mut Reporter<'_>) -> Option<GlobSet> {
     let mut builder = GlobSetBuilder::new();

@@ -160,7 +160,27 @@ pub(super) fn hash_regular(
     }
 }
 
+/// Opens, retrying a few times with a short backoff while the process (EMFILE) or the system
+/// (ENFILE) is out of descriptors: other scan threads close theirs within milliseconds, and
+/// the error says nothing about the file.
 fn open(path: &Path) -> io::Result<File> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 0;
+    loop {
+        match open_once(path) {
+            Err(error)
+                if attempt + 1 < ATTEMPTS
+                    && matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5 << attempt));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn open_once(path: &Path) -> io::Result<File> {
     // std adds O_RDONLY (read(true)) and O_CLOEXEC.
     let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
     match OpenOptions::new()

@@ -487,3 +487,30 @@ fn load_reports_unreadable_files() {
     );
     assert!(parse_text("").is_ok());
 }
+
+#[test]
+fn a_nul_byte_in_a_path_is_an_error_at_its_place() {
+    assert_eq!(
+        parse_err("[[entity]]\nname = \"a\"\nkind = \"linux-file\"\npath = \"/etc/a\\u0000b\"\n"),
+        format!("{FILE}:4:8: entity \"a\": path contains a NUL byte")
+    );
+}
+
+#[test]
+fn settings_have_upper_bounds() {
+    assert_eq!(
+        parse_err("[settings]\ncoalesce_ms = 60001\n"),
+        format!("{FILE}:2:15: settings: \"coalesce_ms\" must be at most 60000 (1 minute)")
+    );
+    assert_eq!(
+        parse_err("[settings]\nscan_workers = 257\n"),
+        format!("{FILE}:2:16: settings: \"scan_workers\" must be at most 256 (0 = automatic)")
+    );
+    assert_eq!(
+        parse_err("[settings]\nrehash_interval_secs = 31536001\n"),
+        format!(
+            "{FILE}:2:24: settings: \"rehash_interval_secs\" must be at most 31536000 (1 year)"
+        )
+    );
+    parse_ok("[settings]\ncoalesce_ms = 60000\nscan_workers = 256\ncontent_limit = 67108864\n");
+}

@@ -108,6 +108,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         policy: PolicySource::File(args.policy.clone()),
         print_records: args.print_records,
         scan_workers_override: None,
+        trusted_config_only: true,
     })
     .context("starting the engine")?;
     let roots = daemon.watch_roots();

@@ -102,6 +102,7 @@ fn parse_requested(text: &str) -> Result<Requested, String> {
 fn main() -> ExitCode {
     init_logging();
     let args = Args::parse();
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -125,6 +126,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Scan threads, the kernel ring, the API and the database all hold descriptors; the default
+/// soft limit (often 1024) is far below the hard limit root is allowed.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(
+            "cannot read RLIMIT_NOFILE: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            tracing::warn!(
+                "cannot raise RLIMIT_NOFILE to {}: {}",
+                limit.rlim_max,
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+        limit = raised;
+    }
+    tracing::info!("open file limit (RLIMIT_NOFILE): {}", limit.rlim_cur);
 }
 
 fn init_logging() {
