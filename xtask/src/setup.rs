@@ -26,7 +26,10 @@ const REQUIRED_PACKAGES: &[&str] = &[
     "linux-perf",      // profiling fimd
     "acl",             // setfacl: the engine tests change POSIX ACLs
     "libcap2-bin",     // setcap: the engine tests change file capabilities
+    "systemd",         // systemd-analyze verify: the shipped unit file is checked
 ];
+/// Python packages the API tests use as a standard gRPC client (reflection over the socket).
+const PYTHON_PACKAGES: &[&str] = &["grpcio", "grpcio-reflection"];
 /// Nice to have; a failure to install them is only a warning.
 const OPTIONAL_PACKAGES: &[&str] = &["hyperfine"];
 /// Only `cargo xtask bench scan` needs these (the peers it runs beside us, and sqlite3 to
@@ -58,6 +61,7 @@ pub fn run() -> Result<()> {
     nightly_toolchain()?;
     bpf_linker()?;
     pseudo_filesystems()?;
+    python_packages()?;
     let (kernel, release) = vm_kernel(&mut apt)?;
     println!(
         "setup: VM kernel {release} at {}",
@@ -101,6 +105,31 @@ impl Apt {
         }
         run_cmd(cmd.args(packages))
     }
+}
+
+/// pip install, only when an import fails (so a warm machine does not touch PyPI).
+fn python_packages() -> Result<()> {
+    let present = Command::new("python3")
+        .args(["-c", "import grpc, grpc_reflection"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if present {
+        println!(
+            "setup: python packages present: {}",
+            PYTHON_PACKAGES.join(" ")
+        );
+        return Ok(());
+    }
+    println!(
+        "setup: installing python packages: {}",
+        PYTHON_PACKAGES.join(" ")
+    );
+    run_cmd(
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(PYTHON_PACKAGES),
+    )
 }
 
 fn need_root(what: &str) -> Result<()> {
