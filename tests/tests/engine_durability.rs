@@ -218,7 +218,7 @@ impl Drop for Tmpfs {
 fn full_disk_is_reported_and_recovered() {
     let workspace = Workspace::new("diskfull");
     let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs"])
         .arg(&workspace.state)
         .status()
         .unwrap();
