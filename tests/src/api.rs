@@ -55,3 +55,22 @@ pub fn code<T>(result: &Result<T, tonic::Status>) -> String {
         Err(status) => format!("{:?}", status.code()),
     }
 }
+
+/// fimd with its API on the workspace's socket, `owners` and `readers` as the role groups.
+pub fn start_with_role_groups(
+    workspace: &crate::engine::Workspace,
+    owners: &str,
+    readers: &str,
+) -> crate::engine::Engine {
+    crate::engine::Engine::start_with(
+        workspace,
+        &[
+            "--api-socket",
+            workspace.socket.to_str().expect("utf-8 path"),
+            "--api-owner-group",
+            owners,
+            "--api-reader-group",
+            readers,
+        ],
+    )
+}

@@ -7,7 +7,7 @@ use std::{process::Command, time::Duration};
 
 use fim_api::pb;
 use fim_tests::{
-    api::{block_on, ensure_group, unix_client},
+    api::{block_on, ensure_group, start_with_role_groups, unix_client},
     engine::{Engine, Workspace},
 };
 
@@ -21,17 +21,7 @@ fn groups() -> (u32, u32) {
 }
 
 fn start(workspace: &Workspace) -> Engine {
-    Engine::start_with(
-        workspace,
-        &[
-            "--api-socket",
-            workspace.socket.to_str().expect("utf-8 path"),
-            "--api-owner-group",
-            OWNERS,
-            "--api-reader-group",
-            READERS,
-        ],
-    )
+    start_with_role_groups(workspace, OWNERS, READERS)
 }
 
 /// Runs `api_call SOCKET ARGS..` as uid 1001 with `group` as its only supplementary group.

@@ -11,7 +11,7 @@ use std::{
 
 use fim_api::pb;
 use fim_tests::{
-    api::{block_on, code, ensure_group, unix_client},
+    api::{block_on, code, ensure_group, start_with_role_groups, unix_client},
     engine::{Engine, Workspace},
 };
 
@@ -66,17 +66,7 @@ fn probe(workspace: &Workspace, groups: &[&str]) -> BTreeMap<String, String> {
 }
 
 fn start(workspace: &Workspace) -> Engine {
-    Engine::start_with(
-        workspace,
-        &[
-            "--api-socket",
-            workspace.socket.to_str().expect("utf-8 path"),
-            "--api-owner-group",
-            OWNERS,
-            "--api-reader-group",
-            READERS,
-        ],
-    )
+    start_with_role_groups(workspace, OWNERS, READERS)
 }
 
 #[test]
