@@ -244,9 +244,20 @@ fn a_huge_sparse_file_never_stalls_real_time() {
     assert!(record_for(&workspace.journal(), &huge_name).is_none());
     assert_eq!(baseline_row(&workspace, &huge), None);
 
-    // The next start-up scan looks at it again: one Added record with the standard hash.
+    // While fimd is down the small file changes too. The next start-up scan reports that at
+    // once and hands the huge file to the background hasher: one terabyte-class file must not
+    // hold up what else the scan found. Then the huge one: one Added record, standard hash.
+    sh(&format!("printf ' and more' >> '{small_name}'"));
     let restarted = start_slow(&workspace, Duration::from_secs(600));
+    wait_for(Duration::from_secs(600), "the huge file's record", || {
+        record_for(&restarted.records(), &huge_name).map(|_| ())
+    });
     let journal = workspace.journal();
+    let position = |path: &str, category: &str| {
+        journal.iter().position(|record| {
+            record["File"]["FileSystemPath"] == path && record["ChangeCategory"] == category
+        })
+    };
     let huge_records: Vec<&Value> = journal
         .iter()
         .filter(|record| record["File"]["FileSystemPath"] == huge_name.as_str())
@@ -271,12 +282,19 @@ fn a_huge_sparse_file_never_stalls_real_time() {
         baseline_row(&workspace, &huge),
         Some((HUGE, Some(HUGE_ZEROS_BLAKE3.to_string())))
     );
+    let small_modified = position(&small_name, "Modified").expect("the small file's change");
+    assert_eq!(journal[small_modified]["DetectedBy"], "scan");
+    assert_eq!(journal[small_modified]["File"]["Size"], 35);
+    assert!(
+        small_modified < position(&huge_name, "Added").expect("huge"),
+        "the start-up scan waited for 100 GiB before reporting a small change: {journal:#?}"
+    );
     let small_records = journal
         .iter()
         .filter(|record| record["File"]["FileSystemPath"] == small_name.as_str())
         .count();
-    assert_eq!(small_records, 1, "the small file was recorded once");
-    assert!(restarted.records().len() <= 1, "{:#?}", restarted.records());
+    assert_eq!(small_records, 2, "the small file was recorded twice");
+    assert_eq!(restarted.records().len(), 2, "{:#?}", restarted.records());
     restarted.stop();
 }
 

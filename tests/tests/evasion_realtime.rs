@@ -477,8 +477,27 @@ fn a_hundred_thousand_writable_descriptors_and_a_terabyte_mapping() {
     // still recorded in real time.
     let small = workspace.tree.join("small");
     let seen = engine.records().len();
+    let overflows = engine
+        .log()
+        .matches("kernel ring buffer overflowed")
+        .count();
     let pid = sh(&format!("echo ok > '{}'", path_of(&small)));
     let record = wait_record_for(&engine, seen, "Added", &small, Duration::from_secs(60));
-    assert_realtime_by(&record, pid);
+    // On an emulated VM the holders' 100k closes can still be draining: when the ring
+    // overflowed again (said out loud), the gap rescan finds the file, and it must not wait for
+    // the terabyte's hash to say so.
+    if engine
+        .log()
+        .matches("kernel ring buffer overflowed")
+        .count()
+        > overflows
+    {
+        assert!(
+            record["DetectedBy"] == "gap-rescan" || record["Actor"]["ProcessId"] == pid,
+            "{record:#}"
+        );
+    } else {
+        assert_realtime_by(&record, pid);
+    }
     engine.stop();
 }

@@ -114,6 +114,8 @@ pub enum DaemonError {
     Policy(#[from] crate::policy::PolicyError),
     #[error(transparent)]
     Untrusted(#[from] crate::trust::Untrusted),
+    #[error(transparent)]
+    Reconcile(#[from] crate::reconcile::ReconcileError),
 }
 
 pub struct Daemon {
@@ -149,6 +151,11 @@ impl Daemon {
         let store = Store::open(config.state_dir.join(DATABASE_FILE))?;
         let computer = Computer::of_this_host();
         let mut reconciler = Reconciler::new(store, policy.compiled().clone(), computer.clone());
+        // The policy may have changed while fimd was stopped: a renamed entity keeps its rows.
+        let adopted = reconciler.adopt_retired_rows()?;
+        if adopted > 0 {
+            tracing::info!(rows = adopted, "baseline rows of entities no longer in the policy were taken over by the entities that cover them now");
+        }
         let hasher = Hasher::attach(&mut reconciler);
         let (status, status_view) = watch::channel(LiveStatus {
             started: crate::change::now_rfc3339(),
@@ -415,12 +422,25 @@ impl Daemon {
         };
         {
             let mut reconciler = lock(&self.reconciler);
+            let previous = |name: &String| {
+                let old = reconciler.policy().entities.iter();
+                old.into_iter().find(|entity| &entity.name == name).cloned()
+            };
+            let redefined: Vec<_> = change
+                .redefined
+                .iter()
+                .map(|name| (name, previous(name)))
+                .collect();
             reconciler.set_policy(self.policy.compiled().clone());
-            for name in change.removed.iter().chain(&change.redefined) {
-                // Rows another entity covers move to it; a redefined entity re-baselines.
-                if let Err(error) = reconciler.forget_entity(name) {
+            let retired = change.removed.iter().map(|name| (name, None));
+            for (name, previous) in retired.chain(redefined) {
+                // Rows another entity covers move to it; the rest wait for the entity to return.
+                if let Err(error) = reconciler.retire_entity(name, previous) {
                     tracing::error!("cannot update the baseline of entity {name}: {error}");
                 }
+            }
+            if let Err(error) = reconciler.adopt_retired_rows() {
+                tracing::error!("cannot hand retired baseline rows to the new entities: {error}");
             }
         }
         tracing::info!(added = ?change.added, removed = ?change.removed, changed = ?change.redefined, "policy reloaded");

@@ -54,6 +54,10 @@ pub(super) struct Job {
     detection: Detection,
     /// False for a first baseline's paths: their verdicts update the baseline silently.
     report: bool,
+    /// A metadata sweep's job: when the path's quick metadata equals the baseline's by the
+    /// time it is hashed (a real-time job hashed it first), the baseline stands and nothing is
+    /// read. Events and the full rehash read the file whatever the metadata says.
+    trust_baseline: bool,
 }
 
 impl Job {
@@ -61,6 +65,7 @@ impl Job {
         Job {
             hint: self.hint.merged_over(older.hint),
             report: self.report && older.report,
+            trust_baseline: self.trust_baseline && older.trust_baseline,
             ..self
         }
     }
@@ -258,13 +263,40 @@ impl Reconciler {
             hint: hint.clone(),
             detection,
             report,
+            trust_baseline: false,
         };
-        if deferred.offer(job) {
-            return true;
-        }
-        tracing::warn!(path = %display_path(path), "the background hash queue is full; hashing inline");
-        false
+        offer_or_inline(deferred, job)
     }
+
+    /// Hands a large file a scan met (and did not read) to the background hasher. False: no
+    /// hasher runs or its queue is full; the caller hashes it inline.
+    pub(super) fn defer_scanned(&self, path: &Path, detection: Detection, full: bool) -> bool {
+        let Some(deferred) = &self.deferred else {
+            return false;
+        };
+        let job = Job {
+            path: path.to_path_buf(),
+            hint: Hint::default(),
+            detection,
+            report: true,
+            trust_baseline: !full,
+        };
+        offer_or_inline(deferred, job)
+    }
+
+    /// Does the daemon hash large files beside (scans may then leave them unread)?
+    pub(super) fn hashes_large_files_beside(&self) -> bool {
+        self.deferred.is_some()
+    }
+}
+
+fn offer_or_inline(deferred: &Deferred, job: Job) -> bool {
+    let path = job.path.clone();
+    if deferred.offer(job) {
+        return true;
+    }
+    tracing::warn!(path = %display_path(&path), "the background hash queue is full; hashing inline");
+    false
 }
 
 /// The background hasher: runs until [`Deferred::stop`]. Sets its own thread's nice value.
@@ -299,7 +331,7 @@ enum Done {
 /// Hashes and commits one job.
 fn hash_one(deferred: &Deferred, reconciler: &Mutex<Reconciler>, job: &Job) -> Done {
     let path = job.path.as_path();
-    let (entity, keep_content, generation) = {
+    let (entity, keep_content, generation, baseline) = {
         let reconciler = lock(reconciler);
         let content_limit = reconciler.policy.settings.content_limit;
         // No longer covered: the policy reload's own scan decides about it.
@@ -307,7 +339,14 @@ fn hash_one(deferred: &Deferred, reconciler: &Mutex<Reconciler>, job: &Job) -> D
             return Done::Committed;
         };
         let keep = entity.keep_content.then_some(content_limit);
-        (entity.name.clone(), keep, reconciler.generation())
+        let baseline = match job.trust_baseline {
+            true => match reconciler.store.get(path) {
+                Ok(entry) => entry.map(|entry| entry.state),
+                Err(error) => return failed(job, &error.into()),
+            },
+            false => None,
+        };
+        (entity.name.clone(), keep, reconciler.generation(), baseline)
     };
     if let Ok(meta) = scan::symlink_metadata(path) {
         deferred.set_size(meta.len());
@@ -316,10 +355,11 @@ fn hash_one(deferred: &Deferred, reconciler: &Mutex<Reconciler>, job: &Job) -> D
         path,
         &ObserveOptions {
             keep_content,
-            previous: None,
+            previous: baseline.as_ref(),
             budget: None,
             cancel: Some(&deferred.stop),
             progress: Some(&deferred.progress),
+            hash_below: None,
         },
     );
     let after = match observed {

@@ -9,11 +9,12 @@ pub mod coalesce;
 mod deferred;
 #[cfg(test)]
 mod record_tests;
+mod retire;
 mod subtree;
 pub mod sweep;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
 };
 
@@ -87,6 +88,9 @@ pub struct Reconciler {
     /// Where large files are hashed without holding up everything else (the daemon's worker);
     /// None: inline.
     deferred: Option<std::sync::Arc<Deferred>>,
+    /// The definitions redefined entities had before, until their next scan is done: a path
+    /// only the new definition covers gets a silent first baseline (see `retire`).
+    previous_definitions: HashMap<String, CompiledEntity>,
 }
 
 impl Reconciler {
@@ -100,6 +104,7 @@ impl Reconciler {
             announce,
             baselined: HashSet::new(),
             deferred: None,
+            previous_definitions: HashMap::new(),
         }
     }
 
@@ -145,47 +150,6 @@ impl Reconciler {
 
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
-    }
-
-    /// After an entity was removed or redefined (call after [`Self::set_policy`]): its rows
-    /// that another entity now covers move to that entity (they are still its baseline: a
-    /// broader entity must not see them as Added), rows nothing covers are dropped, and a
-    /// redefined entity makes a fresh silent baseline on its next scan.
-    pub fn forget_entity(&mut self, name: &str) -> Result<(), ReconcileError> {
-        let paths: Vec<PathBuf> = self
-            .store
-            .quick_map(name)?
-            .paths()
-            .map(Path::to_path_buf)
-            .collect();
-        let mut moves = Vec::new();
-        let mut drops = Vec::new();
-        for path in paths {
-            match self
-                .policy
-                .entity_for(&path)
-                .map(|entity| entity.name.clone())
-            {
-                Some(owner) if owner == name => {}
-                Some(owner) => {
-                    if let Some(entry) = self.store.get(&path)? {
-                        moves.push((path, owner, entry.state));
-                    }
-                }
-                None => drops.push(path),
-            }
-        }
-        let mut batch = self.store.batch()?;
-        for (path, owner, state) in &moves {
-            batch.put(path, owner, state)?;
-        }
-        for path in &drops {
-            batch.delete(path)?;
-        }
-        batch.commit()?;
-        self.store.delete_meta(&sweep::baselined_key(name))?;
-        self.baselined.remove(name);
-        Ok(())
     }
 
     /// Records committed from now on, in sequence order. A receiver that lags behind gets
@@ -311,7 +275,7 @@ impl Reconciler {
         let mut records = Vec::new();
         let mut batch = self.store.batch()?;
         for verdict in verdicts {
-            let record = if reported_entities.contains(&verdict.entity) {
+            let record = if report && self.reported(&verdict, &reported_entities) {
                 make_record(&self.computer, &verdict, detection)
             } else {
                 None
@@ -415,6 +379,7 @@ pub(crate) fn observe_for(
             budget: None,
             cancel: None,
             progress: None,
+            hash_below: None,
         },
     )
 }

@@ -162,6 +162,8 @@ struct EntitySweep<'a> {
     entity: &'a CompiledEntity,
     /// No baseline yet: record it silently.
     first: bool,
+    /// A full rehash: large files are read again whatever their metadata says.
+    full: bool,
     detection: Detection,
     unsettled: Unsettled,
     changes: u64,
@@ -178,13 +180,14 @@ fn sweep_entity(
     options: &ScanOptions,
     outcome: &mut SweepOutcome,
 ) -> Result<(), ReconcileError> {
-    let (known, first, generation) = {
+    let (known, first, generation, beside) = {
         let mut reconciler = lock(reconciler);
         let known = reconciler.store.quick_map(&entity.name)?;
         // Decided by the marker alone: rows written by an interrupted first scan or by real-time
         // events before it finished must not turn the rest of the entity into "Added".
         let first = !reconciler.is_baselined(&entity.name)?;
-        (known, first, reconciler.generation())
+        let beside = reconciler.hashes_large_files_beside();
+        (known, first, reconciler.generation(), beside)
     };
     let options = ScanOptions {
         mode: match kind {
@@ -193,12 +196,17 @@ fn sweep_entity(
         },
         // Unchanged paths are only marked seen in `known`: nothing is sent or allocated.
         report_unchanged: false,
+        // A changed terabyte file must not hold up the records of everything else this scan
+        // finds: it goes to the background hasher. Not in a first baseline: a daemon stopped
+        // before that hash is done would find the file without a row and call it Added.
+        defer_large: (beside && !first).then_some(super::LARGE_FILE),
         ..options.clone()
     };
     let mut sweep = EntitySweep {
         reconciler,
         entity,
         first,
+        full: kind == SweepKind::Full,
         detection,
         unsettled: Unsettled::default(),
         changes: 0,
@@ -266,6 +274,7 @@ fn sweep_entity(
         outcome.baselined.push(entity.name.clone());
         lock(reconciler).mark_baselined(&entity.name)?;
     }
+    lock(reconciler).scan_completed(&entity.name);
     if summary.missing_roots > 0 {
         outcome.missing.push(entity.name.clone());
     }
@@ -292,6 +301,23 @@ impl EntitySweep<'_> {
         for item in chunk.drain(..) {
             let (path, state) = match item.outcome {
                 ScanOutcome::State(state) => (item.path, *state),
+                ScanOutcome::Large(_) => {
+                    if reconciler.defer_scanned(&item.path, self.detection, self.full) {
+                        continue;
+                    }
+                    // No room beside: read it here after all (slow, never lost).
+                    match subtree::observe_or_skip(
+                        observe_for(self.entity, &item.path, content_limit),
+                        &item.path,
+                    ) {
+                        Some(Some(state)) => (item.path, state),
+                        Some(None) => {
+                            self.unsettled.vanished.push(item.path);
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
                 // Unchanged, or unreadable right now: the baseline entry stands.
                 ScanOutcome::Unchanged | ScanOutcome::Error(_) | ScanOutcome::Missing => continue,
                 ScanOutcome::ListFailed(_) => {
@@ -322,12 +348,7 @@ impl EntitySweep<'_> {
                 Some(true) => Some(state),
                 // Changed since the walk, and large: hashed beside, judged when done.
                 Some(false)
-                    if reconciler.defer_if_large(
-                        &path,
-                        &Hint::default(),
-                        self.detection,
-                        !self.first,
-                    ) =>
+                    if reconciler.defer_if_large(&path, &Hint::default(), self.detection, true) =>
                 {
                     continue
                 }
@@ -351,8 +372,9 @@ impl EntitySweep<'_> {
                 own_event: false,
             });
         }
-        let report = !self.first;
-        self.changes += reconciler.commit(verdicts, self.detection, report)?.len() as u64;
+        // Whether each verdict is a record is the reconciler's call (`retire`): during a first
+        // baseline, only paths that had a baseline row before are.
+        self.changes += reconciler.commit(verdicts, self.detection, true)?.len() as u64;
         Ok(())
     }
 
@@ -381,18 +403,15 @@ impl EntitySweep<'_> {
             };
             let covering = reconciler.policy.entity_for(path).map(|e| e.name.clone());
             if covering.as_deref() != Some(self.entity.name.as_str()) {
-                pruned.push(Verdict {
-                    path: path.to_path_buf(),
-                    entity: before.entity,
-                    before: Some(before.state),
-                    after: None,
-                    hint: Hint::default(),
-                    own_event: false,
-                });
+                // No longer this entity's (an ignore pattern, a narrower path): kept aside, so
+                // the path is compared with it again if coverage returns.
+                if before.entity == self.entity.name {
+                    pruned.push((path.to_path_buf(), before.entity, before.state));
+                }
                 continue;
             }
             // Made again since the walk passed by: judge what is there now.
-            if reconciler.defer_if_large(path, &Hint::default(), self.detection, !self.first) {
+            if reconciler.defer_if_large(path, &Hint::default(), self.detection, true) {
                 continue;
             }
             let Some(after) =
@@ -409,9 +428,8 @@ impl EntitySweep<'_> {
                 own_event: false,
             });
         }
-        let report = !self.first;
-        self.changes += reconciler.commit(verdicts, self.detection, report)?.len() as u64;
-        reconciler.commit(pruned, self.detection, false)?;
+        self.changes += reconciler.commit(verdicts, self.detection, true)?.len() as u64;
+        reconciler.retire_rows(pruned)?;
         Ok(())
     }
 }

@@ -84,6 +84,8 @@ pub(super) enum HashOutcome {
     Unreadable(io::Error),
     /// `cancel` was set while it was read: nothing is known about its content.
     Cancelled,
+    /// At least [`ObserveOptions::hash_below`] bytes: not read (its fstat).
+    Large(Metadata),
 }
 
 pub(super) struct Hashed {
@@ -130,6 +132,12 @@ pub(super) fn hash_regular(
             lstat.is_some_and(|lstat| before.dev() != lstat.dev() || before.ino() != lstat.ino());
         if !before.file_type().is_file() || other_inode {
             return HashOutcome::Replaced;
+        }
+        if options
+            .hash_below
+            .is_some_and(|limit| before.size() >= limit)
+        {
+            return HashOutcome::Large(before);
         }
         let read = with_buffer(before.size(), |buffer| {
             read_all(&file, &before, options, buffer)

@@ -119,6 +119,9 @@ pub struct ScanOptions {
     pub report_unchanged: bool,
     /// Set it to stop the scan early (entity edited, daemon shutting down).
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Regular files of at least this many bytes that need reading are not read but sent as
+    /// [`ScanOutcome::Large`] (the daemon hashes them beside its event path). None: read all.
+    pub defer_large: Option<u64>,
 }
 
 impl Default for ScanOptions {
@@ -139,6 +142,7 @@ impl ScanOptions {
             progress: false,
             report_unchanged: true,
             cancel: None,
+            defer_large: None,
         }
     }
 }
@@ -168,6 +172,10 @@ pub enum ScanOutcome {
     Vanished,
     /// The path could not be examined (lstat failed): keep its baseline as it is.
     Error(String),
+    /// A regular file of at least [`ScanOptions::defer_large`] bytes whose content must be
+    /// read (new, or its quick metadata differs from the baseline): left unread for the
+    /// caller to hash elsewhere. Its metadata is what the walk saw.
+    Large(Box<FileState>),
     /// The directory's own item was sent, but it could not be listed (fully): nothing below
     /// it may be inferred removed from this scan.
     ListFailed(String),

@@ -41,6 +41,10 @@ pub struct ObserveOptions<'a> {
     pub cancel: Option<&'a AtomicBool>,
     /// Bytes of the current regular file hashed so far (reset when a read starts), for status.
     pub progress: Option<&'a AtomicU64>,
+    /// Regular files of at least this many bytes are not read: the observation carries their
+    /// metadata only and says [`Observation::large`] (the daemon's scans hand them to the
+    /// background hasher, so one terabyte file does not hold up a whole rescan).
+    pub hash_below: Option<u64>,
 }
 
 /// Observes one path without following it. `Ok(None)`: the path does not exist.
@@ -53,6 +57,26 @@ pub fn observe(path: &Path, options: &ObserveOptions<'_>) -> Result<Option<FileS
 pub(super) struct Observation {
     pub state: FileState,
     pub bytes_read: u64,
+    /// Not read: a regular file of at least [`ObserveOptions::hash_below`] bytes.
+    pub large: bool,
+}
+
+impl Observation {
+    fn read(state: FileState, bytes_read: u64) -> Self {
+        Observation {
+            state,
+            bytes_read,
+            large: false,
+        }
+    }
+
+    fn large(meta: &Metadata) -> Self {
+        Observation {
+            state: metadata_state(meta),
+            bytes_read: 0,
+            large: true,
+        }
+    }
 }
 
 /// `lstat`: the walk's statx (None: lstat here).
@@ -80,7 +104,7 @@ pub(super) fn observe_with(
         if let Some(previous) = options.previous {
             if reusable(previous, &state, options.keep_content) {
                 reuse(&mut state, previous, options.keep_content);
-                return Ok(Some(Observation { state, bytes_read }));
+                return Ok(Some(Observation::read(state, bytes_read)));
             }
         }
         let done = match state.file_type {
@@ -95,6 +119,7 @@ pub(super) fn observe_with(
                     Some(state)
                 }
                 HashOutcome::Cancelled => return Err(ScanError::Cancelled),
+                HashOutcome::Large(meta) => return Ok(Some(Observation::large(&meta))),
                 HashOutcome::Replaced | HashOutcome::Vanished => None,
             },
             FileType::Symlink => match fs::read_link(sys) {
@@ -116,7 +141,7 @@ pub(super) fn observe_with(
             }
         };
         if let Some(state) = done {
-            return Ok(Some(Observation { state, bytes_read }));
+            return Ok(Some(Observation::read(state, bytes_read)));
         }
         meta = match lstat_path(sys, path)? {
             Some(meta) => meta,
@@ -127,7 +152,7 @@ pub(super) fn observe_with(
             let mut state = metadata_state(&meta);
             state.error = Some("kept being replaced while it was read".to_string());
             state.unstable = true;
-            return Ok(Some(Observation { state, bytes_read }));
+            return Ok(Some(Observation::read(state, bytes_read)));
         }
     }
 }
@@ -148,8 +173,9 @@ pub(super) fn observe_regular_entry(
         HashOutcome::Hashed(hashed) => {
             let bytes_read = hashed.bytes_read;
             let state = hashed_state(hashed, path);
-            Ok(Some(Observation { state, bytes_read }))
+            Ok(Some(Observation::read(state, bytes_read)))
         }
+        HashOutcome::Large(meta) => Ok(Some(Observation::large(&meta))),
         HashOutcome::Vanished => Ok(None),
         HashOutcome::Cancelled => Err(ScanError::Cancelled),
         HashOutcome::Replaced | HashOutcome::Unreadable(_) => observe_with(path, None, options),

@@ -382,6 +382,7 @@ impl<'a> Walk<'a> {
             // A daily rehash meeting a 16 TB file must still stop at SIGTERM.
             cancel: self.options.cancel.as_deref(),
             progress: None,
+            hash_below: self.options.defer_large,
         }
     }
 
@@ -412,7 +413,11 @@ impl<'a> Walk<'a> {
                     .bytes_hashed
                     .fetch_add(observation.bytes_read, Ordering::Relaxed);
                 self.progress(observation.bytes_read);
-                ScanOutcome::State(Box::new(state))
+                if observation.large {
+                    ScanOutcome::Large(Box::new(state))
+                } else {
+                    ScanOutcome::State(Box::new(state))
+                }
             }
             Ok(None) => ScanOutcome::Vanished,
             Err(error) => {
