@@ -42,6 +42,14 @@ pub fn record(record: &change::ChangeRecord) -> pb::ChangeRecord {
             })
             .collect(),
         contributors_omitted: record.contributors_omitted,
+        monitor: record.monitor.as_ref().map(|monitor| pb::MonitorColumns {
+            event: monitor.event.as_str().to_string(),
+            source: monitor.source.clone(),
+            by: monitor.by.clone(),
+            policy_file: monitor.policy_file.clone(),
+            previous: monitor.previous.clone(),
+            current: monitor.current.clone(),
+        }),
     }
 }
 
@@ -50,6 +58,7 @@ fn detection(detection: Detection) -> &'static str {
         Detection::Realtime => "realtime",
         Detection::Scan => "scan",
         Detection::GapRescan => "gap-rescan",
+        Detection::Monitor => "monitor",
     }
 }
 
@@ -59,6 +68,7 @@ pub fn change_type(kind: ConfigChangeType) -> pb::ConfigChangeType {
         ConfigChangeType::Registry => pb::ConfigChangeType::Registry,
         ConfigChangeType::WindowsServices => pb::ConfigChangeType::WindowsServices,
         ConfigChangeType::Daemons => pb::ConfigChangeType::Daemons,
+        ConfigChangeType::Monitor => pb::ConfigChangeType::Monitor,
     }
 }
 
@@ -401,6 +411,7 @@ pub fn filter_of(filter: Option<&pb::ChangeFilter>, field: &str) -> Result<Chang
                 Ok(pb::ConfigChangeType::Registry) => Ok(ConfigChangeType::Registry),
                 Ok(pb::ConfigChangeType::WindowsServices) => Ok(ConfigChangeType::WindowsServices),
                 Ok(pb::ConfigChangeType::Daemons) => Ok(ConfigChangeType::Daemons),
+                Ok(pb::ConfigChangeType::Monitor) => Ok(ConfigChangeType::Monitor),
                 Ok(pb::ConfigChangeType::Unspecified) => Err(invalid(&name, "is unspecified")),
                 Err(_) => Err(invalid(
                     &name,
@@ -576,6 +587,7 @@ mod tests {
                 contributor(8, "touch", "setattr"),
             ],
             contributors_omitted: 1,
+            monitor: None,
         };
         let message = record(&engine);
         let named: Vec<(u32, &str, &[String])> = message

@@ -7,6 +7,7 @@
 //! - [`server`]: the Unix socket and optional mutual-TLS TCP listener.
 pub mod access;
 pub mod auth;
+mod author;
 pub mod convert;
 mod entities;
 pub mod peer;

@@ -333,10 +333,13 @@ impl pb::fim_server::Fim for FimService {
         let entity = convert::entity_of(&entity, "entity")?;
         let name = entity.name.clone();
         let entities = self.entities.clone();
+        let handle = self.handle.clone();
         let created = blocking(move || {
             check_upsert(&entity, calling.as_ref())?;
             check_content_entity(&entities, &entity.name, calling.as_ref())?;
-            entities.upsert(entity)
+            let created = entities.upsert(entity)?;
+            handle.note_policy_edit(crate::author::policy_author(calling.as_ref()));
+            Ok::<_, Status>(created)
         })
         .await?;
         let action = if created { "added" } else { "replaced" };
@@ -353,9 +356,12 @@ impl pb::fim_server::Fim for FimService {
         let request = request.into_inner();
         let entities = self.entities.clone();
         let name = request.name.clone();
+        let handle = self.handle.clone();
         blocking(move || {
             check_content_entity(&entities, &name, calling.as_ref())?;
-            entities.set_enabled(&name, request.enabled)
+            entities.set_enabled(&name, request.enabled)?;
+            handle.note_policy_edit(crate::author::policy_author(calling.as_ref()));
+            Ok::<_, Status>(())
         })
         .await?;
         tracing::info!(by = %who, entity = %request.name, enabled = request.enabled, "entity switched");
@@ -367,10 +373,17 @@ impl pb::fim_server::Fim for FimService {
         request: Request<pb::DeleteEntityRequest>,
     ) -> Result<Response<pb::DeleteEntityResponse>, Status> {
         let who = caller(&request);
+        let calling = request.extensions().get::<Caller>().cloned();
         let name = request.into_inner().name;
         let entities = self.entities.clone();
         let target = name.clone();
-        blocking(move || entities.delete(&target)).await?;
+        let handle = self.handle.clone();
+        blocking(move || {
+            entities.delete(&target)?;
+            handle.note_policy_edit(crate::author::policy_author(calling.as_ref()));
+            Ok::<_, Status>(())
+        })
+        .await?;
         tracing::info!(by = %who, entity = %name, "entity deleted");
         Ok(Response::new(pb::DeleteEntityResponse {}))
     }

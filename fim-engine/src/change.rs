@@ -5,8 +5,11 @@
 //! reports written for it carry over; who-data, renames and the journal sequence go beyond it.
 //! The JSON form of a record is what the journal hashes, so fields are only ever added (with
 //! `skip_serializing_if` defaults), never renamed or reordered.
+mod monitor;
+
 use std::path::Path;
 
+pub use monitor::{MonitorColumns, MonitorEvent};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{
@@ -21,14 +24,17 @@ pub enum ConfigChangeType {
     Registry,
     WindowsServices,
     Daemons,
+    /// The monitor itself: its policy changed (see [`MonitorColumns`]).
+    Monitor,
 }
 
 impl ConfigChangeType {
-    pub const ALL: [ConfigChangeType; 4] = [
+    pub const ALL: [ConfigChangeType; 5] = [
         ConfigChangeType::Files,
         ConfigChangeType::Registry,
         ConfigChangeType::WindowsServices,
         ConfigChangeType::Daemons,
+        ConfigChangeType::Monitor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +43,7 @@ impl ConfigChangeType {
             ConfigChangeType::Registry => "Registry",
             ConfigChangeType::WindowsServices => "WindowsServices",
             ConfigChangeType::Daemons => "Daemons",
+            ConfigChangeType::Monitor => "Monitor",
         }
     }
 
@@ -87,6 +94,8 @@ pub enum Detection {
     Scan,
     /// The targeted rescan after lost events (a gap notice) found it.
     GapRescan,
+    /// The monitor's own record (a policy change it applied).
+    Monitor,
 }
 
 /// Who made the change, from the kernel event. Serialised as the string "unknown" when a scan
@@ -267,6 +276,9 @@ pub struct ChangeRecord {
     /// Events from processes past the first [`MAX_CONTRIBUTORS`], not listed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub contributors_omitted: u64,
+    /// Type `Monitor` only: what happened to the monitor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<MonitorColumns>,
 }
 
 /// How many processes one record names: a flood of processes touching one path within a

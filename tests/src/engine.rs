@@ -215,6 +215,15 @@ impl Drop for Engine {
     }
 }
 
+/// The records about monitored objects, without the monitor's own (policy changes).
+pub fn object_records(records: &[Value]) -> Vec<Value> {
+    records
+        .iter()
+        .filter(|record| record["ConfigChangeType"] != "Monitor")
+        .cloned()
+        .collect()
+}
+
 /// (ChangeCategory, FileSystemPath, FieldsChanged) of each record, for exact comparisons.
 pub fn summary(records: &[Value]) -> Vec<(String, String, Vec<String>)> {
     records

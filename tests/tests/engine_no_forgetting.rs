@@ -5,7 +5,7 @@
 //! baselined get a silent first baseline.
 use std::{path::Path, time::Duration};
 
-use fim_tests::engine::{path_of, Engine, Workspace};
+use fim_tests::engine::{object_records, path_of, Engine, Workspace};
 use serde_json::Value;
 
 /// A directory outside the workspace's own entity, with three files, monitored as `name`.
@@ -98,14 +98,18 @@ fn disabling_and_enabling_an_entity_reports_what_changed_meanwhile() {
         &["entities", "add", "--name", "ssh", "--path", &path_of(&dir)],
     );
     let mut engine = Engine::start(&workspace);
-    assert!(engine.records().is_empty(), "{:#?}", engine.records());
+    assert!(
+        object_records(&engine.records()).is_empty(),
+        "{:#?}",
+        engine.records()
+    );
 
     fim_ok(&workspace, &["entities", "disable", "ssh"]);
     engine.wait_for_log("removed=[\"ssh\"]", Duration::from_secs(10));
     tamper(&dir);
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        engine.records().is_empty(),
+        object_records(&engine.records()).is_empty(),
         "a disabled entity reports nothing"
     );
 
@@ -207,7 +211,7 @@ fn a_path_hidden_by_an_ignore_pattern_is_compared_when_the_pattern_goes() {
     std::fs::write(dir.join("sshd_config"), "Port 22\nPermitRootLogin yes\n").unwrap();
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        engine.records().is_empty(),
+        object_records(&engine.records()).is_empty(),
         "an ignored path reports nothing"
     );
 
@@ -241,7 +245,11 @@ fn widening_an_entity_baselines_the_newly_covered_paths_silently() {
     engine.wait_for_log("changed=[\"ssh\"]", Duration::from_secs(10));
     engine.wait_for_log("new entities scan finished", Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(600));
-    assert!(engine.records().is_empty(), "{:#?}", engine.records());
+    assert!(
+        object_records(&engine.records()).is_empty(),
+        "{:#?}",
+        engine.records()
+    );
     // And they are monitored from now on.
     std::fs::write(dir.join("sub/deep"), "changed").unwrap();
     let records = wait_records(&engine, &dir, 1);

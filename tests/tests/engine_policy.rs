@@ -3,7 +3,7 @@
 //! `fim summary` filter and count like the product's queries.
 use std::time::Duration;
 
-use fim_tests::engine::{path_of, summary, Engine, Workspace};
+use fim_tests::engine::{object_records, path_of, summary, Engine, Workspace};
 
 #[test]
 fn entities_added_live_are_monitored_in_real_time() {
@@ -29,12 +29,13 @@ fn entities_added_live_are_monitored_in_real_time() {
     engine.wait_for_log("kernel roots updated", Duration::from_secs(10));
     engine.wait_for_log("new entities scan finished", Duration::from_secs(30));
     assert!(
-        engine.records().is_empty(),
+        object_records(&engine.records()).is_empty(),
         "a new entity's baseline is silent"
     );
 
     std::fs::write(extra.join("new"), "after").unwrap();
-    let records = engine.settle(1);
+    // After the monitor's own record of the entity's addition.
+    let records = object_records(&engine.settle(2));
     assert_eq!(
         summary(&records),
         vec![("Added".into(), path_of(&extra.join("new")), vec![])]
@@ -58,7 +59,7 @@ fn entities_added_live_are_monitored_in_real_time() {
     std::fs::write(extra.join("ignored-now"), "x").unwrap();
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
-        engine.records().len(),
+        object_records(&engine.records()).len(),
         1,
         "a disabled entity reports nothing"
     );
@@ -211,7 +212,12 @@ fn removing_a_narrower_entity_hands_its_files_to_the_broader_one() {
     );
     let outcome: serde_json::Value = serde_json::from_slice(&scan.stdout).unwrap();
     assert_eq!(outcome["changes"], 0, "{outcome}");
-    assert!(workspace.journal().is_empty());
+    let journal = workspace.journal();
+    assert!(object_records(&journal).is_empty(), "{journal:#?}");
+    assert_eq!(
+        journal[0]["Monitor"]["Event"], "EntityRemoved",
+        "{journal:#?}"
+    );
 }
 
 #[test]

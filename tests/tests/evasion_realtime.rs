@@ -477,23 +477,14 @@ fn a_hundred_thousand_writable_descriptors_and_a_terabyte_mapping() {
     // still recorded in real time.
     let small = workspace.tree.join("small");
     let seen = engine.records().len();
-    let overflows = engine
-        .log()
-        .matches("kernel ring buffer overflowed")
-        .count();
     let pid = sh(&format!("echo ok > '{}'", path_of(&small)));
     let record = wait_record_for(&engine, seen, "Added", &small, Duration::from_secs(60));
-    // On an emulated VM the holders' 100k closes can still be draining: when the ring
-    // overflowed again (said out loud), the gap rescan finds the file, and it must not wait for
-    // the terabyte's hash to say so.
-    if engine
-        .log()
-        .matches("kernel ring buffer overflowed")
-        .count()
-        > overflows
-    {
+    // After the holders' 100k closes overflowed the ring, the gap rescan it started may meet
+    // the file before its own event is judged: then the scan reports it (promptly: it no
+    // longer waits for the terabyte's hash), and the event finds nothing left to say.
+    if record["DetectedBy"] == "gap-rescan" {
         assert!(
-            record["DetectedBy"] == "gap-rescan" || record["Actor"]["ProcessId"] == pid,
+            engine.log().contains("kernel ring buffer overflowed"),
             "{record:#}"
         );
     } else {

@@ -131,6 +131,7 @@ fn contributors_flatten_the_actor_and_round_trip() {
             },
         ],
         contributors_omitted: 3,
+        monitor: None,
     };
     let json: serde_json::Value = serde_json::to_value(&record).unwrap();
     assert_eq!(json["Contributors"][0]["ProcessName"], "bash");
@@ -206,6 +207,7 @@ fn unknown_actor_round_trips_as_a_string() {
         file: Some(file_columns(Path::new("/x"), None, Some(&state()))),
         contributors: vec![],
         contributors_omitted: 0,
+        monitor: None,
     };
     let json = serde_json::to_string(&record).unwrap();
     assert!(json.contains(r#""Actor":"unknown""#), "{json}");

@@ -79,9 +79,17 @@ pub struct DaemonHandle {
     pub(super) announcements: broadcast::Sender<Announcement>,
     pub(super) status: watch::Receiver<LiveStatus>,
     pub(super) commands: mpsc::Sender<Command>,
+    pub(super) edits: std::sync::Arc<super::PolicyEdits>,
 }
 
 impl DaemonHandle {
+    /// The API saved the policy file for `author`: the reload that applies this version of
+    /// the file journals its changes as theirs.
+    pub fn note_policy_edit(&self, author: super::PolicyAuthor) {
+        let stamp = super::policy_file::stamp(&super::PolicySource::File(self.policy.clone()));
+        self.edits.note(stamp, author);
+    }
+
     /// Announcements from now on. A receiver that falls behind gets `Lagged` and must catch
     /// up from the journal (records are there before they are announced).
     pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {

@@ -7,6 +7,7 @@
 //! lists this loop sends back.
 mod handle;
 mod hashing;
+mod policy_audit;
 mod policy_file;
 mod scans;
 mod schedule;
@@ -33,6 +34,7 @@ use crate::{
 pub use handle::{Announcement, Command, DaemonHandle, HandleError, LiveStatus};
 use hashing::Hasher;
 pub use hashing::{saved_hashing, HASHING_META};
+pub use policy_audit::{PolicyAuthor, PolicyEdits};
 pub use policy_file::{PolicyChange, PolicySource, PolicyWatcher};
 use scans::{Request, Scans};
 use schedule::Schedule;
@@ -126,6 +128,7 @@ pub struct Daemon {
     status: watch::Sender<LiveStatus>,
     commands: mpsc::Receiver<Command>,
     hasher: Hasher,
+    edits: Arc<PolicyEdits>,
 }
 
 /// API commands waiting for the loop; more is "busy", not unbounded memory.
@@ -163,7 +166,10 @@ impl Daemon {
         });
         let (commands_in, commands) = mpsc::channel(COMMAND_QUEUE);
         let PolicySource::File(policy_path) = &config.policy;
+        let edits = Arc::new(PolicyEdits::default());
+        journal_policy(&mut reconciler, &policy, &computer, None)?;
         let handle = DaemonHandle {
+            edits: edits.clone(),
             database: database_path(&config.state_dir),
             policy: policy_path.clone(),
             computer,
@@ -179,6 +185,7 @@ impl Daemon {
             status,
             commands,
             hasher,
+            edits,
         })
     }
 
@@ -420,6 +427,21 @@ impl Daemon {
                 return None;
             }
         };
+        let author = self.edits.take_for(self.policy.loaded_stamp());
+        let computer = self.handle.computer.clone();
+        if let Err(error) = journal_policy(
+            &mut lock(&self.reconciler),
+            &self.policy,
+            &computer,
+            author.as_ref(),
+        ) {
+            // Applied anyway: refusing a policy because the journal is full would be worse.
+            tracing::error!("the policy change could not be journaled: {error}");
+        }
+        if !change.affects_monitoring() {
+            tracing::info!("policy reloaded; only disabled or other platforms' entities changed");
+            return None;
+        }
         {
             let mut reconciler = lock(&self.reconciler);
             let previous = |name: &String| {
@@ -461,6 +483,42 @@ impl Daemon {
         self.start_scans(scans);
         Some(self.policy.compiled().settings.clone())
     }
+}
+
+/// Where the policy last journaled is kept, to journal what differs from it.
+const APPLIED_POLICY: &str = "policy/applied";
+
+/// Journals how the policy differs from the one last journaled (nothing the first time).
+fn journal_policy(
+    reconciler: &mut Reconciler,
+    policy: &PolicyWatcher,
+    computer: &crate::identity::Computer,
+    author: Option<&PolicyAuthor>,
+) -> Result<(), crate::reconcile::ReconcileError> {
+    let current = policy.policy();
+    let Ok(text) = serde_json::to_string(current) else {
+        return Ok(());
+    };
+    let previous = reconciler.store().get_meta(APPLIED_POLICY)?;
+    if previous.as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    let records = match previous
+        .as_deref()
+        .map(serde_json::from_str::<crate::policy::Policy>)
+    {
+        Some(Ok(previous)) => {
+            let PolicySource::File(path) = policy.source();
+            policy_audit::records(&previous, current, author, path, computer)
+        }
+        // First start, or a policy saved by a version with other fields: nothing to compare.
+        Some(Err(_)) | None => Vec::new(),
+    };
+    let journaled = reconciler.journal_monitor(records, (APPLIED_POLICY, &text))?;
+    for record in &journaled {
+        tracing::info!(entity = %record.entity, event = ?record.monitor.as_ref().map(|m| m.event), by = ?author.map(|a| &a.by), "policy change journaled");
+    }
+    Ok(())
 }
 
 async fn sleep_until(due: Option<Instant>) {

@@ -17,6 +17,17 @@ pub struct PolicyChange {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub redefined: Vec<String>,
+    /// The settings differ (the compiled entities may not).
+    pub settings_changed: bool,
+}
+
+impl PolicyChange {
+    /// Nothing the engine runs changed (a disabled or Windows entity was edited): the edit
+    /// is journaled, and nothing else happens.
+    pub fn affects_monitoring(&self) -> bool {
+        self.settings_changed
+            || !(self.added.is_empty() && self.removed.is_empty() && self.redefined.is_empty())
+    }
 }
 
 pub struct PolicyWatcher {
@@ -30,7 +41,7 @@ pub struct PolicyWatcher {
     trusted_only: bool,
 }
 
-fn stamp(source: &PolicySource) -> Option<(SystemTime, u64, u64)> {
+pub(super) fn stamp(source: &PolicySource) -> Option<(SystemTime, u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let PolicySource::File(path) = source;
     let metadata = std::fs::metadata(path).ok()?;
@@ -82,6 +93,20 @@ impl PolicyWatcher {
         &self.compiled
     }
 
+    pub fn source(&self) -> &PolicySource {
+        &self.source
+    }
+
+    /// The policy as written (disabled and Windows entities included).
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The version of the file the policy was last loaded from.
+    pub(super) fn loaded_stamp(&self) -> super::policy_audit::Stamp {
+        self.stamp
+    }
+
     /// The file was written, replaced or removed since the last (re)load, and has stayed the
     /// same since the previous call: an editor that truncates and then writes must not make
     /// the daemon load an empty policy (and drop every baseline) in between.
@@ -111,13 +136,13 @@ impl PolicyWatcher {
         }
         let policy = read(&self.source, self.trusted_only)?;
         let compiled = policy::compile(&policy)?;
-        let change = diff(&self.policy, &policy);
-        let settings_changed = policy.settings != self.policy.settings;
-        self.policy = policy;
-        self.compiled = compiled;
-        if change == PolicyChange::default() && !settings_changed {
+        if policy == self.policy {
             return Ok(None);
         }
+        let mut change = diff(&self.policy, &policy);
+        change.settings_changed = policy.settings != self.policy.settings;
+        self.policy = policy;
+        self.compiled = compiled;
         Ok(Some(change))
     }
 }

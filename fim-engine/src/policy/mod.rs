@@ -125,7 +125,7 @@ impl Default for Settings {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     pub entities: Vec<Entity>,
     pub settings: Settings,

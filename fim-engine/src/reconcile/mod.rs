@@ -152,6 +152,25 @@ impl Reconciler {
         &mut self.store
     }
 
+    /// Journals records the monitor makes about itself (policy changes), with a meta value
+    /// they go with, in one transaction; then announces them.
+    pub fn journal_monitor(
+        &mut self,
+        mut records: Vec<ChangeRecord>,
+        meta: (&str, &str),
+    ) -> Result<Vec<ChangeRecord>, ReconcileError> {
+        let mut batch = self.store.batch()?;
+        for record in &mut records {
+            batch.append(record)?;
+        }
+        batch.set_meta(meta.0, meta.1)?;
+        batch.commit()?;
+        for record in &records {
+            let _ = self.announce.send(Announcement::Record(record.clone()));
+        }
+        Ok(records)
+    }
+
     /// Records committed from now on, in sequence order. A receiver that lags behind gets
     /// `Lagged` and must catch up from the journal.
     pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
@@ -357,11 +376,12 @@ fn make_record(
         operations: verdict.hint.operations.clone(),
         actor: match detection {
             Detection::Realtime => verdict.hint.actor.clone(),
-            Detection::Scan | Detection::GapRescan => None,
+            Detection::Scan | Detection::GapRescan | Detection::Monitor => None,
         },
         file: Some(file),
         contributors,
         contributors_omitted,
+        monitor: None,
     })
 }
 

@@ -88,6 +88,18 @@ impl Store {
 }
 
 impl Batch<'_> {
+    /// Sets a meta value in this batch's transaction (with the records it describes).
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut statement| statement.execute([key, value]))
+            .map_err(self.store.fail("writing a meta value"))?;
+        Ok(())
+    }
+
     /// Inserts or replaces the baseline row of `path`.
     pub fn put(&mut self, path: &Path, entity: &str, state: &FileState) -> Result<()> {
         let entity_id = self.entity_id_or_insert(entity)?;

@@ -87,6 +87,7 @@ fn synthetic_journal(database: &Path, count: u64) -> anyhow::Result<()> {
                 file: Some(file_columns(&path, None, Some(&state))),
                 contributors: Vec::new(),
                 contributors_omitted: 0,
+                monitor: None,
             };
             batch.append(&mut record)?;
         }

@@ -71,6 +71,7 @@ pub fn record(path: &str, category: ChangeCategory, time_ns: i64) -> ChangeRecor
         }),
         contributors: vec![],
         contributors_omitted: 0,
+        monitor: None,
     }
 }
 
