@@ -49,6 +49,7 @@ pub fn record(record: &change::ChangeRecord) -> pb::ChangeRecord {
             policy_file: monitor.policy_file.clone(),
             previous: monitor.previous.clone(),
             current: monitor.current.clone(),
+            detail: monitor.detail.clone(),
         }),
     }
 }
@@ -248,6 +249,7 @@ pub fn verify_report(report: &VerifyReport) -> pb::VerifyJournalResponse {
             .map(ToString::to_string)
             .unwrap_or_default(),
         problem_sequence: report.problem.as_ref().map_or(0, problem_sequence),
+        head_hash: report.head_hash.clone(),
     }
 }
 
@@ -257,7 +259,10 @@ fn problem_sequence(problem: &VerifyProblem) -> u64 {
         VerifyProblem::Missing { expected, .. } => *expected,
         VerifyProblem::Edited { sequence, .. }
         | VerifyProblem::Reordered { sequence }
+        | VerifyProblem::AnchorMismatch { sequence }
         | VerifyProblem::HeadMismatch { sequence } => *sequence,
+        VerifyProblem::AnchorMissing { last_present, .. } => last_present + 1,
+        VerifyProblem::Damaged { .. } => 0,
         VerifyProblem::TruncatedTail { last_present, .. } => last_present + 1,
         VerifyProblem::BeyondHead { head_sequence, .. } => head_sequence + 1,
         // Zero or negative: no sequence a chain can have.

@@ -410,9 +410,18 @@ impl pb::fim_server::Fim for FimService {
 
     async fn verify_journal(
         &self,
-        _request: Request<pb::VerifyJournalRequest>,
+        request: Request<pb::VerifyJournalRequest>,
     ) -> Result<Response<pb::VerifyJournalResponse>, Status> {
-        let report = self.with_store(|store| store.verify()).await?;
+        let anchor = match request.into_inner().expect {
+            Some(text) => Some(
+                text.parse::<fim_engine::store::Anchor>()
+                    .map_err(|error| Status::invalid_argument(format!("expect: {error}")))?,
+            ),
+            None => None,
+        };
+        let report = self
+            .with_store(move |store| store.verify_anchored(anchor))
+            .await?;
         Ok(Response::new(convert::verify_report(&report)))
     }
 }

@@ -131,7 +131,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Changes(args) => remote::changes(&mut client, args).await,
         Command::Summary(args) => remote::summary(&mut client, args).await,
         Command::Status(args) => remote::status(&mut client, args.json).await,
-        Command::Verify(_) => remote::verify(&mut client).await,
+        Command::Verify(args) => remote::verify(&mut client, &args).await,
         Command::Entities(command) => entities::run_remote(&mut client, command).await,
         Command::Policy(command) => entities::policy(command),
         Command::Watch(args) => {

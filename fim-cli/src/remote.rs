@@ -104,16 +104,26 @@ pub async fn summary(client: &mut Client, args: SummaryArgs) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn verify(client: &mut Client) -> anyhow::Result<ExitCode> {
+pub async fn verify(
+    client: &mut Client,
+    args: &crate::status::VerifyArgs,
+) -> anyhow::Result<ExitCode> {
+    let expect = args.expect.map(|anchor| {
+        format!(
+            "{}:{}",
+            anchor.sequence,
+            fim_engine::change::hex(&anchor.hash)
+        )
+    });
     let report = client
-        .verify_journal(pb::VerifyJournalRequest {})
+        .verify_journal(pb::VerifyJournalRequest { expect })
         .await
         .map_err(status_error)?
         .into_inner();
     if report.intact {
         println!(
-            "journal intact: {} records checked, chain head at {}",
-            report.checked, report.head_sequence
+            "journal intact: {} records checked, chain head at {}:{}",
+            report.checked, report.head_sequence, report.head_hash
         );
         Ok(ExitCode::SUCCESS)
     } else {

@@ -124,11 +124,16 @@ pub fn print_hashing(files: &[(String, u64, u64)], queued: u64) {
 }
 
 #[derive(Args, Debug)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    /// A chain head kept elsewhere, as SEQUENCE:HASH (fimd writes its head to the system log;
+    /// `fim verify` prints it): record SEQUENCE must still have exactly that hash.
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub expect: Option<fim_engine::store::Anchor>,
+}
 
-pub fn verify(state_dir: &Path, _args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn verify(state_dir: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(state_dir)?;
-    let report = store.verify()?;
+    let report = store.verify_anchored(args.expect)?;
     println!("{report}");
     Ok(if report.problem.is_none() {
         ExitCode::SUCCESS

@@ -318,7 +318,7 @@ fn queries_and_streams_agree_with_the_journal() {
             Some(blake3::hash(b"d").to_hex().as_str())
         );
         let verify = client
-            .verify_journal(pb::VerifyJournalRequest {})
+            .verify_journal(pb::VerifyJournalRequest { expect: None })
             .await
             .expect("verify")
             .into_inner();

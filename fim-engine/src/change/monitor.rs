@@ -1,5 +1,5 @@
-//! Records the monitor journals about itself: policy changes, and (later) history lost and
-//! journal pruning.
+//! Records the monitor journals about itself: policy changes, history lost, a database
+//! restored after it was deleted.
 //!
 //! A FIM whose configuration can change without a trace can be talked into not looking: an
 //! owner who disables an entity, plants a file and enables it again must leave the disabling
@@ -17,6 +17,11 @@ pub enum MonitorEvent {
     EntityDisabled,
     EntityRemoved,
     SettingsChanged,
+    /// The journal and baseline before this record are gone (the database was lost).
+    HistoryLost,
+    /// The database file was deleted or replaced while fimd ran, and put back from the copy
+    /// fimd held open: nothing was lost.
+    DatabaseRestored,
 }
 
 impl MonitorEvent {
@@ -28,6 +33,8 @@ impl MonitorEvent {
             MonitorEvent::EntityDisabled => "EntityDisabled",
             MonitorEvent::EntityRemoved => "EntityRemoved",
             MonitorEvent::SettingsChanged => "SettingsChanged",
+            MonitorEvent::HistoryLost => "HistoryLost",
+            MonitorEvent::DatabaseRestored => "DatabaseRestored",
         }
     }
 }
@@ -37,17 +44,21 @@ impl MonitorEvent {
 #[serde(rename_all = "PascalCase")]
 pub struct MonitorColumns {
     pub event: MonitorEvent,
-    /// How the change arrived: "api" (a caller of the API, named in `By` and the actor) or
-    /// "policy-file" (the file was edited, by whom the daemon cannot tell).
+    /// How the change arrived: "api" (a caller of the API, named in `By` and the actor),
+    /// "policy-file" (the file was edited, by whom the daemon cannot tell) or "database".
     pub source: String,
     /// The caller as the API saw it ("uid 0 (gid 0, pid 42)", a certificate), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
     /// The policy file the change was read from.
-    pub policy_file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<String>,
     /// The entity (or the settings) before and after, as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<String>,
+    /// What happened, in words (database events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }

@@ -5,6 +5,7 @@
 //! holding what it could not write and rescanning once space returns. The platform binary
 //! (fimd on Linux) only starts an event source, hands over its channel, and applies the root
 //! lists this loop sends back.
+mod database;
 mod handle;
 mod hashing;
 mod policy_audit;
@@ -28,7 +29,6 @@ use crate::{
     policy::CompiledPolicy,
     reconcile::{lock, sweep::SweepKind, Coalescer, Hint, Reconciler},
     source::SourceItem,
-    store::Store,
 };
 
 pub use handle::{Announcement, Command, DaemonHandle, HandleError, LiveStatus};
@@ -41,6 +41,7 @@ use schedule::Schedule;
 
 /// The database file inside the state directory.
 pub const DATABASE_FILE: &str = "fim.db";
+pub use database::{ANCHOR_EVERY, MARKER as DATABASE_MARKER, SYSLOG_SOCKET};
 
 /// A root the event source must watch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +102,9 @@ pub struct DaemonConfig {
     /// Refuse a policy file or state directory that someone other than root can change
     /// (fimd runs as root; see [`crate::trust`]).
     pub trusted_config_only: bool,
+    /// Where the chain head is written every [`database::ANCHOR_EVERY`] (a syslog datagram
+    /// socket; [`database::SYSLOG_SOCKET`] normally).
+    pub syslog_socket: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +122,8 @@ pub enum DaemonError {
     Untrusted(#[from] crate::trust::Untrusted),
     #[error(transparent)]
     Reconcile(#[from] crate::reconcile::ReconcileError),
+    #[error("the database {path} is damaged ({detail}); fimd will not write into it: move it aside (a new one is started, with a record that history was lost) or restore a backup")]
+    Damaged { path: String, detail: String },
 }
 
 pub struct Daemon {
@@ -129,6 +135,7 @@ pub struct Daemon {
     commands: mpsc::Receiver<Command>,
     hasher: Hasher,
     edits: Arc<PolicyEdits>,
+    database: database::DatabaseWatch,
 }
 
 /// API commands waiting for the loop; more is "busy", not unbounded memory.
@@ -151,9 +158,16 @@ impl Daemon {
         } else {
             PolicyWatcher::load(config.policy.clone())?
         };
-        let store = Store::open(config.state_dir.join(DATABASE_FILE))?;
+        let (store, database, lost) = database::open(
+            &config.state_dir,
+            &config.state_dir.join(DATABASE_FILE),
+            &config.syslog_socket,
+        )?;
         let computer = Computer::of_this_host();
         let mut reconciler = Reconciler::new(store, policy.compiled().clone(), computer.clone());
+        if let Some(lost) = lost {
+            database::journal_lost(&mut reconciler, &computer, lost)?;
+        }
         // The policy may have changed while fimd was stopped: a renamed entity keeps its rows.
         let adopted = reconciler.adopt_retired_rows()?;
         if adopted > 0 {
@@ -186,6 +200,7 @@ impl Daemon {
             commands,
             hasher,
             edits,
+            database,
         })
     }
 
@@ -282,6 +297,7 @@ impl Daemon {
                     self.reconcile(due, &mut held, &mut needs_rescan).await;
                 }
                 _ = tick.tick() => {
+                    self.database.check(&self.reconciler, &self.handle.computer);
                     if self.policy.changed() {
                         if let Some(settings) = self.apply_policy(&root_updates, &mut scans).await {
                             coalescer.set_window(Duration::from_millis(settings.coalesce_ms));
@@ -344,6 +360,7 @@ impl Daemon {
         }
         scans.cancel_and_wait();
         self.hasher.join(&self.reconciler);
+        self.database.anchor(&lock(&self.reconciler));
         Ok(())
     }
 

@@ -106,9 +106,10 @@ pub(super) fn records(
                 }
                 .to_string(),
                 by: author.map(|author| author.by.clone()),
-                policy_file: display_path(policy_file),
+                policy_file: Some(display_path(policy_file)),
                 previous: edit.previous,
                 current: edit.current,
+                detail: None,
             }),
         })
         .collect()

@@ -152,6 +152,21 @@ impl Reconciler {
         &mut self.store
     }
 
+    /// Puts `store` in place of the current one (the database file was restored or
+    /// recreated); the old connection is closed.
+    pub fn replace_store(&mut self, store: Store) {
+        self.store = store;
+    }
+
+    /// Closes the current database connection (its -wal and -shm files go with it), leaving
+    /// a read-only placeholder until [`Self::replace_store`].
+    pub fn close_store(&mut self) {
+        match Store::placeholder() {
+            Ok(placeholder) => self.store = placeholder,
+            Err(error) => tracing::error!("cannot close the database: {error}"),
+        }
+    }
+
     /// Journals records the monitor makes about itself (policy changes), with a meta value
     /// they go with, in one transaction; then announces them.
     pub fn journal_monitor(

@@ -134,6 +134,40 @@ pub enum VerifyProblem {
     HeadMismatch { sequence: u64 },
     /// A row whose sequence number no chain can have (zero or negative).
     Foreign { sequence: i64 },
+    /// SQLite's own integrity check failed: pages or indexes of the file are damaged.
+    Damaged { detail: String },
+    /// Record `sequence` does not have the hash recorded elsewhere ([`Anchor`]): the chain
+    /// was rewritten from that record on, or before it.
+    AnchorMismatch { sequence: u64 },
+    /// The journal ends before the anchored record `sequence`.
+    AnchorMissing { sequence: u64, last_present: u64 },
+}
+
+/// A chain head recorded outside the database (`fim verify --expect SEQ:HASH`, from the
+/// system log or a SIEM): an attacker who rewrites the whole chain cannot match it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub sequence: u64,
+    pub hash: Digest,
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        let (sequence, hash) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?} is not SEQUENCE:HASH"))?;
+        let sequence = sequence
+            .parse()
+            .map_err(|_| format!("{sequence:?} is not a record sequence"))?;
+        let hash = blake3::Hash::from_hex(hash)
+            .map_err(|_| format!("{hash:?} is not a 64-digit hex hash"))?;
+        Ok(Anchor {
+            sequence,
+            hash: *hash.as_bytes(),
+        })
+    }
 }
 
 impl fmt::Display for EditDetail {
@@ -207,6 +241,21 @@ impl fmt::Display for VerifyProblem {
                 f,
                 "a row numbered {sequence} cannot belong to the journal (records start at 1)"
             ),
+            VerifyProblem::Damaged { detail } => write!(
+                f,
+                "the database file is damaged (SQLite integrity check: {detail})"
+            ),
+            VerifyProblem::AnchorMismatch { sequence } => write!(
+                f,
+                "record {sequence} does not have the expected hash: the journal was rewritten"
+            ),
+            VerifyProblem::AnchorMissing {
+                sequence,
+                last_present,
+            } => write!(
+                f,
+                "the journal ends at record {last_present}, but record {sequence} was                  committed (the expected head): records were removed"
+            ),
         }
     }
 }
@@ -218,6 +267,8 @@ pub struct VerifyReport {
     pub checked: u64,
     /// The last sequence the chain head records.
     pub head_sequence: u64,
+    /// The chain head's hash, hex: with `head_sequence`, what to keep elsewhere.
+    pub head_hash: String,
     /// The first problem, or None for an intact journal.
     pub problem: Option<VerifyProblem>,
 }
@@ -233,8 +284,8 @@ impl fmt::Display for VerifyReport {
         match &self.problem {
             None => write!(
                 f,
-                "journal intact: {} records checked, chain head at {}",
-                self.checked, self.head_sequence
+                "journal intact: {} records checked, chain head at {}:{}",
+                self.checked, self.head_sequence, self.head_hash
             ),
             Some(problem) => write!(
                 f,
@@ -274,7 +325,22 @@ impl Store {
     /// Walks the whole journal in sequence order (in one read transaction, so a writer in
     /// another process cannot make it see half a batch) and reports the first break.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_anchored(None)
+    }
+
+    /// [`Store::verify`], after SQLite's own page check, and also against a chain head kept
+    /// elsewhere.
+    pub fn verify_anchored(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
         let fail = self.fail("verifying the journal");
+        if let Some(detail) = self.damage()? {
+            let head = self.head().unwrap_or((0, GENESIS_HASH));
+            return Ok(VerifyReport {
+                checked: 0,
+                head_sequence: head.0,
+                head_hash: crate::change::hex(&head.1),
+                problem: Some(VerifyProblem::Damaged { detail }),
+            });
+        }
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)
             .map_err(&fail)?;
         let head = tx
@@ -298,9 +364,11 @@ impl Store {
         let mut rows = statement.query([]).map_err(&fail)?;
         let mut previous: Digest = GENESIS_HASH;
         let mut expected: u64 = 1;
+        let head_hex = crate::change::hex(&head_hash);
         let report = |checked: u64, problem: Option<VerifyProblem>| VerifyReport {
             checked,
             head_sequence,
+            head_hash: head_hex.clone(),
             problem,
         };
         while let Some(row) = rows.next().map_err(&fail)? {
@@ -361,11 +429,22 @@ impl Store {
             if let Some(column) = disagreeing_column(&columns, &json) {
                 return edited(EditDetail::Column(column));
             }
+            if anchor.is_some_and(|anchor| anchor.sequence == sequence && anchor.hash != computed) {
+                return Ok(report(
+                    checked,
+                    Some(VerifyProblem::AnchorMismatch { sequence }),
+                ));
+            }
             previous = computed;
             expected += 1;
         }
         let last_present = expected - 1;
-        let problem = if head_sequence > last_present {
+        let problem = if let Some(anchor) = anchor.filter(|anchor| anchor.sequence > last_present) {
+            Some(VerifyProblem::AnchorMissing {
+                sequence: anchor.sequence,
+                last_present,
+            })
+        } else if head_sequence > last_present {
             Some(VerifyProblem::TruncatedTail {
                 head_sequence,
                 last_present,
@@ -384,10 +463,48 @@ impl Store {
         };
         let checked = match problem {
             // Every record present chains correctly; what is wrong is around them.
-            Some(VerifyProblem::TruncatedTail { .. }) | None => last_present,
+            Some(VerifyProblem::TruncatedTail { .. })
+            | Some(VerifyProblem::AnchorMissing { .. })
+            | None => last_present,
             Some(VerifyProblem::BeyondHead { .. }) => head_sequence,
             Some(_) => last_present.saturating_sub(1),
         };
         Ok(report(checked, problem))
+    }
+
+    /// SQLite's quick check of every page and index: None when the file is sound, else what
+    /// it reports (first lines).
+    pub fn damage(&self) -> Result<Option<String>> {
+        let fail = self.fail("checking the database file");
+        let mut statement = self.conn.prepare("PRAGMA quick_check(5)").map_err(&fail)?;
+        let lines = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(&fail)?
+            .collect::<rusqlite::Result<Vec<String>>>();
+        let lines = match lines {
+            Ok(lines) => lines,
+            // A file too damaged to even run the check.
+            Err(error) => return Ok(Some(error.to_string())),
+        };
+        Ok(match lines.as_slice() {
+            [ok] if ok == "ok" => None,
+            _ => Some(lines.join("; ")),
+        })
+    }
+
+    /// The committed chain head (sequence, hash).
+    pub fn head(&self) -> Result<(u64, Digest)> {
+        let fail = self.fail("reading the chain head");
+        let (sequence, hash) = self
+            .conn
+            .query_row(
+                "SELECT sequence, hash FROM chain_head WHERE id = 1",
+                [],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)),
+            )
+            .map_err(&fail)?;
+        let hash = Digest::try_from(hash.as_slice())
+            .map_err(|_| self.corrupt("chain head", "the head hash is not 32 bytes"))?;
+        Ok((u64::try_from(sequence).unwrap_or(0), hash))
     }
 }

@@ -36,7 +36,7 @@ pub use crate::state::QuickMeta;
 pub use baseline::BaselineEntry;
 pub use batch::Batch;
 pub use error::{Result, StoreError};
-pub use journal::{EditDetail, VerifyProblem, VerifyReport};
+pub use journal::{Anchor, EditDetail, VerifyProblem, VerifyReport};
 pub use meta::ScanRun;
 pub use query::{path_glob, ChangeFilter, GroupKey, SummaryRow};
 
@@ -181,6 +181,27 @@ impl Store {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(self.fail("checkpointing the write-ahead log"))
+    }
+
+    /// Writes a consistent copy of the open database to `path` (`VACUUM INTO`): what fimd
+    /// holds open survives its file being deleted, and this puts it back.
+    pub fn copy_to(&self, path: &Path) -> Result<()> {
+        let target = path.to_string_lossy();
+        self.conn
+            .execute("VACUUM INTO ?1", [target.as_ref()])
+            .map_err(self.fail("copying the database"))?;
+        Ok(())
+    }
+
+    /// A store with no file, read-only, to hold the place of one being replaced.
+    pub fn placeholder() -> Result<Store> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: PathBuf::from(":memory:"),
+            action: "opening a placeholder",
+            os_errno: None,
+            source,
+        })?;
+        Store::with_connection(conn, PathBuf::from(":memory:"), true)
     }
 
     fn with_connection(conn: Connection, path: PathBuf, read_only: bool) -> Result<Store> {

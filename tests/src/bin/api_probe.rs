@@ -54,7 +54,10 @@ async fn probe(socket: std::path::PathBuf, tree: String) {
     );
     line(
         "VerifyJournal",
-        code(&fim.verify_journal(pb::VerifyJournalRequest {}).await),
+        code(
+            &fim.verify_journal(pb::VerifyJournalRequest { expect: None })
+                .await,
+        ),
     );
     line(
         "TriggerScan",

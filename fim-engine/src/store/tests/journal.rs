@@ -4,7 +4,7 @@ use crate::{
     change::{ChangeCategory, ChangeRecord},
     store::{
         journal::{chain_hash, GENESIS_HASH},
-        EditDetail, StoreError, VerifyProblem, VerifyReport,
+        Anchor, EditDetail, StoreError, VerifyProblem, VerifyReport,
     },
 };
 
@@ -74,17 +74,19 @@ fn append_assigns_sequences_and_chains_hashes() {
     let mut more = [record("/etc/d", ChangeCategory::Removed, 6_000_000_000)];
     assert_eq!(append_all(&store, &mut more), [4]);
     let report = store.verify().unwrap();
+    let head_hex = crate::change::hex(&store.head().unwrap().1);
     assert_eq!(
         report,
         VerifyReport {
             checked: 4,
             head_sequence: 4,
+            head_hash: head_hex.clone(),
             problem: None
         }
     );
     assert_eq!(
         report.to_string(),
-        "journal intact: 4 records checked, chain head at 4"
+        format!("journal intact: 4 records checked, chain head at 4:{head_hex}")
     );
 }
 
@@ -377,4 +379,75 @@ fn verify_finds_a_wrong_sequence_field() {
             detail: EditDetail::SequenceField { found: 9 }
         }
     );
+}
+
+#[test]
+fn verify_checks_a_head_kept_elsewhere() {
+    let (_dir, path, store) = temp_store();
+    journal_of(&store, 5);
+    let (_, head) = store.head().unwrap();
+    let anchor = |text: String| text.parse::<Anchor>().unwrap();
+    let kept = anchor(format!("5:{}", crate::change::hex(&head)));
+    assert_eq!(store.verify_anchored(Some(kept)).unwrap().problem, None);
+    // A wrong hash for a record that exists: rewritten.
+    let wrong = anchor(format!("3:{}", crate::change::hex(&head)));
+    assert_eq!(
+        store.verify_anchored(Some(wrong)).unwrap().problem,
+        Some(VerifyProblem::AnchorMismatch { sequence: 3 })
+    );
+    // The attacker rewrote the whole chain shorter, head included: only the anchor tells.
+    raw(&path)
+        .execute("DELETE FROM journal WHERE sequence > 3", [])
+        .unwrap();
+    let rows: (i64, Vec<u8>) = raw(&path)
+        .query_row(
+            "SELECT sequence, hash FROM journal WHERE sequence = 3",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    raw(&path)
+        .execute(
+            "UPDATE chain_head SET sequence = ?1, hash = ?2",
+            rusqlite::params![rows.0, rows.1],
+        )
+        .unwrap();
+    assert_eq!(
+        store.verify().unwrap().problem,
+        None,
+        "consistent on its own"
+    );
+    let found = problem(store.verify_anchored(Some(kept)).unwrap());
+    assert_eq!(
+        found,
+        VerifyProblem::AnchorMissing {
+            sequence: 5,
+            last_present: 3
+        }
+    );
+    for bad in ["5", "x:00", "5:abc"] {
+        assert!(bad.parse::<Anchor>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn verify_reports_a_damaged_file() {
+    let (_dir, path, store) = temp_store();
+    journal_of(&store, 200);
+    drop(store);
+    // Overwrite a page in the middle of the file (not the header): SQLite's check sees it.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 4 * page, "{} bytes", bytes.len());
+    for byte in &mut bytes[2 * page..4 * page] {
+        *byte = 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let store = crate::store::Store::open_read_only(&path).unwrap();
+    let report = store.verify().unwrap();
+    assert!(
+        matches!(report.problem, Some(VerifyProblem::Damaged { .. })),
+        "{report}"
+    );
+    assert!(!report.is_ok());
 }

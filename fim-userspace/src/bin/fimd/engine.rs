@@ -109,6 +109,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         print_records: args.print_records,
         scan_workers_override: None,
         trusted_config_only: true,
+        syslog_socket: args.syslog_socket.clone(),
     })
     .context("starting the engine")?;
     let roots = daemon.watch_roots();

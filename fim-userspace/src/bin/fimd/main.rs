@@ -43,6 +43,10 @@ pub(crate) struct Args {
     /// Print every journaled change record as a JSON line on stdout.
     #[arg(long)]
     pub(crate) print_records: bool,
+    /// The system log's datagram socket: the journal's chain head is written there every 10
+    /// minutes, at start and at stop ("fim chain head SEQ:HASH", for `fim verify --expect`).
+    #[arg(long, value_name = "PATH", default_value = fim_engine::daemon::SYSLOG_SOCKET)]
+    pub(crate) syslog_socket: PathBuf,
     /// Attach strategy: auto picks the best the kernel permits.
     #[arg(long, default_value = "auto", value_parser = parse_requested)]
     strategy: Requested,

@@ -1,0 +1,284 @@
+//! Engine and its database file under attack: deleted or replaced while fimd runs (restored
+//! from the copy fimd holds open, nothing lost), missing or empty at start (a new journal
+//! that opens with a HistoryLost record), damaged at start (refused, one line, non-zero
+//! exit), and the chain head written to the system log for `fim verify --expect`.
+use std::{
+    os::unix::net::UnixDatagram,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use fim_tests::engine::{object_records, path_of, Engine, Workspace};
+use serde_json::Value;
+
+/// A datagram socket standing in for /dev/log.
+struct Syslog {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl Syslog {
+    fn bind(workspace: &Workspace) -> Self {
+        let path = workspace.base.join("log.sock");
+        let socket = UnixDatagram::bind(&path).expect("bind the syslog stand-in");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Syslog { socket, path }
+    }
+
+    /// Every line received so far.
+    fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut buffer = [0u8; 2048];
+        while let Ok(size) = self.socket.recv(&mut buffer) {
+            lines.push(String::from_utf8_lossy(&buffer[..size]).into_owned());
+        }
+        lines
+    }
+}
+
+fn start(workspace: &Workspace, syslog: &Syslog) -> Engine {
+    Engine::start_with(workspace, &["--syslog-socket", &path_of(&syslog.path)])
+}
+
+fn database(workspace: &Workspace) -> PathBuf {
+    workspace.state.join("fim.db")
+}
+
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn monitor_events(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .filter(|record| record["ConfigChangeType"] == "Monitor")
+        .map(|record| {
+            record["Monitor"]["Event"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect()
+}
+
+fn added(records: &[Value]) -> Vec<String> {
+    object_records(records)
+        .iter()
+        .filter(|record| record["ChangeCategory"] == "Added")
+        .filter_map(|record| {
+            record["File"]["FileSystemPath"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn verify(workspace: &Workspace, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["--local", "verify"];
+    args.extend_from_slice(extra);
+    let output = workspace.fim(&args);
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_database_deleted_while_fimd_runs_is_restored_without_loss() {
+    let workspace = Workspace::new("db-deleted");
+    let syslog = Syslog::bind(&workspace);
+    let mut engine = start(&workspace, &syslog);
+    let (before, after) = (workspace.tree.join("before"), workspace.tree.join("after"));
+    std::fs::write(&before, "journaled before the deletion").unwrap();
+    engine.settle(1);
+    std::fs::remove_file(database(&workspace)).unwrap();
+    engine.wait_for_log("restoring it from the open copy", Duration::from_secs(10));
+    engine.wait_for_log("nothing was lost", Duration::from_secs(10));
+    std::fs::write(&after, "journaled after it").unwrap();
+    engine.settle(3);
+    engine.stop();
+
+    // Everything is in the file at the database's path: the record from before, the
+    // restoration, the record from after; and the chain is whole.
+    let journal = workspace.journal();
+    assert_eq!(
+        monitor_events(&journal),
+        vec!["DatabaseRestored"],
+        "{journal:#?}"
+    );
+    assert_eq!(
+        added(&journal),
+        vec![path_of(&before), path_of(&after)],
+        "{journal:#?}"
+    );
+    assert_eq!(journal[1]["Monitor"]["Source"], "database");
+    let (intact, said) = verify(&workspace, &[]);
+    assert!(intact, "{said}");
+}
+
+#[test]
+fn a_database_replaced_while_fimd_runs_is_moved_aside_and_restored() {
+    let workspace = Workspace::new("db-replaced");
+    let syslog = Syslog::bind(&workspace);
+    let mut engine = start(&workspace, &syslog);
+    let before = workspace.tree.join("before");
+    std::fs::write(&before, "journaled before the swap").unwrap();
+    engine.settle(1);
+    // A forged file renamed over the database.
+    let forged = workspace.state.join("forged");
+    std::fs::write(&forged, "not the journal").unwrap();
+    std::fs::rename(&forged, database(&workspace)).unwrap();
+    engine.wait_for_log("replaced by another file", Duration::from_secs(10));
+    engine.wait_for_log("nothing was lost", Duration::from_secs(10));
+    engine.stop();
+    let aside: Vec<PathBuf> = std::fs::read_dir(&workspace.state)
+        .unwrap()
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path_of(path).contains("fim.db.replaced-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the impostor is kept aside for forensics");
+    assert_eq!(
+        std::fs::read_to_string(&aside[0]).unwrap(),
+        "not the journal"
+    );
+    let journal = workspace.journal();
+    assert_eq!(added(&journal), vec![path_of(&before)]);
+    assert_eq!(monitor_events(&journal), vec!["DatabaseRestored"]);
+    assert!(verify(&workspace, &[]).0);
+}
+
+#[test]
+fn a_database_missing_or_empty_at_start_opens_with_history_lost() {
+    let workspace = Workspace::new("db-missing");
+    let syslog = Syslog::bind(&workspace);
+    let engine = start(&workspace, &syslog);
+    std::fs::write(workspace.tree.join("old"), "journaled, then lost").unwrap();
+    engine.settle(1);
+    engine.stop();
+    let remove_database = || {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(workspace.state.join(format!("fim.db{suffix}")));
+        }
+    };
+
+    remove_database();
+    let engine = start(&workspace, &syslog);
+    let log = engine.stop();
+    assert!(log.contains("HISTORY LOST"), "{log}");
+    let journal = workspace.journal();
+    assert_eq!(
+        monitor_events(&journal),
+        vec!["HistoryLost"],
+        "{journal:#?}"
+    );
+    let detail = journal[0]["Monitor"]["Detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("was missing") && detail.contains("at least 1 records"),
+        "{detail}"
+    );
+
+    // Zero length: the same.
+    remove_database();
+    std::fs::write(database(&workspace), "").unwrap();
+    let engine = start(&workspace, &syslog);
+    engine.stop();
+    let journal = workspace.journal();
+    assert_eq!(
+        monitor_events(&journal),
+        vec!["HistoryLost"],
+        "{journal:#?}"
+    );
+    let detail = journal[0]["Monitor"]["Detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("was empty"), "{detail}");
+
+    // A normal restart says nothing of the kind.
+    let engine = start(&workspace, &syslog);
+    let log = engine.stop();
+    assert!(!log.contains("HISTORY LOST"), "{log}");
+    assert_eq!(monitor_events(&workspace.journal()), vec!["HistoryLost"]);
+}
+
+#[test]
+fn a_damaged_database_is_refused_at_start_with_one_line() {
+    let workspace = Workspace::new("db-damaged");
+    let syslog = Syslog::bind(&workspace);
+    let engine = start(&workspace, &syslog);
+    for index in 0..300 {
+        std::fs::write(workspace.tree.join(format!("file-{index}")), "x").unwrap();
+    }
+    engine.settle(300);
+    engine.stop();
+    let path = database(&workspace);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8 * 4096, "{} bytes", bytes.len());
+    for byte in &mut bytes[2 * 4096..6 * 4096] {
+        *byte = 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (intact, said) = verify(&workspace, &[]);
+    assert!(
+        !intact,
+        "fim verify must not call a damaged file intact: {said}"
+    );
+    assert!(
+        said.contains("damaged") || said.contains("malformed"),
+        "{said}"
+    );
+
+    let output = Engine::command(&workspace, &["--syslog-socket", &path_of(&syslog.path)])
+        .output()
+        .expect("run fimd");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("ERROR"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("is damaged"), "{stderr}");
+}
+
+#[test]
+fn the_chain_head_goes_to_the_system_log_and_verify_checks_it() {
+    let workspace = Workspace::new("db-anchor");
+    let syslog = Syslog::bind(&workspace);
+    let engine = start(&workspace, &syslog);
+    std::fs::write(workspace.tree.join("a"), "a").unwrap();
+    engine.settle(1);
+    engine.stop();
+    let lines = syslog.lines();
+    // At start (empty journal) and at the stop (one record).
+    let heads: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("fim chain head"))
+        .collect();
+    assert!(heads.len() >= 2, "{lines:#?}");
+    let last = heads.last().unwrap();
+    assert!(last.starts_with("<85>fimd["), "{last}");
+    let anchor = last.rsplit(' ').next().unwrap().trim().to_string();
+    assert!(anchor.starts_with("1:"), "{anchor}");
+    let (intact, said) = verify(&workspace, &["--expect", &anchor]);
+    assert!(intact, "{said}");
+    assert!(said.contains(&format!("chain head at {anchor}")), "{said}");
+
+    // A forged head: refused, exit 2.
+    let forged = format!("1:{}", "0".repeat(64));
+    let output = workspace.fim(&["--local", "verify", "--expect", &forged]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("does not have the expected hash"));
+}
