@@ -4,7 +4,7 @@
 //! exit), and the chain head written to the system log for `fim verify --expect`.
 use std::{
     os::unix::net::UnixDatagram,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -44,18 +44,6 @@ fn start(workspace: &Workspace, syslog: &Syslog) -> Engine {
 
 fn database(workspace: &Workspace) -> PathBuf {
     workspace.state.join("fim.db")
-}
-
-fn wait_for_file(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn monitor_events(records: &[Value]) -> Vec<String> {

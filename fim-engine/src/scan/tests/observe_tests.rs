@@ -299,8 +299,12 @@ fn file_growing_while_hashed_is_unstable_or_consistent() {
         thread::spawn(move || {
             let mut file = File::options().append(true).open(&path).expect("open");
             let chunk = pattern(4096, 5);
-            while !stop.load(Ordering::Relaxed) {
+            // Bounded: a writer faster than the hash (a loaded host) would otherwise grow the
+            // file by each retry's read time until the disk is full.
+            let mut written = 0usize;
+            while !stop.load(Ordering::Relaxed) && written < 512 << 20 {
                 file.write_all(&chunk).expect("append");
+                written += chunk.len();
             }
         })
     };
