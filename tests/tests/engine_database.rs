@@ -2,11 +2,7 @@
 //! from the copy fimd holds open, nothing lost), missing or empty at start (a new journal
 //! that opens with a HistoryLost record), damaged at start (refused, one line, non-zero
 //! exit), and the chain head written to the system log for `fim verify --expect`.
-use std::{
-    os::unix::net::UnixDatagram,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{os::unix::net::UnixDatagram, path::PathBuf, time::Duration};
 
 use fim_tests::engine::{object_records, path_of, Engine, Workspace};
 use serde_json::Value;
