@@ -77,6 +77,9 @@ enum Task {
         /// Time limit for each test binary inside the guest, in seconds.
         #[arg(long, default_value_t = vm::DEFAULT_BINARY_TIMEOUT_SECS)]
         binary_timeout: u64,
+        /// Run only this test binary (repeatable; e.g. `--binary writes`). Default: all.
+        #[arg(long = "binary", value_name = "NAME")]
+        binaries: Vec<String>,
         /// Extra arguments for every test binary (e.g. a test name filter), after `--`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         test_args: Vec<String>,
@@ -121,6 +124,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             keep,
             timeout,
             binary_timeout,
+            binaries,
             test_args,
         } => {
             setup::run()?;
@@ -129,6 +133,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 keep,
                 timeout: Duration::from_secs(timeout),
                 binary_timeout: Duration::from_secs(binary_timeout),
+                binaries,
                 test_args,
             };
             vm::run(&opts).map(|_| ())

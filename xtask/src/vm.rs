@@ -54,6 +54,8 @@ pub struct VmOpts {
     pub timeout: Duration,
     /// Time limit for each test binary inside the guest.
     pub binary_timeout: Duration,
+    /// Only these test binaries (empty: all of them).
+    pub binaries: Vec<String>,
     pub test_args: Vec<String>,
 }
 
@@ -78,7 +80,22 @@ pub fn run(opts: &VmOpts) -> Result<VmReport> {
     let work = cache.join("work").join(strategy.to_string());
     initramfs::fresh_dir(&work)?;
     let initrd = work.join("initramfs.cpio.gz");
-    let names: Vec<&str> = bins.tests.iter().map(|(name, _)| name.as_str()).collect();
+    let names: Vec<&str> = bins
+        .tests
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| opts.binaries.is_empty() || opts.binaries.iter().any(|only| only == name))
+        .collect();
+    if let Some(unknown) = opts
+        .binaries
+        .iter()
+        .find(|only| !names.contains(&only.as_str()))
+    {
+        bail!(
+            "no test binary named {unknown:?} (fim-tests builds {:?})",
+            bins.tests.iter().map(|(name, _)| name).collect::<Vec<_>>()
+        );
+    }
     let init = init_script(opts, &names);
     std::fs::write(work.join("init"), &init).context("writing the init script")?;
     initramfs::write_gz(&initrd, &image_entries(&bins, init)?)?;
