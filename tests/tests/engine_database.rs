@@ -266,3 +266,43 @@ fn the_chain_head_goes_to_the_system_log_and_verify_checks_it() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("does not have the expected hash"));
 }
+
+#[test]
+fn journal_retention_prunes_with_a_marker_and_the_chain_still_verifies() {
+    let workspace = Workspace::new("db-retention");
+    workspace.write_policy(&format!(
+        "[settings]\nscan_idle_io = false\njournal_keep_records = 3\n\n[[entity]]\nname = \"tree\"\nkind = \"linux-file\"\npath = \"{}\"\n",
+        path_of(&workspace.tree)
+    ));
+    let syslog = Syslog::bind(&workspace);
+    let engine = start(&workspace, &syslog);
+    for index in 0..6 {
+        std::fs::write(workspace.tree.join(format!("f{index}")), "x").unwrap();
+    }
+    engine.settle(6);
+    engine.stop();
+    // The next start prunes at once: the three newest file records stay, after a marker.
+    let engine = start(&workspace, &syslog);
+    std::thread::sleep(Duration::from_secs(2));
+    engine.stop();
+    let journal = workspace.journal();
+    assert_eq!(
+        monitor_events(&journal),
+        vec!["JournalPruned"],
+        "{journal:#?}"
+    );
+    let marker = journal
+        .iter()
+        .find(|record| record["ConfigChangeType"] == "Monitor")
+        .unwrap();
+    assert_eq!(marker["Sequence"], 7, "{marker:#}");
+    let detail = marker["Monitor"]["Detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("records 1 to 3 were pruned"), "{detail}");
+    let kept: Vec<u64> = journal
+        .iter()
+        .filter_map(|record| record["Sequence"].as_u64())
+        .collect();
+    assert_eq!(kept, vec![4, 5, 6, 7]);
+    let (intact, said) = verify(&workspace, &[]);
+    assert!(intact, "{said}");
+}

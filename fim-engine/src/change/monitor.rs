@@ -22,6 +22,9 @@ pub enum MonitorEvent {
     /// The database file was deleted or replaced while fimd ran, and put back from the copy
     /// fimd held open: nothing was lost.
     DatabaseRestored,
+    /// Old records were pruned by the retention settings; the chain continues from the last
+    /// pruned record's hash.
+    JournalPruned,
 }
 
 impl MonitorEvent {
@@ -35,6 +38,7 @@ impl MonitorEvent {
             MonitorEvent::SettingsChanged => "SettingsChanged",
             MonitorEvent::HistoryLost => "HistoryLost",
             MonitorEvent::DatabaseRestored => "DatabaseRestored",
+            MonitorEvent::JournalPruned => "JournalPruned",
         }
     }
 }

@@ -267,6 +267,57 @@ impl DatabaseWatch {
     }
 }
 
+/// Prunes the journal as the retention settings say (at start and then every minute).
+pub(super) fn prune(
+    reconciler: &mut Reconciler,
+    settings: &crate::policy::Settings,
+    computer: &Computer,
+) {
+    const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+    let retention = crate::store::Retention {
+        max_age_ns: settings.journal_keep_days.map(|days| {
+            i64::try_from(days)
+                .unwrap_or(i64::MAX / NS_PER_DAY)
+                .saturating_mul(NS_PER_DAY)
+        }),
+        max_records: settings.journal_keep_records,
+    };
+    if retention == crate::store::Retention::default() {
+        return;
+    }
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|now| now.as_nanos() as i64)
+        .unwrap_or(0);
+    let store = reconciler.store();
+    let through = match store.prunable_through(retention, now_ns) {
+        Ok(Some(through)) => through,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!("cannot apply the journal retention: {error}");
+            return;
+        }
+    };
+    let (base, _) = store.chain_base().unwrap_or_default();
+    let detail = format!(
+        "records {} to {through} were pruned by the retention settings          (journal_keep_days {:?}, journal_keep_records {:?}); the chain continues from record          {through}'s hash",
+        base + 1,
+        settings.journal_keep_days,
+        settings.journal_keep_records
+    );
+    let mut record = monitor_record(computer, MonitorEvent::JournalPruned, detail.clone());
+    if let Some(monitor) = record.monitor.as_mut() {
+        monitor.source = "retention".to_string();
+    }
+    match store.prune_through(through, &mut record) {
+        Ok(()) => {
+            tracing::info!("{detail}");
+            reconciler.announce_record(record);
+        }
+        Err(error) => tracing::error!("cannot prune the journal: {error}"),
+    }
+}
+
 fn monitor_record(computer: &Computer, event: MonitorEvent, detail: String) -> ChangeRecord {
     ChangeRecord {
         sequence: 0,

@@ -144,6 +144,8 @@ const COMMAND_QUEUE: usize = 16;
 /// Paths that could not be journaled (full disk): kept, with their hints, and retried.
 const MAX_HELD_PATHS: usize = 100_000;
 const RETRY_EVERY: Duration = Duration::from_secs(5);
+/// How often the journal retention is applied.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 impl Daemon {
     /// Opens the store and loads the policy (the built-in default when the file is absent).
@@ -274,6 +276,10 @@ impl Daemon {
         self.start_scans(&mut scans);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut stopping = false;
+        // The first tick prunes at once.
+        let mut last_prune = Instant::now()
+            .checked_sub(PRUNE_EVERY)
+            .unwrap_or_else(Instant::now);
         loop {
             let next_due = coalescer.next_due();
             tokio::select! {
@@ -298,6 +304,11 @@ impl Daemon {
                 }
                 _ = tick.tick() => {
                     self.database.check(&self.reconciler, &self.handle.computer);
+                    if last_prune.elapsed() >= PRUNE_EVERY {
+                        last_prune = Instant::now();
+                        let settings = self.policy.compiled().settings.clone();
+                        database::prune(&mut lock(&self.reconciler), &settings, &self.handle.computer);
+                    }
                     if self.policy.changed() {
                         if let Some(settings) = self.apply_policy(&root_updates, &mut scans).await {
                             coalescer.set_window(Duration::from_millis(settings.coalesce_ms));

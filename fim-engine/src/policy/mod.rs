@@ -108,6 +108,12 @@ pub struct Settings {
     pub rehash_interval_secs: u64,
     /// How long kernel events for one path are gathered before it is rehashed, ms.
     pub coalesce_ms: u64,
+    /// Journal retention: records older than this many days are pruned (None: kept).
+    #[serde(default)]
+    pub journal_keep_days: Option<u64>,
+    /// Journal retention: at most this many records are kept (None: all).
+    #[serde(default)]
+    pub journal_keep_records: Option<u64>,
 }
 
 impl Default for Settings {
@@ -121,6 +127,8 @@ impl Default for Settings {
             sweep_interval_secs: 15 * 60,
             rehash_interval_secs: 24 * 60 * 60,
             coalesce_ms: 50,
+            journal_keep_days: None,
+            journal_keep_records: None,
         }
     }
 }

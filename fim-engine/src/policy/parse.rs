@@ -52,6 +52,8 @@ const SETTING_KEYS: &[&str] = &[
     "sweep_interval_secs",
     "rehash_interval_secs",
     "coalesce_ms",
+    "journal_keep_days",
+    "journal_keep_records",
 ];
 
 pub(crate) fn parse_with(
@@ -253,6 +255,8 @@ impl Reader {
                 "content_limit" => settings.content_limit = value,
                 "sweep_interval_secs" => settings.sweep_interval_secs = value,
                 "rehash_interval_secs" => settings.rehash_interval_secs = value,
+                "journal_keep_days" => settings.journal_keep_days = Some(value),
+                "journal_keep_records" => settings.journal_keep_records = Some(value),
                 _ => settings.coalesce_ms = value,
             }
         }

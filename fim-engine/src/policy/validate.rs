@@ -138,6 +138,18 @@ fn check_settings(settings: &Settings, issues: &mut Vec<Issue>) {
     if settings.rehash_interval_secs == 0 {
         error("rehash_interval_secs", "must be at least 1");
     }
+    if settings.journal_keep_days == Some(0) {
+        error(
+            "journal_keep_days",
+            "must be at least 1 (leave it out to keep everything)",
+        );
+    }
+    if settings.journal_keep_records == Some(0) {
+        error(
+            "journal_keep_records",
+            "must be at least 1 (leave it out to keep everything)",
+        );
+    }
     // Upper bounds: beyond these a value is a typo (ms for s, an extra zero) that would make
     // the engine stall, exhaust threads or memory, or effectively never check.
     let too_big = |value: u64, max: u64| value > max;

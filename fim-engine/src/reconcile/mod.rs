@@ -186,6 +186,11 @@ impl Reconciler {
         Ok(records)
     }
 
+    /// Announces a record the store committed itself (a pruning marker).
+    pub fn announce_record(&self, record: ChangeRecord) {
+        let _ = self.announce.send(Announcement::Record(record));
+    }
+
     /// Records committed from now on, in sequence order. A receiver that lags behind gets
     /// `Lagged` and must catch up from the journal.
     pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {

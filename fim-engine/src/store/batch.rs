@@ -40,8 +40,8 @@ const INSERT_RECORD_SQL: &str = "INSERT INTO journal (sequence, time_ns, compute
 
 /// One write transaction. See the module docs.
 pub struct Batch<'s> {
-    store: &'s Store,
-    tx: Transaction<'s>,
+    pub(super) store: &'s Store,
+    pub(super) tx: Transaction<'s>,
     /// The chain head as of the last append in this batch.
     head_sequence: u64,
     head_hash: Digest,

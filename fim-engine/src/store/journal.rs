@@ -362,8 +362,10 @@ impl Store {
             )
             .map_err(&fail)?;
         let mut rows = statement.query([]).map_err(&fail)?;
-        let mut previous: Digest = GENESIS_HASH;
-        let mut expected: u64 = 1;
+        // After pruning, the chain continues from the last pruned record's hash.
+        let (base, base_hash) = self.chain_base()?;
+        let mut previous: Digest = base_hash;
+        let mut expected: u64 = base + 1;
         let head_hex = crate::change::hex(&head_hash);
         let report = |checked: u64, problem: Option<VerifyProblem>| VerifyReport {
             checked,
@@ -372,7 +374,7 @@ impl Store {
             problem,
         };
         while let Some(row) = rows.next().map_err(&fail)? {
-            let checked = expected - 1;
+            let checked = expected - 1 - base;
             let sequence: i64 = row.get(0).map_err(&fail)?;
             let Some(sequence) = u64::try_from(sequence).ok().filter(|&s| s >= 1) else {
                 return Ok(report(checked, Some(VerifyProblem::Foreign { sequence })));
@@ -469,7 +471,13 @@ impl Store {
             Some(VerifyProblem::BeyondHead { .. }) => head_sequence,
             Some(_) => last_present.saturating_sub(1),
         };
-        Ok(report(checked, problem))
+        let problem = match anchor {
+            Some(anchor) if anchor.sequence == base && base > 0 && anchor.hash != base_hash => {
+                Some(VerifyProblem::AnchorMismatch { sequence: base })
+            }
+            _ => problem,
+        };
+        Ok(report(checked.saturating_sub(base), problem))
     }
 
     /// SQLite's quick check of every page and index: None when the file is sound, else what

@@ -27,6 +27,7 @@ mod error;
 pub mod journal;
 pub mod meta;
 pub mod query;
+mod retention;
 pub mod schema;
 
 #[cfg(test)]
@@ -39,6 +40,7 @@ pub use error::{Result, StoreError};
 pub use journal::{Anchor, EditDetail, VerifyProblem, VerifyReport};
 pub use meta::ScanRun;
 pub use query::{path_glob, ChangeFilter, GroupKey, SummaryRow};
+pub use retention::{Retention, PRUNED_THROUGH};
 
 /// How long a writer waits for another writer's lock before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -14,7 +14,8 @@ fn settings_default_when_absent_and_read_when_present() {
     assert_eq!(parse_ok("").policy, Policy::default());
     let text = "[settings]\nscan_workers = 3\nscan_bytes_per_second = 1000\nscan_idle_io = false\n\
                 cross_filesystems = true\ncontent_limit = 10\nsweep_interval_secs = 60\n\
-                rehash_interval_secs = 3600\ncoalesce_ms = 0\n";
+                rehash_interval_secs = 3600\ncoalesce_ms = 0\njournal_keep_days = 90\n\
+                journal_keep_records = 1000000\n";
     let expected = Settings {
         scan_workers: 3,
         scan_bytes_per_second: Some(1000),
@@ -24,6 +25,8 @@ fn settings_default_when_absent_and_read_when_present() {
         sweep_interval_secs: 60,
         rehash_interval_secs: 3600,
         coalesce_ms: 0,
+        journal_keep_days: Some(90),
+        journal_keep_records: Some(1_000_000),
     };
     assert_eq!(parse_ok(text).policy.settings, expected);
     let partial = parse_ok("settings = { coalesce_ms = 7 }\n").policy.settings;
@@ -96,7 +99,8 @@ fn unknown_keys_are_errors() {
         format!(
             "{FILE}:2:1: settings: unknown key \"scan_worker\" (expected scan_workers, \
              scan_bytes_per_second, scan_idle_io, cross_filesystems, content_limit, \
-             sweep_interval_secs, rehash_interval_secs, coalesce_ms)"
+             sweep_interval_secs, rehash_interval_secs, coalesce_ms, journal_keep_days, \
+             journal_keep_records)"
         )
     );
     assert_eq!(

@@ -451,3 +451,43 @@ fn verify_reports_a_damaged_file() {
     );
     assert!(!report.is_ok());
 }
+
+#[test]
+fn pruning_keeps_the_chain_verifiable_from_its_new_base() {
+    let (_dir, path, store) = temp_store();
+    journal_of(&store, 10);
+    let keep = crate::store::Retention {
+        max_age_ns: None,
+        max_records: Some(4),
+    };
+    assert_eq!(store.prunable_through(keep, 0).unwrap(), Some(6));
+    let mut marker = record("/", ChangeCategory::Modified, 9_000_000_000);
+    store.prune_through(6, &mut marker).unwrap();
+    assert_eq!(marker.sequence, 11);
+    let report = store.verify().unwrap();
+    assert_eq!(report.problem, None, "{report}");
+    assert_eq!(report.checked, 5, "records 7 to 11");
+    assert_eq!(store.chain_base().unwrap().0, 6);
+    // Nothing more to prune until the journal grows past the limit again.
+    assert_eq!(store.prunable_through(keep, 0).unwrap(), Some(7));
+    // A record after the base deleted by hand is still found.
+    raw(&path)
+        .execute("DELETE FROM journal WHERE sequence = 7", [])
+        .unwrap();
+    assert_eq!(
+        problem(store.verify().unwrap()),
+        VerifyProblem::Missing {
+            expected: 7,
+            next_present: 8
+        }
+    );
+    // By age: records older than the cutoff go.
+    let (_dir, _path, store) = temp_store();
+    journal_of(&store, 3);
+    let old = crate::store::Retention {
+        max_age_ns: Some(1),
+        max_records: None,
+    };
+    assert_eq!(store.prunable_through(old, i64::MAX).unwrap(), Some(3));
+    assert_eq!(store.prunable_through(old, 0).unwrap(), None);
+}
