@@ -10,6 +10,7 @@ pub mod auth;
 mod author;
 pub mod convert;
 mod entities;
+pub mod limits;
 pub mod peer;
 pub mod server;
 pub mod service;

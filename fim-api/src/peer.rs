@@ -70,6 +70,11 @@ impl PeerStream {
         };
         PeerStream { stream, peer }
     }
+
+    /// The credentials read at accept time (None when the kernel would not say).
+    pub fn peer(&self) -> Option<&UnixPeer> {
+        self.peer.as_ref()
+    }
 }
 
 /// The peer's supplementary groups as they were at connect time.

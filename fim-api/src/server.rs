@@ -15,11 +15,15 @@ use std::{
 
 use fim_engine::{daemon::DaemonHandle, path_text::display_path};
 use tokio::sync::watch;
-use tokio_stream::{wrappers::UnixListenerStream, StreamExt as _};
-use tonic::transport::{server::TcpIncoming, Certificate, Identity, Server, ServerTlsConfig};
+use tokio_stream::{
+    wrappers::{TcpListenerStream, UnixListenerStream},
+    StreamExt as _,
+};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::{
     auth::{parse_fingerprint, AuthLayer, Role, Roles},
+    limits::{Limited, Limiter, PeerKey, KEEPALIVE},
     pb,
     peer::{group_id, PeerStream},
     service::FimService,
@@ -157,7 +161,9 @@ impl ApiServer {
             let tls = ServerTlsConfig::new()
                 .identity(identity)
                 .client_ca_root(client_ca);
-            let server = Server::builder().tls_config(tls).map_err(ApiError::Tls)?;
+            let server = bounded(Server::builder())
+                .tls_config(tls)
+                .map_err(ApiError::Tls)?;
             let listener = tokio::net::TcpListener::bind(tcp_config.listen)
                 .await
                 .map_err(|source| ApiError::Listen {
@@ -222,9 +228,22 @@ impl ApiServer {
                 .map(|gid| format!("group {gid}"))
                 .unwrap_or_else(|| "none".into()),
         );
-        let incoming =
-            UnixListenerStream::new(self.unix).map(|accepted| accepted.map(PeerStream::new));
-        let unix = Server::builder()
+        // Both listeners share one set of slots: the total bounds the daemon's memory.
+        let limiter = Limiter::default();
+        let unix_slots = limiter.clone();
+        let incoming = UnixListenerStream::new(self.unix).filter_map(move |accepted| {
+            let stream = match accepted {
+                Ok(stream) => PeerStream::new(stream),
+                Err(error) => return Some(Err(error)),
+            };
+            let peer = stream
+                .peer()
+                .map_or(PeerKey::Unknown, |peer| PeerKey::Uid(peer.uid));
+            unix_slots
+                .admit(peer)
+                .map(|slot| Ok(Limited::new(stream, slot)))
+        });
+        let unix = bounded(Server::builder())
             .layer(layer.clone())
             .add_service(fim.clone())
             .add_service(health.clone())
@@ -244,7 +263,7 @@ impl ApiServer {
                 .add_service(health)
                 .add_service(reflection)
                 .add_service(reflection_alpha)
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stopped(stopping))
+                .serve_with_incoming_shutdown(tcp_incoming(listener, limiter), stopped(stopping))
                 .await
         };
         let servers = async { tokio::try_join!(unix, tcp) };
@@ -264,6 +283,36 @@ impl ApiServer {
         tracing::info!("api stopped");
         Ok(())
     }
+}
+
+/// The server settings every listener shares: keepalive pings (so a silent but live client
+/// has something to answer, see `limits`), and bounded streams per connection.
+fn bounded(builder: Server) -> Server {
+    builder
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .max_concurrent_streams(Some(64))
+        .tcp_nodelay(true)
+}
+
+/// Accepted TCP connections, each admitted by `limiter` (by IP address) or closed.
+fn tcp_incoming(
+    listener: tokio::net::TcpListener,
+    limiter: Limiter,
+) -> impl tokio_stream::Stream<Item = std::io::Result<Limited<tokio::net::TcpStream>>> {
+    TcpListenerStream::new(listener).filter_map(move |accepted| {
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(error) => return Some(Err(error)),
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = stream
+            .peer_addr()
+            .map_or(PeerKey::Unknown, |addr| PeerKey::Address(addr.ip()));
+        limiter
+            .admit(peer)
+            .map(|slot| Ok(Limited::new(stream, slot)))
+    })
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

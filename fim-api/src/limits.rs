@@ -1,0 +1,244 @@
+//! Bounds on what a client can hold open: connections in total and per peer, and how long a
+//! connection may sit silent.
+//!
+//! Every accepted connection costs the root daemon a task, buffers and a descriptor, and a
+//! reader (or anyone who can reach the TCP port) could open them until the daemon runs out.
+//! So each connection takes a slot from [`Limiter`] at accept time, counted per peer (the uid
+//! on the Unix socket, the IP address over TCP) and in total; one beyond either limit is
+//! closed at once, with a rate-limited warning. A connection that sends nothing within
+//! [`FIRST_BYTE`] (a half-open TLS handshake, an idle probe) or nothing for [`IDLE`] after
+//! that is closed: the server pings every [`KEEPALIVE`], so a live client, even one only
+//! waiting on a quiet change stream, always has something to answer.
+use std::{
+    collections::HashMap,
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::server::Connected;
+
+/// Connections open at once, all peers together.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Connections open at once from one uid or one IP address.
+pub const MAX_PER_PEER: usize = 32;
+/// A new connection must send its first byte within this.
+pub const FIRST_BYTE: Duration = Duration::from_secs(10);
+/// A connection that sends nothing for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(300);
+/// The server's HTTP/2 ping interval (answered pings count as activity).
+pub const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Who a connection counts against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PeerKey {
+    Uid(u32),
+    Address(std::net::IpAddr),
+    Unknown,
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_peer: HashMap<PeerKey, usize>,
+    last_warning: Option<Instant>,
+    refused_since_warning: u64,
+}
+
+/// The connection slots of one server.
+#[derive(Clone)]
+pub struct Limiter {
+    counts: Arc<Mutex<Counts>>,
+    total: usize,
+    per_peer: usize,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Limiter::new(MAX_CONNECTIONS, MAX_PER_PEER)
+    }
+}
+
+impl Limiter {
+    pub fn new(total: usize, per_peer: usize) -> Self {
+        Limiter {
+            counts: Arc::default(),
+            total,
+            per_peer,
+        }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        // Plain counters: consistent after any panic.
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A slot for `peer`, or None when it (or everyone together) has too many open.
+    pub fn admit(&self, peer: PeerKey) -> Option<Slot> {
+        let mut counts = self.counts();
+        let mine = counts.per_peer.get(&peer).copied().unwrap_or(0);
+        if counts.total >= self.total || mine >= self.per_peer {
+            counts.refused_since_warning += 1;
+            let due = counts
+                .last_warning
+                .is_none_or(|last| last.elapsed() >= Duration::from_secs(10));
+            if due {
+                tracing::warn!(
+                    peer = ?peer,
+                    refused = counts.refused_since_warning,
+                    open = counts.total,
+                    "API connection refused: at most {} per peer and {} in all",
+                    self.per_peer,
+                    self.total
+                );
+                counts.last_warning = Some(Instant::now());
+                counts.refused_since_warning = 0;
+            }
+            return None;
+        }
+        counts.total += 1;
+        *counts.per_peer.entry(peer.clone()).or_insert(0) += 1;
+        Some(Slot {
+            limiter: self.clone(),
+            peer,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.counts().total
+    }
+}
+
+/// One admitted connection's place; given back when the connection is dropped.
+pub struct Slot {
+    limiter: Limiter,
+    peer: PeerKey,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.limiter.counts();
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(count) = counts.per_peer.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.per_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// An admitted connection: its slot, and the silence timer that closes it.
+pub struct Limited<S> {
+    inner: S,
+    _slot: Slot,
+    silence: Pin<Box<tokio::time::Sleep>>,
+    heard: bool,
+}
+
+impl<S> Limited<S> {
+    pub fn new(inner: S, slot: Slot) -> Self {
+        Limited {
+            inner,
+            _slot: slot,
+            silence: Box::pin(tokio::time::sleep(FIRST_BYTE)),
+            heard: false,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    self.heard = true;
+                    let deadline = tokio::time::Instant::now() + IDLE;
+                    self.silence.as_mut().reset(deadline);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.silence.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let what = if self.heard {
+                        "idle for too long"
+                    } else {
+                        "sent nothing after connecting"
+                    };
+                    tracing::debug!("closing an API connection: {what}");
+                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl<S: Connected> Connected for Limited<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_per_peer_and_in_total_and_come_back() {
+        let limiter = Limiter::new(3, 2);
+        let a = PeerKey::Uid(1001);
+        let first = limiter.admit(a.clone()).expect("first");
+        let _second = limiter.admit(a.clone()).expect("second");
+        assert!(limiter.admit(a.clone()).is_none(), "a third from one peer");
+        let _other = limiter.admit(PeerKey::Uid(0)).expect("another peer");
+        assert!(limiter.admit(PeerKey::Uid(7)).is_none(), "over the total");
+        drop(first);
+        assert_eq!(limiter.open(), 2);
+        assert!(limiter.admit(a).is_some(), "a slot came back");
+    }
+}
