@@ -154,12 +154,16 @@ impl Daemon {
             path: display_path(&config.state_dir),
             source,
         })?;
-        let policy = if config.trusted_config_only {
+        let mut policy = if config.trusted_config_only {
             crate::trust::check_dir("state directory", &config.state_dir)?;
             PolicyWatcher::load_trusted(config.policy.clone())?
         } else {
             PolicyWatcher::load(config.policy.clone())?
         };
+        // Canonical, so an entity spelled through a symlink still meets it.
+        let state_dir = std::fs::canonicalize(&config.state_dir)
+            .unwrap_or_else(|_| config.state_dir.clone());
+        policy.exclude(&state_dir);
         let (store, database, lost) = database::open(
             &config.state_dir,
             &config.state_dir.join(DATABASE_FILE),

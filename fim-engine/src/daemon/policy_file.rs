@@ -1,7 +1,7 @@
 //! Following the policy file: `fim entities ...` edits it, the running daemon notices within a
 //! second and applies the change without a restart. A file that does not parse or validate is
 //! refused with its location and the previous policy stays in force.
-use std::{collections::BTreeMap, path::PathBuf, time::SystemTime};
+use std::{collections::BTreeMap, path::{Path, PathBuf}, time::SystemTime};
 
 use crate::policy::{self, CompiledPolicy, Entity, Policy, PolicyError};
 
@@ -39,6 +39,8 @@ pub struct PolicyWatcher {
     pending: Option<(SystemTime, u64, u64)>,
     /// Refuse a policy that someone other than root can change (the daemon runs as root).
     trusted_only: bool,
+    /// Directories no entity may reach (fimd's state directory), applied after each compile.
+    excluded: Vec<PathBuf>,
 }
 
 pub(super) fn stamp(source: &PolicySource) -> Option<(SystemTime, u64, u64)> {
@@ -86,6 +88,7 @@ impl PolicyWatcher {
             pending: stamp,
             stamp,
             trusted_only,
+            excluded: Vec::new(),
         })
     }
 
@@ -95,6 +98,13 @@ impl PolicyWatcher {
 
     pub fn source(&self) -> &PolicySource {
         &self.source
+    }
+
+    /// Leaves `dir` out of every entity, now and after every reload, with a warning naming
+    /// the entities that reached it.
+    pub fn exclude(&mut self, dir: &Path) {
+        self.excluded.push(dir.to_path_buf());
+        exclude_all(&mut self.compiled, &self.excluded);
     }
 
     /// The policy as written (disabled and Windows entities included).
@@ -135,15 +145,25 @@ impl PolicyWatcher {
             });
         }
         let policy = read(&self.source, self.trusted_only)?;
-        let compiled = policy::compile(&policy)?;
+        let mut compiled = policy::compile(&policy)?;
         if policy == self.policy {
             return Ok(None);
         }
         let mut change = diff(&self.policy, &policy);
         change.settings_changed = policy.settings != self.policy.settings;
+        exclude_all(&mut compiled, &self.excluded);
         self.policy = policy;
         self.compiled = compiled;
         Ok(Some(change))
+    }
+}
+
+fn exclude_all(compiled: &mut CompiledPolicy, excluded: &[PathBuf]) {
+    for dir in excluded {
+        let touched = compiled.exclude(dir);
+        if !touched.is_empty() {
+            tracing::warn!(entities = ?touched, "fimd's state directory {} is left out of these entities: fimd never monitors its own database", crate::path_text::display_path(dir));
+        }
     }
 }
 

@@ -48,6 +48,7 @@ pub(crate) fn compile_with(
                 name_glob: prepared.name_glob,
                 ignore: prepared.ignore,
                 keep_content: entity.kind == EntityKind::FileContent,
+                excluded: Vec::new(),
             })
         })
         .collect();

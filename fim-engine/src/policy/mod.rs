@@ -155,6 +155,8 @@ pub struct CompiledEntity {
     pub ignore: GlobSet,
     /// Keep content for diffs (file-content entities).
     pub keep_content: bool,
+    /// Directories left out whatever the policy says: fimd's own state directory.
+    pub excluded: Vec<PathBuf>,
 }
 
 impl CompiledEntity {
@@ -163,6 +165,9 @@ impl CompiledEntity {
         let Ok(relative) = path.strip_prefix(&self.root) else {
             return false;
         };
+        if self.excluded.iter().any(|dir| path.starts_with(dir)) {
+            return false;
+        }
         let depth = relative.components().count();
         let in_reach = match (&self.name_glob, self.recursive) {
             // `/etc/*.conf`: direct children whose name matches, or any depth if recursive.
@@ -217,6 +222,20 @@ pub struct CompiledPolicy {
 }
 
 impl CompiledPolicy {
+    /// Leaves `dir` out of every entity that would reach it; returns the names of those
+    /// entities (for one warning). fimd's own database must never be monitored: its every
+    /// commit would be a change, and a sweep recording it would commit again.
+    pub fn exclude(&mut self, dir: &Path) -> Vec<String> {
+        let mut touched = Vec::new();
+        for entity in &mut self.entities {
+            if dir.starts_with(&entity.root) || entity.root.starts_with(dir) {
+                entity.excluded.push(dir.to_path_buf());
+                touched.push(entity.name.clone());
+            }
+        }
+        touched
+    }
+
     /// The entity a path belongs to: the most specific one that covers it. More specific means
     /// a longer root, then a wildcard over none (`/etc/*.conf` beats `/etc`), then file-content
     /// over linux-file; on a full tie the entity defined first wins.

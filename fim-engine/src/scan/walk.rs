@@ -119,7 +119,8 @@ pub fn scan(
                 keep_content: target.entity.keep_content.then_some(options.content_limit),
                 covers_all: target.entity.recursive
                     && target.entity.name_glob.is_none()
-                    && target.entity.ignore.is_empty(),
+                    && target.entity.ignore.is_empty()
+                    && target.entity.excluded.is_empty(),
                 root_dev: 0,
             };
             let walk = &walk;

@@ -83,6 +83,7 @@ pub(super) fn entity(
         name_glob: glob.map(|glob| Glob::new(glob).expect("glob").compile_matcher()),
         ignore: set.build().expect("globset"),
         keep_content: false,
+        excluded: Vec::new(),
     }
 }
 
