@@ -22,7 +22,11 @@ fn an_entity_over_the_state_directory_leaves_it_out() {
     engine.settle(1);
     // A full rescan meets the database after all these commits: still nothing about it.
     let scan = workspace.fim(&["scan", "--full"]);
-    assert!(scan.status.success(), "{}", String::from_utf8_lossy(&scan.stderr));
+    assert!(
+        scan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
     engine.wait_for_log("requested scan finished", Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
     let state = path_of(&workspace.state);
@@ -35,6 +39,9 @@ fn an_entity_over_the_state_directory_leaves_it_out() {
         paths.iter().all(|path| !path.starts_with(&state)),
         "{paths:#?}"
     );
-    assert!(paths.contains(&path_of(&workspace.tree.join("watched")).as_str()), "{paths:#?}");
+    assert!(
+        paths.contains(&path_of(&workspace.tree.join("watched")).as_str()),
+        "{paths:#?}"
+    );
     engine.stop();
 }

@@ -161,8 +161,8 @@ impl Daemon {
             PolicyWatcher::load(config.policy.clone())?
         };
         // Canonical, so an entity spelled through a symlink still meets it.
-        let state_dir = std::fs::canonicalize(&config.state_dir)
-            .unwrap_or_else(|_| config.state_dir.clone());
+        let state_dir =
+            std::fs::canonicalize(&config.state_dir).unwrap_or_else(|_| config.state_dir.clone());
         policy.exclude(&state_dir);
         let (store, database, lost) = database::open(
             &config.state_dir,

@@ -1,7 +1,11 @@
 //! Following the policy file: `fim entities ...` edits it, the running daemon notices within a
 //! second and applies the change without a restart. A file that does not parse or validate is
 //! refused with its location and the previous policy stays in force.
-use std::{collections::BTreeMap, path::{Path, PathBuf}, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
 
 use crate::policy::{self, CompiledPolicy, Entity, Policy, PolicyError};
 
