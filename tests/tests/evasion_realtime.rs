@@ -459,7 +459,8 @@ fn a_hundred_thousand_writable_descriptors_and_a_terabyte_mapping() {
     std::fs::write(&huge, "").unwrap();
     let engine = Engine::start_with(&workspace, &["--no-api"]);
     let pid = attack::run("many_descriptors", &[&many]);
-    let record = wait_record(&engine, 0, "Modified", &many);
+    // The holders' exits are 100k closes to judge: on an emulated VM that takes a while.
+    let record = wait_record_for(&engine, 0, "Modified", &many, Duration::from_secs(60));
     assert_eq!(record["File"]["Size"], 12, "{record:#}");
     // The writer is named, as the actor or among the contributors (its holders' exits come
     // in the same window), unless the flood overflowed the ring and a gap rescan found it.
