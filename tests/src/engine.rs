@@ -77,6 +77,16 @@ impl Workspace {
             .expect("run fim")
     }
 
+    /// Runs `fim` and asserts it succeeded.
+    pub fn fim_ok(&self, args: &[&str]) {
+        let output = self.fim(args);
+        assert!(
+            output.status.success(),
+            "fim {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// `fim changes --format jsonl` as values, read from the database itself (`--local`).
     pub fn journal(&self) -> Vec<Value> {
         let output = self.fim(&[

@@ -18,15 +18,6 @@ fn ssh_dir(workspace: &Workspace) -> std::path::PathBuf {
     dir
 }
 
-fn fim_ok(workspace: &Workspace, args: &[&str]) {
-    let output = workspace.fim(args);
-    assert!(
-        output.status.success(),
-        "fim {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// What an attacker does while the entity is not watched: a config edited, a key planted,
 /// a file deleted.
 fn tamper(dir: &Path) {
@@ -93,10 +84,7 @@ fn assert_scan_records(records: &[Value], dir: &Path, entity: &str) {
 fn disabling_and_enabling_an_entity_reports_what_changed_meanwhile() {
     let workspace = Workspace::new("forget-disable");
     let dir = ssh_dir(&workspace);
-    fim_ok(
-        &workspace,
-        &["entities", "add", "--name", "ssh", "--path", &path_of(&dir)],
-    );
+    workspace.fim_ok(&["entities", "add", "--name", "ssh", "--path", &path_of(&dir)]);
     let mut engine = Engine::start(&workspace);
     assert!(
         object_records(&engine.records()).is_empty(),
@@ -104,7 +92,7 @@ fn disabling_and_enabling_an_entity_reports_what_changed_meanwhile() {
         engine.records()
     );
 
-    fim_ok(&workspace, &["entities", "disable", "ssh"]);
+    workspace.fim_ok(&["entities", "disable", "ssh"]);
     engine.wait_for_log("removed=[\"ssh\"]", Duration::from_secs(10));
     tamper(&dir);
     std::thread::sleep(Duration::from_secs(1));
@@ -113,7 +101,7 @@ fn disabling_and_enabling_an_entity_reports_what_changed_meanwhile() {
         "a disabled entity reports nothing"
     );
 
-    fim_ok(&workspace, &["entities", "enable", "ssh"]);
+    workspace.fim_ok(&["entities", "enable", "ssh"]);
     let records = wait_records(&engine, &dir, 3);
     assert_eq!(about(&records, &dir), tampered_records(), "{records:#?}");
     assert_scan_records(&records, &dir, "ssh");
@@ -124,19 +112,13 @@ fn disabling_and_enabling_an_entity_reports_what_changed_meanwhile() {
 fn removing_and_re_adding_an_entity_reports_what_changed_meanwhile() {
     let workspace = Workspace::new("forget-remove");
     let dir = ssh_dir(&workspace);
-    fim_ok(
-        &workspace,
-        &["entities", "add", "--name", "ssh", "--path", &path_of(&dir)],
-    );
+    workspace.fim_ok(&["entities", "add", "--name", "ssh", "--path", &path_of(&dir)]);
     let mut engine = Engine::start(&workspace);
 
-    fim_ok(&workspace, &["entities", "remove", "ssh"]);
+    workspace.fim_ok(&["entities", "remove", "ssh"]);
     engine.wait_for_log("removed=[\"ssh\"]", Duration::from_secs(10));
     tamper(&dir);
-    fim_ok(
-        &workspace,
-        &["entities", "add", "--name", "ssh", "--path", &path_of(&dir)],
-    );
+    workspace.fim_ok(&["entities", "add", "--name", "ssh", "--path", &path_of(&dir)]);
     let records = wait_records(&engine, &dir, 3);
     assert_eq!(about(&records, &dir), tampered_records(), "{records:#?}");
     assert_scan_records(&records, &dir, "ssh");
@@ -147,25 +129,19 @@ fn removing_and_re_adding_an_entity_reports_what_changed_meanwhile() {
 fn an_entity_renamed_while_fimd_was_stopped_keeps_its_baseline() {
     let workspace = Workspace::new("forget-rename");
     let dir = ssh_dir(&workspace);
-    fim_ok(
-        &workspace,
-        &["entities", "add", "--name", "ssh", "--path", &path_of(&dir)],
-    );
+    workspace.fim_ok(&["entities", "add", "--name", "ssh", "--path", &path_of(&dir)]);
     let engine = Engine::start(&workspace);
     engine.stop();
 
-    fim_ok(&workspace, &["entities", "remove", "ssh"]);
-    fim_ok(
-        &workspace,
-        &[
-            "entities",
-            "add",
-            "--name",
-            "openssh",
-            "--path",
-            &path_of(&dir),
-        ],
-    );
+    workspace.fim_ok(&["entities", "remove", "ssh"]);
+    workspace.fim_ok(&[
+        "entities",
+        "add",
+        "--name",
+        "openssh",
+        "--path",
+        &path_of(&dir),
+    ]);
     tamper(&dir);
     let engine = Engine::start(&workspace);
     let records = wait_records(&engine, &dir, 2);

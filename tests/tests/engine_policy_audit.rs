@@ -36,15 +36,6 @@ fn wait_monitor(engine: &Engine, count: usize) -> Vec<Value> {
     engine.records()
 }
 
-fn fim_ok(workspace: &Workspace, args: &[&str]) {
-    let output = workspace.fim(args);
-    assert!(
-        output.status.success(),
-        "fim {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn policy_changes_through_the_api_name_the_caller() {
     let workspace = Workspace::new("audit-api");
@@ -56,19 +47,16 @@ fn policy_changes_through_the_api_name_the_caller() {
         "the first start journals no policy change"
     );
 
-    fim_ok(
-        &workspace,
-        &[
-            "entities",
-            "add",
-            "--name",
-            "extra",
-            "--path",
-            &path_of(&extra),
-        ],
-    );
+    workspace.fim_ok(&[
+        "entities",
+        "add",
+        "--name",
+        "extra",
+        "--path",
+        &path_of(&extra),
+    ]);
     let records = wait_monitor(&engine, 1);
-    fim_ok(&workspace, &["entities", "disable", "extra"]);
+    workspace.fim_ok(&["entities", "disable", "extra"]);
     let records = {
         let _ = records;
         wait_monitor(&engine, 2)
