@@ -25,6 +25,10 @@ pub enum MonitorEvent {
     /// Old records were pruned by the retention settings; the chain continues from the last
     /// pruned record's hash.
     JournalPruned,
+    /// An event a newer fimd wrote: an older `fim` still reads the journal (the record text,
+    /// which the chain hashes, keeps the real name).
+    #[serde(other)]
+    Unknown,
 }
 
 impl MonitorEvent {
@@ -39,6 +43,7 @@ impl MonitorEvent {
             MonitorEvent::HistoryLost => "HistoryLost",
             MonitorEvent::DatabaseRestored => "DatabaseRestored",
             MonitorEvent::JournalPruned => "JournalPruned",
+            MonitorEvent::Unknown => "Unknown",
         }
     }
 }
@@ -65,4 +70,17 @@ pub struct MonitorColumns {
     /// What happened, in words (database events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MonitorEvent;
+
+    #[test]
+    fn an_event_from_a_newer_daemon_still_reads() {
+        let event: MonitorEvent = serde_json::from_str("\"SomethingNew\"").expect("reads");
+        assert_eq!(event, MonitorEvent::Unknown);
+        let known: MonitorEvent = serde_json::from_str("\"EntityDisabled\"").expect("reads");
+        assert_eq!(known, MonitorEvent::EntityDisabled);
+    }
 }
