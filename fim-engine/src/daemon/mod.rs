@@ -477,8 +477,8 @@ impl Daemon {
         {
             let mut reconciler = lock(&self.reconciler);
             let previous = |name: &String| {
-                let old = reconciler.policy().entities.iter();
-                old.into_iter().find(|entity| &entity.name == name).cloned()
+                let old = &reconciler.policy().entities;
+                old.iter().find(|entity| &entity.name == name).cloned()
             };
             let redefined: Vec<_> = change
                 .redefined

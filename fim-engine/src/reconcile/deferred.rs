@@ -52,8 +52,6 @@ pub(super) struct Job {
     path: PathBuf,
     hint: Hint,
     detection: Detection,
-    /// False for a first baseline's paths: their verdicts update the baseline silently.
-    report: bool,
     /// A metadata sweep's job: when the path's quick metadata equals the baseline's by the
     /// time it is hashed (a real-time job hashed it first), the baseline stands and nothing is
     /// read. Events and the full rehash read the file whatever the metadata says.
@@ -64,7 +62,6 @@ impl Job {
     fn merged_over(self, older: Job) -> Job {
         Job {
             hint: self.hint.merged_over(older.hint),
-            report: self.report && older.report,
             trust_baseline: self.trust_baseline && older.trust_baseline,
             ..self
         }
@@ -243,13 +240,7 @@ impl Reconciler {
 
     /// Hands `path` to the background hasher when it is a large regular file (and one runs).
     /// True: its verdict will come from there.
-    pub(super) fn defer_if_large(
-        &self,
-        path: &Path,
-        hint: &Hint,
-        detection: Detection,
-        report: bool,
-    ) -> bool {
+    pub(super) fn defer_if_large(&self, path: &Path, hint: &Hint, detection: Detection) -> bool {
         let Some(deferred) = &self.deferred else {
             return false;
         };
@@ -262,7 +253,6 @@ impl Reconciler {
             path: path.to_path_buf(),
             hint: hint.clone(),
             detection,
-            report,
             trust_baseline: false,
         };
         offer_or_inline(deferred, job)
@@ -278,7 +268,6 @@ impl Reconciler {
             path: path.to_path_buf(),
             hint: Hint::default(),
             detection,
-            report: true,
             trust_baseline: !full,
         };
         offer_or_inline(deferred, job)
@@ -389,7 +378,7 @@ fn hash_one(deferred: &Deferred, reconciler: &Mutex<Reconciler>, job: &Job) -> D
         hint: job.hint.clone(),
         own_event: true,
     };
-    match reconciler.commit(vec![verdict], job.detection, job.report) {
+    match reconciler.commit(vec![verdict], job.detection) {
         Ok(_) => Done::Committed,
         Err(error) => failed(job, &error),
     }

@@ -231,7 +231,7 @@ impl Reconciler {
                 unique.push(verdict);
             }
         }
-        self.commit(unique, detection, true)
+        self.commit(unique, detection)
     }
 
     /// Compares one path (and, for directories that appeared or vanished, everything below
@@ -249,7 +249,7 @@ impl Reconciler {
         let was_directory = baseline
             .as_ref()
             .is_some_and(|entry| entry.state.file_type == FileType::Directory);
-        if entity.is_some() && !was_directory && self.defer_if_large(path, hint, detection, true) {
+        if entity.is_some() && !was_directory && self.defer_if_large(path, hint, detection) {
             return Ok(());
         }
         let content_limit = self.policy.settings.content_limit;
@@ -296,25 +296,20 @@ impl Reconciler {
         &mut self,
         verdicts: Vec<Verdict>,
         detection: Detection,
-        report: bool,
     ) -> Result<Vec<ChangeRecord>, ReconcileError> {
         if verdicts.is_empty() {
             return Ok(Vec::new());
         }
         let mut reported_entities = HashSet::new();
-        if report {
-            for verdict in &verdicts {
-                if !reported_entities.contains(&verdict.entity)
-                    && self.is_baselined(&verdict.entity)?
-                {
-                    reported_entities.insert(verdict.entity.clone());
-                }
+        for verdict in &verdicts {
+            if !reported_entities.contains(&verdict.entity) && self.is_baselined(&verdict.entity)? {
+                reported_entities.insert(verdict.entity.clone());
             }
         }
         let mut records = Vec::new();
         let mut batch = self.store.batch()?;
         for verdict in verdicts {
-            let record = if report && self.reported(&verdict, &reported_entities) {
+            let record = if self.reported(&verdict, &reported_entities) {
                 make_record(&self.computer, &verdict, detection)
             } else {
                 None

@@ -39,7 +39,7 @@ pub(super) fn judge_subtree(
             renamed_from: None,
             ..hint.clone()
         };
-        if entity.is_some() && reconciler.defer_if_large(&below, &plain, detection, true) {
+        if entity.is_some() && reconciler.defer_if_large(&below, &plain, detection) {
             old.insert(below);
             continue;
         }
@@ -99,7 +99,7 @@ pub(super) fn judge_subtree(
             renamed_to: None,
             ..hint.clone()
         };
-        if reconciler.defer_if_large(path, &moved, detection, true) {
+        if reconciler.defer_if_large(path, &moved, detection) {
             continue;
         }
         let Some(after) = observe_or_skip(observe_for(entity, path, content_limit), path) else {

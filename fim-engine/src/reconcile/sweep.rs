@@ -348,7 +348,7 @@ impl EntitySweep<'_> {
                 Some(true) => Some(state),
                 // Changed since the walk, and large: hashed beside, judged when done.
                 Some(false)
-                    if reconciler.defer_if_large(&path, &Hint::default(), self.detection, true) =>
+                    if reconciler.defer_if_large(&path, &Hint::default(), self.detection) =>
                 {
                     continue
                 }
@@ -374,7 +374,7 @@ impl EntitySweep<'_> {
         }
         // Whether each verdict is a record is the reconciler's call (`retire`): during a first
         // baseline, only paths that had a baseline row before are.
-        self.changes += reconciler.commit(verdicts, self.detection, true)?.len() as u64;
+        self.changes += reconciler.commit(verdicts, self.detection)?.len() as u64;
         Ok(())
     }
 
@@ -411,7 +411,7 @@ impl EntitySweep<'_> {
                 continue;
             }
             // Made again since the walk passed by: judge what is there now.
-            if reconciler.defer_if_large(path, &Hint::default(), self.detection, true) {
+            if reconciler.defer_if_large(path, &Hint::default(), self.detection) {
                 continue;
             }
             let Some(after) =
@@ -428,7 +428,7 @@ impl EntitySweep<'_> {
                 own_event: false,
             });
         }
-        self.changes += reconciler.commit(verdicts, self.detection, true)?.len() as u64;
+        self.changes += reconciler.commit(verdicts, self.detection)?.len() as u64;
         reconciler.retire_rows(pruned)?;
         Ok(())
     }
