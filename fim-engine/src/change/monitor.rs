@@ -8,6 +8,9 @@
 //! column group instead of `File`.
 use serde::{Deserialize, Serialize};
 
+use super::{now_rfc3339, Actor, ChangeCategory, ChangeRecord, ConfigChangeType, Detection};
+use crate::identity::Computer;
+
 /// What happened to the monitor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MonitorEvent {
@@ -70,6 +73,41 @@ pub struct MonitorColumns {
     /// What happened, in words (database events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+impl MonitorColumns {
+    /// The `Monitor` record these columns go in (sequence assigned when journaled). The
+    /// category follows the event: an entity added is Added, removed is Removed, the rest
+    /// Modified.
+    pub fn into_record(
+        self,
+        computer: &Computer,
+        entity: String,
+        fields_changed: Vec<String>,
+        actor: Option<Actor>,
+    ) -> ChangeRecord {
+        ChangeRecord {
+            sequence: 0,
+            time_generated: now_rfc3339(),
+            computer: computer.name.clone(),
+            computer_id: computer.id.clone(),
+            config_change_type: ConfigChangeType::Monitor,
+            change_category: match self.event {
+                MonitorEvent::EntityAdded => ChangeCategory::Added,
+                MonitorEvent::EntityRemoved => ChangeCategory::Removed,
+                _ => ChangeCategory::Modified,
+            },
+            fields_changed,
+            entity,
+            detected_by: Detection::Monitor,
+            operations: Vec::new(),
+            actor,
+            file: None,
+            contributors: Vec::new(),
+            contributors_omitted: 0,
+            monitor: Some(self),
+        }
+    }
 }
 
 #[cfg(test)]

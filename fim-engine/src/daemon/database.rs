@@ -26,10 +26,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    change::{
-        hex, now_rfc3339, ChangeCategory, ChangeRecord, ConfigChangeType, Detection,
-        MonitorColumns, MonitorEvent,
-    },
+    change::{hex, now_rfc3339, ChangeRecord, MonitorColumns, MonitorEvent},
     identity::Computer,
     path_text::display_path,
     reconcile::{lock, Reconciler},
@@ -319,31 +316,16 @@ pub(super) fn prune(
 }
 
 fn monitor_record(computer: &Computer, event: MonitorEvent, detail: String) -> ChangeRecord {
-    ChangeRecord {
-        sequence: 0,
-        time_generated: now_rfc3339(),
-        computer: computer.name.clone(),
-        computer_id: computer.id.clone(),
-        config_change_type: ConfigChangeType::Monitor,
-        change_category: ChangeCategory::Modified,
-        fields_changed: Vec::new(),
-        entity: String::new(),
-        detected_by: Detection::Monitor,
-        operations: Vec::new(),
-        actor: None,
-        file: None,
-        contributors: Vec::new(),
-        contributors_omitted: 0,
-        monitor: Some(MonitorColumns {
-            event,
-            source: "database".to_string(),
-            by: None,
-            policy_file: None,
-            previous: None,
-            current: None,
-            detail: Some(detail),
-        }),
-    }
+    let columns = MonitorColumns {
+        event,
+        source: "database".to_string(),
+        by: None,
+        policy_file: None,
+        previous: None,
+        current: None,
+        detail: Some(detail),
+    };
+    columns.into_record(computer, String::new(), Vec::new(), None)
 }
 
 /// (device, inode) of the file at `path`, None when there is none.

@@ -10,10 +10,7 @@
 use std::{path::Path, sync::Mutex, time::SystemTime};
 
 use crate::{
-    change::{
-        now_rfc3339, Actor, ChangeCategory, ChangeRecord, ConfigChangeType, Detection,
-        MonitorColumns, MonitorEvent,
-    },
+    change::{Actor, ChangeRecord, MonitorColumns, MonitorEvent},
     identity::Computer,
     path_text::display_path,
     policy::{Entity, Policy},
@@ -78,39 +75,23 @@ pub(super) fn records(
 ) -> Vec<ChangeRecord> {
     edits(previous, current)
         .into_iter()
-        .map(|edit| ChangeRecord {
-            sequence: 0,
-            time_generated: now_rfc3339(),
-            computer: computer.name.clone(),
-            computer_id: computer.id.clone(),
-            config_change_type: ConfigChangeType::Monitor,
-            change_category: match edit.event {
-                MonitorEvent::EntityAdded => ChangeCategory::Added,
-                MonitorEvent::EntityRemoved => ChangeCategory::Removed,
-                _ => ChangeCategory::Modified,
-            },
-            fields_changed: edit.fields,
-            entity: edit.entity,
-            detected_by: Detection::Monitor,
-            operations: Vec::new(),
-            actor: author.and_then(|author| author.actor.clone()),
-            file: None,
-            contributors: Vec::new(),
-            contributors_omitted: 0,
-            monitor: Some(MonitorColumns {
+        .map(|edit| {
+            let source = if author.is_some() {
+                "api"
+            } else {
+                "policy-file"
+            };
+            let columns = MonitorColumns {
                 event: edit.event,
-                source: if author.is_some() {
-                    "api"
-                } else {
-                    "policy-file"
-                }
-                .to_string(),
+                source: source.to_string(),
                 by: author.map(|author| author.by.clone()),
                 policy_file: Some(display_path(policy_file)),
                 previous: edit.previous,
                 current: edit.current,
                 detail: None,
-            }),
+            };
+            let actor = author.and_then(|author| author.actor.clone());
+            columns.into_record(computer, edit.entity, edit.fields, actor)
         })
         .collect()
 }
@@ -212,6 +193,7 @@ fn json<T: serde::Serialize>(value: &T) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::change::ChangeCategory;
     use crate::policy::default_policy;
 
     fn names(records: &[ChangeRecord]) -> Vec<(String, &'static str, Vec<String>)> {
