@@ -87,6 +87,21 @@ impl Workspace {
         );
     }
 
+    /// `fim --local verify EXTRA..`: whether it said intact, and what it printed.
+    pub fn verify(&self, extra: &[&str]) -> (bool, String) {
+        let mut args = vec!["--local", "verify"];
+        args.extend_from_slice(extra);
+        let output = self.fim(&args);
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    }
+
     /// `fim changes --format jsonl` as values, read from the database itself (`--local`).
     pub fn journal(&self) -> Vec<Value> {
         let output = self.fim(&[

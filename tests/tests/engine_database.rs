@@ -67,20 +67,6 @@ fn added(records: &[Value]) -> Vec<String> {
         .collect()
 }
 
-fn verify(workspace: &Workspace, extra: &[&str]) -> (bool, String) {
-    let mut args = vec!["--local", "verify"];
-    args.extend_from_slice(extra);
-    let output = workspace.fim(&args);
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    )
-}
-
 #[test]
 fn a_database_deleted_while_fimd_runs_is_restored_without_loss() {
     let workspace = Workspace::new("db-deleted");
@@ -110,7 +96,7 @@ fn a_database_deleted_while_fimd_runs_is_restored_without_loss() {
         "{journal:#?}"
     );
     assert_eq!(journal[1]["Monitor"]["Source"], "database");
-    let (intact, said) = verify(&workspace, &[]);
+    let (intact, said) = workspace.verify(&[]);
     assert!(intact, "{said}");
 }
 
@@ -142,7 +128,7 @@ fn a_database_replaced_while_fimd_runs_is_moved_aside_and_restored() {
     let journal = workspace.journal();
     assert_eq!(added(&journal), vec![path_of(&before)]);
     assert_eq!(monitor_events(&journal), vec!["DatabaseRestored"]);
-    assert!(verify(&workspace, &[]).0);
+    assert!(workspace.verify(&[]).0);
 }
 
 #[test]
@@ -214,7 +200,7 @@ fn a_damaged_database_is_refused_at_start_with_one_line() {
     }
     std::fs::write(&path, &bytes).unwrap();
 
-    let (intact, said) = verify(&workspace, &[]);
+    let (intact, said) = workspace.verify(&[]);
     assert!(
         !intact,
         "fim verify must not call a damaged file intact: {said}"
@@ -256,7 +242,7 @@ fn the_chain_head_goes_to_the_system_log_and_verify_checks_it() {
     assert!(last.starts_with("<85>fimd["), "{last}");
     let anchor = last.rsplit(' ').next().unwrap().trim().to_string();
     assert!(anchor.starts_with("1:"), "{anchor}");
-    let (intact, said) = verify(&workspace, &["--expect", &anchor]);
+    let (intact, said) = workspace.verify(&["--expect", &anchor]);
     assert!(intact, "{said}");
     assert!(said.contains(&format!("chain head at {anchor}")), "{said}");
 
@@ -303,6 +289,6 @@ fn journal_retention_prunes_with_a_marker_and_the_chain_still_verifies() {
         .filter_map(|record| record["Sequence"].as_u64())
         .collect();
     assert_eq!(kept, vec![4, 5, 6, 7]);
-    let (intact, said) = verify(&workspace, &[]);
+    let (intact, said) = workspace.verify(&[]);
     assert!(intact, "{said}");
 }
