@@ -22,7 +22,7 @@ use tonic::{
     Status,
 };
 
-use crate::peer::UnixPeer;
+use crate::{limits::PeerKey, peer::UnixPeer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -108,6 +108,8 @@ pub struct Caller {
     pub identity: String,
     /// The kernel's credentials for a local caller; None for a TLS client.
     pub unix: Option<UnixPeer>,
+    /// Who the caller's streams count against ([`crate::limits`]).
+    pub peer: PeerKey,
 }
 
 impl Caller {
@@ -129,35 +131,48 @@ impl Roles {
     }
 
     /// The peer's identity and role (None: a peer with no role), from the transport.
-    fn identify(&self, extensions: &http::Extensions) -> (String, Option<Role>) {
+    fn identify(&self, extensions: &http::Extensions) -> (String, Option<Role>, PeerKey) {
         if let Some(peer) = extensions.get::<Option<UnixPeer>>() {
             return match peer {
-                Some(peer) => (peer.describe(), self.of_unix(peer)),
-                None => ("a local client with unknown credentials".into(), None),
+                Some(peer) => (peer.describe(), self.of_unix(peer), PeerKey::Uid(peer.uid)),
+                None => (
+                    "a local client with unknown credentials".into(),
+                    None,
+                    PeerKey::Unknown,
+                ),
             };
         }
         if let Some(tls) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
-            let from = tls
-                .get_ref()
-                .remote_addr()
+            let remote = tls.get_ref().remote_addr();
+            let from = remote
                 .map(|addr| format!(" from {addr}"))
                 .unwrap_or_default();
+            let address = remote.map_or(PeerKey::Unknown, |addr| PeerKey::Address(addr.ip()));
             let leaf = tls.peer_certs().and_then(|certs| certs.first().cloned());
             return match leaf {
                 Some(leaf) => {
                     let fingerprint = fingerprint(leaf.as_ref());
                     let role = self.clients.get(&fingerprint).copied();
-                    (format!("certificate SHA256:{fingerprint}{from}"), role)
+                    let identity = format!("certificate SHA256:{fingerprint}{from}");
+                    (identity, role, PeerKey::Certificate(fingerprint))
                 }
-                None => (format!("a TLS client without a certificate{from}"), None),
+                None => (
+                    format!("a TLS client without a certificate{from}"),
+                    None,
+                    address,
+                ),
             };
         }
-        ("a client on an unknown transport".into(), None)
+        (
+            "a client on an unknown transport".into(),
+            None,
+            PeerKey::Unknown,
+        )
     }
 
     /// Allows the call or says why not.
     pub fn authorize(&self, path: &str, extensions: &http::Extensions) -> Result<Caller, Status> {
-        let (identity, role) = self.identify(extensions);
+        let (identity, role, peer) = self.identify(extensions);
         let unix = extensions.get::<Option<UnixPeer>>().cloned().flatten();
         let needed = required_role(path);
         let call = path.rsplit('/').next().unwrap_or(path);
@@ -166,6 +181,7 @@ impl Roles {
                 role,
                 identity,
                 unix,
+                peer,
             }),
             Some(role) => {
                 tracing::warn!(peer = %identity, call, role = %role, "denied: {call} needs the {needed} role");

@@ -9,6 +9,11 @@
 //! [`FIRST_BYTE`] (a half-open TLS handshake, an idle probe) or nothing for [`IDLE`] after
 //! that is closed: the server pings every [`KEEPALIVE`], so a live client, even one only
 //! waiting on a quiet change stream, always has something to answer.
+//!
+//! WatchChanges streams are the other thing a client can multiply (64 per connection would
+//! be 2,048 per peer), so they take slots of their own ([`Limiter::streams`]). Root is never
+//! refused for the total, only for its own per-peer share: readers filling the server must not
+//! lock the administrator out.
 use std::{
     collections::HashMap,
     future::Future,
@@ -33,11 +38,17 @@ pub const IDLE: Duration = Duration::from_secs(300);
 /// The server's HTTP/2 ping interval (answered pings count as activity).
 pub const KEEPALIVE: Duration = Duration::from_secs(60);
 
+/// WatchChanges streams open at once, all peers together.
+pub const MAX_STREAMS: usize = 256;
+/// WatchChanges streams open at once for one uid, IP address or client certificate.
+pub const MAX_STREAMS_PER_PEER: usize = 16;
+
 /// Who a connection counts against.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerKey {
     Uid(u32),
     Address(std::net::IpAddr),
+    Certificate(String),
     Unknown,
 }
 
@@ -55,6 +66,8 @@ pub struct Limiter {
     counts: Arc<Mutex<Counts>>,
     total: usize,
     per_peer: usize,
+    /// What a slot is, for the warning ("API connection", "change stream").
+    what: &'static str,
 }
 
 impl Default for Limiter {
@@ -64,12 +77,26 @@ impl Default for Limiter {
 }
 
 impl Limiter {
+    /// Connection slots.
     pub fn new(total: usize, per_peer: usize) -> Self {
         Limiter {
             counts: Arc::default(),
             total,
             per_peer,
+            what: "API connection",
         }
+    }
+
+    /// WatchChanges stream slots.
+    pub fn streams() -> Self {
+        Limiter {
+            what: "change stream",
+            ..Limiter::new(MAX_STREAMS, MAX_STREAMS_PER_PEER)
+        }
+    }
+
+    pub fn per_peer(&self) -> usize {
+        self.per_peer
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -83,7 +110,8 @@ impl Limiter {
     pub fn admit(&self, peer: PeerKey) -> Option<Slot> {
         let mut counts = self.counts();
         let mine = counts.per_peer.get(&peer).copied().unwrap_or(0);
-        if counts.total >= self.total || mine >= self.per_peer {
+        let full = counts.total >= self.total && peer != PeerKey::Uid(0);
+        if full || mine >= self.per_peer {
             counts.refused_since_warning += 1;
             let due = counts
                 .last_warning
@@ -93,7 +121,8 @@ impl Limiter {
                     peer = ?peer,
                     refused = counts.refused_since_warning,
                     open = counts.total,
-                    "API connection refused: at most {} per peer and {} in all",
+                    "{} refused: at most {} per peer and {} in all",
+                    self.what,
                     self.per_peer,
                     self.total
                 );
@@ -235,10 +264,19 @@ mod tests {
         let first = limiter.admit(a.clone()).expect("first");
         let _second = limiter.admit(a.clone()).expect("second");
         assert!(limiter.admit(a.clone()).is_none(), "a third from one peer");
-        let _other = limiter.admit(PeerKey::Uid(0)).expect("another peer");
-        assert!(limiter.admit(PeerKey::Uid(7)).is_none(), "over the total");
+        let _other = limiter.admit(PeerKey::Uid(7)).expect("another peer");
+        assert!(limiter.admit(PeerKey::Uid(8)).is_none(), "over the total");
+        let root = limiter
+            .admit(PeerKey::Uid(0))
+            .expect("root is not refused for the total");
+        let _root_again = limiter.admit(PeerKey::Uid(0)).expect("root's second");
+        assert!(
+            limiter.admit(PeerKey::Uid(0)).is_none(),
+            "root beyond its own share"
+        );
+        drop(root);
         drop(first);
-        assert_eq!(limiter.open(), 2);
+        assert_eq!(limiter.open(), 3);
         assert!(limiter.admit(a).is_some(), "a slot came back");
     }
 }

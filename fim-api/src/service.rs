@@ -19,6 +19,7 @@ use crate::{
     auth::Caller,
     convert,
     entities::Entities,
+    limits::{Limiter, PeerKey, Slot},
     pb,
     watch::{blocking, Watcher, WATCH_BUFFER},
 };
@@ -34,6 +35,8 @@ pub struct FimService {
     handle: DaemonHandle,
     entities: Entities,
     stop: watch::Receiver<bool>,
+    /// WatchChanges slots per peer and in total.
+    streams: Limiter,
 }
 
 impl FimService {
@@ -44,6 +47,7 @@ impl FimService {
             handle,
             entities,
             stop,
+            streams: Limiter::streams(),
         }
     }
 
@@ -53,6 +57,21 @@ impl FimService {
     ) -> Result<T, Status> {
         let handle = self.handle.clone();
         blocking(move || work(handle.open_store()?)).await
+    }
+}
+
+impl FimService {
+    /// A WatchChanges slot for the caller, or RESOURCE_EXHAUSTED.
+    fn stream_slot<T>(&self, request: &Request<T>) -> Result<Slot, Status> {
+        let caller = request.extensions().get::<Caller>();
+        let peer = caller.map_or(PeerKey::Unknown, |caller| caller.peer.clone());
+        self.streams.admit(peer).ok_or_else(|| {
+            Status::resource_exhausted(format!(
+                "{} has too many change streams open (at most {} per peer); close one first",
+                caller.map_or("this caller", |caller| caller.identity.as_str()),
+                self.streams.per_peer()
+            ))
+        })
     }
 }
 
@@ -152,6 +171,7 @@ impl pb::fim_server::Fim for FimService {
         request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
         let content = content_for(&request);
+        let slot = self.stream_slot(&request)?;
         let request = request.into_inner();
         let filter = convert::filter_of(request.filter.as_ref(), "filter")?;
         // Subscribe before reading anything, so nothing committed from now on is missed.
@@ -169,6 +189,7 @@ impl pb::fim_server::Fim for FimService {
             out,
             stop: self.stop.clone(),
             content,
+            _slot: slot,
         };
         tokio::spawn(watcher.run(live));
         Ok(Response::new(ReceiverStream::new(responses)))

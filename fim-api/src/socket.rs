@@ -6,6 +6,12 @@
 //! connect. A socket left by a crashed daemon is replaced, but only if nothing answers on it
 //! (two daemons must not steal each other's socket) and only if it is a socket (a
 //! misconfigured path must never delete a regular file).
+//!
+//! Set-up cannot be raced: the socket's directory must be root's alone (as the state
+//! directory must, [`fim_engine::trust`]), and the socket is bound, given its group, mode and
+//! ACL inside a fresh 0700 directory next to it, then renamed into place. No chown, chmod or
+//! setxattr ever goes through a path someone else could swap for a symlink, and the socket
+//! never exists at its public path with the wrong permissions.
 use std::{
     ffi::CString,
     fs,
@@ -35,6 +41,10 @@ pub enum SocketError {
     Bind { path: PathBuf, source: io::Error },
     #[error("cannot set the owner and mode of {}: {source}", display_path(.path))]
     Permissions { path: PathBuf, source: io::Error },
+    #[error("refusing the API socket: {0}")]
+    Untrusted(#[from] fim_engine::trust::Untrusted),
+    #[error("cannot move the API socket into place at {}: {source}", display_path(.path))]
+    Publish { path: PathBuf, source: io::Error },
 }
 
 /// Binds the socket and sets its owner group, mode and reader ACL.
@@ -43,23 +53,25 @@ pub fn bind(
     owner_gid: Option<u32>,
     reader_gid: Option<u32>,
 ) -> Result<UnixListener, SocketError> {
-    if let Some(parent) = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        if !parent.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .map_err(|source| SocketError::Directory {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-        }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&parent)
+            .map_err(|source| SocketError::Directory {
+                path: parent.clone(),
+                source,
+            })?;
     }
+    fim_engine::trust::check_dir("API socket directory", &parent)?;
     remove_stale(path)?;
-    let listener = UnixListener::bind(path).map_err(|source| SocketError::Bind {
+    let staging = Staging::create(&parent)?;
+    let staged = staging.0.join("api.sock");
+    let listener = UnixListener::bind(&staged).map_err(|source| SocketError::Bind {
         path: path.to_path_buf(),
         source,
     })?;
@@ -67,17 +79,52 @@ pub fn bind(
         path: path.to_path_buf(),
         source,
     };
-    std::os::unix::fs::chown(path, None, owner_gid).map_err(permissions)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o660)).map_err(permissions)?;
+    std::os::unix::fs::chown(&staged, None, owner_gid).map_err(permissions)?;
+    fs::set_permissions(&staged, fs::Permissions::from_mode(0o660)).map_err(permissions)?;
     if let Some(reader) = reader_gid.filter(|reader| Some(*reader) != owner_gid) {
-        if let Err(error) = grant_group(path, reader) {
+        if let Err(error) = grant_group(&staged, reader) {
             tracing::warn!(
                 "cannot give group {reader} access to {} ({error}): readers cannot connect",
                 display_path(path)
             );
         }
     }
+    fs::rename(&staged, path).map_err(|source| SocketError::Publish {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(listener)
+}
+
+/// A private directory (0700, root's) beside the socket, removed when dropped.
+struct Staging(PathBuf);
+
+impl Staging {
+    fn create(parent: &Path) -> Result<Staging, SocketError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos());
+        let dir = parent.join(format!(".fimd-socket.{}.{nanos}", std::process::id()));
+        // `create` (not `create_dir_all`): an existing entry of that name is an error, never
+        // reused, so nobody can have prepared it.
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| SocketError::Directory {
+                path: dir.clone(),
+                source,
+            })?;
+        Ok(Staging(dir))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.0.join("api.sock"));
+        if let Err(error) = fs::remove_dir(&self.0) {
+            tracing::debug!("cannot remove {}: {error}", display_path(&self.0));
+        }
+    }
 }
 
 /// Removes a socket nobody listens on; refuses anything else.

@@ -18,10 +18,17 @@ use tonic::Status;
 
 use crate::{convert, pb};
 
-/// Responses buffered per watcher before the producer waits for the client.
-pub const WATCH_BUFFER: usize = 256;
-/// Records read from the journal per query while catching up.
-const PAGE: usize = 1000;
+/// Responses buffered per watcher before the producer waits for the client. Small on
+/// purpose: a client that does not read holds this much and no more (a watcher that falls
+/// behind the announcements catches up from the journal, so nothing is lost by waiting).
+pub const WATCH_BUFFER: usize = 32;
+/// Records read from the journal per query while catching up: a page is held in memory
+/// until the client has taken it, so it is no bigger than the buffer.
+const PAGE: usize = WATCH_BUFFER;
+/// Journal reads running at once, all watchers together. Two hundred watchers catching up
+/// together would otherwise each hold a connection and its page cache on a blocking thread
+/// of its own, memory the allocator keeps after they are gone.
+static STORE_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 pub type Item = Result<pb::WatchChangesResponse, Status>;
 
@@ -35,6 +42,8 @@ pub struct Watcher {
     pub stop: watch::Receiver<bool>,
     /// Whether this caller may see content diffs ([`convert::Content`]).
     pub content: convert::Content,
+    /// This stream's place among the caller's ([`crate::limits`]); given back when it ends.
+    pub _slot: crate::limits::Slot,
 }
 
 /// Why a watcher ended.
@@ -98,15 +107,28 @@ impl Watcher {
         }
     }
 
-    /// Sends what the journal holds after `last`, page by page.
+    /// Sends what the journal holds after `last`, page by page. The store connection (and its
+    /// page cache) is let go whenever the client is not keeping up, so a stream nobody reads
+    /// holds one page and its buffer, not a database connection.
     async fn catch_up(&mut self) -> Result<(), End> {
-        let handle = self.handle.clone();
-        let mut store = Some(
-            blocking(move || handle.open_store())
-                .await
-                .map_err(End::Failed)?,
-        );
+        let mut store = None;
         loop {
+            // Waiting for a turn, or for the client, is done without a connection.
+            let reading = match STORE_READS.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    store = None;
+                    STORE_READS.acquire().await.map_err(|_| End::Quiet)?
+                }
+            };
+            if store.is_none() {
+                let handle = self.handle.clone();
+                store = Some(
+                    blocking(move || handle.open_store())
+                        .await
+                        .map_err(End::Failed)?,
+                );
+            }
             let mut filter = self.filter.clone();
             filter.after_sequence = Some(self.last);
             let taken = store.take();
@@ -122,6 +144,10 @@ impl Watcher {
             store = back;
             let page = page.map_err(|error| End::Failed(crate::service::store_status(error)))?;
             let full = page.len() == PAGE;
+            if self.out.capacity() < page.len() {
+                store = None;
+            }
+            drop(reading);
             for record in page {
                 self.last = record.sequence;
                 let item = pb::watch_changes_response::Item::Record(convert::record_for(

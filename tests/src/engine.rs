@@ -200,6 +200,11 @@ impl Engine {
         panic!("fimd never logged {needle:?}:\n{}", self.log());
     }
 
+    /// fimd's process id (for /proc measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn records(&self) -> Vec<Value> {
         self.records.lock().expect("records lock").clone()
     }

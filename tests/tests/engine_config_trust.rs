@@ -103,6 +103,50 @@ fn a_state_directory_writable_by_others_stops_fimd_at_start() {
 }
 
 #[test]
+fn a_socket_directory_writable_by_others_stops_fimd_at_start() {
+    let mut workspace = Workspace::new("trust-socket");
+    let run = workspace.base.join("run");
+    std::fs::create_dir(&run).unwrap();
+    chmod(&run, 0o777);
+    workspace.socket = run.join("fim.sock");
+    fimd_refuses(
+        &workspace,
+        &format!(
+            "refusing the API socket: API socket directory {} is writable by group or others \
+             (mode 0777); only root may be able to change it",
+            path_of(&run)
+        ),
+    );
+    // Nothing was bound there, not even for a moment that left a trace.
+    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 0);
+}
+
+/// The socket appears at its path already with its final mode, and the private directory it
+/// was prepared in is gone.
+#[test]
+fn the_socket_is_published_with_its_mode_and_leaves_no_staging_directory() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let workspace = Workspace::new("trust-socket-mode");
+    let engine = Engine::start(&workspace);
+    let meta = std::fs::symlink_metadata(&workspace.socket).expect("socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.mode() & 0o7777, 0o660);
+    assert_eq!(meta.uid(), 0);
+    let staging: Vec<_> = std::fs::read_dir(&workspace.base)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".fimd-socket")
+        })
+        .collect();
+    assert!(staging.is_empty(), "left behind: {staging:?}");
+    engine.stop();
+}
+
+#[test]
 fn a_policy_made_writable_by_others_is_not_reloaded() {
     let workspace = Workspace::new("trust-live");
     let mut engine = Engine::start(&workspace);

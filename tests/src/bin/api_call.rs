@@ -6,6 +6,9 @@
 //! - `query`: `Ok RECORDS WITH_DIFF` (records, and how many carry a content diff)
 //! - `watch`: the same, for the records WatchChanges replays from sequence 0
 //! - `baseline PATH`: `Ok HAS_CONTENT` (does the baseline state carry content)
+//! - `hold COUNT SECONDS`: opens COUNT WatchChanges streams from sequence 0 on one connection
+//!   and never reads them; prints `Ok OPENED REFUSED_CODE` once they are open, then holds them
+//!   for SECONDS
 use fim_api::pb;
 use fim_tests::api::{block_on, unix_client};
 use tokio_stream::StreamExt as _;
@@ -99,8 +102,35 @@ async fn call(socket: std::path::PathBuf, args: Vec<String>) -> String {
             ),
             Err(status) => status_line::<()>(Err(status)),
         },
+        "hold" => hold(fim, &arg(1), &arg(2)).await,
         other => format!("usage: unknown command {other:?}"),
     }
+}
+
+/// Streams nobody reads: opened, announced on stdout, then left alone.
+async fn hold(
+    mut fim: pb::fim_client::FimClient<tonic::transport::Channel>,
+    count: &str,
+    seconds: &str,
+) -> String {
+    let count: usize = count.parse().unwrap_or(0);
+    let seconds: u64 = seconds.parse().unwrap_or(0);
+    let mut held = Vec::new();
+    let mut refused = String::from("-");
+    for _ in 0..count {
+        let request = pb::WatchChangesRequest {
+            from_sequence: 0,
+            ..Default::default()
+        };
+        match fim.watch_changes(request).await {
+            Ok(reply) => held.push(reply.into_inner()),
+            Err(status) => refused = format!("{:?}", status.code()),
+        }
+    }
+    println!("Ok {} {refused}", held.len());
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+    drop(held);
+    "done".to_string()
 }
 
 fn main() {

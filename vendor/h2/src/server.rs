@@ -197,6 +197,10 @@ pub struct Connection<T, B: Buf> {
     connection: proto::Connection<T, Peer, B>,
 }
 
+/// fim: the most a stream may buffer for a client that is not reading (see
+/// [`Builder::max_send_buffer_size`]).
+const FIM_MAX_SEND_BUFFER_SIZE: usize = 64 * 1024;
+
 /// Builds server connections with custom configuration values.
 ///
 /// Methods can be chained in order to set the configuration values.
@@ -660,7 +664,7 @@ impl Builder {
             pending_accept_reset_stream_max: proto::DEFAULT_REMOTE_RESET_STREAM_MAX,
             settings: Settings::default(),
             initial_target_connection_window_size: None,
-            max_send_buffer_size: proto::DEFAULT_MAX_SEND_BUFFER_SIZE,
+            max_send_buffer_size: proto::DEFAULT_MAX_SEND_BUFFER_SIZE.min(FIM_MAX_SEND_BUFFER_SIZE),
             local_max_error_reset_streams: Some(proto::DEFAULT_LOCAL_RESET_COUNT_MAX),
             data_frame_budget: proto::DataFrameBudget::Auto,
         }
@@ -987,7 +991,10 @@ impl Builder {
     /// This function panics if `max` is larger than `u32::MAX`.
     pub fn max_send_buffer_size(&mut self, max: usize) -> &mut Self {
         assert!(max <= u32::MAX as usize);
-        self.max_send_buffer_size = max;
+        // fim: at most 64 KiB per stream, whatever the caller asks. hyper asks for 400 KiB and
+        // tonic gives no way to change that, so a stream whose client never reads held 400 KiB
+        // of the daemon's memory (200 unread WatchChanges streams: 80 MiB).
+        self.max_send_buffer_size = max.min(FIM_MAX_SEND_BUFFER_SIZE);
         self
     }
 
