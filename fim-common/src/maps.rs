@@ -29,7 +29,15 @@ pub const GLOBAL_OFFSETS: &str = "OFFSETS";
 /// Global: the daemon's own tgid, excluded in the kernel.
 pub const GLOBAL_DAEMON_TGID: &str = "DAEMON_TGID";
 
-/// Number of drop counter slots (root ids are below this).
-pub const MAX_ROOT_IDS: u32 = 4096;
+/// Number of drop counter slots (root ids are below this). A policy of 20,000 entities has
+/// 20,000 roots; each slot costs 8 bytes per CPU.
+pub const MAX_ROOT_IDS: u32 = 65536;
+/// Entries in the inode map: roots, their ancestors and hard links.
+pub const MAX_INODES: u32 = 131072;
+/// Entries in the path-prefix trie: about 16 per root four levels deep (each spelling from
+/// each ancestor, relative and absolute, and the directories in between); 20,000 roots need
+/// 321,206. An LPM trie is never preallocated, so this is a cap: each entry in use costs
+/// about 300 bytes of kernel memory.
+pub const MAX_PREFIXES: u32 = 1 << 20;
 /// Default ring-buffer size in bytes (must be a power of two multiple of the page size).
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;

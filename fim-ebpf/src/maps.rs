@@ -5,7 +5,7 @@ use aya_ebpf::{
 };
 use fim_common::{
     event::EventBuf,
-    maps::{DEFAULT_RING_BYTES, MAX_ROOT_IDS},
+    maps::{DEFAULT_RING_BYTES, MAX_INODES, MAX_PREFIXES, MAX_ROOT_IDS},
     roots::{InodeEntry, InodeKey, PrefixEntry, WriterState, PREFIX_PATH_BYTES},
 };
 
@@ -13,11 +13,11 @@ use fim_common::{
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
 #[map]
-pub static INODES: HashMap<InodeKey, InodeEntry> = HashMap::with_max_entries(65536, 0);
+pub static INODES: HashMap<InodeKey, InodeEntry> = HashMap::with_max_entries(MAX_INODES, 0);
 
 #[map]
 pub static PREFIXES: LpmTrie<[u8; 4 + PREFIX_PATH_BYTES], PrefixEntry> =
-    LpmTrie::with_max_entries(65536, 0);
+    LpmTrie::with_max_entries(MAX_PREFIXES, 0);
 
 /// Keyed by `struct file *`. LRU so that an entry whose last release was never seen (the
 /// tracepoint strategy has no hook on the final fput) cannot fill the map for good; 131072

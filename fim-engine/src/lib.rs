@@ -16,5 +16,6 @@ pub mod scan;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod task;
 pub mod trust;
 pub mod users;

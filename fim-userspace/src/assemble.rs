@@ -63,6 +63,9 @@ pub(crate) struct State {
     /// Links whose creation was seen, waiting for the syscall to have made them.
     candidate_links: Vec<(SymlinkAlias, Instant)>,
     last_unresolved_rescan: Option<Instant>,
+    /// The kernel maps hold exactly `plan` (false after a write failed half-way: the next
+    /// plan is then written whole instead of only what differs).
+    pub(crate) maps_match_plan: bool,
 }
 
 impl State {
@@ -81,6 +84,7 @@ impl State {
             symlinks: Vec::new(),
             candidate_links: Vec::new(),
             last_unresolved_rescan: None,
+            maps_match_plan: true,
         }
     }
 

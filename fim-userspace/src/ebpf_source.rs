@@ -43,6 +43,15 @@ pub enum SourceError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error(
+        "the policy needs {needed} {what} entries in the kernel, more than the {limit} it has \
+         room for; monitor a common parent directory recursively instead of its children one by one"
+    )]
+    TooManyRoots {
+        what: &'static str,
+        needed: usize,
+        limit: u32,
+    },
     #[error("cannot poll the ring buffer: {0}")]
     Poll(std::io::Error),
     #[error("the event source has stopped")]
@@ -198,6 +207,9 @@ async fn run(
     // The kernel wakes us at most once a millisecond per CPU; after a batch, look again
     // shortly for records it sent without a wakeup.
     let mut follow_up: Option<tokio::time::Instant> = None;
+    // Roots being planned on a blocking thread, and who asked for them.
+    let mut planning: Option<tokio::task::JoinHandle<RootPlan>> = None;
+    let mut planned_reply = None;
     loop {
         let mut ready = Vec::new();
         tokio::select! {
@@ -225,12 +237,26 @@ async fn run(
                     guard.clear_ready();
                 }
             }
-            command = commands.recv() => match command {
+            command = commands.recv(), if planning.is_none() => match command {
                 Some(Command::UpdateRoots(roots, reply)) => {
-                    let _ = reply.send(state.apply_roots(&mut kernel_maps, &roots));
+                    // Planning stats every root and its ancestors (seconds for 20,000
+                    // roots): off this task, which must keep draining the ring meanwhile.
+                    let links = state.symlinks.clone();
+                    planning = Some(tokio::task::spawn_blocking(move || plan_with_links(&roots, &links)));
+                    planned_reply = Some(reply);
                 }
                 None => break,
             },
+            planned = fim_engine::task::finished(&mut planning) => {
+                planning = None;
+                let applied = match planned {
+                    Ok(next) => state.apply_plan(&mut kernel_maps, next),
+                    Err(_) => Err(SourceError::Stopped),
+                };
+                if let Some(reply) = planned_reply.take() {
+                    let _ = reply.send(applied);
+                }
+            }
             _ = shutdown.changed() => break,
         }
         for link in std::mem::take(&mut state.new_links) {
@@ -322,8 +348,34 @@ impl State {
         roots: &[RootSpec],
     ) -> Result<Vec<String>, SourceError> {
         let next = plan_with_links(roots, &self.symlinks);
+        self.apply_plan(kernel_maps, next)
+    }
+
+    /// Writes a plan into the kernel maps: what it dropped is removed, what is new or changed
+    /// is written (the rest is left as it is: 20,000 roots are 300,000 map entries).
+    fn apply_plan(
+        &mut self,
+        kernel_maps: &mut KernelMaps,
+        next: RootPlan,
+    ) -> Result<Vec<String>, SourceError> {
         self.symlinks.retain(SymlinkAlias::holds);
+        let in_sync = self.maps_match_plan;
+        // Refused before anything changes: the roots in force stay whole.
+        for (what, needed, limit) in [
+            ("inode", next.inodes.len(), maps::MAX_INODES),
+            ("path prefix", next.prefixes.len(), maps::MAX_PREFIXES),
+        ] {
+            if needed > limit as usize {
+                return Err(SourceError::TooManyRoots {
+                    what,
+                    needed,
+                    limit,
+                });
+            }
+        }
         let map_error = |name| move |source| SourceError::Map { name, source };
+        // Until every write below has gone through, the maps hold neither plan.
+        self.maps_match_plan = false;
         for key in self
             .plan
             .inodes
@@ -341,12 +393,18 @@ impl State {
             let _ = kernel_maps.prefixes.remove(&Key::new(*bits, *data));
         }
         for (key, entry) in &next.inodes {
+            if in_sync && self.plan.inodes.get(key) == Some(entry) {
+                continue;
+            }
             kernel_maps
                 .inodes
                 .insert(key, entry, 0)
                 .map_err(map_error(maps::INODES))?;
         }
         for ((bits, data), entry) in &next.prefixes {
+            if in_sync && self.plan.prefixes.get(&(*bits, *data)) == Some(entry) {
+                continue;
+            }
             kernel_maps
                 .prefixes
                 .insert(&Key::new(*bits, *data), entry, 0)
@@ -373,6 +431,7 @@ impl State {
         });
         let warnings = next.warnings.clone();
         self.plan = next;
+        self.maps_match_plan = true;
         kernel_maps.bump_generation();
         self.paths.clear();
         Ok(warnings)

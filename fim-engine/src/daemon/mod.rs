@@ -35,7 +35,7 @@ pub use handle::{Announcement, Command, DaemonHandle, HandleError, LiveStatus};
 use hashing::Hasher;
 pub use hashing::{saved_hashing, HASHING_META};
 pub use policy_audit::{PolicyAuthor, PolicyEdits};
-pub use policy_file::{PolicyChange, PolicySource, PolicyWatcher};
+pub use policy_file::{LoadedPolicy, PendingLoad, PolicyChange, PolicySource, PolicyWatcher};
 use scans::{Request, Scans};
 use schedule::Schedule;
 
@@ -78,14 +78,18 @@ pub fn symlinked_roots(policy: &CompiledPolicy) -> Vec<String> {
 /// The roots that cover a policy: one per entity (a wildcard entity watches its directory).
 pub fn watch_roots(policy: &CompiledPolicy) -> Vec<WatchRoot> {
     let mut roots: Vec<WatchRoot> = Vec::new();
+    let mut index: HashMap<&Path, usize> = HashMap::new();
     for entity in &policy.entities {
-        let root = WatchRoot {
-            path: entity.root.clone(),
-            recursive: entity.max_depth().is_none(),
-        };
-        match roots.iter_mut().find(|known| known.path == root.path) {
-            Some(known) => known.recursive |= root.recursive,
-            None => roots.push(root),
+        let recursive = entity.max_depth().is_none();
+        match index.get(entity.root.as_path()) {
+            Some(&known) => roots[known].recursive |= recursive,
+            None => {
+                index.insert(&entity.root, roots.len());
+                roots.push(WatchRoot {
+                    path: entity.root.clone(),
+                    recursive,
+                });
+            }
         }
     }
     roots
@@ -280,6 +284,8 @@ impl Daemon {
         self.start_scans(&mut scans);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut stopping = false;
+        // A policy being read and compiled off the loop (events keep flowing meanwhile).
+        let mut reloading: Option<PolicyLoad> = None;
         // The first tick prunes at once.
         let mut last_prune = Instant::now()
             .checked_sub(PRUNE_EVERY)
@@ -302,6 +308,13 @@ impl Daemon {
                     }
                     None => break,
                 },
+                loaded = crate::task::finished(&mut reloading) => {
+                    reloading = None;
+                    if let Some(settings) = self.apply_policy(loaded, &root_updates, &mut scans).await {
+                        coalescer.set_window(Duration::from_millis(settings.coalesce_ms));
+                        schedule.update(&settings);
+                    }
+                }
                 _ = sleep_until(next_due) => {
                     let due = coalescer.take_due(Instant::now());
                     self.reconcile(due, &mut held, &mut needs_rescan).await;
@@ -314,10 +327,7 @@ impl Daemon {
                         database::prune(&mut lock(&self.reconciler), &settings, &self.handle.computer);
                     }
                     if self.policy.changed() {
-                        if let Some(settings) = self.apply_policy(&root_updates, &mut scans).await {
-                            coalescer.set_window(Duration::from_millis(settings.coalesce_ms));
-                            schedule.update(&settings);
-                        }
+                        self.begin_reload(&mut reloading);
                     }
                     if (!held.is_empty() || needs_rescan) && last_retry.elapsed() >= RETRY_EVERY {
                         last_retry = Instant::now();
@@ -446,19 +456,37 @@ impl Daemon {
     }
 
     /// Applies a changed policy file; returns the new settings when they were applied.
+    /// Starts reading the policy file on a blocking thread, unless a read is under way.
+    fn begin_reload(&mut self, reloading: &mut Option<PolicyLoad>) {
+        if reloading.is_some() {
+            return; // the file is looked at again once this one is applied
+        }
+        match self.policy.begin_reload() {
+            Ok(pending) => *reloading = Some(tokio::task::spawn_blocking(move || pending.load())),
+            Err(error) => {
+                tracing::error!("the policy was not reloaded, keeping the previous one: {error}")
+            }
+        }
+    }
+
     async fn apply_policy(
         &mut self,
+        loaded: Result<Result<LoadedPolicy, crate::policy::PolicyError>, tokio::task::JoinError>,
         root_updates: &mpsc::Sender<Vec<WatchRoot>>,
         scans: &mut Scans,
     ) -> Option<crate::policy::Settings> {
-        let change = match self.policy.reload() {
-            Ok(Some(change)) => change,
-            Ok(None) => return None,
-            Err(error) => {
+        let loaded = match loaded {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(error)) => {
                 tracing::error!("the policy was not reloaded, keeping the previous one: {error}");
                 return None;
             }
+            Err(error) => {
+                tracing::error!("the policy was not reloaded, keeping the previous one: the reload failed: {error}");
+                return None;
+            }
         };
+        let change = self.policy.finish_reload(loaded)?;
         let author = self.edits.take_for(self.policy.loaded_stamp());
         let computer = self.handle.computer.clone();
         if let Err(error) = journal_policy(
@@ -516,6 +544,9 @@ impl Daemon {
         Some(self.policy.compiled().settings.clone())
     }
 }
+
+/// A policy file being read and compiled on a blocking thread.
+type PolicyLoad = tokio::task::JoinHandle<Result<LoadedPolicy, crate::policy::PolicyError>>;
 
 /// Where the policy last journaled is kept, to journal what differs from it.
 const APPLIED_POLICY: &str = "policy/applied";
