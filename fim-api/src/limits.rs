@@ -269,7 +269,7 @@ mod tests {
         let root = limiter
             .admit(PeerKey::Uid(0))
             .expect("root is not refused for the total");
-        let _root_again = limiter.admit(PeerKey::Uid(0)).expect("root's second");
+        let root_again = limiter.admit(PeerKey::Uid(0)).expect("root's second");
         assert!(
             limiter.admit(PeerKey::Uid(0)).is_none(),
             "root beyond its own share"
@@ -277,6 +277,11 @@ mod tests {
         drop(root);
         drop(first);
         assert_eq!(limiter.open(), 3);
+        assert!(
+            limiter.admit(a.clone()).is_none(),
+            "still full: root's connections count"
+        );
+        drop(root_again);
         assert!(limiter.admit(a).is_some(), "a slot came back");
     }
 }

@@ -16,14 +16,23 @@ pub(crate) fn run(name: &str, args: &[String]) -> Result<()> {
         "kernel" => driver("bench_kernel", args),
         "scan" => crate::bench_scan::run(args),
         "grpc" => driver("bench_grpc", args),
-        other => bail!("unknown benchmark `{other}`; available: kernel, scan, grpc"),
+        "policy" => {
+            run_cmd(cargo().args(["build", "--release", "-p", "fim-cli", "--bin", "fim"]))?;
+            let fim = target_dir().join("release/fim");
+            let mut with_fim = vec!["--fim".to_string(), fim.display().to_string()];
+            with_fim.extend_from_slice(args);
+            driver("bench_policy", &with_fim)
+        }
+        other => bail!("unknown benchmark `{other}`; available: kernel, scan, grpc, policy"),
     }
 }
 
 /// kernel: write overhead with the daemon off and on, event completeness (`bench_kernel`).
 /// grpc: streaming throughput (1 and 8 subscribers, beside reading the journal directly) and
 /// write-to-subscriber latency (beside the coalescing window) (`bench_grpc`).
-/// Both drivers start the release fimd themselves.
+/// policy: `fim policy check` on 20,000 entities beside reading and parsing the TOML alone,
+/// fimd's start-up and reload on them, a change recorded during the reload (`bench_policy`).
+/// The drivers start the release fimd themselves.
 fn driver(name: &str, args: &[String]) -> Result<()> {
     setup::run()?;
     run_cmd(cargo().args(["build", "--release", "-p", "fim-userspace", "--bin", "fimd"]))?;

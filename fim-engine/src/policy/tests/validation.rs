@@ -326,6 +326,44 @@ fn nested_and_shared_roots_are_warnings_naming_both() {
     );
 }
 
+/// The overlap check is indexed by root (it was all pairs, 380 s for 20,000 entities): a large
+/// policy still gets every warning, exactly once, and unrelated siblings get none.
+#[test]
+fn a_large_policy_gets_exactly_its_overlap_warnings() {
+    let mut parts = vec![linux("srv", "/srv")];
+    for index in 0..2000 {
+        parts.push(linux(&format!("app{index}"), &format!("/srv/app{index}")));
+    }
+    for index in 0..2000 {
+        parts.push(linux(
+            &format!("other{index}"),
+            &format!("/opt/other{index}"),
+        ));
+    }
+    parts.push(linux("conf", "/opt/other7/*.conf"));
+    let text = parts.concat();
+    let found = warnings(&text);
+    let mut expected: Vec<String> = (0..2000)
+        .map(|index| {
+            format!(
+                "{FILE}:{}:8: warning: entity \"app{index}\" (\"/srv/app{index}\") is nested inside entity \"srv\" (\"/srv\"); paths in both belong to \"app{index}\"",
+                9 + 5 * index
+            )
+        })
+        .collect();
+    expected.push(format!(
+        "{FILE}:{}:8: warning: entities \"other7\" (\"/opt/other7\") and \"conf\" (\"/opt/other7/*.conf\") overlap; paths in both belong to \"conf\"",
+        9 + 5 * 4000
+    ));
+    assert_eq!(
+        found.len(),
+        expected.len(),
+        "{:?}",
+        &found[..found.len().min(3)]
+    );
+    assert_eq!(found, expected);
+}
+
 #[test]
 fn overly_general_paths_are_warnings() {
     let text = [
