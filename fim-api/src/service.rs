@@ -280,6 +280,7 @@ impl pb::fim_server::Fim for FimService {
             gap_notices: live.gap_notices,
             coalescing_paths: live.coalescing_paths,
             held_paths: live.held_paths,
+            degraded: live.degraded.clone().unwrap_or_default(),
             queued_events: live.queued_events,
             scan_running: live.scan_running,
             scans_queued: live.scans_queued,

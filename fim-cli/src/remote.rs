@@ -148,6 +148,7 @@ pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode>
         "gap_notices": status.gap_notices,
         "coalescing_paths": status.coalescing_paths,
         "held_paths": status.held_paths,
+        "degraded": (!status.degraded.is_empty()).then_some(&status.degraded),
         "queued_events": status.queued_events,
         "scan_running": status.scan_running,
         "scans_queued": status.scans_queued,
@@ -163,16 +164,23 @@ pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode>
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "daemon:     running (strategy {}, version {})",
-        status.strategy, status.version
-    );
+    if status.degraded.is_empty() {
+        println!(
+            "daemon:     running (strategy {}, version {})",
+            status.strategy, status.version
+        );
+    } else {
+        println!(
+            "daemon:     DEGRADED (strategy {}, version {}): {}",
+            status.strategy, status.version, status.degraded
+        );
+    }
     println!("computer:   {} ({})", status.computer, status.computer_id);
     println!("roots:      {}", status.roots.join(" "));
     println!("baseline:   {} entries", status.baseline_entries);
     println!("journal:    last sequence {}", status.journal_last_sequence);
     println!(
-        "events:     {} lost in {} gap(s), {} coalescing, {} queued, {} held (disk full)",
+        "events:     {} lost in {} gap(s), {} coalescing, {} queued, {} held (journal not writable)",
         status.dropped_events,
         status.gap_notices,
         status.coalescing_paths,

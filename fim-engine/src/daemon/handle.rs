@@ -40,8 +40,10 @@ pub struct LiveStatus {
     pub gap_notices: u64,
     /// Paths waiting in the coalescing window.
     pub coalescing_paths: u64,
-    /// Paths held because the state directory's disk was full.
+    /// Paths held because the journal could not be written (full disk, damaged database).
     pub held_paths: u64,
+    /// Why the journal cannot be written now; None when all is well.
+    pub degraded: Option<String>,
     /// Source events read but not yet processed.
     pub queued_events: u64,
     pub scan_running: bool,

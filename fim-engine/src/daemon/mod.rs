@@ -424,11 +424,24 @@ impl Daemon {
         })
         .await;
         match result {
-            Ok(Ok(_records)) => {}
-            Ok(Err(error)) if error.is_disk_full() => {
-                if held.is_empty() {
-                    tracing::error!("the state directory's disk is full: changes cannot be journaled; holding them and retrying every {}s", RETRY_EVERY.as_secs());
+            Ok(Ok(_records)) => {
+                if held.is_empty() && self.status.borrow().degraded.is_some() {
+                    tracing::warn!("the journal accepts records again");
+                    self.status.send_modify(|status| status.degraded = None);
                 }
+            }
+            Ok(Err(error)) => {
+                // A full disk and a damaged database are handled alike: nothing is dropped,
+                // the paths are held and retried, status says why, and a rescan follows.
+                let reason = if error.is_disk_full() {
+                    "the state directory's disk is full: changes cannot be journaled".to_string()
+                } else {
+                    format!("the journal cannot be written: {error}")
+                };
+                if held.is_empty() {
+                    tracing::error!("{reason}; holding them and retrying every {}s", RETRY_EVERY.as_secs());
+                }
+                self.status.send_modify(|status| status.degraded = Some(reason));
                 for (path, hint) in due {
                     if held.len() >= MAX_HELD_PATHS {
                         *needs_rescan = true;
@@ -442,10 +455,6 @@ impl Daemon {
                     };
                     held.insert(path, merged);
                 }
-                *needs_rescan = true;
-            }
-            Ok(Err(error)) => {
-                tracing::error!("reconcile failed: {error}; the affected paths will be rescanned");
                 *needs_rescan = true;
             }
             Err(join) => {
