@@ -257,7 +257,8 @@ impl pb::fim_server::Fim for FimService {
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let live = self.handle.live_status();
-        let (entries, scans, last_sequence) = self
+        // A database that cannot be read is what status must report, not a reason to fail.
+        let (entries, scans, last_sequence, unreadable) = match self
             .with_store(|store| {
                 Ok((
                     store.count()?,
@@ -265,7 +266,20 @@ impl pb::fim_server::Fim for FimService {
                     store.last_sequence()?,
                 ))
             })
-            .await?;
+            .await
+        {
+            Ok((entries, scans, last)) => (entries, scans, last, None),
+            Err(status) => {
+                let reason = format!("the database cannot be read: {}", status.message());
+                tracing::error!("{reason}");
+                (0, Vec::new(), 0, Some(reason))
+            }
+        };
+        let degraded = [live.degraded.clone(), unreadable]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ");
         let computer = self.handle.computer();
         Ok(Response::new(pb::GetStatusResponse {
             strategy: live.strategy,
@@ -280,7 +294,7 @@ impl pb::fim_server::Fim for FimService {
             gap_notices: live.gap_notices,
             coalescing_paths: live.coalescing_paths,
             held_paths: live.held_paths,
-            degraded: live.degraded.clone().unwrap_or_default(),
+            degraded,
             queued_events: live.queued_events,
             scan_running: live.scan_running,
             scans_queued: live.scans_queued,

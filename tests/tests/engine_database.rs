@@ -292,3 +292,75 @@ fn journal_retention_prunes_with_a_marker_and_the_chain_still_verifies() {
     let (intact, said) = workspace.verify(&[]);
     assert!(intact, "{said}");
 }
+
+/// Pages damaged under the running daemon: whatever SQLite makes of it, no change is dropped
+/// silently. Either every change is journaled, or the daemon says it is degraded (in
+/// `fim status` and at error level) and holds what it could not write.
+#[test]
+fn pages_damaged_while_fimd_runs_are_loud_and_nothing_is_dropped_silently() {
+    use std::io::{Seek, SeekFrom, Write};
+    let workspace = Workspace::new("db-damaged-live");
+    let syslog = Syslog::bind(&workspace);
+    let engine = start(&workspace, &syslog);
+    for index in 0..300 {
+        std::fs::write(workspace.tree.join(format!("early{index}")), [b'e'; 300]).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while added(&engine.records()).len() < 300 {
+        assert!(std::time::Instant::now() < deadline, "early records");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every page after the header, in the database and its write-ahead log.
+    for suffix in ["", "-wal"] {
+        let path = PathBuf::from(format!("{}{suffix}", database(&workspace).display()));
+        let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(&path) else {
+            continue;
+        };
+        let length = file.metadata().unwrap().len();
+        if length > 4096 {
+            file.seek(SeekFrom::Start(4096)).unwrap();
+            file.write_all(&vec![0x55; (length - 4096) as usize])
+                .unwrap();
+            file.sync_all().unwrap();
+        }
+    }
+    let late: Vec<PathBuf> = (0..40)
+        .map(|index| workspace.tree.join(format!("late{index}")))
+        .collect();
+    for path in &late {
+        std::fs::write(path, b"after the damage").unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let recorded = added(&engine.records());
+    let missing: Vec<&PathBuf> = late
+        .iter()
+        .filter(|path| !recorded.contains(&path_of(path)))
+        .collect();
+    let status = workspace.fim(&["status"]);
+    let said = String::from_utf8_lossy(&status.stdout).to_string();
+    eprintln!("{} of 40 unrecorded; status:\n{said}", missing.len());
+    // The daemon's own connection may keep journaling from its cache, but whoever reads the
+    // file now finds it damaged: status says so instead of failing or saying all is well.
+    assert!(
+        status.status.success() && said.contains("DEGRADED"),
+        "status does not say degraded:\n{said}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    if !missing.is_empty() {
+        assert!(
+            said.contains("DEGRADED"),
+            "{} changes unrecorded and status does not say so:\n{said}",
+            missing.len()
+        );
+        assert!(
+            engine.log().contains("the journal cannot be written"),
+            "{}",
+            engine.log()
+        );
+        assert!(!said.contains(" 0 held"), "nothing held:\n{said}");
+    }
+    engine.stop();
+    // And verify never calls the damaged file intact.
+    let (intact, verdict) = workspace.verify(&[]);
+    assert!(!intact, "verify said intact:\n{verdict}");
+}

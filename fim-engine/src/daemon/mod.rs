@@ -439,9 +439,13 @@ impl Daemon {
                     format!("the journal cannot be written: {error}")
                 };
                 if held.is_empty() {
-                    tracing::error!("{reason}; holding them and retrying every {}s", RETRY_EVERY.as_secs());
+                    tracing::error!(
+                        "{reason}; holding them and retrying every {}s",
+                        RETRY_EVERY.as_secs()
+                    );
                 }
-                self.status.send_modify(|status| status.degraded = Some(reason));
+                self.status
+                    .send_modify(|status| status.degraded = Some(reason));
                 for (path, hint) in due {
                     if held.len() >= MAX_HELD_PATHS {
                         *needs_rescan = true;
