@@ -233,3 +233,81 @@ fn fimd_raises_its_open_file_limit_to_the_hard_limit() {
     let expected = format!("open file limit (RLIMIT_NOFILE): {}", hard.rlim_max);
     assert!(log.contains(&expected), "expected {expected:?} in:\n{log}");
 }
+
+/// A daemon out of descriptors (its limit pulled down under it, as a descriptor-hoarding
+/// neighbour on a shared limit would) does not record "Too many open files" as the file's
+/// state: the change is held, status says why, and once descriptors are back the record
+/// comes with the file's real hash.
+#[test]
+fn running_out_of_descriptors_while_hashing_is_retried_not_recorded() {
+    let workspace = Workspace::new("emfile");
+    let engine = Engine::start(&workspace);
+    let pid = engine.pid().to_string();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // The soft limit only: taking it down and back up needs no privilege.
+    let hard = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap()
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(4).map(str::to_string))
+        .expect("the hard limit");
+    let limit = |value: &str| {
+        let status = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={value}:{hard}")])
+            .status()
+            .expect("prlimit");
+        assert!(status.success());
+    };
+    // Below what it holds now: every new open fails until the limit is raised again.
+    limit(&open.saturating_sub(8).to_string());
+    let victim = workspace.tree.join("victim");
+    std::fs::write(&victim, b"hashed once descriptors are back").unwrap();
+    let want = path_of(&victim);
+    let of_victim = || -> Vec<serde_json::Value> {
+        engine
+            .records()
+            .into_iter()
+            .filter(|record| record["File"]["FileSystemPath"] == want.as_str())
+            .collect()
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    let early: Vec<_> = of_victim()
+        .into_iter()
+        .map(|record| record["File"].clone())
+        .collect();
+    assert_eq!(
+        early,
+        Vec::<serde_json::Value>::new(),
+        "recorded while out of descriptors"
+    );
+    // (The API cannot accept a connection either now, so the log is where it shows.)
+    let log = engine.log();
+    limit(&hard);
+    assert!(
+        log.contains(&format!(
+            "changes cannot be recorded: cannot open {want} to hash it: Too many open files"
+        )),
+        "{log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while of_victim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "never recorded:\n{}",
+            engine.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let records = of_victim();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["ChangeCategory"], "Added");
+    assert_eq!(
+        records[0]["File"]["FileContentChecksum"],
+        blake3::hash(b"hashed once descriptors are back")
+            .to_hex()
+            .as_str()
+    );
+    engine.stop();
+}

@@ -353,7 +353,7 @@ fn pages_damaged_while_fimd_runs_are_loud_and_nothing_is_dropped_silently() {
             missing.len()
         );
         assert!(
-            engine.log().contains("the journal cannot be written"),
+            engine.log().contains("changes cannot be recorded"),
             "{}",
             engine.log()
         );

@@ -436,9 +436,10 @@ impl Daemon {
                 let reason = if error.is_disk_full() {
                     "the state directory's disk is full: changes cannot be journaled".to_string()
                 } else {
-                    format!("the journal cannot be written: {error}")
+                    format!("changes cannot be recorded: {error}")
                 };
-                if held.is_empty() {
+                // Said once per reason, not at every retry.
+                if self.status.borrow().degraded.as_ref() != Some(&reason) {
                     tracing::error!(
                         "{reason}; holding them and retrying every {}s",
                         RETRY_EVERY.as_secs()

@@ -357,6 +357,10 @@ fn hash_one(deferred: &Deferred, reconciler: &Mutex<Reconciler>, job: &Job) -> D
             tracing::info!(path = %display_path(path), "hash cancelled; the next start-up scan looks at it again");
             return Done::Committed;
         }
+        Err(error) if error.is_transient() => {
+            tracing::warn!(path = %display_path(path), "{error}; retrying in {}s", RETRY_AFTER.as_secs());
+            return Done::Failed;
+        }
         Err(error) => {
             tracing::warn!(path = %display_path(path), "{error}; left to the next sweep");
             return Done::Committed;

@@ -258,6 +258,11 @@ impl Reconciler {
             // Not covered itself, but maybe a directory with covered paths below it.
             None => scan::observe(path, &ObserveOptions::default()),
         };
+        // Out of descriptors: the whole batch fails, and the daemon holds and retries it.
+        let observed = match observed {
+            Err(error) if error.is_transient() => return Err(error.into()),
+            other => other,
+        };
         let Some(after) = subtree::observe_or_skip(observed, path) else {
             return Ok(());
         };

@@ -63,6 +63,22 @@ pub enum ScanError {
     /// `ObserveOptions::cancel` was set while a file was read: its state is unknown.
     #[error("cancelled while reading")]
     Cancelled,
+    /// The process (EMFILE) or the system (ENFILE) ran out of descriptors while the file was
+    /// opened to hash it, even after a few retries. That says nothing about the file: it is
+    /// looked at again, never recorded with this as its state.
+    #[error("cannot open {} to hash it: {source}", display_path(.path))]
+    OutOfDescriptors {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ScanError {
+    /// Out of descriptors: retry soon, record nothing now.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ScanError::OutOfDescriptors { .. })
+    }
 }
 
 /// One entity to scan, with its baseline for sweeps.

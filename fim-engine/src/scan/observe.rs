@@ -113,6 +113,14 @@ pub(super) fn observe_with(
                     bytes_read += hashed.bytes_read;
                     Some(hashed_state(hashed, path))
                 }
+                HashOutcome::Unreadable(error)
+                    if matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+                {
+                    return Err(ScanError::OutOfDescriptors {
+                        path: path.to_path_buf(),
+                        source: error,
+                    });
+                }
                 HashOutcome::Unreadable(error) => {
                     state.error = Some(error.to_string());
                     set_attrs(&mut state, xattrs::read(Source::Path(sys), path));
