@@ -469,7 +469,6 @@ impl Daemon {
         }
     }
 
-    /// Applies a changed policy file; returns the new settings when they were applied.
     /// Starts reading the policy file on a blocking thread, unless a read is under way.
     fn begin_reload(&mut self, reloading: &mut Option<PolicyLoad>) {
         if reloading.is_some() {
@@ -483,6 +482,8 @@ impl Daemon {
         }
     }
 
+    /// Applies a policy file read off the loop; returns the new settings when they were
+    /// applied.
     async fn apply_policy(
         &mut self,
         loaded: Result<Result<LoadedPolicy, crate::policy::PolicyError>, tokio::task::JoinError>,

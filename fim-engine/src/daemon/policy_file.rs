@@ -131,17 +131,10 @@ impl PolicyWatcher {
         now != self.stamp && settled
     }
 
-    /// Reloads; Ok(None) when the entities did not change. The daemon does the same in
-    /// three steps so that reading and compiling (a second for 20,000 entities) runs off its
-    /// event loop: [`PolicyWatcher::begin_reload`], [`PendingLoad::load`] on a blocking
-    /// thread, [`PolicyWatcher::finish_reload`].
-    pub fn reload(&mut self) -> Result<Option<PolicyChange>, PolicyError> {
-        let pending = self.begin_reload()?;
-        Ok(self.finish_reload(pending.load()?))
-    }
-
-    /// Notes the file's version and returns what reading it takes; an error when the file was
-    /// removed.
+    /// A reload, first step: notes the file's version and returns what reading it takes (an
+    /// error when the file was removed). Reading and compiling (a second for 20,000 entities)
+    /// is [`PendingLoad::load`], on a blocking thread so the event loop keeps running; then
+    /// [`PolicyWatcher::finish_reload`] puts the result in force.
     pub fn begin_reload(&mut self) -> Result<PendingLoad, PolicyError> {
         // Taken first: a failed load is not retried until the file changes again.
         let had_file = self.stamp.is_some();
