@@ -69,8 +69,16 @@ pub fn bind(
     }
     fim_engine::trust::check_dir("API socket directory", &parent)?;
     remove_stale(path)?;
-    let staging = Staging::create(&parent)?;
-    let staged = staging.0.join("api.sock");
+    // A fresh directory of a random name, 0700, created with O_EXCL semantics (never one
+    // somebody prepared), removed with whatever is left in it when this returns.
+    let staging = tempfile::Builder::new()
+        .prefix(".fimd-socket.")
+        .tempdir_in(&parent)
+        .map_err(|source| SocketError::Directory {
+            path: parent.clone(),
+            source,
+        })?;
+    let staged = staging.path().join("api.sock");
     let listener = UnixListener::bind(&staged).map_err(|source| SocketError::Bind {
         path: path.to_path_buf(),
         source,
@@ -94,37 +102,6 @@ pub fn bind(
         source,
     })?;
     Ok(listener)
-}
-
-/// A private directory (0700, root's) beside the socket, removed when dropped.
-struct Staging(PathBuf);
-
-impl Staging {
-    fn create(parent: &Path) -> Result<Staging, SocketError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.subsec_nanos());
-        let dir = parent.join(format!(".fimd-socket.{}.{nanos}", std::process::id()));
-        // `create` (not `create_dir_all`): an existing entry of that name is an error, never
-        // reused, so nobody can have prepared it.
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|source| SocketError::Directory {
-                path: dir.clone(),
-                source,
-            })?;
-        Ok(Staging(dir))
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(self.0.join("api.sock"));
-        if let Err(error) = fs::remove_dir(&self.0) {
-            tracing::debug!("cannot remove {}: {error}", display_path(&self.0));
-        }
-    }
 }
 
 /// Removes a socket nobody listens on; refuses anything else.
