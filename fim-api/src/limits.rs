@@ -6,8 +6,8 @@
 //! So each connection takes a slot from [`Limiter`] at accept time, counted per peer (the uid
 //! on the Unix socket, the IP address over TCP) and in total; one beyond either limit is
 //! closed at once, with a rate-limited warning. A connection that sends nothing within
-//! [`FIRST_BYTE`] (a half-open TLS handshake, an idle probe) or nothing for [`IDLE`] after
-//! that is closed: the server pings every [`KEEPALIVE`], so a live client, even one only
+//! [`FIRST_BYTE`] (an idle probe), that has not finished its TLS handshake within
+//! [`TLS_HANDSHAKE`] (a half-open one), or that sends nothing for [`IDLE`] after that is closed: the server pings every [`KEEPALIVE`], so a live client, even one only
 //! waiting on a quiet change stream, always has something to answer.
 //!
 //! WatchChanges streams are the other thing a client can multiply (64 per connection would
@@ -33,6 +33,10 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub const MAX_PER_PEER: usize = 32;
 /// A new connection must send its first byte within this.
 pub const FIRST_BYTE: Duration = Duration::from_secs(10);
+/// A TCP client must finish its TLS handshake within this. A stalled handshake has sent its
+/// first bytes, so [`FIRST_BYTE`] does not catch it, and until it finishes there is no HTTP/2
+/// connection whose pings could prove the peer alive.
+pub const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 /// A connection that sends nothing for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(300);
 /// The server's HTTP/2 ping interval (answered pings count as activity).

@@ -23,7 +23,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::{
     auth::{parse_fingerprint, AuthLayer, Role, Roles},
-    limits::{Limited, Limiter, PeerKey, KEEPALIVE},
+    limits::{Limited, Limiter, PeerKey, KEEPALIVE, TLS_HANDSHAKE},
     pb,
     peer::{group_id, PeerStream},
     service::FimService,
@@ -160,7 +160,8 @@ impl ApiServer {
             // Client certificates are required: client_auth_optional stays false.
             let tls = ServerTlsConfig::new()
                 .identity(identity)
-                .client_ca_root(client_ca);
+                .client_ca_root(client_ca)
+                .timeout(TLS_HANDSHAKE);
             let server = bounded(Server::builder())
                 .tls_config(tls)
                 .map_err(ApiError::Tls)?;

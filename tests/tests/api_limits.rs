@@ -1,6 +1,6 @@
 //! The API bounds what a client can hold open: a reader (uid 1001, a real process through
-//! the real socket) opening a hundred connections keeps at most 32, a connection that sends
-//! nothing is closed, and root's own calls keep working meanwhile. Readers holding a thousand
+//! the real socket) opening ten thousand connections keeps at most 32 and costs the daemon no
+//! more descriptors than that, a connection that sends nothing is closed, and root's own calls keep working meanwhile. Readers holding a thousand
 //! connections and two hundred change streams they never read leave fimd's memory bounded,
 //! and a change made meanwhile is still recorded with its hash.
 use std::{
@@ -33,6 +33,7 @@ for _ in range(count):
     except OSError:
         pass  # refused and closed already
     held.append(s)
+print("connected", flush=True)
 time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 2)
 open_now = 0
 for s in held:
@@ -49,50 +50,97 @@ for s in held:
 print(open_now)
 "#;
 
+/// The count a HOLDER printed last (its first line says it has connected).
+fn held_count(output: &std::process::Output) -> usize {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the holder said: {} {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
+
+/// Descriptors fimd has open.
+fn open_descriptors(engine: &Engine) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", engine.pid()))
+        .expect("fimd's descriptors")
+        .count()
+}
+
 #[test]
-fn a_reader_cannot_hold_more_than_its_share_of_connections() {
+fn ten_thousand_connections_from_a_reader_leave_it_its_share_and_the_daemon_working() {
+    use std::io::BufRead;
+    const ATTEMPTS: usize = 10_000;
     let readers = ensure_group(READERS, 64991);
     ensure_group(OWNERS, 64990);
     let workspace = Workspace::new("api-limits");
     let engine = start_with_role_groups(&workspace, OWNERS, READERS);
-    let holder = Command::new("setpriv")
-        .args(["--reuid=1001", "--regid=1001"])
+    let before = open_descriptors(&engine);
+    // The reader may hold that many descriptors itself; the daemon must not follow it.
+    let mut holder = Command::new("prlimit")
+        .arg(format!("--nofile={}", ATTEMPTS + 100))
+        .args(["--", "setpriv", "--reuid=1001", "--regid=1001"])
         .arg(format!("--groups={readers}"))
         .args([
             "/usr/bin/python3",
             "-c",
             HOLDER,
             &path_of(&workspace.socket),
-            "100",
         ])
+        .args([&ATTEMPTS.to_string(), "4"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run the holder");
-    // While it holds them, root's own calls still go through.
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("holder line");
+    assert_eq!(line.trim(), "connected", "the holder did not connect");
+    // While it holds them: fimd keeps at most the reader's share, root's calls go through,
+    // and a change is recorded.
+    let during = open_descriptors(&engine);
+    assert!(
+        during <= before + MAX_PER_PEER + 8,
+        "fimd went from {before} to {during} descriptors"
+    );
     let status = workspace.fim(&["status"]);
     assert!(
         status.status.success(),
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
+    let changed = workspace.tree.join("during-the-flood");
+    std::fs::write(&changed, b"flood").unwrap();
+    let want = path_of(&changed);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !engine
+        .records()
+        .iter()
+        .any(|record| record["File"]["FileSystemPath"] == want.as_str())
+    {
+        assert!(Instant::now() < deadline, "no record for {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let output = holder.wait_with_output().expect("holder");
-    let held: usize = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| {
-            panic!(
-                "the holder said: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-    assert_eq!(held, MAX_PER_PEER, "connections uid 1001 kept open");
+    assert_eq!(
+        held_count(&output),
+        MAX_PER_PEER,
+        "connections uid 1001 kept open"
+    );
     assert!(
         engine.log().contains("API connection refused"),
         "{}",
         engine.log()
     );
+    // Refusals are logged at a bounded rate, not once per connection.
+    let warnings = engine.log().matches("API connection refused").count();
+    assert!(warnings < 20, "{warnings} refusal warnings for one flood");
     engine.stop();
 }
 
@@ -232,10 +280,7 @@ fn unread_streams_and_idle_connections_leave_memory_bounded_and_recording_on() {
     let mut kept = 0;
     for holder in connections {
         let output = holder.wait_with_output().expect("connection holder");
-        let held: usize = String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+        let held = held_count(&output);
         assert!(held <= MAX_PER_PEER, "one reader kept {held}");
         kept += held;
     }

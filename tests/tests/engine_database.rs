@@ -364,3 +364,107 @@ fn pages_damaged_while_fimd_runs_are_loud_and_nothing_is_dropped_silently() {
     let (intact, verdict) = workspace.verify(&[]);
     assert!(!intact, "verify said intact:\n{verdict}");
 }
+
+/// Copies the files of directory `from` into `to` (made afresh), keeping their modes.
+fn copy_state(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::metadata(from).unwrap().permissions()).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// SIGKILL at every point of the start-up that prunes a long journal: each time the journal
+/// is either untouched or pruned with its marker, `fim verify` passes, and every record the
+/// retention keeps is there. Pruning is one transaction; a kill can never leave records
+/// deleted without the marker that accounts for them.
+#[test]
+fn sigkill_while_the_journal_is_pruned_leaves_it_whole_or_pruned_with_its_marker() {
+    const WRITTEN: u64 = 1500;
+    const KEEP: u64 = 100;
+    let workspace = Workspace::new("db-prune-kill");
+    let engine = Engine::start(&workspace);
+    for index in 0..WRITTEN {
+        std::fs::write(workspace.tree.join(format!("f{index}")), "x").unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while (added(&engine.records()).len() as u64) < WRITTEN {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records before pruning"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    engine.stop();
+    workspace.write_policy(&format!(
+        "[settings]\nscan_idle_io = false\njournal_keep_records = {KEEP}\n\n[[entity]]\nname = \"tree\"\nkind = \"linux-file\"\npath = \"{}\"\n",
+        path_of(&workspace.tree)
+    ));
+    let head = workspace.journal().len() as u64;
+    assert!(head >= WRITTEN, "{head} records");
+    let pristine = workspace.base.join("state-before-pruning");
+    copy_state(&workspace.state, &pristine);
+
+    let (mut whole, mut pruned) = (0, 0);
+    for step in 0..14u64 {
+        copy_state(&pristine, &workspace.state);
+        let mut fimd = Engine::command(&workspace, &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start fimd");
+        std::thread::sleep(Duration::from_millis(300 + step * 300));
+        fimd.kill().expect("SIGKILL");
+        let _ = fimd.wait();
+
+        let (intact, said) = workspace.verify(&[]);
+        assert!(intact, "after a kill at step {step}: {said}");
+        let journal = workspace.journal();
+        let sequences: Vec<u64> = journal
+            .iter()
+            .filter_map(|record| record["Sequence"].as_u64())
+            .collect();
+        assert!(!sequences.is_empty(), "step {step}: an empty journal");
+        let dense: Vec<u64> = (sequences[0]..sequences[0] + sequences.len() as u64).collect();
+        assert_eq!(sequences, dense, "step {step}: a hole in the journal");
+        let marker = journal
+            .iter()
+            .find(|record| record["Monitor"]["Event"] == "JournalPruned");
+        match marker {
+            Some(marker) => {
+                // Pruned: exactly the records the marker names are gone, the rest are there.
+                let detail = marker["Monitor"]["Detail"].as_str().unwrap_or_default();
+                let through: u64 = detail
+                    .strip_prefix("records 1 to ")
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|number| number.parse().ok())
+                    .unwrap_or_else(|| panic!("step {step}: {detail}"));
+                assert!(
+                    through + KEEP >= head,
+                    "step {step}: pruned through {through}"
+                );
+                assert_eq!(sequences[0], through + 1, "step {step}: {detail}");
+                pruned += 1;
+            }
+            None => {
+                // Untouched: every record from before is there.
+                assert_eq!(
+                    sequences[0], 1,
+                    "step {step}: records lost without a marker"
+                );
+                assert!(sequences.len() as u64 >= head, "step {step}");
+                whole += 1;
+            }
+        }
+    }
+    eprintln!("{whole} kills left the journal untouched, {pruned} found it pruned");
+    // The sweep reached both sides of the prune (so some kill fell close to it).
+    assert!(
+        whole > 0 && pruned > 0,
+        "{whole} untouched, {pruned} pruned"
+    );
+}

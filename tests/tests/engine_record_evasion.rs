@@ -224,8 +224,12 @@ fn moving_the_original_away_and_back_is_recorded() {
     assert_eq!(record["File"]["Inode"], inode);
     assert_eq!(record["File"]["PreviousInode"], inode);
     let temporary = path_of(&workspace.tree.join("sudoers.tmp"));
-    assert_eq!(record["File"]["RenamedTo"], temporary.as_str());
-    assert_eq!(record["File"]["RenamedFrom"], temporary.as_str());
+    assert_eq!(record["File"]["RenamedTo"], temporary.as_str(), "{record}");
+    assert_eq!(
+        record["File"]["RenamedFrom"],
+        temporary.as_str(),
+        "{record}"
+    );
     // Two mv processes, both children of the shell; the last is the Actor.
     let named = contributors(record);
     assert_eq!(named.len(), 2, "{record}");

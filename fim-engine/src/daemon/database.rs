@@ -297,7 +297,9 @@ pub(super) fn prune(
     };
     let (base, _) = store.chain_base().unwrap_or_default();
     let detail = format!(
-        "records {} to {through} were pruned by the retention settings          (journal_keep_days {:?}, journal_keep_records {:?}); the chain continues from record          {through}'s hash",
+        "records {} to {through} were pruned by the retention settings \
+         (journal_keep_days {:?}, journal_keep_records {:?}); the chain continues from record \
+         {through}'s hash",
         base + 1,
         settings.journal_keep_days,
         settings.journal_keep_records

@@ -254,7 +254,8 @@ impl fmt::Display for VerifyProblem {
                 last_present,
             } => write!(
                 f,
-                "the journal ends at record {last_present}, but record {sequence} was                  committed (the expected head): records were removed"
+                "the journal ends at record {last_present}, but record {sequence} was \
+                 committed (the expected head): records were removed"
             ),
         }
     }
