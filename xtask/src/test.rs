@@ -4,20 +4,25 @@
 //! both the host test suite and a VM run per strategy on Debian's stock kernel. Every part runs
 //! even after an earlier one failed, so a single CI run shows all breakages; the summary table
 //! at the end names each part, and any failure, hang or missing result marker makes the
-//! command exit non-zero.
+//! command exit non-zero. The parts run in two lanes on the two cores (see [`run`]); the host
+//! suite's lines are prefixed `[host]`, each guest's `[vm STRATEGY]`.
 
 use std::{
     env,
+    io::{BufRead, BufReader, Read},
+    process::{Command, Stdio},
+    sync::{mpsc, Arc},
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
-use crate::{cargo, is_root, run_cmd, setup, target_dir, vm};
+use crate::{cargo, is_root, setup, target_dir, vm};
 
 /// The strategy the host kernel supports (it refuses fentry and LSM programs).
 const HOST_STRATEGY: &str = "tracepoint";
-/// Run in this order: LSM first, as it is the preferred strategy on kernels that allow it.
+/// The guests and the test binaries each runs (empty: all). LSM and fentry run one after
+/// the other beside the host suite; tracepoint runs once the host suite is done.
 /// The tracepoint strategy runs every suite on the host already; in the VM it runs only the
 /// suite about what differs between kernels (io_uring, mappings, descriptors: the evasion
 /// suite), which also loads every tracepoint program past the stock kernel's verifier. That
@@ -44,21 +49,53 @@ pub fn run(vm_timeout: Duration, binary_timeout: Duration) -> Result<()> {
     }
     let started = Instant::now();
     setup::run()?;
-    let mut rows = Vec::new();
-    rows.push(timed("host: cargo test", host_tests));
-    for &(strategy, binaries) in VM_STRATEGIES {
-        let opts = vm::VmOpts {
-            strategy,
-            keep: false,
-            timeout: vm_timeout,
-            binary_timeout,
-            binaries: binaries.iter().map(|name| name.to_string()).collect(),
-            test_args: Vec::new(),
-        };
-        rows.push(timed(&format!("vm: {strategy}"), || {
-            run_vm_once_more_on_lockup(&opts)
-        }));
-    }
+    let opts = |strategy: vm::Strategy| vm::VmOpts {
+        strategy,
+        keep: false,
+        timeout: vm_timeout,
+        binary_timeout,
+        binaries: VM_STRATEGIES
+            .iter()
+            .find(|(listed, _)| *listed == strategy)
+            .map(|(_, binaries)| binaries.iter().map(|name| name.to_string()).collect())
+            .unwrap_or_default(),
+        test_args: Vec::new(),
+    };
+    // Two lanes, because neither the host suite nor an emulated guest keeps two cores busy
+    // (measured: about 0.6 and 0.8 cores): the host suite then the tracepoint guest, beside
+    // the VM build then the LSM and fentry guests. One static build serves all three guests.
+    let (built, wait_for_build) = mpsc::channel::<Option<Arc<vm::StaticBuild>>>();
+    let (host_lane, vm_lane) = std::thread::scope(|scope| {
+        let host_lane = scope.spawn(move || {
+            let mut rows = vec![timed("host: cargo test", host_tests)];
+            let bins = wait_for_build.recv().ok().flatten();
+            rows.push(guest(&opts(vm::Strategy::Tracepoint), bins.as_deref()));
+            rows
+        });
+        let vm_lane = scope.spawn(move || {
+            let build_started = Instant::now();
+            println!("==> vm: build");
+            let build = vm::build_static().map(Arc::new);
+            if let Err(error) = &build {
+                eprintln!("xtask: vm: build FAILED: {error:#}");
+            }
+            let bins = build.as_ref().ok().cloned();
+            let _ = built.send(bins.clone());
+            let mut rows = vec![Row {
+                name: "vm: build".to_owned(),
+                elapsed: build_started.elapsed(),
+                result: build
+                    .map(|bins| format!("fimd and {} test binaries", bins.test_binaries())),
+            }];
+            for strategy in [vm::Strategy::Lsm, vm::Strategy::Fentry] {
+                rows.push(guest(&opts(strategy), bins.as_deref()));
+            }
+            rows
+        });
+        (join(host_lane), join(vm_lane))
+    });
+    let mut rows = host_lane;
+    rows.extend(vm_lane);
     summary(&rows, started.elapsed());
     let failed: Vec<&str> = rows
         .iter()
@@ -74,6 +111,30 @@ pub fn run(vm_timeout: Duration, binary_timeout: Duration) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A lane's rows, or one failed row if its thread panicked.
+fn join(lane: std::thread::ScopedJoinHandle<'_, Vec<Row>>) -> Vec<Row> {
+    lane.join().unwrap_or_else(|_| {
+        vec![Row {
+            name: "lane".to_owned(),
+            elapsed: Duration::ZERO,
+            result: Err(anyhow!("the lane's thread panicked")),
+        }]
+    })
+}
+
+/// One guest run, or a failed row saying why it could not run.
+fn guest(opts: &vm::VmOpts, bins: Option<&vm::StaticBuild>) -> Row {
+    let name = format!("vm: {}", opts.strategy);
+    match bins {
+        Some(bins) => timed(&name, || run_vm_once_more_on_lockup(opts, bins)),
+        None => Row {
+            name,
+            elapsed: Duration::ZERO,
+            result: Err(anyhow!("not run: the VM build failed")),
+        },
+    }
 }
 
 fn timed(name: &str, part: impl FnOnce() -> Result<String>) -> Row {
@@ -103,8 +164,40 @@ fn host_tests() -> Result<String> {
     if env::var_os("FIM_STRATEGY").is_none() {
         cmd.env("FIM_STRATEGY", HOST_STRATEGY);
     }
-    run_cmd(&mut cmd)?;
+    run_prefixed(&mut cmd, "[host] ")?;
     Ok("passed".to_owned())
+}
+
+/// Runs `cmd` with every line it prints prefixed, so that the host suite reads apart from
+/// the guest consoles printing beside it.
+fn run_prefixed(cmd: &mut Command, prefix: &str) -> Result<()> {
+    let line = crate::show(cmd);
+    eprintln!("xtask: $ {line}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("failed to start `{line}`"))?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    std::thread::scope(|scope| {
+        scope.spawn(|| copy_lines(stdout, prefix));
+        scope.spawn(|| copy_lines(stderr, prefix));
+    });
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed ({status})");
+    }
+    Ok(())
+}
+
+fn copy_lines(from: Option<impl Read>, prefix: &str) {
+    let Some(from) = from else { return };
+    for line in BufReader::new(from).split(b'\n').map_while(Result::ok) {
+        println!("{prefix}{}", String::from_utf8_lossy(&line));
+    }
 }
 
 fn summary(rows: &[Row], total: Duration) {
@@ -133,8 +226,8 @@ fn summary(rows: &[Row], total: Duration) {
 /// (test thread and fimd, no backtrace captured yet), which looks like an emulator/kernel
 /// problem rather than a test verdict. A second failure of any kind fails the part, and the
 /// lockup is always printed.
-fn run_vm_once_more_on_lockup(opts: &vm::VmOpts) -> Result<String> {
-    let first = vm::run(opts);
+fn run_vm_once_more_on_lockup(opts: &vm::VmOpts, bins: &vm::StaticBuild) -> Result<String> {
+    let first = vm::run_built(opts, bins);
     let Err(error) = first else {
         return first.map(|report| format!("{} test binaries passed", report.tests));
     };
@@ -150,7 +243,7 @@ fn run_vm_once_more_on_lockup(opts: &vm::VmOpts) -> Result<String> {
         opts.strategy,
         saved.display()
     );
-    vm::run(opts).map(|report| {
+    vm::run_built(opts, bins).map(|report| {
         format!(
             "{} test binaries passed on the second boot (first: guest soft lockup)",
             report.tests
