@@ -42,6 +42,11 @@ pub const IDLE: Duration = Duration::from_secs(300);
 /// The server's HTTP/2 ping interval (answered pings count as activity).
 pub const KEEPALIVE: Duration = Duration::from_secs(60);
 
+/// The largest request message accepted (tonic's default is 4 MiB). The largest real one, an
+/// entity with its ignore patterns, is a few KiB; a bigger one is refused with OUT_OF_RANGE
+/// before it is buffered.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
 /// WatchChanges streams open at once, all peers together.
 pub const MAX_STREAMS: usize = 256;
 /// WatchChanges streams open at once for one uid, IP address or client certificate.

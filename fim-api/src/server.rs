@@ -23,7 +23,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::{
     auth::{parse_fingerprint, AuthLayer, Role, Roles},
-    limits::{Limited, Limiter, PeerKey, KEEPALIVE, TLS_HANDSHAKE},
+    limits::{Limited, Limiter, PeerKey, KEEPALIVE, MAX_REQUEST_BYTES, TLS_HANDSHAKE},
     pb,
     peer::{group_id, PeerStream},
     service::FimService,
@@ -200,7 +200,8 @@ impl ApiServer {
     /// Serves until `shutdown` resolves, then stops gracefully and removes the socket.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ApiError> {
         let (stop, stopping) = watch::channel(false);
-        let fim = pb::fim_server::FimServer::new(FimService::new(self.handle, stopping.clone()));
+        let fim = pb::fim_server::FimServer::new(FimService::new(self.handle, stopping.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_service_status("fim.v1.Fim", tonic_health::ServingStatus::Serving)

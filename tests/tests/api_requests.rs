@@ -142,6 +142,26 @@ async fn bad_requests(client: &mut FimClient<Channel>) {
         "path",
     )
     .await;
+    // A request far beyond any real one is refused before the daemon buffers it.
+    let huge = client
+        .upsert_entity(pb::UpsertEntityRequest {
+            entity: Some(pb::Entity {
+                name: "x".repeat(8 * 1024 * 1024),
+                kind: pb::EntityKind::LinuxFile as i32,
+                path: "/tmp/x".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("an 8 MiB request");
+    assert_eq!(huge.code(), tonic::Code::OutOfRange, "{huge:?}");
+    assert!(
+        huge.message().contains(&format!(
+            "the limit is: {} bytes",
+            fim_api::limits::MAX_REQUEST_BYTES
+        )),
+        "{huge:?}"
+    );
     expect_invalid(
         "an upsert without an entity",
         client.upsert_entity(pb::UpsertEntityRequest { entity: None }),

@@ -8,6 +8,18 @@ use fim_tests::engine::{Engine, Workspace};
 
 const FILES: usize = 10_000;
 
+/// Whether `record` says one of the writer's files (`f<index>`) was added.
+fn is_file_added(record: &pb::ChangeRecord) -> bool {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&record.journal_json) else {
+        return false;
+    };
+    json["ChangeCategory"] == "Added"
+        && json["File"]["FileSystemPath"]
+            .as_str()
+            .and_then(|path| path.rsplit('/').next())
+            .is_some_and(|name| name.starts_with('f'))
+}
+
 #[test]
 fn reconnecting_watchers_get_the_journal_exactly_once() {
     let workspace = Workspace::new("stream");
@@ -28,6 +40,7 @@ fn reconnecting_watchers_get_the_journal_exactly_once() {
         .unwrap();
     let (received, reconnects) = runtime.block_on(async {
         let mut received: Vec<pb::ChangeRecord> = Vec::new();
+        let mut files_added = 0;
         let mut reconnects = 0;
         let mut quiet_since = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(240);
@@ -53,6 +66,9 @@ fn reconnecting_watchers_get_the_journal_exactly_once() {
                 match tokio::time::timeout(Duration::from_millis(1500), stream.message()).await {
                     Ok(Ok(Some(item))) => {
                         if let Some(pb::watch_changes_response::Item::Record(record)) = item.item {
+                            if is_file_added(&record) {
+                                files_added += 1;
+                            }
                             received.push(record);
                             taken += 1;
                             quiet_since = Instant::now();
@@ -69,8 +85,12 @@ fn reconnecting_watchers_get_the_journal_exactly_once() {
             drop(stream);
             drop(client);
             reconnects += 1;
+            // Done once every file's Added record came (a loaded daemon can fall quiet for
+            // seconds while it rescans after a ring overflow, so quiet alone is not the end),
+            // or after a long silence, which the assertions below then explain.
             let writing = !writer.is_finished();
-            if !writing && quiet_since.elapsed() > Duration::from_secs(3) {
+            let all_added = files_added >= FILES;
+            if !writing && (all_added || quiet_since.elapsed() > Duration::from_secs(30)) {
                 break;
             }
         }

@@ -157,7 +157,14 @@ fn timed(name: &str, part: impl FnOnce() -> Result<String>) -> Row {
 fn host_tests() -> Result<String> {
     crate::build::run(false)?;
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--exclude", "fim-ebpf"]);
+    // Every test binary runs even after one fails, so one CI run shows every failure.
+    cmd.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "fim-ebpf",
+        "--no-fail-fast",
+    ]);
     if env::var_os("FIMD_BIN").is_none() {
         cmd.env("FIMD_BIN", target_dir().join("debug").join("fimd"));
     }
