@@ -5,13 +5,18 @@
 //! - [`event`]: the ring-buffer record (header + packed path data) and operation codes;
 //! - [`roots`]: how monitored roots are keyed in the inode map and the path-prefix trie;
 //! - [`offsets`]: kernel struct offsets read from BTF in user space (Rust BPF has no CO-RE);
-//! - [`maps`]: map and program names, so both halves agree on them.
+//! - [`maps`]: map and program names, so both halves agree on them;
+//! - [`strategy`]: the attach strategies, named once for fimd, the tests and xtask.
 #![no_std]
+// clap's derive (the optional `clap` feature, for command lines) names `::std`.
+#[cfg(any(feature = "clap", test))]
+extern crate std;
 
 pub mod event;
 pub mod maps;
 pub mod offsets;
 pub mod roots;
+pub mod strategy;
 
 #[cfg(feature = "user")]
 mod pod {

@@ -16,6 +16,7 @@ use fim_common::{
     maps,
     roots::{InodeEntry, InodeKey, PrefixData, PrefixEntry},
 };
+use fim_engine::daemon::WatchRoot;
 use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, oneshot, watch},
@@ -26,7 +27,7 @@ use crate::{
     assemble::{State, RESULT_WAIT},
     loader::Loaded,
     record::{FileEvent, GapNotice, SourceItem},
-    roots::{kernel_dev, plan_with_links, RootPlan, RootSpec, SymlinkAlias},
+    roots::{kernel_dev, plan_with_links, RootPlan, SymlinkAlias},
 };
 
 /// How soon the ring is read again after a batch (the kernel skips wakeups for 1 ms).
@@ -60,7 +61,7 @@ pub enum SourceError {
 
 enum Command {
     UpdateRoots(
-        Vec<RootSpec>,
+        Vec<WatchRoot>,
         oneshot::Sender<Result<Vec<String>, SourceError>>,
     ),
 }
@@ -93,7 +94,7 @@ impl EbpfSource {
     /// Starts consuming. Returns the warnings of the initial root plan.
     pub fn start(
         mut loaded: Loaded,
-        roots: Vec<RootSpec>,
+        roots: Vec<WatchRoot>,
         output: mpsc::Sender<SourceItem>,
     ) -> Result<(Self, Vec<String>), SourceError> {
         let take = |ebpf: &mut aya::Ebpf, name: &'static str| {
@@ -157,7 +158,7 @@ impl EbpfSource {
     }
 
     /// Replaces the monitored roots; the kernel follows at once, without reloading.
-    pub async fn update_roots(&self, roots: Vec<RootSpec>) -> Result<Vec<String>, SourceError> {
+    pub async fn update_roots(&self, roots: Vec<WatchRoot>) -> Result<Vec<String>, SourceError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::UpdateRoots(roots, reply))
@@ -273,7 +274,7 @@ async fn run(
         }
         if state.replan_requested {
             state.replan_requested = false;
-            let roots: Vec<RootSpec> = state
+            let roots: Vec<WatchRoot> = state
                 .plan
                 .roots
                 .values()
@@ -345,7 +346,7 @@ impl State {
     fn apply_roots(
         &mut self,
         kernel_maps: &mut KernelMaps,
-        roots: &[RootSpec],
+        roots: &[WatchRoot],
     ) -> Result<Vec<String>, SourceError> {
         let next = plan_with_links(roots, &self.symlinks);
         self.apply_plan(kernel_maps, next)

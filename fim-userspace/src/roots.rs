@@ -17,26 +17,11 @@ use std::{
 use fim_common::roots::{
     InodeEntry, InodeKey, PrefixData, PrefixEntry, INODE_ANCESTOR, INODE_ROOT, PREFIX_PATH_BYTES,
 };
+use fim_engine::daemon::WatchRoot;
 
 /// Hard-link registration stops after this many directory entries per root, so a huge tree
 /// cannot stall start-up; the limit is logged when hit.
 const HARDLINK_SCAN_LIMIT: usize = 500_000;
-
-/// A root as the user gave it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RootSpec {
-    pub path: PathBuf,
-    pub recursive: bool,
-}
-
-impl RootSpec {
-    pub fn recursive(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            recursive: true,
-        }
-    }
-}
 
 /// The kernel's view of a set of roots, and what user space needs to read events back.
 #[derive(Debug, Default)]
@@ -53,7 +38,7 @@ pub struct RootPlan {
 
 #[derive(Clone, Debug)]
 pub struct PlannedRoot {
-    pub spec: RootSpec,
+    pub spec: WatchRoot,
     /// The root's canonical path (symlinks resolved), or the given path while it is missing.
     pub path: PathBuf,
     /// Other spellings of the same root (the path as given, when it went through symlinks).
@@ -162,7 +147,7 @@ pub fn normalise(path: &Path) -> PathBuf {
 }
 
 /// Builds the plan for `specs`. Root ids are 1-based positions in `specs`.
-pub fn plan(specs: &[RootSpec]) -> RootPlan {
+pub fn plan(specs: &[WatchRoot]) -> RootPlan {
     plan_with_links(specs, &[])
 }
 
@@ -204,7 +189,7 @@ fn symlinks_in(dir: &Path, roots: &[PathBuf]) -> Vec<SymlinkAlias> {
 
 /// [`plan`] with symlinks seen being created (`links`); those in the directories above the
 /// roots are found here too. Every link becomes an alias of each root it leads to.
-pub fn plan_with_links(specs: &[RootSpec], links: &[SymlinkAlias]) -> RootPlan {
+pub fn plan_with_links(specs: &[WatchRoot], links: &[SymlinkAlias]) -> RootPlan {
     let canonical: Vec<PathBuf> = specs.iter().map(|spec| resolve_spec(spec).1).collect();
     let mut found: Vec<SymlinkAlias> = links.iter().filter(|link| link.holds()).cloned().collect();
     let mut dirs: Vec<PathBuf> = canonical
@@ -242,7 +227,7 @@ pub fn plan_with_links(specs: &[RootSpec], links: &[SymlinkAlias]) -> RootPlan {
 
 /// A root as given, made absolute and normalised; its canonical path (symlinks resolved, or
 /// the absolute path while it is missing); whether it exists.
-fn resolve_spec(spec: &RootSpec) -> (PathBuf, PathBuf, bool) {
+fn resolve_spec(spec: &WatchRoot) -> (PathBuf, PathBuf, bool) {
     let absolute = normalise(
         &std::env::current_dir()
             .unwrap_or_else(|_| "/".into())
@@ -255,7 +240,7 @@ fn resolve_spec(spec: &RootSpec) -> (PathBuf, PathBuf, bool) {
 }
 
 /// The plan itself; `extra_aliases` adds spellings per root id.
-fn plan_from(specs: &[RootSpec], extra_aliases: &[(u32, Vec<PathBuf>)]) -> RootPlan {
+fn plan_from(specs: &[WatchRoot], extra_aliases: &[(u32, Vec<PathBuf>)]) -> RootPlan {
     let mut plan = RootPlan::default();
     for (index, spec) in specs.iter().enumerate() {
         let id = index as u32 + 1;
@@ -488,7 +473,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fim-plan-{}", std::process::id()));
         let root = dir.join("watched");
         std::fs::create_dir_all(&root).unwrap();
-        let plan = plan(&[RootSpec::recursive(&root)]);
+        let plan = plan(&[WatchRoot::recursive(&root)]);
         let root_key = inode_key(&std::fs::metadata(&root).unwrap());
         assert_eq!(plan.inodes[&root_key].kind, INODE_ROOT);
         let parent_key = inode_key(&std::fs::metadata(&dir).unwrap());
@@ -508,7 +493,7 @@ mod tests {
     fn missing_root_is_watched_from_nearest_ancestor() {
         let dir = std::env::temp_dir().join(format!("fim-missing-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let plan = plan(&[RootSpec::recursive(dir.join("a/b"))]);
+        let plan = plan(&[WatchRoot::recursive(dir.join("a/b"))]);
         let root = &plan.roots[&1];
         assert!(!root.exists);
         assert_eq!(root.watched_from, std::fs::canonicalize(&dir).unwrap());
@@ -542,7 +527,7 @@ mod link_tests {
         let dir = std::fs::canonicalize(&dir).unwrap();
         let root = dir.join("etc").join("cron.d");
         std::os::unix::fs::symlink(dir.join("etc"), dir.join("etc-link")).unwrap();
-        let plan = plan_with_links(&[RootSpec::recursive(&root)], &[]);
+        let plan = plan_with_links(&[WatchRoot::recursive(&root)], &[]);
         assert_eq!(plan.roots[&1].aliases, vec![dir.join("etc-link/cron.d")]);
         let alias_text = format!("{}/", dir.join("etc-link/cron.d").display());
         let texts = prefixes_of(&plan);

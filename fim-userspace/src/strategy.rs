@@ -7,22 +7,7 @@ use std::{fmt, path::Path, str::FromStr};
 
 use aya::programs::ProgramType;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Strategy {
-    Lsm,
-    Fentry,
-    Tracepoint,
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Strategy::Lsm => "lsm",
-            Strategy::Fentry => "fentry",
-            Strategy::Tracepoint => "tracepoint",
-        })
-    }
-}
+pub use fim_common::strategy::Strategy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Requested {
@@ -35,12 +20,9 @@ impl FromStr for Requested {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
             "auto" => Ok(Requested::Auto),
-            "lsm" => Ok(Requested::Only(Strategy::Lsm)),
-            "fentry" => Ok(Requested::Only(Strategy::Fentry)),
-            "tracepoint" => Ok(Requested::Only(Strategy::Tracepoint)),
-            other => Err(format!(
-                "unknown strategy `{other}`: use auto, lsm, fentry or tracepoint"
-            )),
+            other => other.parse().map(Requested::Only).map_err(|_| {
+                format!("unknown strategy `{other}`: use auto, lsm, fentry or tracepoint")
+            }),
         }
     }
 }

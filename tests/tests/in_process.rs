@@ -2,23 +2,21 @@
 //! without a reload, and the kernel's exclusion of the daemon's own process (this one).
 use std::time::Duration;
 
+use fim_engine::daemon::WatchRoot;
 use fim_tests::*;
 use fim_userspace::{
     ebpf_source::EbpfSource,
     kernel_offsets::read_kernel_offsets,
     loader,
     record::SourceItem,
-    roots::RootSpec,
     strategy::{self, Strategy},
 };
 use tokio::sync::mpsc;
 
 fn strategy_under_test() -> Strategy {
-    match strategy().as_str() {
-        "lsm" => Strategy::Lsm,
-        "fentry" => Strategy::Fentry,
-        _ => Strategy::Tracepoint,
-    }
+    let name = strategy();
+    name.parse()
+        .unwrap_or_else(|_| panic!("FIM_STRATEGY={name} names no strategy"))
 }
 
 async fn next_paths(
@@ -52,7 +50,7 @@ async fn roots_change_live_and_own_process_is_excluded() {
     let loaded =
         loader::load(strategy_under_test(), &offsets, 1 << 20, tracefs).expect("load BPF programs");
     let (sender, mut events) = mpsc::channel(1024);
-    let (source, _) = EbpfSource::start(loaded, vec![RootSpec::recursive(&first.watched)], sender)
+    let (source, _) = EbpfSource::start(loaded, vec![WatchRoot::recursive(&first.watched)], sender)
         .expect("start");
 
     // This process is the daemon: its own write is excluded in the kernel; a child's is not.
@@ -72,7 +70,7 @@ async fn roots_change_live_and_own_process_is_excluded() {
 
     // Switch roots without reloading: the old root goes quiet, the new one reports.
     source
-        .update_roots(vec![RootSpec::recursive(&second.watched)])
+        .update_roots(vec![WatchRoot::recursive(&second.watched)])
         .await
         .expect("update roots");
     let (old, new) = (

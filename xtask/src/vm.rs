@@ -11,7 +11,6 @@ mod initramfs;
 mod qemu;
 
 use std::{
-    fmt,
     path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -34,22 +33,7 @@ const MARK_START: &str = "FIM-VM-START ";
 const MARK_EXIT: &str = "FIM-VM-EXIT ";
 const MARK_DONE: &str = "FIM-VM-DONE";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Strategy {
-    Lsm,
-    Fentry,
-    Tracepoint,
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Strategy::Lsm => "lsm",
-            Strategy::Fentry => "fentry",
-            Strategy::Tracepoint => "tracepoint",
-        })
-    }
-}
+pub use fim_common::strategy::Strategy;
 
 pub struct VmOpts {
     pub strategy: Strategy,

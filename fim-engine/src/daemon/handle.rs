@@ -10,22 +10,10 @@ use std::path::{Path, PathBuf};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::{
-    change::ChangeRecord,
     identity::Computer,
-    reconcile::HashProgress,
-    source::GapNotice,
+    reconcile::{Announcement, HashProgress},
     store::{Store, StoreError},
 };
-
-/// What the daemon announces, in order: journaled records (after their commit) and gap
-/// notices (kernel events lost; the affected entities are being rescanned).
-// Nearly every announcement is a record, so boxing it would only add an allocation per record.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
-pub enum Announcement {
-    Record(ChangeRecord),
-    Gap(GapNotice),
-}
 
 /// Counters and depths that change every second; read with [`DaemonHandle::live_status`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

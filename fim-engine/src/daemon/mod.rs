@@ -31,7 +31,8 @@ use crate::{
     source::SourceItem,
 };
 
-pub use handle::{Announcement, Command, DaemonHandle, HandleError, LiveStatus};
+pub use crate::reconcile::Announcement;
+pub use handle::{Command, DaemonHandle, HandleError, LiveStatus};
 use hashing::Hasher;
 pub use hashing::{saved_hashing, HASHING_META};
 pub use policy_audit::{PolicyAuthor, PolicyEdits};
@@ -43,12 +44,23 @@ use schedule::Schedule;
 pub const DATABASE_FILE: &str = "fim.db";
 pub use database::{ANCHOR_EVERY, MARKER as DATABASE_MARKER, SYSLOG_SOCKET};
 
-/// A root the event source must watch.
+/// A root the event source must watch: from the policy (`watch_roots`) or from fimd's
+/// `--watch`, the one root type from the policy down to the kernel source's plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchRoot {
     pub path: PathBuf,
     /// Below the root at any depth; otherwise the root and its direct children.
     pub recursive: bool,
+}
+
+impl WatchRoot {
+    /// A root watched at any depth.
+    pub fn recursive(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            recursive: true,
+        }
+    }
 }
 
 /// Entities whose path is a symbolic link (like /bin -> /usr/bin on merged-/usr systems):

@@ -20,8 +20,6 @@ use std::{
 
 use tokio::sync::broadcast;
 
-use crate::daemon::Announcement;
-
 use crate::{
     change::{
         file_columns, verdict_fields, ChangeCategory, ChangeRecord, ConfigChangeType, Detection,
@@ -73,6 +71,18 @@ struct Verdict {
     hint: Hint,
     /// Judged because of its own event (not met below a directory that appeared or vanished).
     own_event: bool,
+}
+
+/// What the reconciler announces once a record is committed, and the daemon once kernel
+/// events were lost (the affected entities are being rescanned): one ordered stream, which
+/// the API's watchers and `--print-records` follow. It lives with the reconciler, which owns
+/// the channel.
+// Nearly every announcement is a record, so boxing it would only add an allocation per record.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Announcement {
+    Record(ChangeRecord),
+    Gap(crate::source::GapNotice),
 }
 
 pub struct Reconciler {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fim_api::{ApiConfig, ApiServer, TcpConfig};
 use fim_engine::daemon::{Daemon, DaemonConfig, PolicySource, WatchRoot};
-use fim_userspace::roots::RootSpec;
 use tokio::{
     signal::unix::{signal, SignalKind},
     sync::{mpsc, oneshot, watch},
@@ -17,16 +16,6 @@ use tokio::{
 };
 
 use crate::{start_kernel_source, Args};
-
-fn kernel_roots(roots: &[WatchRoot]) -> Vec<RootSpec> {
-    roots
-        .iter()
-        .map(|root| RootSpec {
-            path: root.path.clone(),
-            recursive: root.recursive,
-        })
-        .collect()
-}
 
 fn notify_systemd(state: &[sd_notify::NotifyState]) {
     if let Err(error) = sd_notify::notify(false, state) {
@@ -146,7 +135,7 @@ async fn run_engine(
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    match start_kernel_source(args, kernel_roots(&roots)).await? {
+    match start_kernel_source(args, roots.clone()).await? {
         Some((strategy, (source, events))) => {
             daemon.set_source(
                 &strategy.to_string(),
@@ -160,7 +149,7 @@ async fn run_engine(
                 loop {
                     tokio::select! {
                         roots = root_requests.recv() => match roots {
-                            Some(roots) => match source.update_roots(kernel_roots(&roots)).await {
+                            Some(roots) => match source.update_roots(roots.clone()).await {
                                 Ok(warnings) => {
                                     for warning in warnings {
                                         tracing::warn!("{warning}");

@@ -13,12 +13,12 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use clap::Parser;
 use fim_common::maps::DEFAULT_RING_BYTES;
+use fim_engine::daemon::WatchRoot;
 use fim_userspace::{
     ebpf_source::EbpfSource,
     kernel_offsets::read_kernel_offsets,
     loader,
     record::SourceItem,
-    roots::RootSpec,
     strategy::{self, Requested, Strategy},
 };
 use tokio::{
@@ -191,7 +191,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.ring_bytes
         );
     }
-    let roots: Vec<RootSpec> = args.watch.iter().map(RootSpec::recursive).collect();
+    let roots: Vec<WatchRoot> = args.watch.iter().map(WatchRoot::recursive).collect();
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -254,7 +254,7 @@ fn release_freed_memory() {
 /// saying in one line what is missing.
 pub(crate) async fn start_kernel_source(
     args: &Args,
-    roots: Vec<RootSpec>,
+    roots: Vec<WatchRoot>,
 ) -> anyhow::Result<Option<(Strategy, (EbpfSource, mpsc::Receiver<SourceItem>))>> {
     let offsets = match read_kernel_offsets(&args.btf) {
         Ok(offsets) => offsets,
