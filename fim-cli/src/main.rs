@@ -7,6 +7,7 @@
 mod changes;
 mod entities;
 mod output;
+mod progress;
 mod remote;
 mod scan;
 mod status;

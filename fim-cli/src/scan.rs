@@ -39,7 +39,9 @@ pub fn run(state_dir: &Path, policy: &Path, args: ScanArgs) -> anyhow::Result<Ex
     let policy = PolicyWatcher::load(PolicySource::File(policy.to_path_buf()))?;
     let settings = policy.compiled().settings.clone();
     let mut options = ScanOptions::from_settings(&settings, ScanMode::Full);
-    options.progress = std::io::stderr().is_terminal();
+    if std::io::stderr().is_terminal() {
+        options.progress = Some(std::sync::Arc::new(crate::progress::Progress::new()));
+    }
     if let Some(workers) = args.workers {
         options.workers = workers;
     }

@@ -7,7 +7,7 @@
 //!   ([`ScanMode::Full`]), and the 15-minute metadata sweep ([`ScanMode::Sweep`]) that only
 //!   rehashes paths whose quick metadata ([`QuickMeta`]) differs from the stored baseline, so a
 //!   rescan of an unchanged tree costs one `statx` per path;
-//! - `fim scan`, which wants a progress bar.
+//! - `fim scan`, which shows its progress ([`ScanProgress`]).
 //!
 //! Whole-entity scans run on a dedicated rayon pool (never the global one, so the daemon's tokio
 //! threads are not starved), under an optional shared read budget ([`ByteBudget`]) and idle IO
@@ -16,7 +16,7 @@
 //!
 //! Submodules: `observe` (one path: lstat, readlink, xattrs), `hash` (opening and reading a
 //! regular file safely), `xattrs` (POSIX ACL decoding), `budget` (token bucket, IO priority),
-//! `walk` (the parallel walk), `progress` (the terminal bar).
+//! `walk` (the parallel walk), `progress` (what a scan reports as it goes; the CLI draws it).
 use std::{
     io,
     path::PathBuf,
@@ -46,6 +46,7 @@ pub use budget::{set_idle_io_priority, ByteBudget};
 pub use known::{KnownMap, QuickMeta};
 pub use long::symlink_metadata;
 pub use observe::{observe, ObserveOptions};
+pub use progress::ScanProgress;
 pub use walk::scan;
 pub use xattrs::decode_posix_acl;
 
@@ -128,8 +129,8 @@ pub struct ScanOptions {
     pub cross_filesystems: bool,
     /// Content kept for file-content entities (`CompiledEntity::keep_content`), in bytes.
     pub content_limit: u64,
-    /// Draw a progress bar on stderr (the CLI sets it when stderr is a terminal).
-    pub progress: bool,
+    /// Told about every path (the CLI draws its terminal line from it).
+    pub progress: Option<Arc<dyn ScanProgress>>,
     /// Send `Unchanged` items (default). Without them a sweep of an unchanged tree sends
     /// nothing; removed paths then come from [`KnownMap::unseen`].
     pub report_unchanged: bool,
@@ -155,7 +156,7 @@ impl ScanOptions {
             idle_io: settings.scan_idle_io,
             cross_filesystems: settings.cross_filesystems,
             content_limit: settings.content_limit,
-            progress: false,
+            progress: None,
             report_unchanged: true,
             cancel: None,
             defer_large: None,

@@ -33,7 +33,10 @@ use std::{
     num::NonZeroUsize,
     os::unix::fs::MetadataExt,
     path::PathBuf,
-    sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
     time::Instant,
 };
 
@@ -46,7 +49,7 @@ use super::{
     hash,
     long::SysPath,
     observe::{is_absent, observe_regular_entry, observe_with, Observation, ObserveOptions},
-    progress::Progress,
+    progress::ScanProgress,
     KnownMap, QuickMeta, ScanBatch, ScanError, ScanItem, ScanMode, ScanOptions, ScanOutcome,
     ScanSummary, ScanTarget,
 };
@@ -107,7 +110,7 @@ pub fn scan(
         stop: AtomicBool::new(false),
         queued: AtomicUsize::new(0),
         max_queued: workers * QUEUED_BATCHES_PER_WORKER,
-        progress: options.progress.then(Progress::new),
+        progress: options.progress.clone(),
     };
     pool.scope(|scope| {
         for (index, target) in targets.iter().enumerate() {
@@ -172,7 +175,7 @@ struct Walk<'a> {
     stop: AtomicBool,
     queued: AtomicUsize,
     max_queued: usize,
-    progress: Option<Progress>,
+    progress: Option<Arc<dyn ScanProgress>>,
 }
 
 impl<'a> Walk<'a> {

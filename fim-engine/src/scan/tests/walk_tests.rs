@@ -392,14 +392,24 @@ fn wide_and_deep_trees() {
     fs::write(deep.join("bottom"), b"bottom").expect("write");
     let wide_target = entity(&wide, true, None, &[]);
     let deep_target = entity(&dir.path().join("deep"), true, None, &[]);
+    let counted = std::sync::Arc::new(CountedProgress::default());
     let (items, summary) = scan_all(
         &[ScanTarget::new(&wide_target), ScanTarget::new(&deep_target)],
         &ScanOptions {
-            progress: true,
+            progress: Some(counted.clone()),
             ..options()
         },
     );
     assert_eq!(items.len(), 1 + 1500 + 1001 + 1);
+    // Every reported path went through the progress, and the walk said it was over once.
+    assert_eq!(
+        counted.paths.load(std::sync::atomic::Ordering::Relaxed),
+        items.len() as u64
+    );
+    assert_eq!(
+        counted.finished.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     assert_eq!((summary.files, summary.directories), (1501, 1002));
     let mut seen = HashMap::new();
     for item in &items {
@@ -473,4 +483,23 @@ fn budget_and_idle_io_still_hash_correctly() {
         Some(*blake3::hash(&vec![7u8; 300_000]).as_bytes())
     );
     assert_eq!(summary.bytes_hashed, 300_000);
+}
+
+/// Counts what a scan tells its progress.
+#[derive(Debug, Default)]
+struct CountedProgress {
+    paths: std::sync::atomic::AtomicU64,
+    finished: std::sync::atomic::AtomicU64,
+}
+
+impl crate::scan::ScanProgress for CountedProgress {
+    fn path_done(&self, _bytes: u64) {
+        self.paths
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn finish(&self) {
+        self.finished
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
