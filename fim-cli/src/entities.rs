@@ -39,18 +39,7 @@ pub enum EntitiesCommand {
 }
 
 fn parse_kind(text: &str) -> Result<EntityKind, String> {
-    [
-        EntityKind::LinuxFile,
-        EntityKind::FileContent,
-        EntityKind::WindowsFile,
-        EntityKind::WindowsRegistry,
-        EntityKind::WindowsService,
-    ]
-    .into_iter()
-    .find(|kind| kind.as_str() == text)
-    .ok_or_else(|| {
-        format!("unknown kind {text:?}: linux-file, file-content, windows-file, windows-registry or windows-service")
-    })
+    EntityKind::parse(text).ok_or_else(|| format!("unknown kind {text:?}: {}", EntityKind::names()))
 }
 
 #[derive(Args, Debug)]
@@ -93,12 +82,6 @@ pub struct EditArgs {
     ignore: Option<Vec<String>>,
 }
 
-/// `/etc/*.conf` matches files in one directory: not recursive unless asked.
-fn last_segment_has_wildcard(path: &str) -> bool {
-    let last = path.rsplit(['/', '\\']).next().unwrap_or(path);
-    last.contains(['*', '?', '[', '{'])
-}
-
 fn document(path: &Path) -> anyhow::Result<PolicyDocument> {
     if path.exists() {
         Ok(PolicyDocument::load(path)?)
@@ -123,7 +106,7 @@ pub fn run(policy_path: &Path, command: EntitiesCommand) -> anyhow::Result<ExitC
         EntitiesCommand::List { json } => list(policy_path, json),
         EntitiesCommand::Add(args) => {
             let mut document = document(policy_path)?;
-            let recursive = !args.no_recursive && !last_segment_has_wildcard(&args.path);
+            let recursive = !args.no_recursive && args.kind.recursive_by_default(&args.path);
             document.add(Entity {
                 name: args.name.clone(),
                 kind: args.kind,
@@ -282,7 +265,7 @@ pub async fn run_remote(client: &mut Client, command: EntitiesCommand) -> anyhow
                     args.name
                 );
             }
-            let recursive = !args.no_recursive && !last_segment_has_wildcard(&args.path);
+            let recursive = !args.no_recursive && args.kind.recursive_by_default(&args.path);
             let entity = pb::Entity {
                 name: args.name.clone(),
                 kind: convert::entity_kind(args.kind) as i32,

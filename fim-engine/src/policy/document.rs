@@ -17,7 +17,7 @@ use std::{
 
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, Value};
 
-use super::{defaults::default_document, parse, paths, Entity, EntityKind, Parsed, PolicyError};
+use super::{defaults::default_document, parse, Entity, EntityKind, Parsed, PolicyError};
 
 /// Changes to one entity; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -171,7 +171,7 @@ impl PolicyDocument {
                 .and_then(Item::as_str)
                 .and_then(EntityKind::parse);
             let path = table.get("path").and_then(Item::as_str).unwrap_or_default();
-            let default = !kind.is_some_and(|kind| paths::last_segment_has_wildcard(path, kind));
+            let default = kind.is_none_or(|kind| kind.recursive_by_default(path));
             set_or_default(table, "recursive", recursive, default);
         }
         if let Some(enabled) = patch.enabled {
@@ -230,7 +230,7 @@ pub(crate) fn entity_table(entity: &Entity) -> Table {
     table.insert("name", toml_edit::value(entity.name.as_str()));
     table.insert("kind", toml_edit::value(entity.kind.as_str()));
     table.insert("path", toml_edit::value(entity.path.as_str()));
-    let default_recursive = !paths::last_segment_has_wildcard(&entity.path, entity.kind);
+    let default_recursive = entity.kind.recursive_by_default(&entity.path);
     if entity.recursive != default_recursive {
         table.insert("recursive", toml_edit::value(entity.recursive));
     }

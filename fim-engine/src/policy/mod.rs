@@ -67,6 +67,22 @@ impl EntityKind {
         }
     }
 
+    /// Whether an entity of this kind at `path` is recursive unless told otherwise: yes,
+    /// except where the last segment holds a wildcard of this kind (`/etc/*.conf` matches
+    /// files in one directory). The one rule for the policy file, the API and the CLI.
+    pub fn recursive_by_default(self, path: &str) -> bool {
+        !paths::last_segment_has_wildcard(path, self)
+    }
+
+    /// The names of every kind, for messages: "linux-file, file-content, ... or windows-service".
+    pub fn names() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|kind| kind.as_str()).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    }
+
     /// Kinds the Linux engine scans; the Windows kinds validate and are kept for the companion.
     pub fn is_linux_file(self) -> bool {
         matches!(self, EntityKind::LinuxFile | EntityKind::FileContent)

@@ -206,3 +206,20 @@ fn environment_variables_are_expanded_at_compile_time() {
     assert_eq!(policy.entities[1].root, Path::new("/srv/datay"));
     assert!(policy.entities[1].covers(Path::new("/srv/datay/a.db")));
 }
+
+#[test]
+fn recursion_defaults_follow_each_kinds_wildcards() {
+    use crate::policy::EntityKind as K;
+    assert!(K::LinuxFile.recursive_by_default("/etc"));
+    assert!(K::LinuxFile.recursive_by_default("/etc/"));
+    assert!(!K::LinuxFile.recursive_by_default("/etc/*.conf"));
+    assert!(!K::LinuxFile.recursive_by_default("/etc/cron.{d,daily}/"));
+    // `{` and `[` are no registry wildcards: a key with braces stays recursive.
+    assert!(K::WindowsRegistry.recursive_by_default(r"HKLM\SOFTWARE\{5F2B}"));
+    assert!(!K::WindowsRegistry.recursive_by_default(r"HKLM\SOFTWARE\Run*"));
+    assert!(!K::WindowsFile.recursive_by_default(r"%SystemRoot%\System32\*.dll"));
+    assert_eq!(
+        K::names(),
+        "linux-file, file-content, windows-file, windows-registry or windows-service"
+    );
+}
