@@ -7,7 +7,8 @@
 //! on the Unix socket, the IP address over TCP) and in total; one beyond either limit is
 //! closed at once, with a rate-limited warning. A connection that sends nothing within
 //! [`FIRST_BYTE`] (an idle probe), that has not finished its TLS handshake within
-//! [`TLS_HANDSHAKE`] (a half-open one), or that sends nothing for [`IDLE`] after that is closed: the server pings every [`KEEPALIVE`], so a live client, even one only
+//! [`TLS_HANDSHAKE`] (a half-open one), or that sends nothing for [`IDLE`] after that is
+//! closed: the server pings every [`KEEPALIVE`], so a live client, even one only
 //! waiting on a quiet change stream, always has something to answer.
 //!
 //! WatchChanges streams are the other thing a client can multiply (64 per connection would

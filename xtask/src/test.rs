@@ -21,18 +21,19 @@ use crate::{cargo, is_root, setup, target_dir, vm};
 
 /// The strategy the host kernel supports (it refuses fentry and LSM programs).
 const HOST_STRATEGY: &str = "tracepoint";
-/// The guests and the test binaries each runs (empty: all). LSM and fentry run one after
-/// the other beside the host suite; tracepoint runs once the host suite is done.
+/// The test binaries each guest runs (empty: all). LSM and fentry run one after the other
+/// beside the host suite; tracepoint runs once the host suite is done (see [`run`]).
 /// The tracepoint strategy runs every suite on the host already; in the VM it runs only the
 /// suite about what differs between kernels (io_uring, mappings, descriptors: the evasion
 /// suite), which also loads every tracepoint program past the stock kernel's verifier. That
 /// keeps a cold `cargo xtask test` under 45 minutes on two cores; `cargo xtask vm --strategy
 /// tracepoint` runs all of them.
-const VM_STRATEGIES: &[(vm::Strategy, &[&str])] = &[
-    (vm::Strategy::Lsm, &[]),
-    (vm::Strategy::Fentry, &[]),
-    (vm::Strategy::Tracepoint, &["evasion_realtime"]),
-];
+fn guest_binaries(strategy: vm::Strategy) -> &'static [&'static str] {
+    match strategy {
+        vm::Strategy::Lsm | vm::Strategy::Fentry => &[],
+        vm::Strategy::Tracepoint => &["evasion_realtime"],
+    }
+}
 
 struct Row {
     name: String,
@@ -54,11 +55,10 @@ pub fn run(vm_timeout: Duration, binary_timeout: Duration) -> Result<()> {
         keep: false,
         timeout: vm_timeout,
         binary_timeout,
-        binaries: VM_STRATEGIES
+        binaries: guest_binaries(strategy)
             .iter()
-            .find(|(listed, _)| *listed == strategy)
-            .map(|(_, binaries)| binaries.iter().map(|name| name.to_string()).collect())
-            .unwrap_or_default(),
+            .map(|name| name.to_string())
+            .collect(),
         test_args: Vec::new(),
     };
     // Two lanes, because neither the host suite nor an emulated guest keeps two cores busy
