@@ -2,7 +2,11 @@
 //!
 //! A local caller is named as the kernel gave it (SO_PEERCRED at connect), with what /proc
 //! still says about its process; a TLS client only by its certificate, without an actor.
-use fim_engine::{change::Actor, daemon::PolicyAuthor, users};
+use fim_engine::{
+    change::{Actor, UnixUser, UserIdentity},
+    daemon::PolicyAuthor,
+    users,
+};
 
 use crate::auth::Caller;
 
@@ -30,17 +34,19 @@ pub fn policy_author(caller: Option<&Caller>) -> PolicyAuthor {
                 .ok()
                 .map(|exe| exe.to_string_lossy().into_owned()),
             parent_process_id: parent,
-            user_id: peer.uid,
-            user_name: users::user_name(peer.uid),
-            group_id: peer.gid,
-            login_user_id: proc("loginuid")
-                .and_then(|text| text.trim().parse::<u32>().ok())
-                .filter(|&uid| uid != u32::MAX),
-            cgroup_id: 0,
-            cgroup: proc("cgroup").and_then(|text| {
-                text.lines()
-                    .find_map(|line| line.strip_prefix("0::"))
-                    .map(str::to_string)
+            user: UserIdentity::Unix(UnixUser {
+                user_id: peer.uid,
+                user_name: users::user_name(peer.uid),
+                group_id: peer.gid,
+                login_user_id: proc("loginuid")
+                    .and_then(|text| text.trim().parse::<u32>().ok())
+                    .filter(|&uid| uid != u32::MAX),
+                cgroup_id: 0,
+                cgroup: proc("cgroup").and_then(|text| {
+                    text.lines()
+                        .find_map(|line| line.strip_prefix("0::"))
+                        .map(str::to_string)
+                }),
             }),
         }
     });

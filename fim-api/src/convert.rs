@@ -6,11 +6,13 @@
 //! so every pb → engine conversion validates and answers INVALID_ARGUMENT naming the field,
 //! instead of guessing (an unknown enum value is an error, not "any").
 use fim_engine::{
-    change::{self, ChangeCategory, ConfigChangeType, Detection},
+    change::{self, ChangeCategory, ConfigChangeType, Detection, UserIdentity},
     path_text::{display_bytes, display_path, parse_display},
     policy::{Entity, EntityKind},
     source::GapNotice,
-    store::{BaselineEntry, ChangeFilter, GroupKey, ScanRun, VerifyProblem, VerifyReport},
+    store::{
+        BaselineEntry, ChangeFilter, GroupKey, ScanRun, SubjectGlob, VerifyProblem, VerifyReport,
+    },
 };
 use tonic::Status;
 
@@ -32,6 +34,8 @@ pub fn record(record: &change::ChangeRecord) -> pb::ChangeRecord {
         operations: record.operations.clone(),
         actor: record.actor.as_ref().map(actor),
         file: record.file.as_ref().map(file_columns),
+        registry: record.registry.as_ref().map(registry_columns),
+        service: record.service.as_ref().map(service_columns),
         journal_json,
         contributors: record
             .contributors
@@ -82,18 +86,69 @@ pub fn category(kind: ChangeCategory) -> pb::ChangeCategory {
 }
 
 fn actor(actor: &change::Actor) -> pb::Actor {
-    pb::Actor {
+    let mut out = pb::Actor {
         process_id: actor.process_id,
         thread_id: actor.thread_id,
         process_name: actor.process_name.clone(),
         executable: actor.executable.clone(),
         parent_process_id: actor.parent_process_id,
-        user_id: actor.user_id,
-        user_name: actor.user_name.clone(),
-        group_id: actor.group_id,
-        login_user_id: actor.login_user_id,
-        cgroup_id: actor.cgroup_id,
-        cgroup: actor.cgroup.clone(),
+        ..pb::Actor::default()
+    };
+    match &actor.user {
+        UserIdentity::Unix(user) => {
+            out.user_id = user.user_id;
+            out.user_name = user.user_name.clone();
+            out.group_id = user.group_id;
+            out.login_user_id = user.login_user_id;
+            out.cgroup_id = user.cgroup_id;
+            out.cgroup = user.cgroup.clone();
+        }
+        UserIdentity::Windows(user) => {
+            out.user_sid = Some(user.user_sid.clone());
+            out.logon_id = user.logon_id;
+            out.account_name = user.account_name.clone();
+            out.user_name = actor.user_display().to_string();
+        }
+    }
+    out
+}
+
+fn registry_columns(registry: &change::RegistryColumns) -> pb::RegistryColumns {
+    let registry = registry.clone();
+    pb::RegistryColumns {
+        registry_key: registry.registry_key,
+        hive: registry.hive,
+        value_name: registry.value_name,
+        value_type: registry.value_type,
+        previous_value_type: registry.previous_value_type,
+        value_data: registry.value_data,
+        previous_value_data: registry.previous_value_data,
+        value_data_checksum: registry.value_data_checksum,
+        previous_value_data_checksum: registry.previous_value_data_checksum,
+        value_data_size: registry.value_data_size,
+        previous_value_data_size: registry.previous_value_data_size,
+        value_data_truncated: registry.value_data_truncated,
+        value_data_invalid: registry.value_data_invalid,
+        acls: registry.acls,
+        previous_acls: registry.previous_acls,
+    }
+}
+
+fn service_columns(service: &change::ServiceColumns) -> pb::ServiceColumns {
+    let service = service.clone();
+    pb::ServiceColumns {
+        svc_name: service.svc_name,
+        svc_display_name: service.svc_display_name,
+        previous_svc_display_name: service.previous_svc_display_name,
+        svc_state: service.svc_state,
+        previous_svc_state: service.previous_svc_state,
+        svc_startup_type: service.svc_startup_type,
+        previous_svc_startup_type: service.previous_svc_startup_type,
+        svc_path: service.svc_path,
+        previous_svc_path: service.previous_svc_path,
+        svc_account: service.svc_account,
+        previous_svc_account: service.previous_svc_account,
+        capped: service.capped,
     }
 }
 
@@ -106,15 +161,22 @@ pub enum Content {
     Stripped,
 }
 
-/// A record as `content` allows: the diff is removed when content is stripped.
+/// A record as `content` allows: the diff is removed when content is stripped, from the
+/// columns and from `journal_json` alike (which then no longer hashes to the chain: only
+/// root, who may see the content, can check a content record's hash itself).
 pub fn record_for(record: &change::ChangeRecord, content: Content) -> pb::ChangeRecord {
-    let mut out = self::record(record);
-    if content == Content::Stripped {
-        if let Some(file) = out.file.as_mut() {
-            file.content_diff = None;
-        }
+    let has_diff = record
+        .file
+        .as_ref()
+        .is_some_and(|file| file.content_diff.is_some());
+    if content == Content::Shown || !has_diff {
+        return self::record(record);
     }
-    out
+    let mut stripped = record.clone();
+    if let Some(file) = stripped.file.as_mut() {
+        file.content_diff = None;
+    }
+    self::record(&stripped)
 }
 
 /// A baseline state as `content` allows.
@@ -171,7 +233,7 @@ fn file_columns(file: &change::FileColumns) -> pb::FileColumns {
 
 pub fn gap(gap: &GapNotice) -> pb::GapNotice {
     pb::GapNotice {
-        roots: gap.roots.iter().map(|root| display_path(root)).collect(),
+        roots: gap.roots.iter().map(ToString::to_string).collect(),
         dropped: gap.dropped,
         time: gap.time.clone(),
     }
@@ -447,7 +509,7 @@ pub fn filter_of(filter: Option<&pb::ChangeFilter>, field: &str) -> Result<Chang
         .path_glob
         .as_deref()
         .map(|glob| {
-            fim_engine::store::path_glob(glob).map_err(|error| {
+            SubjectGlob::new(glob).map_err(|error| {
                 invalid(
                     &format!("{field}.path_glob"),
                     format_args!("{glob:?} is not a valid glob: {}", error.kind()),
@@ -558,12 +620,14 @@ mod tests {
             process_name: name.into(),
             executable: None,
             parent_process_id: 1,
-            user_id: 0,
-            user_name: "root".into(),
-            group_id: 0,
-            login_user_id: None,
-            cgroup_id: 1,
-            cgroup: None,
+            user: change::UserIdentity::Unix(change::UnixUser {
+                user_id: 0,
+                user_name: "root".into(),
+                group_id: 0,
+                login_user_id: None,
+                cgroup_id: 1,
+                cgroup: None,
+            }),
         };
         let contributor = |pid, name, op: &str| change::Contributor {
             actor: actor(pid, name),
@@ -592,6 +656,8 @@ mod tests {
                 contributor(8, "touch", "setattr"),
             ],
             contributors_omitted: 1,
+            registry: None,
+            service: None,
             monitor: None,
         };
         let message = record(&engine);
@@ -631,5 +697,38 @@ mod tests {
         let at = timestamp(-1);
         assert_eq!((at.seconds, at.nanos), (-1, 999_999_999));
         assert_eq!(timestamp_ns(&at, "t").unwrap(), -1);
+    }
+
+    #[test]
+    fn registry_and_service_columns_and_windows_actors_reach_the_message() {
+        let registry = record(&fim_model::samples::registry_record());
+        let columns = registry.registry.as_ref().unwrap();
+        assert_eq!(
+            columns.registry_key,
+            r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
+        );
+        assert_eq!(columns.value_name.as_deref(), Some("Updater"));
+        assert_eq!(columns.previous_value_data.as_deref(), Some(r"C:\good.exe"));
+        assert!(columns.value_data_invalid);
+        assert!(registry.file.is_none() && registry.service.is_none());
+        let actor = registry.actor.as_ref().unwrap();
+        assert_eq!(actor.user_sid.as_deref(), Some("S-1-5-21-1-2-3-1001"));
+        assert_eq!(actor.logon_id, Some(999));
+        assert_eq!(actor.account_name.as_deref(), Some(r"CORP\alice"));
+        assert_eq!(actor.user_name, r"CORP\alice");
+        assert_eq!(
+            registry.config_change_type,
+            pb::ConfigChangeType::Registry as i32
+        );
+        // journal_json is the record itself, so a client reads it back whole.
+        let back: change::ChangeRecord = serde_json::from_str(&registry.journal_json).unwrap();
+        assert_eq!(back, fim_model::samples::registry_record());
+
+        let service = record(&fim_model::samples::service_record());
+        let columns = service.service.as_ref().unwrap();
+        assert_eq!(columns.svc_name, "Spooler");
+        assert_eq!(columns.svc_state.as_deref(), Some("Stopped"));
+        assert_eq!(columns.previous_svc_startup_type.as_deref(), Some("Auto"));
+        assert!(service.actor.is_none());
     }
 }

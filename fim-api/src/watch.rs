@@ -76,7 +76,7 @@ impl Watcher {
             };
             let item = match announcement {
                 Ok(Announcement::Record(record)) => {
-                    if record.sequence <= self.last || !matches(&self.filter, &record) {
+                    if record.sequence <= self.last || !self.filter.matches(&record) {
                         continue;
                     }
                     self.last = record.sequence;
@@ -179,46 +179,6 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|stopping| *stopping).await.is_err() {
         // The sender is gone: the server is gone too.
         std::future::pending::<()>().await;
-    }
-}
-
-/// Does a live record pass the watcher's filter? The same rules as the store's query.
-fn matches(filter: &ChangeFilter, record: &fim_engine::change::ChangeRecord) -> bool {
-    let time_ns = fim_engine::store::journal::time_ns(&record.time_generated);
-    let in_range = |bound: Option<i64>, ok: fn(i64, i64) -> bool| match (bound, time_ns) {
-        (None, _) => true,
-        (Some(bound), Some(at)) => ok(at, bound),
-        (Some(_), None) => false,
-    };
-    let path = record
-        .file
-        .as_ref()
-        .map(|file| file.file_system_path.as_str());
-    in_range(filter.since_ns, |at, since| at >= since)
-        && in_range(filter.until_ns, |at, until| at < until)
-        && (filter.types.is_empty() || filter.types.contains(&record.config_change_type))
-        && (filter.categories.is_empty() || filter.categories.contains(&record.change_category))
-        && filter
-            .computer
-            .as_ref()
-            .is_none_or(|computer| *computer == record.computer || *computer == record.computer_id)
-        && filter
-            .entity
-            .as_ref()
-            .is_none_or(|entity| *entity == record.entity)
-        && path_matches(filter, path)
-}
-
-fn path_matches(filter: &ChangeFilter, path: Option<&str>) -> bool {
-    let Some(glob) = &filter.path_glob else {
-        return true;
-    };
-    let Some(text) = path else {
-        return false;
-    };
-    match fim_engine::path_text::parse_display(text) {
-        Some(raw) => glob.is_match(raw),
-        None => glob.is_match(text),
     }
 }
 

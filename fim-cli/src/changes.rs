@@ -85,7 +85,8 @@ impl FilterArgs {
             .path
             .as_deref()
             .map(|glob| {
-                fim_engine::store::path_glob(glob).with_context(|| format!("--path {glob:?}"))
+                fim_engine::store::SubjectGlob::new(glob)
+                    .with_context(|| format!("--path {glob:?}"))
             })
             .transpose()?;
         Ok(ChangeFilter {

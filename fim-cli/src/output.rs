@@ -24,7 +24,69 @@ const COLUMNS: [&str; 9] = [
     "User",
 ];
 
-fn row(record: &ChangeRecord) -> [String; 9] {
+/// The registry and service columns csv adds after [`COLUMNS`] (Azure's names), so a sheet of
+/// Windows changes has the key, the value and the service state in columns of their own.
+const WINDOWS_COLUMNS: [&str; 16] = [
+    "RegistryKey",
+    "ValueName",
+    "ValueType",
+    "PreviousValueType",
+    "ValueData",
+    "PreviousValueData",
+    "SvcName",
+    "SvcDisplayName",
+    "SvcState",
+    "PreviousSvcState",
+    "SvcStartupType",
+    "PreviousSvcStartupType",
+    "SvcPath",
+    "PreviousSvcPath",
+    "SvcAccount",
+    "PreviousSvcAccount",
+];
+
+fn windows_cells(record: &ChangeRecord) -> [String; 16] {
+    let text = |value: Option<&String>| value.cloned().unwrap_or_default();
+    let registry = record.registry.as_ref();
+    let service = record.service.as_ref();
+    let key = |get: fn(&fim_engine::change::RegistryColumns) -> Option<&String>| {
+        text(registry.and_then(get))
+    };
+    let svc = |get: fn(&fim_engine::change::ServiceColumns) -> Option<&String>| {
+        text(service.and_then(get))
+    };
+    [
+        text(registry.map(|registry| &registry.registry_key)),
+        key(|r| r.value_name.as_ref()),
+        key(|r| r.value_type.as_ref()),
+        key(|r| r.previous_value_type.as_ref()),
+        key(|r| r.value_data.as_ref()),
+        key(|r| r.previous_value_data.as_ref()),
+        text(service.map(|service| &service.svc_name)),
+        svc(|s| s.svc_display_name.as_ref()),
+        svc(|s| s.svc_state.as_ref()),
+        svc(|s| s.previous_svc_state.as_ref()),
+        svc(|s| s.svc_startup_type.as_ref()),
+        svc(|s| s.previous_svc_startup_type.as_ref()),
+        svc(|s| s.svc_path.as_ref()),
+        svc(|s| s.previous_svc_path.as_ref()),
+        svc(|s| s.svc_account.as_ref()),
+        svc(|s| s.previous_svc_account.as_ref()),
+    ]
+}
+
+/// What the record is about, as the table's path column shows it: the file (with its rename
+/// partner), the registry key (and value), or the service.
+fn subject(record: &ChangeRecord) -> String {
+    if let Some(registry) = &record.registry {
+        return match &registry.value_name {
+            Some(value) => format!("{} @ {value:?}", registry.registry_key),
+            None => registry.registry_key.clone(),
+        };
+    }
+    if let Some(service) = &record.service {
+        return service.svc_name.clone();
+    }
     let file = record.file.as_ref();
     let mut path = file
         .map(|file| file.file_system_path.clone())
@@ -34,10 +96,14 @@ fn row(record: &ChangeRecord) -> [String; 9] {
     } else if let Some(to) = file.and_then(|file| file.renamed_to.as_ref()) {
         path = format!("{path} -> {to}");
     }
+    path
+}
+
+fn row(record: &ChangeRecord) -> [String; 9] {
     let (process, user) = match &record.actor {
         Some(actor) => (
             format!("{} ({})", actor.process_name, actor.process_id),
-            actor.user_name.clone(),
+            actor.user_display().to_string(),
         ),
         None => ("unknown".to_string(), "unknown".to_string()),
     };
@@ -47,7 +113,7 @@ fn row(record: &ChangeRecord) -> [String; 9] {
         record.computer.clone(),
         record.config_change_type.as_str().to_string(),
         record.change_category.as_str().to_string(),
-        path,
+        subject(record),
         record.fields_changed.join(","),
         process,
         user,
@@ -83,9 +149,9 @@ pub fn records(
         }
         Format::Csv => {
             let mut writer = csv::Writer::from_writer(&mut *out);
-            writer.write_record(COLUMNS)?;
+            writer.write_record(COLUMNS.iter().chain(&WINDOWS_COLUMNS))?;
             for record in records {
-                writer.write_record(row(record))?;
+                writer.write_record(row(record).iter().chain(&windows_cells(record)))?;
             }
             writer.flush()?;
         }
@@ -164,4 +230,67 @@ pub fn summary(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use fim_model::samples::{registry_record, service_record};
+
+    use super::*;
+
+    fn print(format: Format) -> String {
+        let mut out = Vec::new();
+        records(&[registry_record(), service_record()], format, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn registry_and_service_records_print_in_every_format() {
+        let table = print(Format::Table);
+        assert!(
+            table.contains(
+                r#"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Run @ "Updater""#
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(r"reg.exe (4242)") && table.contains(r"CORP\alice"),
+            "{table}"
+        );
+        assert!(
+            table.contains("Spooler") && table.contains("WindowsServices"),
+            "{table}"
+        );
+
+        let csv = print(Format::Csv);
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let column = |name: &str| header.iter().position(|cell| cell == name).unwrap();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            &rows[0][column("RegistryKey")],
+            r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
+        );
+        assert_eq!(&rows[0][column("ValueName")], "Updater");
+        assert_eq!(&rows[0][column("ValueData")], r"C:\evil.exe");
+        assert_eq!(&rows[0][column("PreviousValueData")], r"C:\good.exe");
+        assert_eq!(&rows[0][column("User")], r"CORP\alice");
+        assert_eq!(&rows[1][column("SvcName")], "Spooler");
+        assert_eq!(&rows[1][column("SvcState")], "Stopped");
+        assert_eq!(&rows[1][column("PreviousSvcStartupType")], "Auto");
+        assert_eq!(&rows[1][column("User")], "unknown");
+
+        for format in [Format::Json, Format::Jsonl] {
+            let text = print(format);
+            let back: Vec<ChangeRecord> = if format == Format::Json {
+                serde_json::from_str(&text).unwrap()
+            } else {
+                text.lines()
+                    .map(|line| serde_json::from_str(line).unwrap())
+                    .collect()
+            };
+            assert_eq!(back, [registry_record(), service_record()], "{format:?}");
+        }
+    }
 }

@@ -446,12 +446,11 @@ impl State {
             io_uring_opcode = header.arg,
             "an io_uring operation the kernel programs cannot follow to a path; rescanning every root"
         );
-        ready.push(SourceItem::Gap(GapNotice {
-            op: "gap",
-            roots: self.plan.root_paths(&[0]),
-            dropped: 0,
-            time: self.clock.now_rfc3339(),
-        }));
+        ready.push(SourceItem::Gap(GapNotice::for_files(
+            self.plan.root_paths(&[0]),
+            0,
+            self.clock.now_rfc3339(),
+        )));
     }
 
     /// An entry event whose result arrived (`result_unknown`: or never will).

@@ -265,12 +265,11 @@ async fn run(
         }
         if std::mem::take(&mut state.writer_table_full) {
             tracing::warn!("too many files open for writing to track; rescanning every root");
-            ready.push(SourceItem::Gap(GapNotice {
-                op: "gap",
-                roots: state.plan.root_paths(&[0]),
-                dropped: 0,
-                time: state.clock.now_rfc3339(),
-            }));
+            ready.push(SourceItem::Gap(GapNotice::for_files(
+                state.plan.root_paths(&[0]),
+                0,
+                state.clock.now_rfc3339(),
+            )));
         }
         if state.replan_requested {
             state.replan_requested = false;
@@ -506,12 +505,11 @@ impl State {
                 ?affected,
                 "kernel ring buffer overflowed; events were lost"
             );
-            ready.push(SourceItem::Gap(GapNotice {
-                op: "gap",
+            ready.push(SourceItem::Gap(GapNotice::for_files(
                 roots,
-                dropped: total,
-                time: self.clock.now_rfc3339(),
-            }));
+                total,
+                self.clock.now_rfc3339(),
+            )));
         }
     }
 }

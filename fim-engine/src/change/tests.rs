@@ -100,12 +100,14 @@ fn contributors_flatten_the_actor_and_round_trip() {
         process_name: name.into(),
         executable: None,
         parent_process_id: 1,
-        user_id: 0,
-        user_name: "root".into(),
-        group_id: 0,
-        login_user_id: None,
-        cgroup_id: 9,
-        cgroup: None,
+        user: crate::change::UserIdentity::Unix(crate::change::UnixUser {
+            user_id: 0,
+            user_name: "root".into(),
+            group_id: 0,
+            login_user_id: None,
+            cgroup_id: 9,
+            cgroup: None,
+        }),
     };
     let record = ChangeRecord {
         sequence: 2,
@@ -120,6 +122,8 @@ fn contributors_flatten_the_actor_and_round_trip() {
         operations: vec!["write-closed".into(), "setattr".into()],
         actor: Some(actor(8, "touch")),
         file: None,
+        registry: None,
+        service: None,
         contributors: vec![
             Contributor {
                 actor: actor(7, "bash"),
@@ -205,6 +209,8 @@ fn unknown_actor_round_trips_as_a_string() {
         operations: vec![],
         actor: None,
         file: Some(file_columns(Path::new("/x"), None, Some(&state()))),
+        registry: None,
+        service: None,
         contributors: vec![],
         contributors_omitted: 0,
         monitor: None,

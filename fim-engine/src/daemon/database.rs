@@ -327,7 +327,7 @@ fn monitor_record(computer: &Computer, event: MonitorEvent, detail: String) -> C
         current: None,
         detail: Some(detail),
     };
-    columns.into_record(computer, String::new(), Vec::new(), None)
+    crate::change::monitor_record(columns, computer, String::new(), Vec::new(), None)
 }
 
 /// (device, inode) of the file at `path`, None when there is none.

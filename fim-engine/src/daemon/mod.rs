@@ -28,7 +28,7 @@ use crate::{
     path_text::display_path,
     policy::CompiledPolicy,
     reconcile::{lock, sweep::SweepKind, Coalescer, Hint, Reconciler},
-    source::SourceItem,
+    source::{GapNotice, SourceItem},
 };
 
 pub use crate::reconcile::Announcement;
@@ -313,7 +313,7 @@ impl Daemon {
                             status.dropped_events += gap.dropped;
                         });
                         let _ = self.handle.announcements.send(Announcement::Gap(gap.clone()));
-                        let names = entities_touching(self.policy.compiled(), &gap.roots);
+                        let names = entities_touching(self.policy.compiled(), &gap);
                         tracing::warn!(dropped = gap.dropped, entities = ?names, "events were lost; rescanning the affected entities now");
                         scans.request(Request::new(Some(names), SweepKind::Metadata, Detection::GapRescan, "gap rescan"));
                         self.start_scans(&mut scans);
@@ -619,13 +619,14 @@ async fn sleep_until(due: Option<Instant>) {
 }
 
 /// The enabled entities whose roots lie on, under or above the given source roots.
-fn entities_touching(policy: &CompiledPolicy, roots: &[PathBuf]) -> Vec<String> {
+/// The entities a gap notice's file roots overlap (registry and service objects arrive with
+/// the Windows observers).
+fn entities_touching(policy: &CompiledPolicy, gap: &GapNotice) -> Vec<String> {
     policy
         .entities
         .iter()
         .filter(|entity| {
-            roots
-                .iter()
+            gap.file_roots()
                 .any(|root| entity.root.starts_with(root) || root.starts_with(&entity.root))
         })
         .map(|entity| entity.name.clone())

@@ -91,7 +91,7 @@ pub(super) fn records(
                 detail: None,
             };
             let actor = author.and_then(|author| author.actor.clone());
-            columns.into_record(computer, edit.entity, edit.fields, actor)
+            crate::change::monitor_record(columns, computer, edit.entity, edit.fields, actor)
         })
         .collect()
 }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use crate::{
-    change::{Actor, Contributor, MAX_CONTRIBUTORS},
+    change::{Actor, Contributor, UnixUser, UserIdentity, MAX_CONTRIBUTORS},
     source::{FileEvent, Operation},
 };
 
@@ -110,23 +110,13 @@ fn same_process(a: &Actor, b: &Actor) -> bool {
         process_name,
         executable,
         parent_process_id,
-        user_id,
-        user_name,
-        group_id,
-        login_user_id,
-        cgroup_id,
-        cgroup,
+        user,
     } = a;
     *process_id == b.process_id
         && *parent_process_id == b.parent_process_id
-        && *user_id == b.user_id
-        && *group_id == b.group_id
-        && *login_user_id == b.login_user_id
-        && *cgroup_id == b.cgroup_id
+        && *user == b.user
         && *process_name == b.process_name
         && *executable == b.executable
-        && *user_name == b.user_name
-        && *cgroup == b.cgroup
 }
 
 struct Gathering {
@@ -264,12 +254,14 @@ pub fn actor_of(event: &FileEvent) -> Actor {
         process_name: event.comm.clone(),
         executable: event.exe.clone(),
         parent_process_id: event.ppid,
-        user_id: event.uid,
-        user_name: crate::users::user_name(event.uid),
-        group_id: event.gid,
-        login_user_id: event.loginuid,
-        cgroup_id: event.cgroup,
-        cgroup: event.cgroup_path.clone(),
+        user: UserIdentity::Unix(UnixUser {
+            user_id: event.uid,
+            user_name: crate::users::user_name(event.uid),
+            group_id: event.gid,
+            login_user_id: event.loginuid,
+            cgroup_id: event.cgroup,
+            cgroup: event.cgroup_path.clone(),
+        }),
     }
 }
 

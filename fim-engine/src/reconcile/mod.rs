@@ -409,6 +409,8 @@ fn make_record(
             Detection::Scan | Detection::GapRescan | Detection::Monitor => None,
         },
         file: Some(file),
+        registry: None,
+        service: None,
         contributors,
         contributors_omitted,
         monitor: None,

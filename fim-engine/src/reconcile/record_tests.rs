@@ -36,12 +36,14 @@ fn actor(pid: u32, name: &str) -> Actor {
         process_name: name.into(),
         executable: None,
         parent_process_id: 1,
-        user_id: 0,
-        user_name: "root".into(),
-        group_id: 0,
-        login_user_id: None,
-        cgroup_id: 1,
-        cgroup: None,
+        user: crate::change::UserIdentity::Unix(crate::change::UnixUser {
+            user_id: 0,
+            user_name: "root".into(),
+            group_id: 0,
+            login_user_id: None,
+            cgroup_id: 1,
+            cgroup: None,
+        }),
     }
 }
 

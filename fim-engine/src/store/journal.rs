@@ -29,14 +29,7 @@ pub fn chain_hash(prev_hash: &Digest, record_json: &[u8]) -> Digest {
 }
 
 /// A record's TimeGenerated (RFC 3339) as nanoseconds since the Unix epoch.
-pub fn time_ns(time_generated: &str) -> Option<i64> {
-    let at = time::OffsetDateTime::parse(
-        time_generated,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .ok()?;
-    i64::try_from(at.unix_timestamp_nanos()).ok()
-}
+pub use fim_model::change::time_ns;
 
 /// The journal columns that copy fields of the record, for queries.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,10 +53,7 @@ impl<'a> IndexedColumns<'a> {
             change_type: Cow::Borrowed(record.config_change_type.as_str()),
             category: Cow::Borrowed(record.change_category.as_str()),
             entity: Cow::Borrowed(&record.entity),
-            path: record
-                .file
-                .as_ref()
-                .map(|file| Cow::Borrowed(file.file_system_path.as_str())),
+            path: record.subject().map(Cow::Borrowed),
         })
     }
 }
@@ -87,14 +77,24 @@ struct IndexedJson<'a> {
     #[serde(borrow)]
     entity: Cow<'a, str>,
     #[serde(borrow, default)]
-    file: Option<IndexedFile<'a>>,
+    file: Option<IndexedSubject<'a>>,
+    #[serde(borrow, default)]
+    registry: Option<IndexedSubject<'a>>,
+    #[serde(borrow, default)]
+    service: Option<IndexedSubject<'a>>,
 }
 
+/// The one field of a column group that the `path` column copies (see
+/// [`ChangeRecord::subject`]): FileSystemPath, RegistryKey or SvcName.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct IndexedFile<'a> {
-    #[serde(borrow)]
-    file_system_path: Cow<'a, str>,
+struct IndexedSubject<'a> {
+    #[serde(
+        borrow,
+        alias = "FileSystemPath",
+        alias = "RegistryKey",
+        alias = "SvcName"
+    )]
+    subject: Cow<'a, str>,
 }
 
 /// How a record was found edited.
@@ -302,7 +302,9 @@ fn disagreeing_column(
     columns: &IndexedColumns<'_>,
     json: &IndexedJson<'_>,
 ) -> Option<&'static str> {
-    let path = json.file.as_ref().map(|file| &file.file_system_path);
+    let path = [&json.file, &json.registry, &json.service]
+        .into_iter()
+        .find_map(|group| group.as_ref().map(|group| &group.subject));
     [
         (
             "time_ns",

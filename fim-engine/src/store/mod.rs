@@ -39,7 +39,7 @@ pub use batch::Batch;
 pub use error::{Result, StoreError};
 pub use journal::{Anchor, EditDetail, VerifyProblem, VerifyReport};
 pub use meta::ScanRun;
-pub use query::{path_glob, ChangeFilter, GroupKey, SummaryRow};
+pub use query::{ChangeFilter, GroupKey, SubjectGlob, SummaryRow};
 pub use retention::{Retention, PRUNED_THROUGH};
 
 /// How long a writer waits for another writer's lock before failing with "database is locked".

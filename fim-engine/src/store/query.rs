@@ -1,45 +1,21 @@
 //! Reading the journal: `fim changes`, `fim summary`, and resumable streaming.
 //!
 //! SQL narrows by the indexed columns (time, type, category, computer, entity, sequence);
-//! the path glob is applied in Rust afterwards, because SQL's GLOB/LIKE do not speak globset's
-//! syntax and paths are escaped text. Results are always in sequence order, so a client pages
+//! the path/key glob is applied in Rust afterwards, by the model's one matching function,
+//! because SQL's GLOB/LIKE do not speak globset's syntax and paths are escaped text. Results are always in sequence order, so a client pages
 //! (or resumes a stream) with `after_sequence` and never sees a record twice or misses one.
 use std::collections::BTreeMap;
 
-use globset::GlobMatcher;
+pub use fim_model::filter::{ChangeFilter, SubjectGlob};
 use rusqlite::types::Value;
 
 use super::{Result, Store};
-use crate::{
-    change::{ChangeCategory, ChangeRecord, ConfigChangeType},
-    path_text::parse_display,
-};
+use crate::change::{ChangeRecord, ConfigChangeType};
 
-/// Which records a query or summary covers. Empty lists and `None` mean "any".
-#[derive(Clone, Debug, Default)]
-pub struct ChangeFilter {
-    /// TimeGenerated at or after this (ns since the Unix epoch).
-    pub since_ns: Option<i64>,
-    /// TimeGenerated before this (exclusive).
-    pub until_ns: Option<i64>,
-    pub types: Vec<ConfigChangeType>,
-    pub categories: Vec<ChangeCategory>,
-    /// Matched against the record's FileSystemPath (records without a path never match).
-    pub path_glob: Option<GlobMatcher>,
-    /// A computer's name or its id.
-    pub computer: Option<String>,
-    pub entity: Option<String>,
-    /// Only records with a greater sequence (paging, stream resumption).
-    pub after_sequence: Option<u64>,
-}
-
-/// Compiles a FileSystemPath glob the way every filter means it: `*` stays within one path
-/// segment, `**` crosses them.
-pub fn path_glob(glob: &str) -> Result<GlobMatcher, globset::Error> {
-    globset::GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
-        .map(|glob| glob.compile_matcher())
+/// The SQL side of a [`ChangeFilter`]: conditions on the indexed columns. The subject glob is
+/// left to [`ChangeFilter::subject_matches`] on each row, so SQL and the live stream share it.
+trait FilterSql {
+    fn sql(&self) -> (String, Vec<Value>);
 }
 
 /// A column to group a summary by.
@@ -69,7 +45,7 @@ pub struct SummaryRow {
     pub count: u64,
 }
 
-impl ChangeFilter {
+impl FilterSql for ChangeFilter {
     /// The SQL conditions (joined with AND, "1" when none) and their parameters.
     fn sql(&self) -> (String, Vec<Value>) {
         let mut conditions = vec!["1".to_string()];
@@ -112,19 +88,6 @@ impl ChangeFilter {
         }
         (conditions.join(" AND "), values)
     }
-
-    fn path_matches(&self, path: Option<&str>) -> bool {
-        let Some(glob) = &self.path_glob else {
-            return true;
-        };
-        let Some(text) = path else {
-            return false;
-        };
-        match parse_display(text) {
-            Some(raw) => glob.is_match(raw),
-            None => glob.is_match(text),
-        }
-    }
 }
 
 impl Store {
@@ -143,7 +106,7 @@ impl Store {
             limit
         };
         let sql = format!(
-            "SELECT sequence, path, record FROM journal WHERE {conditions} AND sequence > ? \
+            "SELECT sequence, path, record, change_type FROM journal WHERE {conditions} AND sequence > ? \
              ORDER BY sequence LIMIT ?"
         );
         let mut statement = self.conn.prepare(&sql).map_err(&fail)?;
@@ -163,7 +126,7 @@ impl Store {
                     .get_ref(1)
                     .and_then(|value| Ok(value.as_str_or_null()?))
                     .map_err(&fail)?;
-                if !filter.path_matches(path) {
+                if !filter.subject_matches(row_type(row.get_ref(3), &fail)?, path) {
                     continue;
                 }
                 let text = row
@@ -219,6 +182,7 @@ impl Store {
         }
         let mut select = columns.clone();
         select.push("path");
+        select.push("change_type");
         let sql = format!(
             "SELECT {} FROM journal WHERE {conditions}",
             select.join(", ")
@@ -231,7 +195,8 @@ impl Store {
         }
         while let Some(row) = rows.next().map_err(&fail)? {
             let path: Option<String> = row.get(columns.len()).map_err(&fail)?;
-            if !filter.path_matches(path.as_deref()) {
+            let change_type = row_type(row.get_ref(columns.len() + 1), &fail)?;
+            if !filter.subject_matches(change_type, path.as_deref()) {
                 continue;
             }
             let keys = (0..columns.len())
@@ -264,4 +229,14 @@ impl Store {
         };
         self.query(&filter, limit)
     }
+}
+
+/// A journal row's change type, for the glob (a type this build does not know is matched as a
+/// file path, the rule for anything that is not a key or a service).
+fn row_type<E>(
+    value: rusqlite::Result<rusqlite::types::ValueRef<'_>>,
+    fail: &impl Fn(rusqlite::Error) -> E,
+) -> std::result::Result<ConfigChangeType, E> {
+    let text = value.and_then(|value| Ok(value.as_str()?)).map_err(fail)?;
+    Ok(ConfigChangeType::parse(text).unwrap_or(ConfigChangeType::Files))
 }

@@ -24,10 +24,12 @@ fn diffs(records: &[pb::ChangeRecord]) -> usize {
     records
         .iter()
         .filter(|record| {
-            record
-                .file
-                .as_ref()
-                .is_some_and(|file| file.content_diff.is_some())
+            // The record's JSON travels too (clients parse it, `fim` among them).
+            record.journal_json.contains("\"ContentDiff\"")
+                || record
+                    .file
+                    .as_ref()
+                    .is_some_and(|file| file.content_diff.is_some())
         })
         .count()
 }

@@ -85,6 +85,8 @@ fn synthetic_journal(database: &Path, count: u64) -> anyhow::Result<()> {
                 operations: vec!["create".into(), "write-closed".into()],
                 actor: None,
                 file: Some(file_columns(&path, None, Some(&state))),
+                registry: None,
+                service: None,
                 contributors: Vec::new(),
                 contributors_omitted: 0,
                 monitor: None,

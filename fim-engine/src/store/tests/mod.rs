@@ -69,6 +69,8 @@ pub fn record(path: &str, category: ChangeCategory, time_ns: i64) -> ChangeRecor
             size: Some(3),
             ..FileColumns::default()
         }),
+        registry: None,
+        service: None,
         contributors: vec![],
         contributors_omitted: 0,
         monitor: None,

@@ -58,8 +58,8 @@ fn sequences(records: &[ChangeRecord]) -> Vec<u64> {
     records.iter().map(|record| record.sequence).collect()
 }
 
-fn glob(pattern: &str) -> Option<globset::GlobMatcher> {
-    Some(globset::Glob::new(pattern).unwrap().compile_matcher())
+fn glob(pattern: &str) -> Option<crate::store::SubjectGlob> {
+    Some(crate::store::SubjectGlob::new(pattern).unwrap())
 }
 
 #[test]
@@ -313,4 +313,68 @@ fn scan_history_is_bounded() {
         store.last_scans(1).unwrap()[0].files,
         crate::store::meta::SCAN_HISTORY + 4
     );
+}
+
+/// Registry and service records go through the store like file records: journaled and
+/// verified, read back whole, found by type and by a key or service-name glob.
+#[test]
+fn registry_and_service_records_round_trip_through_the_store_and_its_filter() {
+    let (_dir, _path, store) = temp_store();
+    let mut records = vec![
+        fim_model::samples::registry_record(),
+        fim_model::samples::service_record(),
+        record("/etc/passwd", ChangeCategory::Modified, 1_000_000_000),
+    ];
+    append_all(&store, &mut records);
+    assert!(store.verify().unwrap().is_ok());
+    let all = store.query(&ChangeFilter::default(), 10).unwrap();
+    assert_eq!(all, records);
+    let by = |filter: ChangeFilter| -> Vec<ConfigChangeType> {
+        store
+            .query(&filter, 10)
+            .unwrap()
+            .iter()
+            .map(|record| record.config_change_type)
+            .collect()
+    };
+    assert_eq!(
+        by(ChangeFilter {
+            types: vec![ConfigChangeType::Registry],
+            ..ChangeFilter::default()
+        }),
+        [ConfigChangeType::Registry]
+    );
+    assert_eq!(
+        by(ChangeFilter {
+            path_glob: glob(r"hkey_local_machine\SOFTWARE\Microsoft\Windows\CurrentVersion\*"),
+            ..ChangeFilter::default()
+        }),
+        [ConfigChangeType::Registry]
+    );
+    assert_eq!(
+        by(ChangeFilter {
+            path_glob: glob("spool*"),
+            ..ChangeFilter::default()
+        }),
+        [ConfigChangeType::WindowsServices]
+    );
+    assert_eq!(
+        by(ChangeFilter {
+            path_glob: glob("/etc/*"),
+            ..ChangeFilter::default()
+        }),
+        [ConfigChangeType::Files]
+    );
+    // The summary takes the same glob path as the query.
+    let rows = store
+        .summary(
+            &ChangeFilter {
+                path_glob: glob("HKEY_LOCAL_MACHINE\\**"),
+                ..ChangeFilter::default()
+            },
+            &[GroupKey::Type],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].keys[0].as_str(), rows[0].count), ("Registry", 1));
 }
