@@ -79,10 +79,7 @@ fn windows_cells(record: &ChangeRecord) -> [String; 16] {
 /// partner), the registry key (and value), or the service.
 fn subject(record: &ChangeRecord) -> String {
     if let Some(registry) = &record.registry {
-        return match &registry.value_name {
-            Some(value) => format!("{} @ {value:?}", registry.registry_key),
-            None => registry.registry_key.clone(),
-        };
+        return fim_model::object::key_text(&registry.registry_key, registry.value_name.as_deref());
     }
     if let Some(service) = &record.service {
         return service.svc_name.clone();

@@ -85,17 +85,24 @@ pub fn hive_of(key: &str) -> Option<&'static str> {
         .map(|(_, long)| *long)
 }
 
-/// As records and logs print it: a path escaped as in [`crate::path_text`], a key with its
-/// value after a backslash-separated `@` marker, a service by name.
+/// A registry key, or one of its values, as people read it: `KEY`, or `KEY @ "VALUE"` (the
+/// value quoted, since "" is the default value and names may hold spaces or backslashes).
+pub fn key_text(key: &str, value: Option<&str>) -> String {
+    match value {
+        Some(value) => format!("{key} @ {value:?}"),
+        None => key.to_string(),
+    }
+}
+
+/// As records and logs print it: a path escaped as in [`crate::path_text`], a key as
+/// [`key_text`], a service by name.
 impl fmt::Display for MonitoredObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MonitoredObject::File(path) => f.write_str(&display_path(path)),
-            MonitoredObject::RegistryKey { key, value: None } => f.write_str(key),
-            MonitoredObject::RegistryKey {
-                key,
-                value: Some(value),
-            } => write!(f, "{key} @ {value:?}"),
+            MonitoredObject::RegistryKey { key, value } => {
+                f.write_str(&key_text(key, value.as_deref()))
+            }
             MonitoredObject::Service(name) => write!(f, "service {name}"),
         }
     }

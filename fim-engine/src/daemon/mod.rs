@@ -618,9 +618,8 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-/// The enabled entities whose roots lie on, under or above the given source roots.
-/// The entities a gap notice's file roots overlap (registry and service objects arrive with
-/// the Windows observers).
+/// The enabled entities whose roots lie on, under or above a gap notice's file roots (its
+/// registry and service objects arrive with the Windows observers).
 fn entities_touching(policy: &CompiledPolicy, gap: &GapNotice) -> Vec<String> {
     policy
         .entities

@@ -2,8 +2,9 @@
 //!
 //! SQL narrows by the indexed columns (time, type, category, computer, entity, sequence);
 //! the path/key glob is applied in Rust afterwards, by the model's one matching function,
-//! because SQL's GLOB/LIKE do not speak globset's syntax and paths are escaped text. Results are always in sequence order, so a client pages
-//! (or resumes a stream) with `after_sequence` and never sees a record twice or misses one.
+//! because SQL's GLOB/LIKE do not speak globset's syntax and paths are escaped text. Results
+//! are always in sequence order, so a client pages (or resumes a stream) with
+//! `after_sequence` and never sees a record twice or misses one.
 use std::collections::BTreeMap;
 
 pub use fim_model::filter::{ChangeFilter, SubjectGlob};
