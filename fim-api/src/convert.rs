@@ -6,7 +6,7 @@
 //! so every pb → engine conversion validates and answers INVALID_ARGUMENT naming the field,
 //! instead of guessing (an unknown enum value is an error, not "any").
 use fim_engine::{
-    change::{self, ChangeCategory, ConfigChangeType, Detection, UserIdentity},
+    change::{self, ChangeCategory, ConfigChangeType, Detection, Timestamp, UserIdentity},
     path_text::{display_bytes, display_path, parse_display},
     policy::{Entity, EntityKind},
     source::GapNotice,
@@ -23,7 +23,7 @@ pub fn record(record: &change::ChangeRecord) -> pb::ChangeRecord {
     let journal_json = serde_json::to_string(record).unwrap_or_default();
     pb::ChangeRecord {
         sequence: record.sequence,
-        time_generated: record.time_generated.clone(),
+        time_generated: record.time_generated.to_rfc3339(),
         computer: record.computer.clone(),
         computer_id: record.computer_id.clone(),
         config_change_type: change_type(record.config_change_type) as i32,
@@ -199,8 +199,8 @@ fn file_columns(file: &change::FileColumns) -> pb::FileColumns {
         previous_file_type: file.previous_file_type,
         size: file.size,
         previous_size: file.previous_size,
-        date_modified: file.date_modified,
-        previous_date_modified: file.previous_date_modified,
+        date_modified: file.date_modified.map(Timestamp::to_rfc3339),
+        previous_date_modified: file.previous_date_modified.map(Timestamp::to_rfc3339),
         owner: file.owner,
         previous_owner: file.previous_owner,
         group: file.group,
@@ -226,8 +226,8 @@ fn file_columns(file: &change::FileColumns) -> pb::FileColumns {
         content_diff: file.content_diff,
         unstable: file.unstable,
         error: file.error,
-        change_time: file.change_time,
-        previous_change_time: file.previous_change_time,
+        change_time: file.change_time.map(Timestamp::to_rfc3339),
+        previous_change_time: file.previous_change_time.map(Timestamp::to_rfc3339),
     }
 }
 
@@ -247,18 +247,11 @@ pub fn timestamp(ns: i64) -> prost_types::Timestamp {
     }
 }
 
-/// RFC 3339 text as a timestamp (None when it does not parse).
-pub fn timestamp_of_text(text: &str) -> Option<prost_types::Timestamp> {
-    let at =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(at.unix_timestamp_nanos()).ok().map(timestamp)
-}
-
 pub fn scan_run(run: &ScanRun) -> pb::ScanRun {
     pb::ScanRun {
         kind: run.kind.clone(),
-        started: Some(timestamp(run.started_ns)),
-        finished: Some(timestamp(run.finished_ns)),
+        started: Some(timestamp(run.started.unix_nanos())),
+        finished: Some(timestamp(run.finished.unix_nanos())),
         files: run.files,
         changes: run.changes,
         errors: run.errors,
@@ -430,7 +423,7 @@ pub fn entity_of(entity: &pb::Entity, field: &str) -> Result<Entity, Status> {
     })
 }
 
-fn timestamp_ns(timestamp: &prost_types::Timestamp, field: &str) -> Result<i64, Status> {
+fn timestamp_of(timestamp: &prost_types::Timestamp, field: &str) -> Result<Timestamp, Status> {
     if !(0..1_000_000_000).contains(&timestamp.nanos) {
         return Err(invalid(
             field,
@@ -441,6 +434,7 @@ fn timestamp_ns(timestamp: &prost_types::Timestamp, field: &str) -> Result<i64, 
         .seconds
         .checked_mul(1_000_000_000)
         .and_then(|ns| ns.checked_add(i64::from(timestamp.nanos)))
+        .map(Timestamp::from_unix_nanos)
         .ok_or_else(|| invalid(field, "is out of range"))
 }
 
@@ -449,17 +443,17 @@ pub fn filter_of(filter: Option<&pb::ChangeFilter>, field: &str) -> Result<Chang
     let Some(filter) = filter else {
         return Ok(ChangeFilter::default());
     };
-    let since_ns = filter
+    let since = filter
         .since
         .as_ref()
-        .map(|at| timestamp_ns(at, &format!("{field}.since")))
+        .map(|at| timestamp_of(at, &format!("{field}.since")))
         .transpose()?;
-    let until_ns = filter
+    let until = filter
         .until
         .as_ref()
-        .map(|at| timestamp_ns(at, &format!("{field}.until")))
+        .map(|at| timestamp_of(at, &format!("{field}.until")))
         .transpose()?;
-    if let (Some(since), Some(until)) = (since_ns, until_ns) {
+    if let (Some(since), Some(until)) = (since, until) {
         if since > until {
             return Err(invalid(
                 &format!("{field}.since"),
@@ -518,8 +512,8 @@ pub fn filter_of(filter: Option<&pb::ChangeFilter>, field: &str) -> Result<Chang
         })
         .transpose()?;
     Ok(ChangeFilter {
-        since_ns,
-        until_ns,
+        since,
+        until,
         types,
         categories,
         path_glob,
@@ -635,7 +629,7 @@ mod tests {
         };
         let engine = change::ChangeRecord {
             sequence: 3,
-            time_generated: change::rfc3339_ns(0),
+            time_generated: Timestamp::UNIX_EPOCH,
             computer: "h".into(),
             computer_id: "id".into(),
             config_change_type: ConfigChangeType::Files,
@@ -647,8 +641,8 @@ mod tests {
             actor: Some(actor(8, "touch")),
             file: Some(change::FileColumns {
                 file_system_path: "/x".into(),
-                change_time: Some("1970-01-01T00:00:02Z".into()),
-                previous_change_time: Some("1970-01-01T00:00:01Z".into()),
+                change_time: Some(Timestamp::from_unix_nanos(2_000_000_000)),
+                previous_change_time: Some(Timestamp::from_unix_nanos(1_000_000_000)),
                 ..Default::default()
             }),
             contributors: vec![
@@ -696,7 +690,7 @@ mod tests {
     fn negative_timestamps_round_down() {
         let at = timestamp(-1);
         assert_eq!((at.seconds, at.nanos), (-1, 999_999_999));
-        assert_eq!(timestamp_ns(&at, "t").unwrap(), -1);
+        assert_eq!(timestamp_of(&at, "t").unwrap().unix_nanos(), -1);
     }
 
     #[test]

@@ -301,7 +301,7 @@ impl pb::fim_server::Fim for FimService {
             journal_last_sequence: last_sequence,
             computer: computer.name.clone(),
             computer_id: computer.id.clone(),
-            started: convert::timestamp_of_text(&live.started),
+            started: Some(convert::timestamp(live.started.unix_nanos())),
             version: env!("CARGO_PKG_VERSION").to_string(),
             hashing: live.hashing.iter().map(convert::hash_progress).collect(),
             hashes_queued: live.hashes_queued,

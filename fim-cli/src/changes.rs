@@ -45,8 +45,8 @@ impl FilterArgs {
     pub fn to_proto(&self) -> anyhow::Result<pb::ChangeFilter> {
         let local = self.build()?;
         Ok(pb::ChangeFilter {
-            since: local.since_ns.map(convert::timestamp),
-            until: local.until_ns.map(convert::timestamp),
+            since: local.since.map(|at| convert::timestamp(at.unix_nanos())),
+            until: local.until.map(|at| convert::timestamp(at.unix_nanos())),
             types: local
                 .types
                 .iter()
@@ -90,8 +90,8 @@ impl FilterArgs {
             })
             .transpose()?;
         Ok(ChangeFilter {
-            since_ns: timespec::option("since", &self.since, now)?,
-            until_ns: timespec::option("until", &self.until, now)?,
+            since: timespec::option("since", &self.since, now)?,
+            until: timespec::option("until", &self.until, now)?,
             types,
             categories,
             path_glob,

@@ -106,7 +106,7 @@ fn row(record: &ChangeRecord) -> [String; 9] {
     };
     [
         record.sequence.to_string(),
-        record.time_generated.clone(),
+        record.time_generated.to_rfc3339(),
         record.computer.clone(),
         record.config_change_type.as_str().to_string(),
         record.change_category.as_str().to_string(),

@@ -68,7 +68,7 @@ pub fn status(state_dir: &Path, policy: &Path, args: StatusArgs) -> anyhow::Resu
         })).collect::<Vec<_>>(),
         "hashes_queued": hashes_queued,
         "recent_scans": store.last_scans(5)?.iter().map(|scan| serde_json::json!({
-            "kind": scan.kind, "started_ns": scan.started_ns, "finished_ns": scan.finished_ns,
+            "kind": scan.kind, "started_ns": scan.started.unix_nanos(), "finished_ns": scan.finished.unix_nanos(),
             "files": scan.files, "changes": scan.changes, "errors": scan.errors,
         })).collect::<Vec<_>>(),
     });

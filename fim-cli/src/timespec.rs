@@ -1,5 +1,6 @@
 //! Time arguments as people type them: `14d`, `2h`, `90m`, a date or an RFC 3339 time.
 use anyhow::{bail, Context as _};
+use fim_model::Timestamp;
 use time::{
     format_description::well_known::Rfc3339, Date, OffsetDateTime, PrimitiveDateTime, Time,
 };
@@ -42,9 +43,13 @@ pub fn option(
     name: &str,
     text: &Option<String>,
     now: OffsetDateTime,
-) -> anyhow::Result<Option<i64>> {
+) -> anyhow::Result<Option<Timestamp>> {
     text.as_deref()
-        .map(|text| parse_point(text, now).with_context(|| format!("--{name}")))
+        .map(|text| {
+            parse_point(text, now)
+                .map(Timestamp::from_unix_nanos)
+                .with_context(|| format!("--{name}"))
+        })
         .transpose()
 }
 

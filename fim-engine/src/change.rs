@@ -10,9 +10,9 @@ use std::path::Path;
 
 pub use fim_model::{
     actor::{UnixUser, UserIdentity, WindowsUser},
-    change::{hex, now_rfc3339, rfc3339_ns, CHANGE_TIME},
+    change::{hex, CHANGE_TIME},
     Actor, ChangeCategory, ChangeRecord, ConfigChangeType, Contributor, Detection, FileColumns,
-    RegistryColumns, ServiceColumns, MAX_CONTRIBUTORS,
+    RegistryColumns, ServiceColumns, Timestamp, MAX_CONTRIBUTORS,
 };
 pub use monitor::{monitor_record, MonitorColumns, MonitorEvent};
 
@@ -101,8 +101,8 @@ pub fn file_columns(
     if let Some(after) = after {
         columns.file_type = Some(after.file_type.as_str().to_string());
         columns.size = Some(after.size);
-        columns.date_modified = Some(rfc3339_ns(after.mtime_ns));
-        columns.change_time = Some(rfc3339_ns(after.ctime_ns));
+        columns.date_modified = Some(Timestamp::from_unix_nanos(after.mtime_ns));
+        columns.change_time = Some(Timestamp::from_unix_nanos(after.ctime_ns));
         columns.owner = Some(users::user_name(after.uid));
         columns.group = Some(users::group_name(after.gid));
         columns.mode = Some(format!("{:04o}", after.mode));
@@ -123,8 +123,8 @@ pub fn file_columns(
     if let Some(before) = before {
         columns.previous_file_type = Some(before.file_type.as_str().to_string());
         columns.previous_size = Some(before.size);
-        columns.previous_date_modified = Some(rfc3339_ns(before.mtime_ns));
-        columns.previous_change_time = Some(rfc3339_ns(before.ctime_ns));
+        columns.previous_date_modified = Some(Timestamp::from_unix_nanos(before.mtime_ns));
+        columns.previous_change_time = Some(Timestamp::from_unix_nanos(before.ctime_ns));
         columns.previous_owner = Some(users::user_name(before.uid));
         columns.previous_group = Some(users::group_name(before.gid));
         columns.previous_mode = Some(format!("{:04o}", before.mode));

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     actor::{deserialize_actor, serialize_actor},
-    Actor, FileColumns, MonitorColumns, RegistryColumns, ServiceColumns,
+    Actor, FileColumns, MonitorColumns, RegistryColumns, ServiceColumns, Timestamp,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -110,8 +110,8 @@ pub struct Contributor {
 pub struct ChangeRecord {
     /// Strictly increasing; assigned when the journal accepts the record.
     pub sequence: u64,
-    /// RFC 3339, UTC, nanoseconds.
-    pub time_generated: String,
+    /// When the change was recorded (RFC 3339, UTC, in the JSON).
+    pub time_generated: Timestamp,
     pub computer: String,
     /// Stable host identity (/etc/machine-id), for a workspace where host names repeat.
     pub computer_id: String,
@@ -181,30 +181,6 @@ impl ChangeRecord {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// RFC 3339 in UTC with nanoseconds; the Unix epoch for out-of-range values.
-pub fn rfc3339_ns(ns: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
-}
-
-/// Now, as a record's TimeGenerated.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    rfc3339_ns(now.unix_timestamp_nanos() as i64)
-}
-
-/// TimeGenerated (RFC 3339) as ns since the Unix epoch; None for text that is not RFC 3339.
-pub fn time_ns(time_generated: &str) -> Option<i64> {
-    let at = time::OffsetDateTime::parse(
-        time_generated,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .ok()?;
-    i64::try_from(at.unix_timestamp_nanos()).ok()
 }
 
 #[cfg(test)]

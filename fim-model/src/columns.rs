@@ -2,6 +2,8 @@
 //! ConfigurationChange table. A record fills exactly the group of its object's kind.
 use serde::{Deserialize, Serialize};
 
+use crate::Timestamp;
+
 /// The file-specific columns (Azure's names), current values and previous ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -22,15 +24,15 @@ pub struct FileColumns {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub date_modified: Option<String>,
+    pub date_modified: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_date_modified: Option<String>,
-    /// ctime, RFC 3339: user space cannot set it, so it shows a write that put everything
+    pub previous_date_modified: Option<Timestamp>,
+    /// ctime: user space cannot set it, so it shows a write that put everything
     /// else back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub change_time: Option<String>,
+    pub change_time: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_change_time: Option<String>,
+    pub previous_change_time: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,15 +9,16 @@ use globset::{GlobBuilder, GlobMatcher};
 use crate::{
     change::{ChangeCategory, ChangeRecord, ConfigChangeType},
     path_text::parse_display,
+    Timestamp,
 };
 
 /// Empty lists and `None` mean "any".
 #[derive(Clone, Debug, Default)]
 pub struct ChangeFilter {
-    /// TimeGenerated at or after this (ns since the Unix epoch).
-    pub since_ns: Option<i64>,
+    /// TimeGenerated at or after this.
+    pub since: Option<Timestamp>,
     /// TimeGenerated before this (exclusive).
-    pub until_ns: Option<i64>,
+    pub until: Option<Timestamp>,
     pub types: Vec<ConfigChangeType>,
     pub categories: Vec<ChangeCategory>,
     /// Matched against the record's subject: FileSystemPath, RegistryKey or SvcName (records
@@ -85,16 +86,11 @@ impl SubjectGlob {
 impl ChangeFilter {
     /// Does `record` pass? What a query with this filter returns, record by record.
     pub fn matches(&self, record: &ChangeRecord) -> bool {
-        let time_ns = crate::change::time_ns(&record.time_generated);
-        let in_range = |bound: Option<i64>, ok: fn(i64, i64) -> bool| match (bound, time_ns) {
-            (None, _) => true,
-            (Some(bound), Some(at)) => ok(at, bound),
-            (Some(_), None) => false,
-        };
+        let at = record.time_generated;
         self.after_sequence
             .is_none_or(|after| record.sequence > after)
-            && in_range(self.since_ns, |at, since| at >= since)
-            && in_range(self.until_ns, |at, until| at < until)
+            && self.since.is_none_or(|since| at >= since)
+            && self.until.is_none_or(|until| at < until)
             && (self.types.is_empty() || self.types.contains(&record.config_change_type))
             && (self.categories.is_empty() || self.categories.contains(&record.change_category))
             && self.computer.as_ref().is_none_or(|computer| {

@@ -16,6 +16,7 @@ pub mod object;
 pub mod path_text;
 pub mod samples;
 pub mod source;
+pub mod timestamp;
 
 pub use actor::{Actor, UserIdentity};
 pub use change::{
@@ -25,3 +26,4 @@ pub use columns::{FileColumns, RegistryColumns, ServiceColumns};
 pub use filter::ChangeFilter;
 pub use monitor::{MonitorColumns, MonitorEvent};
 pub use object::{MonitoredObject, ObjectKind};
+pub use timestamp::{Timestamp, TimestampError};

@@ -4,7 +4,7 @@
 use crate::{
     actor::{UserIdentity, WindowsUser},
     Actor, ChangeCategory, ChangeRecord, ConfigChangeType, Detection, RegistryColumns,
-    ServiceColumns,
+    ServiceColumns, Timestamp,
 };
 
 /// A process of a Windows user.
@@ -26,7 +26,7 @@ pub fn windows_actor() -> Actor {
 pub fn registry_record() -> ChangeRecord {
     ChangeRecord {
         sequence: 9,
-        time_generated: "2026-12-03T10:00:00.123456789Z".into(),
+        time_generated: Timestamp::from_unix_nanos(1_796_292_000_123_456_789),
         computer: "win1".into(),
         computer_id: "guid".into(),
         config_change_type: ConfigChangeType::Registry,

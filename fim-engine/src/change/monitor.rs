@@ -1,5 +1,5 @@
 //! The monitor's own records (see [`fim_model::monitor`]): building one for this computer.
-use super::{now_rfc3339, Actor, ChangeCategory, ChangeRecord, ConfigChangeType, Detection};
+use super::{Actor, ChangeCategory, ChangeRecord, ConfigChangeType, Detection, Timestamp};
 use crate::identity::Computer;
 pub use fim_model::monitor::{MonitorColumns, MonitorEvent};
 
@@ -15,7 +15,7 @@ pub fn monitor_record(
 ) -> ChangeRecord {
     ChangeRecord {
         sequence: 0,
-        time_generated: now_rfc3339(),
+        time_generated: Timestamp::now(),
         computer: computer.name.clone(),
         computer_id: computer.id.clone(),
         config_change_type: ConfigChangeType::Monitor,

@@ -74,11 +74,14 @@ fn change_time_columns_are_filled_and_old_records_serialise_unchanged() {
     };
     let columns = file_columns(Path::new("/x"), Some(&before), Some(&after));
     assert_eq!(
-        columns.change_time.as_deref(),
+        columns.change_time.map(Timestamp::to_rfc3339).as_deref(),
         Some("1970-01-01T00:00:02.000000001Z")
     );
     assert_eq!(
-        columns.previous_change_time.as_deref(),
+        columns
+            .previous_change_time
+            .map(Timestamp::to_rfc3339)
+            .as_deref(),
         Some("1970-01-01T00:00:01Z")
     );
     let json = serde_json::to_string(&columns).unwrap();
@@ -111,7 +114,7 @@ fn contributors_flatten_the_actor_and_round_trip() {
     };
     let record = ChangeRecord {
         sequence: 2,
-        time_generated: rfc3339_ns(0),
+        time_generated: Timestamp::UNIX_EPOCH,
         computer: "h".into(),
         computer_id: "id".into(),
         config_change_type: ConfigChangeType::Files,
@@ -198,7 +201,7 @@ fn setcap_and_chmod_are_named() {
 fn unknown_actor_round_trips_as_a_string() {
     let record = ChangeRecord {
         sequence: 1,
-        time_generated: rfc3339_ns(0),
+        time_generated: Timestamp::UNIX_EPOCH,
         computer: "h".into(),
         computer_id: "id".into(),
         config_change_type: ConfigChangeType::Files,

@@ -26,7 +26,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    change::{hex, now_rfc3339, ChangeRecord, MonitorColumns, MonitorEvent},
+    change::{hex, ChangeRecord, MonitorColumns, MonitorEvent, Timestamp},
     identity::Computer,
     path_text::display_path,
     reconcile::{lock, Reconciler},
@@ -131,7 +131,10 @@ pub(super) fn journal_lost(
 ) -> Result<(), crate::reconcile::ReconcileError> {
     tracing::error!("HISTORY LOST: {}", lost.detail);
     let record = monitor_record(computer, MonitorEvent::HistoryLost, lost.detail);
-    reconciler.journal_monitor(vec![record], ("database/history-lost", &now_rfc3339()))?;
+    reconciler.journal_monitor(
+        vec![record],
+        ("database/history-lost", &Timestamp::now().to_rfc3339()),
+    )?;
     Ok(())
 }
 
@@ -238,7 +241,10 @@ impl DatabaseWatch {
         reconciler.replace_store(store);
         self.file = identity(&self.path).unwrap_or_default();
         let record = monitor_record(computer, event, detail.clone());
-        match reconciler.journal_monitor(vec![record], ("database/restored", &now_rfc3339())) {
+        match reconciler.journal_monitor(
+            vec![record],
+            ("database/restored", &Timestamp::now().to_rfc3339()),
+        ) {
             Ok(_) => tracing::error!("{detail}"),
             Err(error) => tracing::error!("cannot journal the restoration: {error}"),
         }

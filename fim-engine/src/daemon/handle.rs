@@ -22,7 +22,7 @@ pub struct LiveStatus {
     pub strategy: String,
     pub roots: Vec<PathBuf>,
     /// RFC 3339.
-    pub started: String,
+    pub started: crate::change::Timestamp,
     /// Kernel events lost since start (each loss triggered a rescan).
     pub dropped_events: u64,
     pub gap_notices: u64,

@@ -197,7 +197,7 @@ impl Daemon {
         }
         let hasher = Hasher::attach(&mut reconciler);
         let (status, status_view) = watch::channel(LiveStatus {
-            started: crate::change::now_rfc3339(),
+            started: crate::change::Timestamp::now(),
             ..LiveStatus::default()
         });
         let (commands_in, commands) = mpsc::channel(COMMAND_QUEUE);

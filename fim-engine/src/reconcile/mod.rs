@@ -139,7 +139,7 @@ impl Reconciler {
     }
 
     pub(crate) fn mark_baselined(&mut self, entity: &str) -> Result<(), ReconcileError> {
-        let now = crate::change::now_rfc3339();
+        let now = crate::change::Timestamp::now().to_rfc3339();
         self.store.set_meta(&sweep::baselined_key(entity), &now)?;
         self.baselined.insert(entity.to_string());
         Ok(())
@@ -395,7 +395,7 @@ fn make_record(
     };
     Some(ChangeRecord {
         sequence: 0,
-        time_generated: crate::change::now_rfc3339(),
+        time_generated: crate::change::Timestamp::now(),
         computer: computer.name.clone(),
         computer_id: computer.id.clone(),
         config_change_type: ConfigChangeType::Files,

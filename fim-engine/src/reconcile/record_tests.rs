@@ -1,6 +1,8 @@
 //! What record a verdict makes: the change-time rule and the contributors list.
 use std::path::PathBuf;
 
+use fim_model::Timestamp;
+
 use super::{make_record, Hint, Verdict};
 use crate::{
     change::{Actor, ChangeCategory, Contributor, Detection, CHANGE_TIME},
@@ -90,9 +92,14 @@ fn a_file_written_and_put_back_in_real_time_is_a_change_time_record() {
     // One process: it is the Actor, and the record keeps its old shape.
     assert!(record.contributors.is_empty());
     let file = record.file.expect("file columns");
-    assert_eq!(file.change_time.as_deref(), Some("1970-01-01T00:00:02Z"));
     assert_eq!(
-        file.previous_change_time.as_deref(),
+        file.change_time.map(Timestamp::to_rfc3339).as_deref(),
+        Some("1970-01-01T00:00:02Z")
+    );
+    assert_eq!(
+        file.previous_change_time
+            .map(Timestamp::to_rfc3339)
+            .as_deref(),
         Some("1970-01-01T00:00:01Z")
     );
 }

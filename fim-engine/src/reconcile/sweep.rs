@@ -13,7 +13,7 @@ use std::{
 };
 
 use crate::{
-    change::Detection,
+    change::{Detection, Timestamp},
     policy::CompiledEntity,
     scan::{self, ScanItem, ScanMode, ScanOptions, ScanOutcome, ScanTarget},
 };
@@ -78,7 +78,7 @@ pub fn sweep(
     options: &ScanOptions,
 ) -> Result<SweepOutcome, ReconcileError> {
     let started = Instant::now();
-    let started_ns = unix_ns();
+    let started_at = Timestamp::now();
     let entities: Vec<CompiledEntity> = lock(reconciler)
         .policy
         .entities
@@ -114,13 +114,13 @@ pub fn sweep(
             Detection::GapRescan => "gap-rescan".to_string(),
             _ => kind.as_str().to_string(),
         },
-        started_ns,
-        finished_ns: unix_ns(),
+        started: started_at,
+        finished: Timestamp::now(),
         files: outcome.files,
         changes: outcome.changes,
         errors: outcome.errors,
     };
-    let finished = crate::change::now_rfc3339();
+    let finished = Timestamp::now().to_rfc3339();
     let saved = reconciler
         .store
         .set_meta(&format!("last_{}", kind.as_str()), &finished)
@@ -135,10 +135,6 @@ pub fn sweep(
 fn still_current(path: &std::path::Path, state: &crate::state::FileState) -> Option<bool> {
     let metadata = scan::symlink_metadata(path).ok()?;
     Some(scan::QuickMeta::from_metadata(&metadata) == scan::QuickMeta::from(state))
-}
-
-fn unix_ns() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
 }
 
 fn cancelled(options: &ScanOptions) -> bool {

@@ -229,12 +229,7 @@ impl Batch<'_> {
             path: store.path.clone(),
             reason: format!("record {sequence}: {reason}"),
         };
-        let columns = IndexedColumns::of_record(record).ok_or_else(|| {
-            bad(format!(
-                "TimeGenerated {:?} is not an RFC 3339 time",
-                record.time_generated
-            ))
-        })?;
+        let columns = IndexedColumns::of_record(record);
         let json = serde_json::to_string(record).map_err(|error| bad(error.to_string()))?;
         let hash = chain_hash(&self.head_hash, json.as_bytes());
         self.tx

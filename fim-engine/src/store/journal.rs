@@ -15,7 +15,10 @@ use rusqlite::{OptionalExtension, TransactionBehavior};
 use serde::Deserialize;
 
 use super::{Result, Store};
-use crate::{change::ChangeRecord, state::Digest};
+use crate::{
+    change::{ChangeRecord, Timestamp},
+    state::Digest,
+};
 
 /// What the first record chains to.
 pub const GENESIS_HASH: Digest = [0; 32];
@@ -28,8 +31,13 @@ pub fn chain_hash(prev_hash: &Digest, record_json: &[u8]) -> Digest {
     *hasher.finalize().as_bytes()
 }
 
-/// A record's TimeGenerated (RFC 3339) as nanoseconds since the Unix epoch.
-pub use fim_model::change::time_ns;
+/// A record's TimeGenerated text (RFC 3339) as nanoseconds since the Unix epoch; None for text
+/// that is not a time (a tampered record).
+fn time_ns(time_generated: &str) -> Option<i64> {
+    Timestamp::parse_rfc3339(time_generated)
+        .ok()
+        .map(Timestamp::unix_nanos)
+}
 
 /// The journal columns that copy fields of the record, for queries.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,17 +52,16 @@ pub(crate) struct IndexedColumns<'a> {
 }
 
 impl<'a> IndexedColumns<'a> {
-    /// None when TimeGenerated is not RFC 3339.
-    pub fn of_record(record: &'a ChangeRecord) -> Option<Self> {
-        Some(IndexedColumns {
-            time_ns: time_ns(&record.time_generated)?,
+    pub fn of_record(record: &'a ChangeRecord) -> Self {
+        IndexedColumns {
+            time_ns: record.time_generated.unix_nanos(),
             computer: Cow::Borrowed(&record.computer),
             computer_id: Cow::Borrowed(&record.computer_id),
             change_type: Cow::Borrowed(record.config_change_type.as_str()),
             category: Cow::Borrowed(record.change_category.as_str()),
             entity: Cow::Borrowed(&record.entity),
             path: record.subject().map(Cow::Borrowed),
-        })
+        }
     }
 }
 

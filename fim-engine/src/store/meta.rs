@@ -6,6 +6,7 @@
 use rusqlite::{OptionalExtension, TransactionBehavior};
 
 use super::{Result, Store};
+use crate::change::Timestamp;
 
 /// How many scan runs are kept.
 pub const SCAN_HISTORY: u64 = 1000;
@@ -15,8 +16,8 @@ pub const SCAN_HISTORY: u64 = 1000;
 pub struct ScanRun {
     /// What kind of scan (the daemon's word: "startup", "scheduled", "gap-rescan", ...).
     pub kind: String,
-    pub started_ns: i64,
-    pub finished_ns: i64,
+    pub started: Timestamp,
+    pub finished: Timestamp,
     pub files: u64,
     pub changes: u64,
     pub errors: u64,
@@ -67,8 +68,8 @@ impl Store {
         .and_then(|mut statement| {
             statement.execute((
                 &run.kind,
-                run.started_ns,
-                run.finished_ns,
+                run.started.unix_nanos(),
+                run.finished.unix_nanos(),
                 run.files as i64,
                 run.changes as i64,
                 run.errors as i64,
@@ -95,8 +96,8 @@ impl Store {
             .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
                 Ok(ScanRun {
                     kind: row.get(0)?,
-                    started_ns: row.get(1)?,
-                    finished_ns: row.get(2)?,
+                    started: Timestamp::from_unix_nanos(row.get(1)?),
+                    finished: Timestamp::from_unix_nanos(row.get(2)?),
                     files: row.get::<_, i64>(3)? as u64,
                     changes: row.get::<_, i64>(4)? as u64,
                     errors: row.get::<_, i64>(5)? as u64,

@@ -55,13 +55,13 @@ impl FilterSql for ChangeFilter {
             conditions.push("sequence > ?".into());
             values.push(Value::Integer(i64::try_from(after).unwrap_or(i64::MAX)));
         }
-        if let Some(since) = self.since_ns {
+        if let Some(since) = self.since {
             conditions.push("time_ns >= ?".into());
-            values.push(Value::Integer(since));
+            values.push(Value::Integer(since.unix_nanos()));
         }
-        if let Some(until) = self.until_ns {
+        if let Some(until) = self.until {
             conditions.push("time_ns < ?".into());
-            values.push(Value::Integer(until));
+            values.push(Value::Integer(until.unix_nanos()));
         }
         let mut any_of = |column: &str, texts: Vec<&str>| {
             if !texts.is_empty() {

@@ -4,7 +4,7 @@ use crate::{Detection, FileColumns, RegistryColumns, ServiceColumns};
 fn record(change_type: ConfigChangeType) -> ChangeRecord {
     ChangeRecord {
         sequence: 5,
-        time_generated: "2026-12-03T10:00:00.5Z".into(),
+        time_generated: "2026-12-03T10:00:00.5Z".parse().unwrap(),
         computer: "web1".into(),
         computer_id: "abc".into(),
         config_change_type: change_type,
@@ -86,10 +86,11 @@ fn key_globs_use_backslashes_as_separators_and_ignore_case() {
 fn every_field_of_the_filter_narrows() {
     let base = key(r"HKLM\SOFTWARE\x");
     let pass = |filter: ChangeFilter| filter.matches(&base);
-    let at = crate::change::time_ns("2026-12-03T10:00:00.5Z").unwrap();
+    let at: Timestamp = "2026-12-03T10:00:00.5Z".parse().unwrap();
+    let next = Timestamp::from_unix_nanos(at.unix_nanos() + 1);
     assert!(pass(ChangeFilter {
-        since_ns: Some(at),
-        until_ns: Some(at + 1),
+        since: Some(at),
+        until: Some(next),
         types: vec![ConfigChangeType::Registry],
         categories: vec![ChangeCategory::Modified],
         computer: Some("abc".into()),
@@ -98,11 +99,11 @@ fn every_field_of_the_filter_narrows() {
         ..ChangeFilter::default()
     }));
     assert!(!pass(ChangeFilter {
-        since_ns: Some(at + 1),
+        since: Some(next),
         ..ChangeFilter::default()
     }));
     assert!(!pass(ChangeFilter {
-        until_ns: Some(at),
+        until: Some(at),
         ..ChangeFilter::default()
     }));
     assert!(!pass(ChangeFilter {

@@ -15,9 +15,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use fim_api::pb;
 use fim_engine::{
-    change::{
-        file_columns, now_rfc3339, ChangeCategory, ChangeRecord, ConfigChangeType, Detection,
-    },
+    change::{file_columns, ChangeCategory, ChangeRecord, ConfigChangeType, Detection},
     state::{FileState, FileType},
     store::Store,
 };
@@ -74,7 +72,7 @@ fn synthetic_journal(database: &Path, count: u64) -> anyhow::Result<()> {
             let path = PathBuf::from(format!("/srv/app/dir{}/file{written}.conf", written % 100));
             let mut record = ChangeRecord {
                 sequence: 0,
-                time_generated: now_rfc3339(),
+                time_generated: fim_engine::change::Timestamp::now(),
                 computer: "bench-host".into(),
                 computer_id: "bench-id".into(),
                 config_change_type: ConfigChangeType::Files,

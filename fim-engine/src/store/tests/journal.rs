@@ -91,23 +91,6 @@ fn append_assigns_sequences_and_chains_hashes() {
 }
 
 #[test]
-fn append_rejects_a_bad_time_and_keeps_the_sequence() {
-    let (_dir, _path, store) = temp_store();
-    let mut bad = record("/etc/a", ChangeCategory::Added, 0);
-    bad.time_generated = "yesterday".into();
-    bad.sequence = 77;
-    let mut batch = store.batch().unwrap();
-    let error = batch.append(&mut bad).unwrap_err();
-    assert!(matches!(error, StoreError::BadRecord { .. }), "{error:?}");
-    assert!(error.to_string().contains("\"yesterday\""), "{error}");
-    assert_eq!(bad.sequence, 77);
-    let mut good = record("/etc/a", ChangeCategory::Added, 0);
-    assert_eq!(batch.append(&mut good).unwrap(), 1);
-    batch.commit().unwrap();
-    assert!(store.verify().unwrap().is_ok());
-}
-
-#[test]
 fn verify_passes_on_an_empty_journal() {
     let (_dir, _path, store) = temp_store();
     let report = store.verify().unwrap();

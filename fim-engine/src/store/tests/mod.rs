@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::Store;
 use crate::{
-    change::{rfc3339_ns, ChangeCategory, ChangeRecord, ConfigChangeType, Detection, FileColumns},
+    change::{ChangeCategory, ChangeRecord, ConfigChangeType, Detection, FileColumns, Timestamp},
     state::{FileState, FileType},
 };
 
@@ -54,7 +54,7 @@ pub fn state(n: u64) -> FileState {
 pub fn record(path: &str, category: ChangeCategory, time_ns: i64) -> ChangeRecord {
     ChangeRecord {
         sequence: 0,
-        time_generated: rfc3339_ns(time_ns),
+        time_generated: Timestamp::from_unix_nanos(time_ns),
         computer: "host-a".into(),
         computer_id: "id-a".into(),
         config_change_type: ConfigChangeType::Files,

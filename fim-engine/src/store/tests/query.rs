@@ -1,7 +1,7 @@
 //! Journal queries, summaries, paging, meta values and scan history.
 use super::{append_all, record, temp_store};
 use crate::{
-    change::{ChangeCategory, ChangeRecord, ConfigChangeType},
+    change::{ChangeCategory, ChangeRecord, ConfigChangeType, Timestamp},
     store::{ChangeFilter, GroupKey, ScanRun, Store, SummaryRow},
 };
 
@@ -80,8 +80,8 @@ fn query_filters() {
     // Time range: since inclusive, until exclusive.
     assert_eq!(
         run(ChangeFilter {
-            since_ns: Some(20 * SECOND),
-            until_ns: Some(50 * SECOND),
+            since: Some(Timestamp::from_unix_nanos(20 * SECOND)),
+            until: Some(Timestamp::from_unix_nanos(50 * SECOND)),
             ..ChangeFilter::default()
         }),
         [2, 3, 4]
@@ -226,7 +226,7 @@ fn summary_groups_and_counts() {
         store
             .summary(
                 &ChangeFilter {
-                    since_ns: Some(40 * SECOND),
+                    since: Some(Timestamp::from_unix_nanos(40 * SECOND)),
                     ..ChangeFilter::default()
                 },
                 &[GroupKey::Entity, GroupKey::Category]
@@ -270,8 +270,8 @@ fn meta_and_scan_history() {
     assert!(store.last_scans(5).unwrap().is_empty());
     let run = |n: u64| ScanRun {
         kind: if n == 0 { "startup" } else { "scheduled" }.into(),
-        started_ns: n as i64 * 100,
-        finished_ns: n as i64 * 100 + 50,
+        started: Timestamp::from_unix_nanos(n as i64 * 100),
+        finished: Timestamp::from_unix_nanos(n as i64 * 100 + 50),
         files: 1000 + n,
         changes: n,
         errors: n % 2,
@@ -297,8 +297,8 @@ fn scan_history_is_bounded() {
         store
             .record_scan(&ScanRun {
                 kind: "scheduled".into(),
-                started_ns: n as i64,
-                finished_ns: n as i64,
+                started: Timestamp::from_unix_nanos(n as i64),
+                finished: Timestamp::from_unix_nanos(n as i64),
                 files: n,
                 changes: 0,
                 errors: 0,

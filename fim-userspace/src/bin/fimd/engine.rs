@@ -105,7 +105,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let (stop, stopping) = watch::channel(false);
     let (root_updates, root_requests) = mpsc::channel::<Vec<WatchRoot>>(4);
     daemon.set_status("pid", &std::process::id().to_string());
-    daemon.set_status("started", &fim_engine::change::now_rfc3339());
+    daemon.set_status(
+        "started",
+        &fim_engine::change::Timestamp::now().to_rfc3339(),
+    );
     let api = Api::start(&daemon, &args).await?;
     let result = run_engine(
         daemon,
