@@ -8,6 +8,7 @@
 pub mod access;
 pub mod auth;
 mod author;
+mod blocking;
 pub mod convert;
 mod entities;
 pub mod limits;

@@ -17,11 +17,12 @@ use tonic::{Request, Response, Status};
 use crate::{
     access,
     auth::Caller,
+    blocking::blocking,
     convert,
     entities::Entities,
     limits::{Limiter, PeerKey, Slot},
     pb,
-    watch::{blocking, Watcher, WATCH_BUFFER},
+    watch::{Watcher, WATCH_BUFFER},
 };
 
 /// Query pages: the default and the most a client may ask for.
@@ -73,11 +74,6 @@ impl FimService {
             ))
         })
     }
-}
-
-/// A store failure as a status: the daemon's problem, not the request's.
-pub fn store_status(error: StoreError) -> Status {
-    Status::internal(format!("the store failed: {error}"))
 }
 
 /// Who made a call, for the log line of a change.

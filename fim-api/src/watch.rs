@@ -16,7 +16,10 @@ use fim_engine::{
 use tokio::sync::{broadcast::error::RecvError, mpsc, watch};
 use tonic::Status;
 
-use crate::{convert, pb};
+use crate::{
+    blocking::{blocking, store_status},
+    convert, pb,
+};
 
 /// Responses buffered per watcher before the producer waits for the client. Small on
 /// purpose: a client that does not read holds this much and no more (a watcher that falls
@@ -142,7 +145,7 @@ impl Watcher {
             .await
             .map_err(End::Failed)?;
             store = back;
-            let page = page.map_err(|error| End::Failed(crate::service::store_status(error)))?;
+            let page = page.map_err(|error| End::Failed(store_status(error)))?;
             let full = page.len() == PAGE;
             if self.out.capacity() < page.len() {
                 store = None;
@@ -179,41 +182,5 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|stopping| *stopping).await.is_err() {
         // The sender is gone: the server is gone too.
         std::future::pending::<()>().await;
-    }
-}
-
-/// Runs blocking store work off the async runtime.
-pub async fn blocking<T, E>(
-    work: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, Status>
-where
-    T: Send + 'static,
-    E: Into<BlockingError> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(error.into().0),
-        Err(join) => Err(Status::internal(format!("a store task failed: {join}"))),
-    }
-}
-
-/// A blocking task's error as a status.
-pub struct BlockingError(pub Status);
-
-impl From<fim_engine::store::StoreError> for BlockingError {
-    fn from(error: fim_engine::store::StoreError) -> Self {
-        BlockingError(crate::service::store_status(error))
-    }
-}
-
-impl From<Status> for BlockingError {
-    fn from(status: Status) -> Self {
-        BlockingError(status)
-    }
-}
-
-impl From<std::convert::Infallible> for BlockingError {
-    fn from(never: std::convert::Infallible) -> Self {
-        match never {}
     }
 }

@@ -5,7 +5,7 @@
 //! kernel's drop counters into a gap notice, and applies root changes to the maps without
 //! reloading anything. Dropping the task (shutdown) detaches every program.
 use std::{
-    path::PathBuf,
+    collections::HashMap,
     time::{Duration, Instant},
 };
 
@@ -24,10 +24,10 @@ use tokio::{
 };
 
 use crate::{
-    assemble::{State, RESULT_WAIT},
+    assemble::{Assembler, Followup},
     loader::Loaded,
-    record::{FileEvent, GapNotice, SourceItem},
-    roots::{kernel_dev, plan_with_links, RootPlan, SymlinkAlias},
+    record::{GapNotice, SourceItem},
+    roots::{plan_with_links, RootPlan},
 };
 
 /// How soon the ring is read again after a batch (the kernel skips wakeups for 1 ms).
@@ -73,12 +73,18 @@ pub struct EbpfSource {
     task: JoinHandle<Result<(), SourceError>>,
 }
 
+/// The maps the roots live in, and what user space knows of what they hold.
 struct KernelMaps {
     inodes: BpfHashMap<MapData, InodeKey, InodeEntry>,
     prefixes: LpmTrie<MapData, PrefixData, PrefixEntry>,
     drops: PerCpuArray<MapData, u64>,
     /// Bumped whenever the roots change: the kernel's "outside the roots" cache goes stale.
     generation: Array<MapData, u32>,
+    /// The maps hold exactly the assembler's plan (false after a write failed half-way: the
+    /// next plan is then written whole instead of only what differs).
+    match_plan: bool,
+    /// Per root id, the drops already reported (0: drops outside any root).
+    drops_seen: HashMap<u32, u64>,
 }
 
 impl KernelMaps {
@@ -131,10 +137,12 @@ impl EbpfSource {
                     source,
                 },
             )?,
+            match_plan: true,
+            drops_seen: HashMap::new(),
         };
-        let mut state = State::new(RootPlan::default());
-        let warnings = state.apply_roots(&mut kernel_maps, &roots)?;
-        state.track_preexisting_writers();
+        let mut assembler = Assembler::new(RootPlan::default());
+        let warnings = apply_roots(&mut assembler, &mut kernel_maps, &roots)?;
+        assembler.track_preexisting_writers();
         let ring = register(ring)?;
         let (commands, command_rx) = mpsc::channel(8);
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -142,7 +150,7 @@ impl EbpfSource {
             loaded,
             ring,
             kernel_maps,
-            state,
+            assembler,
             command_rx,
             shutdown_rx,
             output,
@@ -194,7 +202,7 @@ async fn run(
     loaded: Loaded,
     mut ring: AsyncFd<RingBuf<MapData>>,
     mut kernel_maps: KernelMaps,
-    mut state: State,
+    mut assembler: Assembler,
     mut commands: mpsc::Receiver<Command>,
     mut shutdown: watch::Receiver<bool>,
     output: mpsc::Sender<SourceItem>,
@@ -216,21 +224,17 @@ async fn run(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(SourceError::Poll)?;
-                let drained = drain(guard.get_inner_mut(), &mut state, &mut ready);
+                let drained = drain(guard.get_inner_mut(), &mut assembler, &mut ready);
                 guard.clear_ready();
                 follow_up = (drained > 0).then(|| tokio::time::Instant::now() + FOLLOW_UP);
             }
             _ = tokio::time::sleep_until(follow_up.unwrap_or_else(tokio::time::Instant::now)), if follow_up.is_some() => {
-                let drained = drain(ring.get_mut(), &mut state, &mut ready);
+                let drained = drain(ring.get_mut(), &mut assembler, &mut ready);
                 follow_up = (drained > 0).then(|| tokio::time::Instant::now() + FOLLOW_UP);
             }
             _ = tick.tick() => {
-                state.expire_pending(&mut ready, Instant::now());
-                state.confirm_symlinks(Instant::now());
-                state.processes.forget();
-                let time = state.clock.now_rfc3339();
-                ready.extend(state.writers.poll(Instant::now(), &time).into_iter().map(SourceItem::Change));
-                state.check_drops(&kernel_maps.drops, &mut ready);
+                assembler.tick(Instant::now(), &mut ready);
+                ready.extend(kernel_maps.check_drops(&assembler).map(SourceItem::Gap));
             }
             Some(guard) = async { match logger.as_mut() { Some(fd) => Some(fd.readable_mut().await), None => None } } => {
                 if let Ok(mut guard) = guard {
@@ -242,7 +246,7 @@ async fn run(
                 Some(Command::UpdateRoots(roots, reply)) => {
                     // Planning stats every root and its ancestors (seconds for 20,000
                     // roots): off this task, which must keep draining the ring meanwhile.
-                    let links = state.symlinks.clone();
+                    let links = assembler.symlink_aliases();
                     planning = Some(tokio::task::spawn_blocking(move || plan_with_links(&roots, &links)));
                     planned_reply = Some(reply);
                 }
@@ -251,7 +255,7 @@ async fn run(
             planned = fim_engine::task::finished(&mut planning) => {
                 planning = None;
                 let applied = match planned {
-                    Ok(next) => state.apply_plan(&mut kernel_maps, next),
+                    Ok(next) => apply_plan(&mut assembler, &mut kernel_maps, next),
                     Err(_) => Err(SourceError::Stopped),
                 };
                 if let Some(reply) = planned_reply.take() {
@@ -260,29 +264,19 @@ async fn run(
             }
             _ = shutdown.changed() => break,
         }
-        for link in std::mem::take(&mut state.new_links) {
-            state.register_link(&mut kernel_maps, &link);
-        }
-        if std::mem::take(&mut state.writer_table_full) {
-            tracing::warn!("too many files open for writing to track; rescanning every root");
-            ready.push(SourceItem::Gap(GapNotice::for_files(
-                state.plan.root_paths(&[0]),
-                0,
-                state.clock.now_rfc3339(),
-            )));
-        }
-        if state.replan_requested {
-            state.replan_requested = false;
-            let roots: Vec<WatchRoot> = state
-                .plan
-                .roots
-                .values()
-                .map(|root| root.spec.clone())
-                .collect();
-            if let Err(error) = state.apply_roots(&mut kernel_maps, &roots) {
-                tracing::warn!(
-                    "re-registering roots after a missing root appeared failed: {error}"
-                );
+        for followup in assembler.take_followups() {
+            match followup {
+                Followup::RegisterLink(link) => {
+                    assembler.register_link(&link, |key, entry| kernel_maps.insert_link(key, entry))
+                }
+                Followup::Rescan(gap) => ready.push(SourceItem::Gap(gap)),
+                Followup::Replan(roots) => {
+                    if let Err(error) = apply_roots(&mut assembler, &mut kernel_maps, &roots) {
+                        tracing::warn!(
+                            "re-registering roots after a missing root appeared failed: {error}"
+                        );
+                    }
+                }
             }
         }
         for item in ready {
@@ -294,9 +288,9 @@ async fn run(
     // A clean stop loses nothing already in the ring: drain it, release events still
     // waiting for a result (marked result_unknown), and report any last drops.
     let mut ready = Vec::new();
-    drain(ring.get_mut(), &mut state, &mut ready);
-    state.expire_pending(&mut ready, Instant::now() + 2 * RESULT_WAIT);
-    state.check_drops(&kernel_maps.drops, &mut ready);
+    drain(ring.get_mut(), &mut assembler, &mut ready);
+    assembler.finish(&mut ready);
+    ready.extend(kernel_maps.check_drops(&assembler).map(SourceItem::Gap));
     for item in ready {
         if output.send(item).await.is_err() {
             break;
@@ -311,55 +305,43 @@ async fn run(
 }
 
 /// Reads every record the ring holds now; returns how many.
-fn drain(ring: &mut RingBuf<MapData>, state: &mut State, ready: &mut Vec<SourceItem>) -> usize {
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    assembler: &mut Assembler,
+    ready: &mut Vec<SourceItem>,
+) -> usize {
     let mut count = 0;
     while let Some(record) = ring.next() {
-        state.handle_record(&record, ready);
+        assembler.handle_record(&record, ready);
         count += 1;
     }
     count
 }
 
-impl State {
-    /// Tracks the writable descriptors and shared mappings that existed before the programs
-    /// were attached (see `preexisting.rs`).
-    fn track_preexisting_writers(&mut self) {
-        let found = crate::preexisting::find(&self.plan, std::process::id());
-        for (index, writer) in found.iter().enumerate() {
-            let id = index as u64 + 1;
-            let template = crate::preexisting::template(writer, self.clock.now_rfc3339());
-            tracing::info!(
-                pid = writer.pid,
-                process = %template.comm,
-                path = %writer.path.display(),
-                mapped = writer.mapped,
-                "file already open for writing at start-up; tracking it"
-            );
-            self.writers.opened(id, writer.path.clone(), template);
-            if writer.mapped {
-                self.writers.mapped(id, writer.pid);
-            }
-        }
-    }
+fn apply_roots(
+    assembler: &mut Assembler,
+    kernel_maps: &mut KernelMaps,
+    roots: &[WatchRoot],
+) -> Result<Vec<String>, SourceError> {
+    let next = assembler.plan_for(roots);
+    apply_plan(assembler, kernel_maps, next)
+}
 
-    fn apply_roots(
-        &mut self,
-        kernel_maps: &mut KernelMaps,
-        roots: &[WatchRoot],
-    ) -> Result<Vec<String>, SourceError> {
-        let next = plan_with_links(roots, &self.symlinks);
-        self.apply_plan(kernel_maps, next)
-    }
+/// Puts a plan in force: written into the kernel maps, then the assembler's.
+fn apply_plan(
+    assembler: &mut Assembler,
+    kernel_maps: &mut KernelMaps,
+    next: RootPlan,
+) -> Result<Vec<String>, SourceError> {
+    assembler.replace_plan(next, |current, next| kernel_maps.write_plan(current, next))
+}
 
-    /// Writes a plan into the kernel maps: what it dropped is removed, what is new or changed
-    /// is written (the rest is left as it is: 20,000 roots are 300,000 map entries).
-    fn apply_plan(
-        &mut self,
-        kernel_maps: &mut KernelMaps,
-        next: RootPlan,
-    ) -> Result<Vec<String>, SourceError> {
-        self.symlinks.retain(SymlinkAlias::holds);
-        let in_sync = self.maps_match_plan;
+impl KernelMaps {
+    /// Writes `next` over `current` (what the maps were written from): what it dropped is
+    /// removed, what is new or changed is written (the rest is left as it is: 20,000 roots
+    /// are 300,000 map entries).
+    fn write_plan(&mut self, current: &RootPlan, next: &RootPlan) -> Result<(), SourceError> {
+        let in_sync = self.match_plan;
         // Refused before anything changes: the roots in force stay whole.
         for (what, needed, limit) in [
             ("inode", next.inodes.len(), maps::MAX_INODES),
@@ -375,119 +357,76 @@ impl State {
         }
         let map_error = |name| move |source| SourceError::Map { name, source };
         // Until every write below has gone through, the maps hold neither plan.
-        self.maps_match_plan = false;
-        for key in self
-            .plan
+        self.match_plan = false;
+        for key in current
             .inodes
             .keys()
             .filter(|key| !next.inodes.contains_key(key))
         {
-            let _ = kernel_maps.inodes.remove(key);
+            let _ = self.inodes.remove(key);
         }
-        for ((bits, data), _) in self
-            .plan
+        for ((bits, data), _) in current
             .prefixes
             .iter()
             .filter(|(key, _)| !next.prefixes.contains_key(key))
         {
-            let _ = kernel_maps.prefixes.remove(&Key::new(*bits, *data));
+            let _ = self.prefixes.remove(&Key::new(*bits, *data));
         }
         for (key, entry) in &next.inodes {
-            if in_sync && self.plan.inodes.get(key) == Some(entry) {
+            if in_sync && current.inodes.get(key) == Some(entry) {
                 continue;
             }
-            kernel_maps
-                .inodes
+            self.inodes
                 .insert(key, entry, 0)
                 .map_err(map_error(maps::INODES))?;
         }
         for ((bits, data), entry) in &next.prefixes {
-            if in_sync && self.plan.prefixes.get(&(*bits, *data)) == Some(entry) {
+            if in_sync && current.prefixes.get(&(*bits, *data)) == Some(entry) {
                 continue;
             }
-            kernel_maps
-                .prefixes
+            self.prefixes
                 .insert(&Key::new(*bits, *data), entry, 0)
                 .map_err(map_error(maps::PREFIXES))?;
         }
         for (id, root) in &next.roots {
-            let seen = self.drops_seen.get(id).copied();
-            if seen.is_none() {
-                let current = kernel_maps
-                    .drops
-                    .get(id, 0)
-                    .map(|values| values.iter().sum())
-                    .unwrap_or(0);
-                self.drops_seen.insert(*id, current);
-            }
+            self.start_counting_drops(*id);
             tracing::debug!(id, path = %root.path.display(), exists = root.exists, "root registered");
         }
-        self.drops_seen.entry(0).or_insert_with(|| {
-            kernel_maps
+        self.start_counting_drops(0);
+        self.match_plan = true;
+        self.bump_generation();
+        Ok(())
+    }
+
+    /// Drops of a root already counted when it is first registered are not its own.
+    fn start_counting_drops(&mut self, id: u32) {
+        if !self.drops_seen.contains_key(&id) {
+            let current = self
                 .drops
-                .get(&0, 0)
-                .map(|v| v.iter().sum())
-                .unwrap_or(0)
-        });
-        let warnings = next.warnings.clone();
-        self.plan = next;
-        self.maps_match_plan = true;
-        kernel_maps.bump_generation();
-        self.paths.clear();
-        Ok(warnings)
-    }
-
-    /// Registers the inode of a new hard link under the monitored name.
-    fn register_link(&mut self, kernel_maps: &mut KernelMaps, link: &FileEvent) {
-        use std::os::unix::fs::MetadataExt;
-        let new = PathBuf::from(&link.path);
-        let old = link.old_path.as_ref().map(PathBuf::from);
-        let (anchor, root_id) = match (
-            self.plan.root_of(&new),
-            old.as_ref()
-                .and_then(|old| self.plan.root_of(old).map(|id| (old, id))),
-        ) {
-            (_, Some((old, id))) => (old.clone(), id),
-            (Some(id), None) => (new.clone(), id),
-            (None, None) => return,
-        };
-        tracing::trace!(new = %new.display(), anchor = %anchor.display(), "registering hard link");
-        let Ok(metadata) = std::fs::symlink_metadata(&new) else {
-            return;
-        };
-        if !metadata.is_file() {
-            return;
-        }
-        let key = InodeKey {
-            dev: kernel_dev(metadata.dev()),
-            _pad: 0,
-            ino: metadata.ino(),
-        };
-        let entry = InodeEntry {
-            kind: fim_common::roots::INODE_ROOT,
-            max_depth: 0,
-            _pad: 0,
-            id: root_id,
-        };
-        if self.plan.inodes.contains_key(&key) {
-            return;
-        }
-        match kernel_maps.inodes.insert(key, entry, 0) {
-            Ok(()) => {
-                tracing::debug!(link = %new.display(), anchor = %anchor.display(), "hard link registered");
-                self.plan.inodes.insert(key, entry);
-                self.plan.anchors.insert(key, anchor);
-                kernel_maps.bump_generation();
-            }
-            Err(error) => tracing::warn!("cannot register hard link {}: {error}", new.display()),
+                .get(&id, 0)
+                .map(|values| values.iter().sum())
+                .unwrap_or(0);
+            self.drops_seen.insert(id, current);
         }
     }
 
-    fn check_drops(&mut self, drops: &PerCpuArray<MapData, u64>, ready: &mut Vec<SourceItem>) {
+    /// Puts a hard link's inode in the map ([`Assembler::register_link`]).
+    fn insert_link(
+        &mut self,
+        key: &InodeKey,
+        entry: &InodeEntry,
+    ) -> Result<(), aya::maps::MapError> {
+        self.inodes.insert(key, entry, 0)?;
+        self.bump_generation();
+        Ok(())
+    }
+
+    /// A gap notice for every root whose drop counter grew since the last look.
+    fn check_drops(&mut self, assembler: &Assembler) -> Option<GapNotice> {
         let mut affected = Vec::new();
         let mut total = 0;
         for (id, seen) in self.drops_seen.iter_mut() {
-            let Ok(values) = drops.get(id, 0) else {
+            let Ok(values) = self.drops.get(id, 0) else {
                 continue;
             };
             let now: u64 = values.iter().sum();
@@ -497,20 +436,16 @@ impl State {
                 *seen = now;
             }
         }
-        if total > 0 {
-            affected.sort_unstable();
-            let roots = self.plan.root_paths(&affected);
-            tracing::warn!(
-                dropped = total,
-                ?affected,
-                "kernel ring buffer overflowed; events were lost"
-            );
-            ready.push(SourceItem::Gap(GapNotice::for_files(
-                roots,
-                total,
-                self.clock.now_rfc3339(),
-            )));
+        if total == 0 {
+            return None;
         }
+        affected.sort_unstable();
+        tracing::warn!(
+            dropped = total,
+            ?affected,
+            "kernel ring buffer overflowed; events were lost"
+        );
+        Some(assembler.gap_for(&affected, total))
     }
 }
 

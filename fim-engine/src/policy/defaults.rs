@@ -4,9 +4,10 @@
 //!
 //! Names are stable and readable because users refer to them on the command line
 //! (`fim entities disable usr-bin`) and change records carry them.
-use toml_edit::DocumentMut;
-
-use super::{document::entity_table, Entity, EntityKind, Policy, Settings};
+//!
+//! Only the data lives here: the file format of the defaults (`default_policy_toml`, a new
+//! policy document) is built from it in `document`, which owns how entities are written.
+use super::{Entity, EntityKind, Policy, Settings};
 
 /// (name, path) of each recommended entity, in the order PRODUCT.md lists them.
 const RECOMMENDED: &[(&str, &str)] = &[
@@ -30,7 +31,8 @@ const RECOMMENDED: &[(&str, &str)] = &[
     ("etc-cron-monthly", "/etc/cron.monthly"),
 ];
 
-const HEADER: &str = "\
+/// The comment that opens a policy file written from the defaults.
+pub(super) const DEFAULT_FILE_HEADER: &str = "\
 # fim policy: the monitored entities and the engine settings.
 # policy.example.toml in the fim sources documents every key. These are the recommended
 # Linux entities; disable the ones you don't want (`enabled = false`) and add your own.
@@ -54,23 +56,4 @@ pub fn default_policy() -> Policy {
         entities,
         settings: Settings::default(),
     }
-}
-
-pub(crate) fn default_document() -> DocumentMut {
-    let mut document = DocumentMut::new();
-    let mut tables = toml_edit::ArrayOfTables::new();
-    for (at, entity) in default_policy().entities.iter().enumerate() {
-        let mut table = entity_table(entity);
-        if at == 0 {
-            table.decor_mut().set_prefix(format!("{HEADER}\n"));
-        }
-        tables.push(table);
-    }
-    document.insert("entity", toml_edit::Item::ArrayOfTables(tables));
-    document
-}
-
-/// [`default_policy`] in the file format, with a short header comment.
-pub fn default_policy_toml() -> String {
-    default_document().to_string()
 }

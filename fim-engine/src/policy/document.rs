@@ -17,7 +17,9 @@ use std::{
 
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, Value};
 
-use super::{defaults::default_document, parse, Entity, EntityKind, Parsed, PolicyError};
+use super::{
+    default_policy, defaults::DEFAULT_FILE_HEADER, parse, Entity, EntityKind, Parsed, PolicyError,
+};
 
 /// Changes to one entity; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -224,8 +226,30 @@ impl PolicyDocument {
     }
 }
 
+/// The recommended entities ([`default_policy`]) as a document, with a short header comment.
+fn default_document() -> DocumentMut {
+    let mut document = DocumentMut::new();
+    let mut tables = ArrayOfTables::new();
+    for (at, entity) in default_policy().entities.iter().enumerate() {
+        let mut table = entity_table(entity);
+        if at == 0 {
+            table
+                .decor_mut()
+                .set_prefix(format!("{DEFAULT_FILE_HEADER}\n"));
+        }
+        tables.push(table);
+    }
+    document.insert("entity", Item::ArrayOfTables(tables));
+    document
+}
+
+/// [`default_policy`] in the file format, with a short header comment.
+pub fn default_policy_toml() -> String {
+    default_document().to_string()
+}
+
 /// An entity as a `[[entity]]` table; keys at their defaults are left out.
-pub(crate) fn entity_table(entity: &Entity) -> Table {
+fn entity_table(entity: &Entity) -> Table {
     let mut table = Table::new();
     table.insert("name", toml_edit::value(entity.name.as_str()));
     table.insert("kind", toml_edit::value(entity.kind.as_str()));

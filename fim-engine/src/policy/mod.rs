@@ -8,8 +8,8 @@
 //! - `parse`: TOML text to [`Policy`], problems as `FILE:LINE:COLUMN: message`;
 //! - `validate`: the rules (wildcards, overlaps, variables, Windows syntax);
 //! - `compile`: [`Policy`] to [`CompiledPolicy`];
-//! - `defaults`: the recommended entities;
-//! - `document`: comment-preserving edits and atomic saves.
+//! - `defaults`: the recommended entities (data only);
+//! - `document`: comment-preserving edits, atomic saves, and the defaults as a file.
 use std::path::{Path, PathBuf};
 
 use globset::{GlobMatcher, GlobSet};
@@ -27,9 +27,9 @@ mod tests;
 mod validate;
 
 pub use compile::compile;
-pub use defaults::{default_policy, default_policy_toml};
+pub use defaults::default_policy;
 pub use diagnostic::{Diagnostic, Location, PolicyError, Severity};
-pub use document::{EntityPatch, PolicyDocument};
+pub use document::{default_policy_toml, EntityPatch, PolicyDocument};
 pub use parse::{load, load_trusted, parse, Parsed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

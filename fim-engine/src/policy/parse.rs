@@ -295,11 +295,9 @@ impl Reader {
                     Some(text) => {
                         kind = EntityKind::parse(text);
                         if kind.is_none() {
-                            let known: Vec<&str> =
-                                EntityKind::ALL.iter().map(|kind| kind.as_str()).collect();
                             let message = format!(
                                 "{label}: unknown kind \"{text}\" (expected one of {})",
-                                known.join(", ")
+                                EntityKind::names()
                             );
                             self.error(span.clone(), message);
                         }

@@ -166,7 +166,7 @@ fn unknown_kind_names_the_entity() {
         parse_err(&entity("etc", "linux-files", "/etc", "")),
         format!(
             "{FILE}:3:8: entity \"etc\": unknown kind \"linux-files\" (expected one of linux-file, \
-             file-content, windows-file, windows-registry, windows-service)"
+             file-content, windows-file, windows-registry or windows-service)"
         )
     );
 }

@@ -15,7 +15,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use crate::{start_kernel_source, Args};
+use crate::{args::Args, kernel::start_kernel_source};
 
 fn notify_systemd(state: &[sd_notify::NotifyState]) {
     if let Err(error) = sd_notify::notify(false, state) {
