@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     path_text::{serialize_opt_path, serialize_path},
-    MonitoredObject,
+    MonitoredObject, Timestamp,
 };
 
 /// The operation, as printed (`"write-closed"`, `"rename"`, ...).
@@ -75,8 +75,8 @@ pub struct FileEvent {
     /// truncate: the new length.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub length: Option<u64>,
-    /// RFC 3339 wall-clock time of the kernel event.
-    pub time: String,
+    /// Wall-clock time of the kernel event.
+    pub time: Timestamp,
     /// The path was longer than the kernel walk could follow and was completed in user space
     /// (or could not be completed: then it starts with `…/`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -95,12 +95,12 @@ pub struct GapNotice {
     /// Serialised as their display text (a file as its escaped path).
     pub roots: Vec<MonitoredObject>,
     pub dropped: u64,
-    pub time: String,
+    pub time: Timestamp,
 }
 
 impl GapNotice {
     /// Events for these file roots were lost.
-    pub fn for_files(roots: Vec<PathBuf>, dropped: u64, time: String) -> Self {
+    pub fn for_files(roots: Vec<PathBuf>, dropped: u64, time: Timestamp) -> Self {
         GapNotice {
             op: "gap",
             roots: roots.into_iter().map(MonitoredObject::File).collect(),

@@ -12,6 +12,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use fim_engine::change::Timestamp;
+
 use crate::{
     record::{FileEvent, Operation},
     roots::RootPlan,
@@ -120,7 +122,7 @@ fn is_regular(path: &Path) -> bool {
 }
 
 /// The event a pre-existing writer is tracked with: its process as /proc describes it now.
-pub fn template(found: &Preexisting, time: String) -> FileEvent {
+pub fn template(found: &Preexisting, time: Timestamp) -> FileEvent {
     let base = PathBuf::from(format!("/proc/{}", found.pid));
     let status = fs::read_to_string(base.join("status")).unwrap_or_default();
     let field = |name: &str| {

@@ -1,5 +1,5 @@
-//! Kernel timestamps (CLOCK_BOOTTIME) to wall-clock RFC 3339.
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+//! Kernel timestamps (CLOCK_BOOTTIME) to wall-clock time.
+use fim_engine::change::Timestamp;
 
 pub struct WallClock {
     /// realtime - boottime, in ns, measured once at start.
@@ -23,18 +23,10 @@ impl WallClock {
         }
     }
 
-    pub fn rfc3339(&self, boot_ns: u64) -> String {
-        format_ns(self.offset_ns + boot_ns as i128)
+    /// The wall-clock time of a kernel event stamped `boot_ns` (CLOCK_BOOTTIME).
+    pub fn at(&self, boot_ns: u64) -> Timestamp {
+        let unix_ns = self.offset_ns + i128::from(boot_ns);
+        // Saturates: an event past 2262 is a clock gone wrong, not a time to format.
+        Timestamp::from_unix_nanos(i64::try_from(unix_ns).unwrap_or(i64::MAX))
     }
-
-    pub fn now_rfc3339(&self) -> String {
-        format_ns(clock_ns(libc::CLOCK_REALTIME))
-    }
-}
-
-fn format_ns(unix_ns: i128) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(unix_ns)
-        .ok()
-        .and_then(|time| time.format(&Rfc3339).ok())
-        .unwrap_or_else(|| unix_ns.to_string())
 }

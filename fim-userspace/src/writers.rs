@@ -17,6 +17,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use fim_engine::change::Timestamp;
+
 use crate::record::{FileEvent, Operation};
 
 /// How often a long-lived writer's file is looked at.
@@ -141,7 +143,7 @@ impl OpenWriters {
     /// In-progress events for writers open at least an interval whose file changed since it
     /// was last looked at; each writer is looked at no more than once per interval. A writer
     /// whose holder and mappers are all gone gets its last look and is dropped.
-    pub fn poll(&mut self, now: Instant, time: &str) -> Vec<FileEvent> {
+    pub fn poll(&mut self, now: Instant, time: Timestamp) -> Vec<FileEvent> {
         let mut events = Vec::new();
         let mut gone = Vec::new();
         for (id, writer) in self.open.iter_mut() {
@@ -154,7 +156,7 @@ impl OpenWriters {
                 if writer.stamp.is_some() {
                     let mut event = writer.template.clone();
                     event.op = Operation::WriteInProgress;
-                    event.time = time.to_string();
+                    event.time = time;
                     events.push(event);
                 }
                 writer.stamp = current;
@@ -170,7 +172,7 @@ impl OpenWriters {
             if let Some(writer) = self.open.remove(&id) {
                 let mut event = writer.template;
                 event.op = Operation::WriteClosed;
-                event.time = time.to_string();
+                event.time = time;
                 events.push(event);
             }
         }
@@ -202,7 +204,7 @@ mod tests {
             mode: None,
             owner: None,
             length: None,
-            time: String::new(),
+            time: Timestamp::UNIX_EPOCH,
             truncated: false,
             result_unknown: false,
         }
@@ -218,26 +220,45 @@ mod tests {
         std::fs::write(&file, b"ab").unwrap();
         // Changed, but open for less than an interval: nothing.
         assert!(writers
-            .poll(opened + Duration::from_millis(500), "t1")
+            .poll(
+                opened + Duration::from_millis(500),
+                Timestamp::from_unix_nanos(1)
+            )
             .is_empty());
         // A full interval later: one event, attributed to the opener, with the poll's time.
-        let events = writers.poll(opened + Duration::from_millis(1100), "t2");
+        let events = writers.poll(
+            opened + Duration::from_millis(1100),
+            Timestamp::from_unix_nanos(2),
+        );
         assert_eq!(events.len(), 1);
         assert_eq!(
-            (events[0].op, events[0].pid, events[0].time.as_str()),
-            (Operation::WriteInProgress, std::process::id(), "t2")
+            (events[0].op, events[0].pid, events[0].time),
+            (
+                Operation::WriteInProgress,
+                std::process::id(),
+                Timestamp::from_unix_nanos(2)
+            )
         );
         // Unchanged since: nothing, and never more than one look per interval.
         assert!(writers
-            .poll(opened + Duration::from_millis(2200), "t3")
+            .poll(
+                opened + Duration::from_millis(2200),
+                Timestamp::from_unix_nanos(3)
+            )
             .is_empty());
         std::fs::write(&file, b"abc").unwrap();
         assert!(writers
-            .poll(opened + Duration::from_millis(2500), "t4")
+            .poll(
+                opened + Duration::from_millis(2500),
+                Timestamp::from_unix_nanos(4)
+            )
             .is_empty());
         assert_eq!(
             writers
-                .poll(opened + Duration::from_millis(3300), "t5")
+                .poll(
+                    opened + Duration::from_millis(3300),
+                    Timestamp::from_unix_nanos(5)
+                )
                 .len(),
             1
         );

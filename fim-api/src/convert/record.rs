@@ -207,6 +207,6 @@ pub fn gap(gap: &GapNotice) -> pb::GapNotice {
     pb::GapNotice {
         roots: gap.roots.iter().map(ToString::to_string).collect(),
         dropped: gap.dropped,
-        time: gap.time.clone(),
+        time: gap.time.to_rfc3339(),
     }
 }

@@ -289,7 +289,7 @@ mod tests {
             mode: None,
             owner: None,
             length: None,
-            time: String::new(),
+            time: crate::change::Timestamp::UNIX_EPOCH,
             truncated: false,
             result_unknown: false,
         }

@@ -130,7 +130,7 @@ impl Assembler {
         if let Some(mut event) = self.writers.template_of(writer_id) {
             self.writers.closed(writer_id);
             event.op = Operation::WriteClosed;
-            event.time = self.clock.rfc3339(header.time_ns);
+            event.time = self.clock.at(header.time_ns);
             ready.push(SourceItem::Change(event));
         }
     }
@@ -298,7 +298,7 @@ impl Assembler {
             owner: (operation == Operation::Chown)
                 .then_some((header.arg as u32, (header.arg >> 32) as u32)),
             length: (operation == Operation::Truncate).then_some(header.arg),
-            time: self.clock.rfc3339(header.time_ns),
+            time: self.clock.at(header.time_ns),
             truncated,
             result_unknown: false,
         }

@@ -14,7 +14,7 @@ use std::{
 };
 
 use fim_common::event::op;
-use fim_engine::daemon::WatchRoot;
+use fim_engine::{change::Timestamp, daemon::WatchRoot};
 
 use crate::{
     decode::decode,
@@ -136,7 +136,7 @@ impl Assembler {
 
     /// A gap notice for the roots `ids` (0: every root), now.
     pub(crate) fn gap_for(&self, ids: &[u32], dropped: u64) -> GapNotice {
-        GapNotice::for_files(self.plan.root_paths(ids), dropped, self.clock.now_rfc3339())
+        GapNotice::for_files(self.plan.root_paths(ids), dropped, Timestamp::now())
     }
 
     /// Tracks the writable descriptors and shared mappings that existed before the programs
@@ -145,7 +145,7 @@ impl Assembler {
         let found = crate::preexisting::find(&self.plan, std::process::id());
         for (index, writer) in found.iter().enumerate() {
             let id = index as u64 + 1;
-            let template = crate::preexisting::template(writer, self.clock.now_rfc3339());
+            let template = crate::preexisting::template(writer, Timestamp::now());
             tracing::info!(
                 pid = writer.pid,
                 process = %template.comm,
@@ -192,10 +192,10 @@ impl Assembler {
         self.expire_pending(ready, now);
         self.confirm_symlinks(now);
         self.processes.forget();
-        let time = self.clock.now_rfc3339();
+        let time = Timestamp::now();
         ready.extend(
             self.writers
-                .poll(now, &time)
+                .poll(now, time)
                 .into_iter()
                 .map(SourceItem::Change),
         );

@@ -4,7 +4,7 @@ use crate::{
     change::{ChangeCategory, ChangeRecord},
     store::{
         journal::{chain_hash, GENESIS_HASH},
-        Anchor, EditDetail, StoreError, VerifyProblem, VerifyReport,
+        Anchor, EditDetail, VerifyProblem, VerifyReport,
     },
 };
 
