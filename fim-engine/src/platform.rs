@@ -64,6 +64,12 @@ pub fn keep_permissions(path: &Path, file: &std::fs::File) -> io::Result<()> {
     imp::keep_permissions(path, file)
 }
 
+/// Makes a rename into `dir` durable (fsync of the directory on Unix; NTFS journals its
+/// metadata, and a directory handle cannot be flushed on Windows).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    imp::sync_dir(dir)
+}
+
 /// Opens a file for reading without blocking on whatever it turns out to be (O_NONBLOCK: a
 /// FIFO swapped in after a check must not hang the reader).
 pub fn open_nonblocking(path: &Path) -> io::Result<std::fs::File> {

@@ -52,6 +52,10 @@ pub(crate) fn keep_permissions(path: &Path, file: &File) -> io::Result<()> {
     file.set_permissions(Permissions::from_mode(mode))
 }
 
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 pub(crate) fn open_nonblocking(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)

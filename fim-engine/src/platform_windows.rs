@@ -156,6 +156,10 @@ pub(crate) fn keep_permissions(path: &Path, file: &File) -> io::Result<()> {
     }
 }
 
+pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
 pub(crate) fn open_nonblocking(path: &Path) -> io::Result<File> {
     // Windows opens never block on a pipe name the way a FIFO open does on Unix.
     File::open(path)

@@ -284,5 +284,5 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
     crate::platform::keep_permissions(&target, temp.as_file())?;
     temp.as_file().sync_all()?;
     temp.persist(&target).map_err(|err| err.error)?;
-    fs::File::open(&dir)?.sync_all()
+    crate::platform::sync_dir(&dir)
 }

@@ -59,6 +59,8 @@ mod xattrs_unix;
 
 // The scanner's tests make FIFOs, modes, ACLs, xattrs, capabilities, tmpfs mounts and paths
 // beyond PATH_MAX: Unix only. Windows has its own (`observe_windows_tests.rs`).
+#[cfg(all(test, windows))]
+mod observe_windows_tests;
 #[cfg(all(test, unix))]
 mod tests;
 

@@ -220,7 +220,7 @@ fn an_invalid_policy_is_never_written() {
         err.to_string(),
         format!(
             "{}:27:8: entity \"bad\": wildcard only allowed in the last segment of \"/etc/*/x\"",
-            path.display()
+            crate::path_text::display_path(&path)
         )
     );
     assert_eq!(fs::read_to_string(&path).expect("read"), ORIGINAL);
@@ -239,7 +239,7 @@ fn an_invalid_file_is_not_loaded() {
         err.to_string(),
         format!(
             "{}:5:1: entity \"a\": unknown key \"bogus\" (expected name, kind, path, recursive, enabled, ignore)",
-            path.display()
+            crate::path_text::display_path(&path)
         )
     );
 }
