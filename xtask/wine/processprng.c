@@ -3,8 +3,8 @@
  * ProcessPrng from it to seed HashMap and fill random buffers, so every Rust program for
  * x86_64-pc-windows-gnu fails to start under Wine 8.0 (c0000135) without this.
  *
- * ProcessPrng is documented to never fail; BCryptGenRandom with the system-preferred RNG is
- * what it wraps on Windows, and Wine 8.0 implements that. Built and installed into the test
+ * On Windows ProcessPrng always returns TRUE; here it forwards to BCryptGenRandom with the
+ * system-preferred RNG, which Wine 8.0 implements, and says FALSE only if that fails. Built and installed into the test
  * prefix by `cargo xtask setup`; nothing outside the Wine prefix uses it.
  */
 #include <windows.h>
