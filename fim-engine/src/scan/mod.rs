@@ -59,9 +59,12 @@ mod xattrs_unix;
 
 // The scanner's tests make FIFOs, modes, ACLs, xattrs, capabilities, tmpfs mounts and paths
 // beyond PATH_MAX: Unix only. Windows has its own (`observe_windows_tests.rs`).
-#[cfg(all(test, windows))]
+// (Two attributes, not `all(test, ..)`: clippy's allow-expect-in-tests looks for cfg(test).)
+#[cfg(test)]
+#[cfg(windows)]
 mod observe_windows_tests;
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests;
 
 #[cfg(unix)]
