@@ -89,6 +89,8 @@ fn prefix() -> Result<()> {
     }
     println!("setup: creating the Wine prefix at {}", shown(&prefix));
     fs::create_dir_all(&prefix).with_context(|| format!("creating {}", prefix.display()))?;
+    // It says syswow64\rundll32.exe is missing (c0000135): Debian's wine64 has no 32-bit
+    // half, which nothing here needs.
     run_cmd(wine_env(Command::new(WINE).args(["wineboot", "-i"])))?;
     // wineboot returns before the server has written the registry to disk.
     run_cmd(wine_env(Command::new(WINESERVER).arg("-w")))?;
