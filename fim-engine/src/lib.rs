@@ -4,18 +4,40 @@
 //! [`reconcile`] loop coalesces them per path, [`scan`]s the path, compares the new
 //! [`state::FileState`] with the baseline in the [`store`], and journals a [`change`] record
 //! for every real difference. The [`policy`] says which paths belong to which entity. Nothing
-//! here knows about BPF: the Windows companion links this crate unchanged.
+//! here knows about BPF: the Windows companion links this crate unchanged. What differs by
+//! operating system lives in files named for it (`*_unix.rs`, `*_windows.rs`) behind one
+//! platform-neutral facade each ([`platform`], [`identity`], [`trust`], [`users`],
+//! `scan::observe`).
 pub mod change;
 pub mod daemon;
 pub mod diff;
 pub mod identity;
+#[cfg(unix)]
+mod identity_unix;
+#[cfg(windows)]
+mod identity_windows;
 pub mod path_text;
+pub mod platform;
+#[cfg(unix)]
+mod platform_unix;
+#[cfg(windows)]
+mod platform_windows;
 pub mod policy;
 pub mod reconcile;
 pub mod scan;
 pub mod source;
 pub mod state;
+#[cfg(unix)]
+mod state_unix;
 pub mod store;
 pub mod task;
 pub mod trust;
+#[cfg(unix)]
+mod trust_unix;
+#[cfg(windows)]
+mod trust_windows;
 pub mod users;
+#[cfg(unix)]
+mod users_unix;
+#[cfg(windows)]
+mod users_windows;

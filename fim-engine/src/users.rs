@@ -1,9 +1,16 @@
 //! uid/gid to names, as records show them (Azure's Owner and Group are names).
+//!
+//! Windows has no uids: its owners are SIDs, read with the DACL (the Windows issue's), and its
+//! lookups find no name, so a number stays a number there.
 use std::{
     collections::HashMap,
-    ffi::CStr,
     sync::{Mutex, OnceLock},
 };
+
+#[cfg(unix)]
+use crate::users_unix::{lookup_group, lookup_user};
+#[cfg(windows)]
+use crate::users_windows::{lookup_group, lookup_user};
 
 fn cache() -> &'static Mutex<HashMap<(bool, u32), String>> {
     static CACHE: OnceLock<Mutex<HashMap<(bool, u32), String>>> = OnceLock::new();
@@ -31,54 +38,4 @@ fn cached(group: bool, id: u32, lookup: impl FnOnce() -> Option<String>) -> Stri
         cache.insert((group, id), name.clone());
     }
     name
-}
-
-fn lookup_user(uid: u32) -> Option<String> {
-    let mut buffer = vec![0u8; 4096];
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result = std::ptr::null_mut();
-    // SAFETY: buffer and entry outlive the call; result points into them or is null.
-    let status = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut entry,
-            buffer.as_mut_ptr().cast(),
-            buffer.len(),
-            &mut result,
-        )
-    };
-    if status != 0 || result.is_null() || entry.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name is a NUL-terminated string inside buffer.
-    Some(
-        unsafe { CStr::from_ptr(entry.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
-}
-
-fn lookup_group(gid: u32) -> Option<String> {
-    let mut buffer = vec![0u8; 4096];
-    let mut entry: libc::group = unsafe { std::mem::zeroed() };
-    let mut result = std::ptr::null_mut();
-    // SAFETY: as in lookup_user.
-    let status = unsafe {
-        libc::getgrgid_r(
-            gid,
-            &mut entry,
-            buffer.as_mut_ptr().cast(),
-            buffer.len(),
-            &mut result,
-        )
-    };
-    if status != 0 || result.is_null() || entry.gr_name.is_null() {
-        return None;
-    }
-    // SAFETY: gr_name is a NUL-terminated string inside buffer.
-    Some(
-        unsafe { CStr::from_ptr(entry.gr_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
 }

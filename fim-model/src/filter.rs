@@ -34,7 +34,8 @@ pub struct ChangeFilter {
 /// A `--path` glob, compiled for each kind of subject.
 ///
 /// Files: `*` stays within one path segment, `**` crosses them, a backslash escapes (globset's
-/// Unix syntax, matched against the path's raw bytes). Registry keys and service names are
+/// Unix syntax, matched against the path's raw bytes on Unix; on Windows globset matches the
+/// path's lossy UTF-8, so a name that is not valid UTF-16 matches as U+FFFD). Registry keys and service names are
 /// compared as Windows compares them, ignoring case, and a key's backslashes are its
 /// separators: `HKLM\SOFTWARE\*` matches the keys directly below SOFTWARE.
 #[derive(Clone, Debug)]

@@ -13,6 +13,7 @@ mod run;
 mod setup;
 mod test;
 mod vm;
+mod wine;
 
 use std::{
     env,
@@ -54,7 +55,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// What CI runs: setup, the host test suite, then the VM runs for every strategy.
+    /// What CI runs: setup, the host test suite, the engine's tests under Wine, then the VM
+    /// runs for every strategy.
     Test {
         /// Hard time limit for each VM run, in seconds.
         #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT_SECS)]
@@ -63,6 +65,9 @@ enum Task {
         #[arg(long, default_value_t = vm::DEFAULT_BINARY_TIMEOUT_SECS)]
         binary_timeout: u64,
     },
+    /// Build the engine's tests (fim-model, fim-engine) for x86_64-pc-windows-gnu and run
+    /// them under Wine 8.0 (runs setup's Wine part first).
+    WineTest,
     /// Run the fim-tests suite inside QEMU on Debian's stock kernel.
     Vm {
         /// The strategy fimd and the tests use inside the VM (FIM_STRATEGY).
@@ -112,6 +117,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Task::Bench { name, args } => bench::run(&name, &args),
         Task::Build { release } => build::run(release),
         Task::Run { args } => run::run(&args),
+        Task::WineTest => wine::run(),
         Task::Test {
             vm_timeout,
             binary_timeout,

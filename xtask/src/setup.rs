@@ -1,4 +1,5 @@
-//! `cargo xtask setup`: make a fresh Debian bookworm machine able to build and test fim.
+//! `cargo xtask setup`: make a fresh Debian bookworm machine able to build and test fim
+//! (the Wine lane's rustup target, prefix and shim included: `wine.rs`).
 //!
 //! Why: machines are handed over fresh (CI included), so whatever the project needs must be
 //! installed by the project's own files. Each step checks first and only installs what is
@@ -27,6 +28,10 @@ const REQUIRED_PACKAGES: &[&str] = &[
     "acl",             // setfacl: the engine tests change POSIX ACLs
     "libcap2-bin",     // setcap: the engine tests change file capabilities
     "systemd",         // systemd-analyze verify: the shipped unit file is checked
+    // The Wine lane (xtask/src/wine.rs):
+    "gcc-mingw-w64-x86-64", // linker for x86_64-pc-windows-gnu, compiler of the ProcessPrng shim
+    "wine",                 // Wine 8.0
+    "wine64",               // its 64-bit loader: the cargo runner
 ];
 /// Python packages the API tests use as a standard gRPC client (reflection over the socket).
 const PYTHON_PACKAGES: &[&str] = &["grpcio", "grpcio-reflection"];
@@ -59,6 +64,7 @@ pub fn run() -> Result<()> {
     let mut apt = Apt::default();
     apt_packages(&mut apt)?;
     nightly_toolchain()?;
+    crate::wine::setup()?;
     bpf_linker()?;
     pseudo_filesystems()?;
     python_packages()?;

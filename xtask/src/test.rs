@@ -5,7 +5,7 @@
 //! even after an earlier one failed, so a single CI run shows all breakages; the summary table
 //! at the end names each part, and any failure, hang or missing result marker makes the
 //! command exit non-zero. The parts run in two lanes on the two cores (see [`run`]); the host
-//! suite's lines are prefixed `[host]`, each guest's `[vm STRATEGY]`.
+//! suite's lines are prefixed `[host]`, the Wine run's `[wine]`, each guest's `[vm STRATEGY]`.
 
 use std::{
     env,
@@ -62,12 +62,15 @@ pub fn run(vm_timeout: Duration, binary_timeout: Duration) -> Result<()> {
         test_args: Vec::new(),
     };
     // Two lanes, because neither the host suite nor an emulated guest keeps two cores busy
-    // (measured: about 0.6 and 0.8 cores): the host suite then the tracepoint guest, beside
-    // the VM build then the LSM and fentry guests. One static build serves all three guests.
+    // (measured: about 0.6 and 0.8 cores): the host suite, the Wine run and the tracepoint
+    // guest, beside the VM build then the LSM and fentry guests (the longer lane, so the Wine
+    // run's few minutes cold do not lengthen the whole). One static build serves all three
+    // guests.
     let (built, wait_for_build) = mpsc::channel::<Option<Arc<vm::StaticBuild>>>();
     let (host_lane, vm_lane) = std::thread::scope(|scope| {
         let host_lane = scope.spawn(move || {
             let mut rows = vec![timed("host: cargo test", host_tests)];
+            rows.push(timed("wine: engine tests", wine_tests));
             let bins = wait_for_build.recv().ok().flatten();
             rows.push(guest(&opts(vm::Strategy::Tracepoint), bins.as_deref()));
             rows
@@ -173,6 +176,12 @@ fn host_tests() -> Result<String> {
     }
     run_prefixed(&mut cmd, "[host] ")?;
     Ok("passed".to_owned())
+}
+
+/// The engine's tests under Wine (`cargo xtask wine-test` without its setup: ours ran).
+fn wine_tests() -> Result<String> {
+    let passed = crate::wine::test("[wine] ")?;
+    Ok(format!("{passed} tests passed under Wine"))
 }
 
 /// Runs `cmd` with every line it prints prefixed, so that the host suite reads apart from

@@ -17,7 +17,6 @@
 //!   to the system log and the marker, so whoever keeps the log can run
 //!   `fim verify --expect SEQ:HASH` and catch a chain rewritten end to end.
 use std::{
-    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::Mutex,
     time::{Duration, Instant},
@@ -338,17 +337,13 @@ fn monitor_record(computer: &Computer, event: MonitorEvent, detail: String) -> C
 
 /// (device, inode) of the file at `path`, None when there is none.
 fn identity(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path)
-        .ok()
-        .map(|meta| (meta.dev(), meta.ino()))
+    crate::platform::file_id(path).ok()
 }
 
 /// 128 random bits, hex.
 fn new_id() -> String {
     let mut bytes = [0u8; 16];
-    // SAFETY: getrandom(2) into a buffer of the stated length.
-    let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if filled != bytes.len() as isize {
+    if crate::platform::random_bytes(&mut bytes).is_err() {
         // No randomness: time and pid still tell two databases of one host apart.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -364,8 +359,7 @@ fn new_id() -> String {
 fn send_syslog(socket: &Path, line: &str) {
     const AUTHPRIV_NOTICE: u8 = 10 * 8 + 5;
     let message = format!("<{AUTHPRIV_NOTICE}>fimd[{}]: {line}", std::process::id());
-    let sent = std::os::unix::net::UnixDatagram::unbound()
-        .and_then(|socket_out| socket_out.send_to(message.as_bytes(), socket));
+    let sent = crate::platform::send_log_datagram(socket, message.as_bytes());
     if let Err(error) = sent {
         tracing::debug!(socket = %display_path(socket), "cannot write to the system log: {error}");
     }

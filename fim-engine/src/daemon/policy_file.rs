@@ -48,10 +48,10 @@ pub struct PolicyWatcher {
 }
 
 pub(super) fn stamp(source: &PolicySource) -> Option<(SystemTime, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
     let PolicySource::File(path) = source;
     let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+    let (_, inode) = crate::platform::file_id(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len(), inode))
 }
 
 fn read(source: &PolicySource, trusted_only: bool) -> Result<Policy, PolicyError> {

@@ -11,7 +11,6 @@
 use std::{
     fs,
     io::{self, Write},
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
@@ -301,18 +300,13 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&dir)?;
-    let mode = match fs::metadata(&target) {
-        Ok(meta) => meta.permissions().mode(),
-        Err(_) => 0o644,
-    };
     let mut temp = tempfile::Builder::new()
         .prefix(".policy-")
         .suffix(".tmp")
         .tempfile_in(&dir)?;
     temp.write_all(text.as_bytes())?;
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
+    crate::platform::keep_permissions(&target, temp.as_file())?;
     temp.as_file().sync_all()?;
     temp.persist(&target).map_err(|err| err.error)?;
-    fs::File::open(&dir)?.sync_all()
+    crate::platform::sync_dir(&dir)
 }

@@ -5,12 +5,10 @@
 //! Validation and compilation must agree exactly on what a path means (otherwise a policy could
 //! validate and then fail to compile, or two entities could look distinct to one and identical to
 //! the other), so both go through these functions. Expansion works on bytes: a variable's value
-//! need not be UTF-8 on Linux.
-use std::{
-    ffi::{OsStr, OsString},
-    os::unix::ffi::OsStrExt,
-    path::PathBuf,
-};
+//! need not be UTF-8 on Linux (elsewhere a value's bytes are std's encoding of it).
+use std::{ffi::OsString, path::PathBuf};
+
+use crate::path_text::path_from_bytes;
 
 /// Characters that make a Linux or Windows file path segment a glob.
 const FILE_WILDCARDS: &[char] = &['*', '?', '[', '{'];
@@ -49,7 +47,7 @@ pub(crate) fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<Vec<u8>, Expa
             if !is_var_name(name) {
                 return Err(ExpandError::BadName(name.to_string()));
             }
-            out.extend_from_slice(lookup(name, env)?.as_bytes());
+            out.extend_from_slice(lookup(name, env)?.as_encoded_bytes());
             rest = &braced[end + 1..];
         } else {
             let len = var_name_len(after);
@@ -57,7 +55,7 @@ pub(crate) fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<Vec<u8>, Expa
                 out.push(b'$');
                 rest = after;
             } else {
-                out.extend_from_slice(lookup(&after[..len], env)?.as_bytes());
+                out.extend_from_slice(lookup(&after[..len], env)?.as_encoded_bytes());
                 rest = &after[len..];
             }
         }
@@ -152,7 +150,7 @@ pub(crate) fn split_linux(path: &[u8]) -> Result<SplitPath, SplitError> {
         root.push(b'/');
     }
     Ok(SplitPath {
-        root: PathBuf::from(OsStr::from_bytes(&root)),
+        root: path_from_bytes(&root),
         glob,
     })
 }
@@ -249,7 +247,11 @@ mod tests {
         match name {
             "HOME" => Some("/home/me".into()),
             "EMPTY" => Some("".into()),
-            "RAW" => Some(OsStr::from_bytes(b"/r\xff").to_os_string()),
+            // A value that is not UTF-8 exists only where names are bytes.
+            #[cfg(unix)]
+            "RAW" => Some(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"/r\xff").into(),
+            ),
             _ => None,
         }
     }
@@ -260,6 +262,7 @@ mod tests {
         assert_eq!(expand("$HOME/.ssh").unwrap(), b"/home/me/.ssh");
         assert_eq!(expand("${HOME}x/$EMPTY").unwrap(), b"/home/mex/");
         assert_eq!(expand("/a$$b/$/c$").unwrap(), b"/a$b/$/c$");
+        #[cfg(unix)]
         assert_eq!(expand("$RAW/x").unwrap(), b"/r\xff/x");
         assert_eq!(expand("$NOPE/x"), Err(ExpandError::Unset("NOPE".into())));
         assert_eq!(expand("${HOME"), Err(ExpandError::Unterminated));

@@ -2,9 +2,8 @@
 //! refused before anything blocks on it, and bytes that are not UTF-8 are reported with the
 //! place where they start.
 use std::{
-    fs::{File, Metadata, OpenOptions},
+    fs::{File, Metadata},
     io::Read,
-    os::unix::fs::{FileTypeExt, OpenOptionsExt},
     path::Path,
 };
 
@@ -17,14 +16,8 @@ fn kind_of(metadata: &Metadata) -> Option<&'static str> {
         None
     } else if kind.is_dir() {
         Some("a directory")
-    } else if kind.is_fifo() {
-        Some("a FIFO")
-    } else if kind.is_socket() {
-        Some("a socket")
-    } else if kind.is_block_device() || kind.is_char_device() {
-        Some("a device")
     } else {
-        Some("not a regular file")
+        Some(crate::platform::special_kind(&kind).unwrap_or("not a regular file"))
     }
 }
 
@@ -49,11 +42,7 @@ pub(crate) fn open(path: &Path) -> Result<(File, Metadata), PolicyError> {
     refuse_irregular(path, &std::fs::metadata(path).map_err(read_error)?)?;
     // O_NONBLOCK: if the path was swapped for a FIFO after the stat, opening it still returns
     // at once, and the fstat below refuses it.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(read_error)?;
+    let file = crate::platform::open_nonblocking(path).map_err(read_error)?;
     let metadata = file.metadata().map_err(read_error)?;
     refuse_irregular(path, &metadata)?;
     Ok((file, metadata))

@@ -290,9 +290,8 @@ fn offer_or_inline(deferred: &Deferred, job: Job) -> bool {
 
 /// The background hasher: runs until [`Deferred::stop`]. Sets its own thread's nice value.
 pub fn run_worker(deferred: &Deferred, reconciler: &Mutex<Reconciler>) {
-    // SAFETY: setpriority on the calling thread (who = 0 with PRIO_PROCESS is this thread on
-    // Linux); failure only leaves the default priority.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) } != 0 {
+    // Failure only leaves the default priority.
+    if crate::platform::lower_thread_priority().is_err() {
         tracing::debug!("cannot lower the background hasher's priority");
     }
     while let Some(job) = deferred.next() {
@@ -397,10 +396,10 @@ fn failed(job: &Job, error: &ReconcileError) -> Done {
 /// makes the hash stale; its event may already have been merged away, so the caller looks
 /// again rather than count on one.
 fn still_as_hashed(path: &Path, hashed: Option<&FileState>) -> bool {
-    let now = scan::symlink_metadata(path).ok();
+    let now = scan::quick_metadata(path).ok();
     match (now, hashed) {
         (None, None) => true,
-        (Some(now), Some(state)) => QuickMeta::from_metadata(&now) == QuickMeta::from(state),
+        (Some(now), Some(state)) => now == QuickMeta::from(state),
         _ => false,
     }
 }

@@ -133,8 +133,8 @@ pub fn sweep(
 
 /// Does the path still have the quick metadata the walk saw? None: it is gone.
 fn still_current(path: &std::path::Path, state: &crate::state::FileState) -> Option<bool> {
-    let metadata = scan::symlink_metadata(path).ok()?;
-    Some(scan::QuickMeta::from_metadata(&metadata) == scan::QuickMeta::from(state))
+    let now = scan::quick_metadata(path).ok()?;
+    Some(now == scan::QuickMeta::from(state))
 }
 
 fn cancelled(options: &ScanOptions) -> bool {

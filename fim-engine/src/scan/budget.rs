@@ -1,4 +1,5 @@
-//! Keeping scans polite: a read budget shared by all workers, and the idle IO class.
+//! Keeping scans polite: a read budget shared by all workers, and the idle IO class
+//! ([`crate::platform::set_idle_io_priority`]).
 //!
 //! Why: a daily rehash of /usr reads gigabytes; on a busy server it must not steal the disk
 //! from the workload. The token bucket caps the average read rate across every worker (one
@@ -6,7 +7,6 @@
 //! class lets the block layer serve everyone else first. Neither applies to the daemon's
 //! single-path [`super::observe`] calls unless it passes a budget: those must be prompt.
 use std::{
-    io,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -66,30 +66,6 @@ impl ByteBudget {
     }
 }
 
-const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
-
-/// Puts the calling thread in the idle IO class (`ioprio_set(IOPRIO_WHO_PROCESS, 0, IDLE)`:
-/// with `who = 0` the kernel applies it to the calling thread only).
-pub fn set_idle_io_priority() -> io::Result<()> {
-    let priority = IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT;
-    // SAFETY: ioprio_set takes three integers and touches no user memory.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            0 as libc::c_long,
-            priority,
-        )
-    };
-    if result == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,22 +81,5 @@ mod tests {
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(390), "{elapsed:?}");
         assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
-    }
-
-    #[test]
-    fn idle_priority_applies_to_the_calling_thread() {
-        let class = std::thread::spawn(|| {
-            set_idle_io_priority().expect("ioprio_set");
-            // SAFETY: ioprio_get takes two integers and touches no user memory.
-            let value = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0) };
-            value >> IOPRIO_CLASS_SHIFT
-        })
-        .join()
-        .expect("thread");
-        assert_eq!(class, IOPRIO_CLASS_IDLE);
-        // This thread kept its own class.
-        // SAFETY: as above.
-        let mine = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0) };
-        assert_ne!(mine >> IOPRIO_CLASS_SHIFT, IOPRIO_CLASS_IDLE);
     }
 }

@@ -11,34 +11,18 @@
 //! allocating, one item per unchanged path.
 use std::{
     collections::HashMap,
-    ffi::OsStr,
-    fs::Metadata,
-    os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use crate::{path_text::path_bytes, state::FileType};
+use crate::path_text::path_bytes;
+
+#[cfg(unix)]
+use super::known_unix::{key_of_stored, path_of_key};
+#[cfg(windows)]
+use super::known_windows::{key_of_stored, path_of_key};
 
 pub use crate::state::QuickMeta;
-
-impl QuickMeta {
-    pub fn from_metadata(meta: &Metadata) -> Self {
-        QuickMeta {
-            file_type: FileType::from_mode(meta.mode()),
-            size: meta.size(),
-            mtime_ns: join_ns(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: join_ns(meta.ctime(), meta.ctime_nsec()),
-            ino: meta.ino(),
-            dev: meta.dev(),
-        }
-    }
-}
-
-/// Seconds and nanoseconds as one i64 of nanoseconds since the epoch (saturating).
-pub(super) fn join_ns(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
 
 /// One entity's baseline for a sweep: quick metadata by path, with a "seen" flag each.
 #[derive(Debug, Default)]
@@ -64,16 +48,20 @@ impl KnownMap {
     }
 
     pub fn insert(&mut self, path: &Path, quick: QuickMeta) {
-        self.insert_bytes(path_bytes(path), quick);
+        self.insert_key(path_bytes(path).into(), quick);
     }
 
     /// Inserts by the path's raw bytes (as the store keeps them).
     pub fn insert_bytes(&mut self, path: &[u8], quick: QuickMeta) {
+        self.insert_key(key_of_stored(path), quick);
+    }
+
+    fn insert_key(&mut self, key: Box<[u8]>, quick: QuickMeta) {
         let known = Known {
             quick,
             seen: AtomicBool::new(false),
         };
-        self.by_path.insert(path.into(), known);
+        self.by_path.insert(key, known);
     }
 
     pub fn get(&self, path: &Path) -> Option<&QuickMeta> {
@@ -82,9 +70,7 @@ impl KnownMap {
 
     /// Every path in the map, in no particular order.
     pub fn paths(&self) -> impl Iterator<Item = &Path> + '_ {
-        self.by_path
-            .keys()
-            .map(|bytes| Path::new(OsStr::from_bytes(bytes)))
+        self.by_path.keys().map(|bytes| path_of_key(bytes))
     }
 
     pub fn len(&self) -> usize {
@@ -120,7 +106,7 @@ impl KnownMap {
         self.by_path
             .iter()
             .filter(|(_, known)| !known.seen.load(Ordering::Relaxed))
-            .map(|(path, _)| Path::new(OsStr::from_bytes(path)))
+            .map(|(path, _)| path_of_key(path))
     }
 
     pub fn clear_seen(&mut self) {

@@ -14,9 +14,13 @@
 //! priority, and stream [`ScanItem`]s into a bounded channel: the caller writes them to the
 //! store from one thread, and the bounded channel is what keeps memory flat.
 //!
-//! Submodules: `observe` (one path: lstat, readlink, xattrs), `hash` (opening and reading a
-//! regular file safely), `xattrs` (POSIX ACL decoding), `budget` (token bucket, IO priority),
-//! `walk` (the parallel walk), `progress` (what a scan reports as it goes; the CLI draws it).
+//! Submodules: `observe` (the [`Observer`] interface; one path: `observe_unix` with lstat,
+//! readlink, xattrs, `observe_windows` with one handle), `hash` (reading and hashing content;
+//! `hash_unix` opens a regular file safely and reads sparse files around their holes),
+//! `xattrs_unix` (POSIX ACL decoding), `long_unix` (paths longer than PATH_MAX), `known`
+//! (the sweep's baseline view), `budget` (token bucket), `walk` (the parallel walk, through
+//! the observer), `progress` (what a scan reports as it goes; the CLI draws it). Files named
+//! `*_unix.rs` / `*_windows.rs` are compiled only there.
 use std::{
     io,
     path::PathBuf,
@@ -32,23 +36,51 @@ use crate::{
 
 mod budget;
 mod hash;
+#[cfg(unix)]
+mod hash_unix;
 mod known;
-mod long;
+#[cfg(unix)]
+mod known_unix;
+#[cfg(windows)]
+mod known_windows;
+#[cfg(unix)]
+mod long_unix;
+#[cfg(windows)]
+mod long_windows;
 mod observe;
+#[cfg(unix)]
+mod observe_unix;
+#[cfg(windows)]
+mod observe_windows;
 mod progress;
 mod walk;
-mod xattrs;
+#[cfg(unix)]
+mod xattrs_unix;
 
+// The scanner's tests make FIFOs, modes, ACLs, xattrs, capabilities, tmpfs mounts and paths
+// beyond PATH_MAX: Unix only. Windows has its own (`observe_windows_tests.rs`).
+// (Two attributes, not `all(test, ..)`: clippy's allow-expect-in-tests looks for cfg(test).)
 #[cfg(test)]
+#[cfg(windows)]
+mod observe_windows_tests;
+#[cfg(test)]
+#[cfg(unix)]
 mod tests;
 
-pub use budget::{set_idle_io_priority, ByteBudget};
+#[cfg(unix)]
+use long_unix as long;
+#[cfg(windows)]
+use long_windows as long;
+
+pub use crate::platform::set_idle_io_priority;
+pub use budget::ByteBudget;
 pub use known::{KnownMap, QuickMeta};
 pub use long::symlink_metadata;
-pub use observe::{observe, ObserveOptions};
+pub use observe::{observe, quick_metadata, FileObserver, Observation, ObserveOptions, Observer};
 pub use progress::ScanProgress;
 pub use walk::scan;
-pub use xattrs::decode_posix_acl;
+#[cfg(unix)]
+pub use xattrs_unix::decode_posix_acl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {

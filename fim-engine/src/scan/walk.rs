@@ -31,8 +31,7 @@ use std::{
     fs::{self, DirEntry, Metadata},
     mem,
     num::NonZeroUsize,
-    os::unix::fs::MetadataExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
@@ -45,13 +44,13 @@ use rayon::{Scope, ThreadPoolBuilder};
 use tracing::{debug, warn};
 
 use super::{
-    budget::{set_idle_io_priority, ByteBudget},
+    budget::ByteBudget,
     hash,
     long::SysPath,
-    observe::{is_absent, observe_regular_entry, observe_with, Observation, ObserveOptions},
+    observe::{is_absent, FileObserver, Observation, ObserveOptions, Observer},
     progress::ScanProgress,
-    KnownMap, QuickMeta, ScanBatch, ScanError, ScanItem, ScanMode, ScanOptions, ScanOutcome,
-    ScanSummary, ScanTarget,
+    KnownMap, ScanBatch, ScanError, ScanItem, ScanMode, ScanOptions, ScanOutcome, ScanSummary,
+    ScanTarget,
 };
 use crate::{path_text::display_path, policy::CompiledEntity, state::FileType};
 
@@ -96,7 +95,7 @@ pub fn scan(
         .start_handler(move |_| {
             hash::mark_scan_worker();
             if idle_io {
-                if let Err(error) = set_idle_io_priority() {
+                if let Err(error) = crate::platform::set_idle_io_priority() {
                     warn!(%error, "cannot give the scan worker the idle IO priority");
                 }
             }
@@ -124,7 +123,7 @@ pub fn scan(
                     && target.entity.name_glob.is_none()
                     && target.entity.ignore.is_empty()
                     && target.entity.excluded.is_empty(),
-                root_dev: 0,
+                root_dev: None,
             };
             let walk = &walk;
             scope.spawn(move |scope| walk.root(scope, job));
@@ -148,8 +147,8 @@ struct Job<'a> {
     keep_content: Option<u64>,
     /// Recursive, no glob, no ignores: everything below the root is covered (skips `covers`).
     covers_all: bool,
-    /// The root's st_dev, for staying on its filesystem.
-    root_dev: u64,
+    /// The root's file system (st_dev; the volume serial on Windows), for staying on it.
+    root_dev: Option<u64>,
 }
 
 #[derive(Default)]
@@ -200,7 +199,7 @@ impl<'a> Walk<'a> {
                 return;
             }
         };
-        job.root_dev = meta.dev();
+        job.root_dev = FileObserver.device(root, &meta).ok();
         let covered = job.entity.covers(root);
         if meta.is_dir() && job.max_depth != Some(0) {
             self.directory(scope, job, root.clone(), meta, covered, 0);
@@ -337,8 +336,7 @@ impl<'a> Walk<'a> {
                     continue;
                 }
             };
-            let same_fs = self.options.cross_filesystems || meta.dev() == job.root_dev;
-            if meta.is_dir() && descend && same_fs {
+            if meta.is_dir() && descend && self.same_fs(job, &path, &meta) {
                 scope.spawn(move |scope| self.directory(scope, job, path, meta, covered, depth));
             } else if covered {
                 self.report(job, path, meta, out);
@@ -346,11 +344,28 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// May the walk enter this directory (not another file system, unless allowed)?
+    fn same_fs(&self, job: Job<'_>, path: &Path, meta: &Metadata) -> bool {
+        self.options.cross_filesystems
+            || match (FileObserver.device(path, meta), job.root_dev) {
+                (Ok(dev), Some(root_dev)) => dev == root_dev,
+                // Not known: enter it (its listing says whether it can be read).
+                _ => true,
+            }
+    }
+
     /// Sends the item for one covered path: `Unchanged` in a sweep when the quick metadata
     /// matches the baseline, else its observed state.
     fn report(&self, job: Job<'_>, path: PathBuf, meta: Metadata, out: &mut Outbox) {
         if let Some(known) = job.known {
-            let same = known.see(&path, &QuickMeta::from_metadata(&meta));
+            // Quick metadata that cannot be had only says "look at it".
+            let same = match FileObserver.quick(&path, &meta) {
+                Ok(quick) => known.see(&path, &quick),
+                Err(_) => {
+                    known.mark_seen(&path);
+                    false
+                }
+            };
             if same && self.options.mode == ScanMode::Sweep {
                 bump(if meta.is_dir() {
                     &self.stats.directories
@@ -365,13 +380,13 @@ impl<'a> Walk<'a> {
                 return;
             }
         }
-        let observed = observe_with(&path, Some(meta), &self.observe_options(job));
+        let observed = FileObserver.observe(&path, Some(meta), &self.observe_options(job));
         self.account(job, path, observed, out);
     }
 
     /// [`Walk::report`] for a regular file in a full scan, without the statx.
     fn report_regular(&self, job: Job<'_>, path: PathBuf, out: &mut Outbox) {
-        let observed = observe_regular_entry(&path, &self.observe_options(job));
+        let observed = FileObserver.observe_listed_leaf(&path, &self.observe_options(job));
         if let (Some(known), Ok(Some(_)) | Err(_)) = (job.known, &observed) {
             known.mark_seen(&path);
         }

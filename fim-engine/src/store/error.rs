@@ -72,7 +72,7 @@ impl StoreError {
     /// True when the failure was a full file system (SQLITE_FULL, or an I/O error whose errno
     /// is ENOSPC or EDQUOT): the caller should keep its data and retry once space is freed.
     pub fn is_disk_full(&self) -> bool {
-        let full_errno = |errno: i32| errno == libc::ENOSPC || errno == libc::EDQUOT;
+        let full_errno = crate::platform::is_disk_full_error;
         match self {
             StoreError::Sqlite {
                 source, os_errno, ..

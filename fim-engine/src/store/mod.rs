@@ -13,8 +13,6 @@
 use std::{
     cell::RefCell,
     collections::HashMap,
-    fs::{DirBuilder, OpenOptions},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -313,23 +311,14 @@ impl Store {
 fn create_private_file(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         if !dir.exists() {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|source| StoreError::Io {
-                    path: path.to_path_buf(),
-                    action: "creating the state directory",
-                    source,
-                })?;
+            crate::platform::create_private_dir(dir).map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                action: "creating the state directory",
+                source,
+            })?;
         }
     }
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
+    match crate::platform::create_private_file(path) {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(source) => Err(StoreError::Io {

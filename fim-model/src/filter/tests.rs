@@ -56,7 +56,10 @@ fn file_globs_keep_segments_and_match_raw_bytes() {
     assert!(glob("/etc/*.conf").matches(&file("/etc/a.conf")));
     assert!(!glob("/etc/*.conf").matches(&file("/etc/x/a.conf")));
     assert!(glob("/etc/**").matches(&file("/etc/x/a.conf")));
-    // A non-UTF-8 name is matched by its bytes, not its escaped text.
+    // A non-UTF-8 name is matched by its bytes, not its escaped text. Only Unix names are
+    // bytes: on Windows a path is UTF-16 and globset matches its lossy UTF-8, so the name
+    // decodes to U+FFFD there and the assertion would test something else.
+    #[cfg(unix)]
     assert!(glob("/tmp/n?").matches(&file("/tmp/n\\xe9")));
     // File paths are case-sensitive.
     assert!(!glob("/ETC/*").matches(&file("/etc/a")));

@@ -510,8 +510,10 @@ fn load_reports_unreadable_files() {
     assert_eq!(
         err.to_string(),
         format!(
-            "cannot read policy {}: No such file or directory (os error 2)",
-            missing.display()
+            // The OS's own words for "not found" (ENOENT, ERROR_FILE_NOT_FOUND: both 2).
+            "cannot read policy {}: {}",
+            crate::path_text::display_path(&missing),
+            std::io::Error::from_raw_os_error(2)
         )
     );
     let bad = dir.path().join("bad.toml");
@@ -524,7 +526,7 @@ fn load_reports_unreadable_files() {
         load(&bad).expect_err("relative").to_string(),
         format!(
             "{}:4:8: entity \"x\": path \"x\" is not absolute (Linux paths start with \"/\")",
-            bad.display()
+            crate::path_text::display_path(&bad)
         )
     );
     assert!(parse_text("").is_ok());

@@ -14,6 +14,8 @@ use crate::{
 mod baseline;
 mod bench;
 mod crash;
+// A full file system is made with a tiny tmpfs (mount(2), root): Linux only.
+#[cfg(unix)]
 mod disk_full;
 mod journal;
 mod open;
