@@ -8,6 +8,7 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use crate::{
     change::{ChangeCategory, ChangeRecord, ConfigChangeType},
+    object::long_hive_key,
     path_text::parse_display,
     Timestamp,
 };
@@ -51,7 +52,8 @@ impl SubjectGlob {
             .literal_separator(true)
             .build()?
             .compile_matcher();
-        let key = GlobBuilder::new(&text.replace('\\', "/"))
+        // Either hive spelling in the glob matches either in the record.
+        let key = GlobBuilder::new(&long_hive_key(text).replace('\\', "/"))
             .literal_separator(true)
             .case_insensitive(true)
             .backslash_escape(false)
@@ -71,9 +73,10 @@ impl SubjectGlob {
     /// Whether a record of type `change_type` about `subject` (its display text) matches.
     pub fn is_match(&self, change_type: ConfigChangeType, subject: &str) -> bool {
         match change_type {
-            ConfigChangeType::Registry | ConfigChangeType::WindowsServices => {
-                self.key.is_match(subject.replace('\\', "/"))
+            ConfigChangeType::Registry => {
+                self.key.is_match(long_hive_key(subject).replace('\\', "/"))
             }
+            ConfigChangeType::WindowsServices => self.key.is_match(subject.replace('\\', "/")),
             ConfigChangeType::Files | ConfigChangeType::Daemons | ConfigChangeType::Monitor => {
                 match parse_display(subject) {
                     Some(raw) => self.file.is_match(raw),

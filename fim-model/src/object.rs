@@ -85,6 +85,21 @@ pub fn hive_of(key: &str) -> Option<&'static str> {
         .map(|(_, long)| *long)
 }
 
+/// `key` with its hive spelled out (`HKLM\SOFTWARE` is `HKEY_LOCAL_MACHINE\SOFTWARE`), so
+/// that the two spellings Windows accepts compare equal; a key without a known hive as it is.
+pub fn long_hive_key(key: &str) -> std::borrow::Cow<'_, str> {
+    let (first, rest) = match key.split_once('\\') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (key, None),
+    };
+    match (hive_of(first), rest) {
+        (Some(long), _) if long == first => std::borrow::Cow::Borrowed(key),
+        (Some(long), Some(rest)) => std::borrow::Cow::Owned(format!("{long}\\{rest}")),
+        (Some(long), None) => std::borrow::Cow::Borrowed(long),
+        (None, _) => std::borrow::Cow::Borrowed(key),
+    }
+}
+
 /// A registry key, or one of its values, as people read it: `KEY`, or `KEY @ "VALUE"` (the
 /// value quoted, since "" is the default value and names may hold spaces or backslashes).
 pub fn key_text(key: &str, value: Option<&str>) -> String {
@@ -118,6 +133,30 @@ impl Serialize for MonitoredObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hives_are_spelled_out_and_the_rest_kept() {
+        assert_eq!(
+            long_hive_key(r"HKLM\SOFTWARE\x"),
+            r"HKEY_LOCAL_MACHINE\SOFTWARE\x"
+        );
+        assert_eq!(
+            long_hive_key(r"hkcu\Software"),
+            r"HKEY_CURRENT_USER\Software"
+        );
+        assert_eq!(long_hive_key("HKU"), "HKEY_USERS");
+        assert_eq!(
+            long_hive_key(r"HKEY_LOCAL_MACHINE\SYSTEM"),
+            r"HKEY_LOCAL_MACHINE\SYSTEM"
+        );
+        // Lower-case long names become upper case, as the hives are named.
+        assert_eq!(
+            long_hive_key(r"hkey_users\S-1-5-18"),
+            r"HKEY_USERS\S-1-5-18"
+        );
+        assert_eq!(long_hive_key(r"SOFTWARE\x"), r"SOFTWARE\x");
+        assert_eq!(long_hive_key(r"HKLMX\x"), r"HKLMX\x");
+    }
 
     #[test]
     fn objects_name_their_kind_type_and_hive() {

@@ -20,6 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use fim_model::MonitoredObject;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -276,7 +277,7 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let settings = self.policy.compiled().settings.clone();
         let mut coalescer = Coalescer::new(Duration::from_millis(settings.coalesce_ms));
-        let mut held: HashMap<PathBuf, Hint> = HashMap::new();
+        let mut held: HashMap<MonitoredObject, Hint> = HashMap::new();
         let mut needs_rescan = false;
         let mut last_retry = Instant::now();
         let mut schedule = Schedule::new(&settings, self.last_rehash());
@@ -343,7 +344,7 @@ impl Daemon {
                     }
                     if (!held.is_empty() || needs_rescan) && last_retry.elapsed() >= RETRY_EVERY {
                         last_retry = Instant::now();
-                        let retry: Vec<(PathBuf, Hint)> = held.drain().collect();
+                        let retry: Vec<(MonitoredObject, Hint)> = held.drain().collect();
                         self.reconcile(retry, &mut held, &mut needs_rescan).await;
                         if held.is_empty() && needs_rescan && scans.idle() {
                             tracing::info!("the state directory accepts writes again; rescanning everything to recover what could not be recorded");
@@ -422,17 +423,17 @@ impl Daemon {
 
     async fn reconcile(
         &self,
-        due: Vec<(PathBuf, Hint)>,
-        held: &mut HashMap<PathBuf, Hint>,
+        due: Vec<(MonitoredObject, Hint)>,
+        held: &mut HashMap<MonitoredObject, Hint>,
         needs_rescan: &mut bool,
     ) {
         if due.is_empty() {
             return;
         }
         let reconciler = self.reconciler.clone();
-        let paths = due.clone();
+        let objects = due.clone();
         let result = tokio::task::spawn_blocking(move || {
-            lock(&reconciler).reconcile_paths(&paths, Detection::Realtime)
+            lock(&reconciler).reconcile(&objects, Detection::Realtime)
         })
         .await;
         match result {
@@ -459,18 +460,18 @@ impl Daemon {
                 }
                 self.status
                     .send_modify(|status| status.degraded = Some(reason));
-                for (path, hint) in due {
+                for (object, hint) in due {
                     if held.len() >= MAX_HELD_PATHS {
                         *needs_rescan = true;
                         break;
                     }
                     // The newest hint wins (its actor made the latest change); operations and
                     // rename ends accumulate.
-                    let merged = match held.remove(&path) {
+                    let merged = match held.remove(&object) {
                         Some(older) => hint.merged_over(older),
                         None => hint,
                     };
-                    held.insert(path, merged);
+                    held.insert(object, merged);
                 }
                 *needs_rescan = true;
             }

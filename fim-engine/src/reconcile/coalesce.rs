@@ -1,14 +1,19 @@
-//! Gathers real-time events per path for a short window before the path is rehashed.
+//! Gathers real-time events per monitored object for a short window before the object is
+//! looked at again.
 //!
 //! An editor's save is a burst (create temp, write, fsync, rename over, chmod): hashing after
 //! every event would cost a read per event and report half-written states. The window starts
 //! at a path's first event and is not extended by later ones, so a file written continuously
 //! is still looked at every window (bounded latency, which the gRPC latency target depends on).
+//! The same holds for a registry key written in a loop: the window is per object, whatever its
+//! kind.
 use std::{
     collections::{HashMap, VecDeque},
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
+
+use fim_model::MonitoredObject;
 
 use crate::{
     change::{Actor, Contributor, UnixUser, UserIdentity, MAX_CONTRIBUTORS},
@@ -125,17 +130,17 @@ struct Gathering {
 
 pub struct Coalescer {
     window: Duration,
-    paths: HashMap<PathBuf, Gathering>,
-    /// Paths in the order their windows close (the window is the same for all, so that is
+    objects: HashMap<MonitoredObject, Gathering>,
+    /// Objects in the order their windows close (the window is the same for all, so that is
     /// arrival order): finding what is due never scans the whole map, even under a flood.
-    order: VecDeque<(Instant, PathBuf)>,
+    order: VecDeque<(Instant, MonitoredObject)>,
 }
 
 impl Coalescer {
     pub fn new(window: Duration) -> Self {
         Coalescer {
             window,
-            paths: HashMap::new(),
+            objects: HashMap::new(),
             order: VecDeque::new(),
         }
     }
@@ -146,79 +151,85 @@ impl Coalescer {
     }
 
     pub fn len(&self) -> usize {
-        self.paths.len()
+        self.objects.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.objects.is_empty()
     }
 
-    /// Adds a real-time event: its path (and for a rename, both paths).
+    /// Adds a real-time file event: its path (and for a rename or a hard link, both paths).
     pub fn push(&mut self, event: &FileEvent, now: Instant) {
         let operation = operation_name(event.op);
         let actor = actor_of(event);
+        let file = |path: &PathBuf| MonitoredObject::File(path.clone());
         match (event.op, &event.old_path) {
             // A hard link changes the source's link count too.
             (Operation::Link, Some(source)) => {
-                self.gather(source, now)
+                self.gather(file(source), now)
                     .hint
                     .absorb(operation, actor.clone());
-                self.gather(&event.path, now).hint.absorb(operation, actor);
+                self.gather(file(&event.path), now)
+                    .hint
+                    .absorb(operation, actor);
             }
             (Operation::Rename, Some(source)) => {
-                self.gather(source, now)
-                    .hint
-                    .absorb(operation, actor.clone());
-                self.gather(source, now).hint.renamed_to = Some(event.path.clone());
-                let destination = self.gather(&event.path, now);
-                destination.hint.absorb(operation, actor);
-                destination.hint.renamed_from = Some(source.clone());
+                let source_hint = &mut self.gather(file(source), now).hint;
+                source_hint.absorb(operation, actor.clone());
+                source_hint.renamed_to = Some(event.path.clone());
+                let destination = &mut self.gather(file(&event.path), now).hint;
+                destination.absorb(operation, actor);
+                destination.renamed_from = Some(source.clone());
             }
-            _ => self.gather(&event.path, now).hint.absorb(operation, actor),
+            _ => self
+                .gather(file(&event.path), now)
+                .hint
+                .absorb(operation, actor),
         }
     }
 
-    /// Adds a path to look at with no event behind it (a retry, a rescan's follow-up).
-    pub fn push_path(&mut self, path: &Path, hint: Hint, now: Instant) {
-        let gathering = self.gather(path, now);
+    /// Adds an object to look at with no event behind it (a retry, a rescan's follow-up), or
+    /// what an event source other than the kernel's gathered for it.
+    pub fn push_object(&mut self, object: MonitoredObject, hint: Hint, now: Instant) {
+        let gathering = self.gather(object, now);
         let older = std::mem::take(&mut gathering.hint);
         gathering.hint = hint.merged_over(older);
     }
 
-    fn gather(&mut self, path: &Path, now: Instant) -> &mut Gathering {
+    fn gather(&mut self, object: MonitoredObject, now: Instant) -> &mut Gathering {
         let due = now + self.window;
         let order = &mut self.order;
-        self.paths.entry(path.to_path_buf()).or_insert_with(|| {
-            order.push_back((due, path.to_path_buf()));
+        self.objects.entry(object).or_insert_with_key(|object| {
+            order.push_back((due, object.clone()));
             Gathering {
                 hint: Hint::default(),
             }
         })
     }
 
-    /// The paths whose window has closed, oldest first.
-    pub fn take_due(&mut self, now: Instant) -> Vec<(PathBuf, Hint)> {
+    /// The objects whose window has closed, oldest first.
+    pub fn take_due(&mut self, now: Instant) -> Vec<(MonitoredObject, Hint)> {
         let mut due = Vec::new();
         while let Some((at, _)) = self.order.front() {
             if *at > now {
                 break;
             }
-            let Some((_, path)) = self.order.pop_front() else {
+            let Some((_, object)) = self.order.pop_front() else {
                 break;
             };
-            if let Some(gathering) = self.paths.remove(&path) {
-                due.push((path, gathering.hint));
+            if let Some(gathering) = self.objects.remove(&object) {
+                due.push((object, gathering.hint));
             }
         }
         due
     }
 
     /// Everything, due or not (shutdown).
-    pub fn take_all(&mut self) -> Vec<(PathBuf, Hint)> {
+    pub fn take_all(&mut self) -> Vec<(MonitoredObject, Hint)> {
         self.order.clear();
-        self.paths
+        self.objects
             .drain()
-            .map(|(path, gathering)| (path, gathering.hint))
+            .map(|(object, gathering)| (object, gathering.hint))
             .collect()
     }
 
@@ -267,6 +278,8 @@ pub fn actor_of(event: &FileEvent) -> Actor {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn event(op: Operation, path: &str, old: Option<&str>, pid: u32) -> FileEvent {
@@ -310,20 +323,82 @@ mod tests {
             .is_empty());
         let due = coalescer.take_due(start + Duration::from_millis(60));
         assert_eq!(due.len(), 2);
-        let (path, hint) = &due
+        let file = |path: &str| MonitoredObject::File(path.into());
+        let (_, hint) = &due
             .iter()
-            .find(|(p, _)| p == Path::new("/etc/a.conf"))
+            .find(|(object, _)| *object == file("/etc/a.conf"))
             .unwrap();
-        assert_eq!(path, Path::new("/etc/a.conf"));
         assert_eq!(hint.operations, vec!["rename"]);
         assert_eq!(hint.renamed_from.as_deref(), Some(Path::new("/etc/sedX")));
         let (_, temp) = &due
             .iter()
-            .find(|(p, _)| p == Path::new("/etc/sedX"))
+            .find(|(object, _)| *object == file("/etc/sedX"))
             .unwrap();
         assert_eq!(temp.operations, vec!["create", "write-closed", "rename"]);
         assert_eq!(temp.renamed_to.as_deref(), Some(Path::new("/etc/a.conf")));
         assert_eq!(temp.actor.as_ref().unwrap().process_name, "sed");
+        assert!(coalescer.is_empty());
+    }
+
+    #[test]
+    fn objects_of_every_kind_share_the_window_and_stay_apart() {
+        let start = Instant::now();
+        let mut coalescer = Coalescer::new(Duration::from_millis(50));
+        let key = |value: &str| MonitoredObject::RegistryKey {
+            key: r"HKEY_LOCAL_MACHINE\SOFTWARE\Run".into(),
+            value: Some(value.into()),
+        };
+        let hint = |operation: &str| Hint {
+            operations: vec![operation.into()],
+            ..Hint::default()
+        };
+        coalescer.push_object(key("a"), hint("set-value"), start);
+        coalescer.push_object(key("a"), hint("delete-value"), start);
+        coalescer.push_object(key("b"), hint("set-value"), start);
+        coalescer.push_object(
+            MonitoredObject::Service("Spooler".into()),
+            hint("config"),
+            start,
+        );
+        // A file whose path spells the key is another object.
+        coalescer.push(
+            &event(
+                Operation::WriteClosed,
+                r"HKEY_LOCAL_MACHINE\SOFTWARE\Run",
+                None,
+                5,
+            ),
+            start,
+        );
+        assert!(coalescer
+            .take_due(start + Duration::from_millis(49))
+            .is_empty());
+        let mut due = coalescer.take_due(start + Duration::from_millis(50));
+        due.sort_by(|a, b| a.0.cmp(&b.0));
+        let seen: Vec<(String, Vec<String>)> = due
+            .into_iter()
+            .map(|(object, hint)| (object.to_string(), hint.operations))
+            .collect();
+        let ops = |list: &[&str]| list.iter().map(|op| op.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            seen,
+            vec![
+                // A file's display escapes its backslashes.
+                (
+                    r"HKEY_LOCAL_MACHINE\\SOFTWARE\\Run".to_string(),
+                    ops(&["write-closed"])
+                ),
+                (
+                    r#"HKEY_LOCAL_MACHINE\SOFTWARE\Run @ "a""#.to_string(),
+                    ops(&["set-value", "delete-value"])
+                ),
+                (
+                    r#"HKEY_LOCAL_MACHINE\SOFTWARE\Run @ "b""#.to_string(),
+                    ops(&["set-value"])
+                ),
+                ("service Spooler".to_string(), ops(&["config"])),
+            ]
+        );
         assert!(coalescer.is_empty());
     }
 

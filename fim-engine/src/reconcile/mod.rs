@@ -18,6 +18,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use fim_model::MonitoredObject;
 use tokio::sync::broadcast;
 
 use crate::{
@@ -212,11 +213,34 @@ impl Reconciler {
         self.announce.clone()
     }
 
-    /// Looks at each path again and journals what really changed. On error nothing of this
-    /// step was written; the caller keeps the paths and retries.
-    pub fn reconcile_paths(
+    /// Looks at each object again and journals what really changed. On error nothing of this
+    /// step was written; the caller keeps the objects and retries.
+    ///
+    /// Files are observed here; registry keys and services need the Windows observers, which
+    /// this engine does not have yet on any platform: such an object is refused loudly (an
+    /// error in the log naming it), never recorded as a change nobody looked at.
+    pub fn reconcile(
         &mut self,
-        paths: &[(PathBuf, Hint)],
+        objects: &[(MonitoredObject, Hint)],
+        detection: Detection,
+    ) -> Result<Vec<ChangeRecord>, ReconcileError> {
+        let mut files = Vec::with_capacity(objects.len());
+        for (object, hint) in objects {
+            match object {
+                MonitoredObject::File(path) => files.push((path.as_path(), hint)),
+                other => tracing::error!(
+                    object = %other,
+                    "no observer for {:?} objects on this platform: the change was not looked at",
+                    other.kind()
+                ),
+            }
+        }
+        self.reconcile_files(&files, detection)
+    }
+
+    fn reconcile_files(
+        &mut self,
+        paths: &[(&Path, &Hint)],
         detection: Detection,
     ) -> Result<Vec<ChangeRecord>, ReconcileError> {
         let mut verdicts = Vec::new();
@@ -225,7 +249,7 @@ impl Reconciler {
         }
         // A new directory's walk meets paths that have events of their own in this step (mkdir
         // -p, tar x): judge each path once, by its own event where it has one.
-        let own: HashSet<&Path> = paths.iter().map(|(path, _)| path.as_path()).collect();
+        let own: HashSet<&Path> = paths.iter().map(|(path, _)| *path).collect();
         let mut judged = HashSet::new();
         let mut unique = Vec::with_capacity(verdicts.len());
         for verdict in verdicts.iter().filter(|verdict| verdict.own_event) {

@@ -71,6 +71,16 @@ fn key_globs_use_backslashes_as_separators_and_ignore_case() {
     assert!(glob(r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\*").matches(&run));
     assert!(glob(r"hkey_local_machine\software\**").matches(&run));
     assert!(!glob(r"HKEY_LOCAL_MACHINE\SOFTWARE\*").matches(&run));
+    // Either spelling of the hive, in the glob or in the record, is the same key.
+    assert!(glob(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run").matches(&run));
+    assert!(glob(r"hklm\software\**").matches(&run));
+    let short = key(r"HKLM\SOFTWARE\Policies\Microsoft");
+    assert!(glob(r"HKEY_LOCAL_MACHINE\SOFTWARE\Policies\*").matches(&short));
+    assert!(glob(r"HKLM\SOFTWARE\Policies\*").matches(&short));
+    assert!(!glob(r"HKCU\SOFTWARE\**").matches(&run));
+    assert!(!glob(r"HKLMX\SOFTWARE\**").matches(&run));
+    // A glob whose hive is itself a pattern is matched against the long names.
+    assert!(glob(r"HKEY_*\SOFTWARE\**").matches(&short));
     let service = ChangeRecord {
         service: Some(ServiceColumns {
             svc_name: "Spooler".into(),
