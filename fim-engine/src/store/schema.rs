@@ -139,6 +139,11 @@ pub fn check(conn: &Connection) -> rusqlite::Result<Found> {
 /// Re-checks the version under the write lock, since another process may have migrated first.
 /// Returns what the file is at the end (a version above [`CURRENT_VERSION`] is left alone).
 pub fn migrate(conn: &Connection) -> rusqlite::Result<Found> {
+    migrate_through(conn, MIGRATIONS)
+}
+
+/// [`migrate`] with a given list of steps (tests add a step that fails half-way).
+pub(crate) fn migrate_through(conn: &Connection, migrations: &[&str]) -> rusqlite::Result<Found> {
     loop {
         let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
         let found = check(&tx)?;
@@ -147,7 +152,7 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<Found> {
         };
         let Some(step) = usize::try_from(version)
             .ok()
-            .and_then(|index| MIGRATIONS.get(index))
+            .and_then(|index| migrations.get(index))
         else {
             return Ok(found);
         };

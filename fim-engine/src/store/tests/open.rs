@@ -97,6 +97,40 @@ fn migrates_an_empty_database_from_version_zero() {
 }
 
 #[test]
+fn a_migration_that_fails_half_way_leaves_the_old_database_as_it_was() {
+    let (dir, path, store) = temp_store();
+    let mut batch = store.batch().unwrap();
+    batch.put("/etc/passwd".as_ref(), "etc", &state(1)).unwrap();
+    batch.commit().unwrap();
+    drop(store);
+    // A next version whose second statement fails after the first changed the file.
+    let failing = "CREATE TABLE added_by_v2 (x INTEGER); \
+                   ALTER TABLE baseline ADD COLUMN v2 INTEGER; \
+                   INSERT INTO no_such_table VALUES (1);";
+    let conn = raw(&path);
+    let error = schema::migrate_through(&conn, &[schema::MIGRATIONS[0], failing]).unwrap_err();
+    assert!(error.to_string().contains("no_such_table"), "{error}");
+    drop(conn);
+    assert!(!table_names(&path).contains(&"added_by_v2".to_string()));
+    let columns: Vec<String> = {
+        let conn = raw(&path);
+        let mut statement = conn
+            .prepare("SELECT name FROM pragma_table_info('baseline')")
+            .unwrap();
+        let names = statement.query_map([], |row| row.get(0)).unwrap();
+        names.collect::<Result<_, _>>().unwrap()
+    };
+    assert!(!columns.contains(&"v2".to_string()), "{columns:?}");
+    let again = Store::open(&path).unwrap();
+    assert_eq!(again.schema_version().unwrap(), 1);
+    assert_eq!(
+        again.get("/etc/passwd".as_ref()).unwrap().unwrap().state,
+        state(1)
+    );
+    drop(dir);
+}
+
+#[test]
 fn creates_missing_state_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("var/lib/fim/fim.db");
