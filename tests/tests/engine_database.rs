@@ -378,6 +378,30 @@ fn copy_state(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// How long fimd takes from its start to the log line saying the journal was pruned (which it
+/// writes after the prune committed). Stops that fimd.
+fn time_to_prune(workspace: &Workspace) -> Duration {
+    use std::io::BufRead;
+    let started = std::time::Instant::now();
+    let mut fimd = Engine::command(workspace, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start fimd");
+    let stderr = fimd.stderr.take().expect("piped stderr");
+    let mut elapsed = None;
+    for line in std::io::BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        if line.contains("were pruned by the retention settings") {
+            elapsed = Some(started.elapsed());
+            break;
+        }
+    }
+    let _ = fimd.kill();
+    let _ = fimd.wait();
+    elapsed.expect("an unkilled fimd never said it pruned the journal")
+}
+
 /// SIGKILL at every point of the start-up that prunes a long journal: each time the journal
 /// is either untouched or pruned with its marker, `fim verify` passes, and every record the
 /// retention keeps is there. Pruning is one transaction; a kill can never leave records
@@ -409,15 +433,23 @@ fn sigkill_while_the_journal_is_pruned_leaves_it_whole_or_pruned_with_its_marker
     let pristine = workspace.base.join("state-before-pruning");
     copy_state(&workspace.state, &pristine);
 
+    // Kill times are spread around the moment this machine's fimd commits the prune, measured
+    // once without a kill: a fixed schedule misses it on a loaded machine, where loading the
+    // BPF programs alone can take longer than the whole schedule.
+    copy_state(&pristine, &workspace.state);
+    let to_prune = time_to_prune(&workspace);
+    eprintln!("an unkilled start pruned after {to_prune:?}");
+    const STEPS: u32 = 14;
     let (mut whole, mut pruned) = (0, 0);
-    for step in 0..14u64 {
+    for step in 0..STEPS {
         copy_state(&pristine, &workspace.state);
         let mut fimd = Engine::command(&workspace, &[])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start fimd");
-        std::thread::sleep(Duration::from_millis(300 + step * 300));
+        // From a quarter of the measured time to three times it.
+        std::thread::sleep(to_prune.mul_f64(0.25 + 2.75 * f64::from(step) / f64::from(STEPS - 1)));
         fimd.kill().expect("SIGKILL");
         let _ = fimd.wait();
 
