@@ -24,6 +24,7 @@ mod platform_unix;
 mod platform_windows;
 pub mod policy;
 pub mod reconcile;
+pub mod registry;
 pub mod scan;
 pub mod source;
 pub mod state;
