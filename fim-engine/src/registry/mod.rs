@@ -14,7 +14,9 @@
 //! returned.
 use std::collections::BTreeMap;
 
+pub mod diff;
 pub mod memory;
+pub mod text;
 
 /// One registry value as read: its name ("" for the key's default value), its type, and its
 /// raw bytes as the registry stores them (UTF-16LE for string types).
