@@ -25,7 +25,32 @@ pub struct RegistryValue {
     pub name: String,
     /// The REG_* type number (REG_SZ = 1, REG_DWORD = 4, ...); unknown numbers are kept.
     pub kind: u32,
+    /// Hex in the baseline's JSON (a 2 MB REG_BINARY would be 8 MB as a JSON array).
+    #[serde(with = "hex_bytes")]
     pub data: Vec<u8>,
+}
+
+mod hex_bytes {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&fim_model::change::hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = <&str>::deserialize(deserializer)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom("hex of an odd length"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|at| {
+                text.get(at..at + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| D::Error::custom("not hex"))
+            })
+            .collect()
+    }
 }
 
 /// One key as read: its values and the names of its direct subkeys, its security descriptor
@@ -93,6 +118,16 @@ pub enum RegistryView {
     #[default]
     Native,
     Wow32,
+}
+
+impl RegistryView {
+    /// The baseline's code for the view (0 native, 1 the 32-bit view).
+    pub fn code(self) -> i64 {
+        match self {
+            RegistryView::Native => 0,
+            RegistryView::Wow32 => 1,
+        }
+    }
 }
 
 /// Reading keys from a registry: the real one on Windows (`read_windows.rs`), an in-memory one

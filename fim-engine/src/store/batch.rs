@@ -46,8 +46,8 @@ pub struct Batch<'s> {
     head_sequence: u64,
     head_hash: Digest,
     appended: u64,
-    puts: u64,
-    deletes: u64,
+    pub(super) puts: u64,
+    pub(super) deletes: u64,
     /// Entity ids resolved or created inside this transaction; they reach the store's cache
     /// only when the batch commits.
     entity_ids: HashMap<String, i64>,
@@ -157,11 +157,14 @@ impl Batch<'_> {
         let Some(id) = id else {
             return Ok(0);
         };
-        let removed = self
-            .tx
-            .prepare_cached("DELETE FROM baseline WHERE entity_id = ?1")
-            .and_then(|mut statement| statement.execute([id]))
-            .map_err(self.store.fail("deleting an entity from the baseline"))?;
+        let mut removed = 0;
+        for table in ["baseline", "registry_baseline"] {
+            removed += self
+                .tx
+                .prepare_cached(&format!("DELETE FROM {table} WHERE entity_id = ?1"))
+                .and_then(|mut statement| statement.execute([id]))
+                .map_err(self.store.fail("deleting an entity from the baseline"))?;
+        }
         self.deletes += removed as u64;
         tracing::info!(
             entity,
@@ -253,7 +256,7 @@ impl Batch<'_> {
         Ok(hash)
     }
 
-    fn entity_id_or_insert(&mut self, entity: &str) -> Result<i64> {
+    pub(super) fn entity_id_or_insert(&mut self, entity: &str) -> Result<i64> {
         if let Some(&id) = self.entity_ids.get(entity) {
             return Ok(id);
         }

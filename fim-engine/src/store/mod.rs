@@ -25,6 +25,7 @@ mod error;
 pub mod journal;
 pub mod meta;
 pub mod query;
+pub mod registry;
 mod retention;
 pub mod schema;
 

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 pub const APPLICATION_ID: i32 = 0x4649_4D00;
 
 /// Each entry migrates from version `index` to `index + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The version this build writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -100,6 +100,23 @@ CREATE TABLE scan_run (
     changes     INTEGER NOT NULL,
     errors      INTEGER NOT NULL
 );
+"#;
+
+/// Version 2: the baseline of registry keys (the Windows companion's; empty on Linux).
+const V2: &str = r#"
+-- The last known state of every monitored registry key. Keyed by the key's full name with
+-- its long hive, folded to lower case (Windows compares key names without case), and the
+-- registry view (0 native, 1 the 32-bit WOW6432Node view); `name` keeps the key's spelling
+-- for records. `snapshot` is the key's values, direct subkeys, SDDL and last-write time as
+-- JSON (registry::KeySnapshot): registry values are few per key and always read together.
+CREATE TABLE registry_baseline (
+    key       TEXT    NOT NULL,
+    view      INTEGER NOT NULL,
+    name      TEXT    NOT NULL,
+    entity_id INTEGER NOT NULL REFERENCES entity (id),
+    snapshot  TEXT    NOT NULL,
+    PRIMARY KEY (key, view)
+) WITHOUT ROWID;
 "#;
 
 /// What [`check`] found in a file's header.

@@ -20,6 +20,7 @@ mod disk_full;
 mod journal;
 mod open;
 mod query;
+mod registry;
 
 /// A fresh database in a fresh directory (kept alive by the returned guard).
 pub fn temp_store() -> (tempfile::TempDir, PathBuf, Store) {

@@ -19,7 +19,7 @@ fn table_names(path: &std::path::Path) -> Vec<String> {
 fn creates_the_schema_and_reopens() {
     let (_dir, path, store) = temp_store();
     assert_eq!(store.schema_version().unwrap(), schema::CURRENT_VERSION);
-    assert_eq!(schema::CURRENT_VERSION, 1);
+    assert_eq!(schema::CURRENT_VERSION, 2);
     assert_eq!(
         table_names(&path),
         [
@@ -28,6 +28,7 @@ fn creates_the_schema_and_reopens() {
             "entity",
             "journal",
             "meta",
+            "registry_baseline",
             "scan_run"
         ]
     );
@@ -64,7 +65,7 @@ fn creates_the_schema_and_reopens() {
     batch.commit().unwrap();
     drop(store);
     let again = Store::open(&path).unwrap();
-    assert_eq!(again.schema_version().unwrap(), 1);
+    assert_eq!(again.schema_version().unwrap(), schema::CURRENT_VERSION);
     assert_eq!(again.count().unwrap(), 1);
     assert_eq!(
         again.get("/etc/passwd".as_ref()).unwrap().unwrap().state,
@@ -90,7 +91,12 @@ fn migrates_an_empty_database_from_version_zero() {
     }
     for path in [zero, empty] {
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1, "{}", path.display());
+        assert_eq!(
+            store.schema_version().unwrap(),
+            schema::CURRENT_VERSION,
+            "{}",
+            path.display()
+        );
         assert_eq!(store.last_sequence().unwrap(), 0);
         assert!(store.verify().unwrap().is_ok());
     }
@@ -108,7 +114,8 @@ fn a_migration_that_fails_half_way_leaves_the_old_database_as_it_was() {
                    ALTER TABLE baseline ADD COLUMN v2 INTEGER; \
                    INSERT INTO no_such_table VALUES (1);";
     let conn = raw(&path);
-    let error = schema::migrate_through(&conn, &[schema::MIGRATIONS[0], failing]).unwrap_err();
+    let steps: Vec<&str> = schema::MIGRATIONS.iter().copied().chain([failing]).collect();
+    let error = schema::migrate_through(&conn, &steps).unwrap_err();
     assert!(error.to_string().contains("no_such_table"), "{error}");
     drop(conn);
     assert!(!table_names(&path).contains(&"added_by_v2".to_string()));
@@ -122,7 +129,7 @@ fn a_migration_that_fails_half_way_leaves_the_old_database_as_it_was() {
     };
     assert!(!columns.contains(&"v2".to_string()), "{columns:?}");
     let again = Store::open(&path).unwrap();
-    assert_eq!(again.schema_version().unwrap(), 1);
+    assert_eq!(again.schema_version().unwrap(), schema::CURRENT_VERSION);
     assert_eq!(
         again.get("/etc/passwd".as_ref()).unwrap().unwrap().state,
         state(1)
@@ -159,7 +166,7 @@ fn refuses_a_newer_schema_naming_file_and_versions() {
             error,
             StoreError::TooNew {
                 found: 7,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -171,7 +178,7 @@ fn refuses_a_newer_schema_naming_file_and_versions() {
         "{message}"
     );
     assert!(message.contains("schema version 7"), "{message}");
-    assert!(message.contains("versions up to 1"), "{message}");
+    assert!(message.contains("versions up to 2"), "{message}");
     assert!(!error.is_disk_full());
     let read_only = Store::open_read_only(&path).unwrap_err();
     assert!(
@@ -254,7 +261,7 @@ fn read_only_needs_an_existing_migrated_database() {
             error,
             StoreError::NotMigrated {
                 found: 0,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
