@@ -7,6 +7,7 @@
 //! either the old baseline (the next scan finds the change again) or both.
 pub mod coalesce;
 mod deferred;
+pub mod keys;
 #[cfg(test)]
 mod record_tests;
 mod retire;

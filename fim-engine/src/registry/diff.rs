@@ -113,7 +113,10 @@ impl KeyChange {
     /// Whether this change is the existence of a direct subkey (reported only for keys
     /// watched without recursion: with recursion the subkey reports itself).
     pub fn is_subkey(&self) -> bool {
-        matches!(self, KeyChange::SubkeyAdded(_) | KeyChange::SubkeyRemoved(_))
+        matches!(
+            self,
+            KeyChange::SubkeyAdded(_) | KeyChange::SubkeyRemoved(_)
+        )
     }
 
     /// The record of this change to `key` (long hive first).

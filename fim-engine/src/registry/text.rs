@@ -193,10 +193,7 @@ mod tests {
             data.extend(utf16z(part));
         }
         data.extend([0, 0]);
-        assert_eq!(
-            value_text(&value(REG_MULTI_SZ, &data)).text,
-            "one\n\nthree"
-        );
+        assert_eq!(value_text(&value(REG_MULTI_SZ, &data)).text, "one\n\nthree");
         assert_eq!(value_text(&value(REG_MULTI_SZ, &[0, 0])).text, "");
     }
 
@@ -221,6 +218,9 @@ mod tests {
         assert_eq!(text.checksum, blake3::hash(&big).to_hex().to_string());
         let mut changed = big.clone();
         changed[4 * 1024 * 1024] = 0;
-        assert_ne!(value_text(&value(REG_BINARY, &changed)).checksum, text.checksum);
+        assert_ne!(
+            value_text(&value(REG_BINARY, &changed)).checksum,
+            text.checksum
+        );
     }
 }

@@ -29,8 +29,10 @@ impl Batch<'_> {
         snapshot: &KeySnapshot,
     ) -> Result<()> {
         let entity_id = self.entity_id_or_insert(entity)?;
-        let json = serde_json::to_string(snapshot)
-            .map_err(|error| self.store.corrupt("a registry key's baseline", error.to_string()))?;
+        let json = serde_json::to_string(snapshot).map_err(|error| {
+            self.store
+                .corrupt("a registry key's baseline", error.to_string())
+        })?;
         self.tx
             .prepare_cached(
                 "INSERT INTO registry_baseline (key, view, name, entity_id, snapshot) \

@@ -114,7 +114,11 @@ fn a_migration_that_fails_half_way_leaves_the_old_database_as_it_was() {
                    ALTER TABLE baseline ADD COLUMN v2 INTEGER; \
                    INSERT INTO no_such_table VALUES (1);";
     let conn = raw(&path);
-    let steps: Vec<&str> = schema::MIGRATIONS.iter().copied().chain([failing]).collect();
+    let steps: Vec<&str> = schema::MIGRATIONS
+        .iter()
+        .copied()
+        .chain([failing])
+        .collect();
     let error = schema::migrate_through(&conn, &steps).unwrap_err();
     assert!(error.to_string().contains("no_such_table"), "{error}");
     drop(conn);

@@ -92,7 +92,10 @@ fn keys_under_is_the_subtree_and_nothing_beside_it() {
         .delete_key(&format!(r"{root}\a"), RegistryView::Native)
         .unwrap());
     batch.commit().unwrap();
-    assert_eq!(store.keys_under(root, RegistryView::Native).unwrap().len(), 2);
+    assert_eq!(
+        store.keys_under(root, RegistryView::Native).unwrap().len(),
+        2
+    );
     // Removing the entity removes its keys in both views.
     let mut batch = store.batch().unwrap();
     assert_eq!(batch.delete_entity("tree").unwrap(), 7);
@@ -105,18 +108,31 @@ fn a_key_baseline_rolled_back_leaves_the_old_one_and_no_record() {
     let (_dir, path, store) = temp_store();
     let mut batch = store.batch().unwrap();
     batch
-        .put_key(RUN, RegistryView::Native, "run-keys", &snapshot("Old", b"1"))
+        .put_key(
+            RUN,
+            RegistryView::Native,
+            "run-keys",
+            &snapshot("Old", b"1"),
+        )
         .unwrap();
     batch.commit().unwrap();
     let mut batch = store.batch().unwrap();
     batch
-        .put_key(RUN, RegistryView::Native, "run-keys", &snapshot("New", b"2"))
+        .put_key(
+            RUN,
+            RegistryView::Native,
+            "run-keys",
+            &snapshot("New", b"2"),
+        )
         .unwrap();
     let mut record = fim_model::samples::registry_record();
     batch.append(&mut record).unwrap();
     drop(batch);
     let kept = store.key_baseline(RUN, RegistryView::Native).unwrap();
-    assert_eq!(kept.map(|baseline| baseline.snapshot), Some(snapshot("Old", b"1")));
+    assert_eq!(
+        kept.map(|baseline| baseline.snapshot),
+        Some(snapshot("Old", b"1"))
+    );
     let records: i64 = raw(&path)
         .query_row("SELECT count(*) FROM journal", [], |row| row.get(0))
         .unwrap();
@@ -132,7 +148,10 @@ fn a_damaged_key_baseline_is_refused_as_corrupt_naming_the_key() {
         .unwrap();
     batch.commit().unwrap();
     raw(&path)
-        .execute("UPDATE registry_baseline SET snapshot = '{\"values\": 7}'", [])
+        .execute(
+            "UPDATE registry_baseline SET snapshot = '{\"values\": 7}'",
+            [],
+        )
         .unwrap();
     let error = store
         .key_baseline(RUN, RegistryView::Native)

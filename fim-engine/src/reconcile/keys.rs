@@ -1,0 +1,186 @@
+//! Reconciling a registry entity: read its key (and, when recursive, every key below it),
+//! compare each with its baseline, and journal what changed, in one transaction with the new
+//! baseline.
+//!
+//! Registry notifications say only "something under this key changed", never what, so every
+//! real-time event for a registry entity is a sweep of its tree. That is cheap because a key's
+//! last-write time moves whenever one of its values or direct subkeys changes: a key whose
+//! time did not move is listed (for its subkeys and its ACL, which does not move the time) but
+//! its values are not read again. Keys in the baseline that the walk no longer meets were
+//! deleted with their parent and are reported Removed, values included.
+//!
+//! As for files, an entity's first sweep baselines silently (there is nothing yet to compare
+//! with); from then on every difference is journaled. A key that cannot be read (access
+//! denied) keeps its baseline, and its subtree is left alone rather than reported removed.
+use std::collections::HashSet;
+
+use fim_model::{Actor, ChangeRecord, Detection};
+
+use super::{Announcement, ReconcileError, Reconciler};
+use crate::registry::{
+    child_key,
+    diff::{compare, RecordContext},
+    fold, KeyReader, KeySnapshot, RegistryView,
+};
+
+/// One registry entity's tree: the policy's key with its long hive, and how deep it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRoot {
+    pub entity: String,
+    pub key: String,
+    pub recursive: bool,
+    pub view: RegistryView,
+}
+
+/// What one key-tree reconcile did.
+#[derive(Debug, Default)]
+pub struct KeySweep {
+    pub records: Vec<ChangeRecord>,
+    /// Keys read (with or without their values).
+    pub keys: u64,
+    /// Keys whose values were read because their last-write time moved (or they were new).
+    pub keys_read_whole: u64,
+    /// Keys that could not be read, each named in the log.
+    pub errors: u64,
+}
+
+/// Who made the change, when the platform names them (real-time only).
+#[derive(Clone, Debug, Default)]
+pub struct KeyCause {
+    pub actor: Option<Actor>,
+    pub operations: Vec<String>,
+}
+
+impl Reconciler {
+    /// Reconciles `root`'s tree against the registry `reader` reads (see the module docs).
+    /// On error nothing was written; the caller retries.
+    pub fn reconcile_key_tree(
+        &mut self,
+        reader: &dyn KeyReader,
+        root: &KeyRoot,
+        detection: Detection,
+        cause: KeyCause,
+    ) -> Result<KeySweep, ReconcileError> {
+        let report = self.is_baselined(&root.entity)?;
+        let mut sweep = KeySweep::default();
+        let mut batch = self.store.batch()?;
+        let context = RecordContext {
+            computer: &self.computer,
+            entity: &root.entity,
+            detection,
+            actor: cause.actor,
+            operations: cause.operations,
+        };
+        let mut met: HashSet<String> = HashSet::new();
+        // Subtrees of keys that could not be read: their baselines stay as they are.
+        let mut unreadable: Vec<String> = Vec::new();
+        let mut pending = vec![root.key.clone()];
+        while let Some(key) = pending.pop() {
+            met.insert(fold(&key));
+            let before = self.store.key_baseline(&key, root.view)?;
+            let current = match read(
+                reader,
+                &key,
+                root.view,
+                before.as_ref().map(|b| &b.snapshot),
+            ) {
+                Ok(current) => current,
+                Err(error) => {
+                    tracing::warn!(entity = %root.entity, "cannot read a monitored registry key: {error}");
+                    sweep.errors += 1;
+                    unreadable.push(format!("{}\\", fold(&key)));
+                    continue;
+                }
+            };
+            sweep.keys += 1;
+            if current.as_ref().is_some_and(|read| read.whole) {
+                sweep.keys_read_whole += 1;
+            }
+            let current = current.map(|read| read.snapshot);
+            let before_snapshot = before.as_ref().map(|baseline| &baseline.snapshot);
+            if report {
+                for change in compare(before_snapshot, current.as_ref()) {
+                    // With recursion each subkey reports itself (and its values).
+                    if !(root.recursive && change.is_subkey()) {
+                        sweep.records.push(change.record(&key, &context));
+                    }
+                }
+            }
+            match &current {
+                Some(snapshot) if before_snapshot != Some(snapshot) => {
+                    batch.put_key(&key, root.view, &root.entity, snapshot)?
+                }
+                Some(_) => {}
+                None if before.is_some() => {
+                    batch.delete_key(&key, root.view)?;
+                }
+                None => {}
+            }
+            if root.recursive {
+                if let Some(snapshot) = &current {
+                    pending.extend(snapshot.subkeys.values().map(|name| child_key(&key, name)));
+                }
+            }
+        }
+        if root.recursive {
+            // Keys below the root the walk did not meet: gone with a parent.
+            for gone in self.store.keys_under(&root.key, root.view)? {
+                let folded = fold(&gone.key);
+                if met.contains(&folded) || unreadable.iter().any(|below| folded.starts_with(below))
+                {
+                    continue;
+                }
+                if report {
+                    for change in compare(Some(&gone.snapshot), None) {
+                        if !change.is_subkey() {
+                            sweep.records.push(change.record(&gone.key, &context));
+                        }
+                    }
+                }
+                batch.delete_key(&gone.key, root.view)?;
+            }
+        }
+        for record in &mut sweep.records {
+            batch.append(record)?;
+        }
+        batch.commit()?;
+        for record in &sweep.records {
+            let _ = self.announce.send(Announcement::Record(record.clone()));
+        }
+        Ok(sweep)
+    }
+}
+
+struct Read {
+    snapshot: KeySnapshot,
+    /// Its values were read (not copied from the baseline).
+    whole: bool,
+}
+
+/// Reads `key`: without its values first, then whole unless its last-write time is the
+/// baseline's (then the baseline's values are still true).
+fn read(
+    reader: &dyn KeyReader,
+    key: &str,
+    view: RegistryView,
+    baseline: Option<&KeySnapshot>,
+) -> Result<Option<Read>, crate::registry::RegistryError> {
+    let Some(mut quick) = reader.read_key(key, view, false)? else {
+        return Ok(None);
+    };
+    if let Some(baseline) = baseline.filter(|baseline| baseline.last_write == quick.last_write) {
+        quick.values = baseline.values.clone();
+        return Ok(Some(Read {
+            snapshot: quick,
+            whole: false,
+        }));
+    }
+    Ok(reader.read_key(key, view, true)?.map(|snapshot| Read {
+        snapshot,
+        whole: true,
+    }))
+}
+
+#[cfg(test)]
+#[path = "keys_tests.rs"]
+mod tests;
