@@ -115,9 +115,21 @@ impl GapNotice {
     }
 }
 
+/// Something happened to an object that is not a file (a registry notification fired for a
+/// key): the engine looks at the object again. Such sources rarely know more than that, so
+/// there is no actor here; where one is known (ETW), it arrives with the event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObjectEvent {
+    pub object: MonitoredObject,
+    /// What the source saw, as a record's operation (`registry-notification`).
+    pub operation: String,
+    pub time: Timestamp,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum SourceItem {
     Change(FileEvent),
+    Object(ObjectEvent),
     Gap(GapNotice),
 }

@@ -308,6 +308,11 @@ impl Daemon {
             tokio::select! {
                 item = events.recv() => match item {
                     Some(SourceItem::Change(event)) => coalescer.push(&event, Instant::now()),
+                    Some(SourceItem::Object(event)) => coalescer.push_object(
+                        event.object,
+                        Hint { operations: vec![event.operation], ..Hint::default() },
+                        Instant::now(),
+                    ),
                     Some(SourceItem::Gap(gap)) => {
                         self.status.send_modify(|status| {
                             status.gap_notices += 1;

@@ -1,14 +1,16 @@
 //! Policy to [`CompiledPolicy`]: what the Linux engine matches paths against.
 //!
 //! Compilation re-runs validation (a policy edited in code could be invalid) and reuses what it
-//! built, so the two can never disagree. Only enabled Linux kinds are compiled; the Windows
-//! kinds stay in the [`Policy`] for the companion. The output keeps policy order, so the same
+//! built, so the two can never disagree. Enabled Linux kinds compile to file entities and
+//! enabled registry entities to [`KeyRoot`]s; Windows files and services stay in the
+//! [`Policy`] for the companion. The output keeps policy order, so the same
 //! policy always compiles to the same result.
 use super::{
     diagnostic::{Diagnostic, Severity},
     paths::{self, EnvLookup},
     validate, CompiledEntity, CompiledPolicy, EntityKind, Policy, PolicyError,
 };
+use crate::registry::{KeyRoot, RegistryView};
 
 /// Expands environment variables (from this process), normalises paths and builds the globs.
 pub fn compile(policy: &Policy) -> Result<CompiledPolicy, PolicyError> {
@@ -52,8 +54,36 @@ pub(crate) fn compile_with(
             })
         })
         .collect();
+    let registry = policy
+        .entities
+        .iter()
+        .filter(|entity| entity.enabled && entity.kind == EntityKind::WindowsRegistry)
+        .map(key_root)
+        .collect();
     Ok(CompiledPolicy {
         entities,
+        registry,
         settings: policy.settings.clone(),
     })
+}
+
+/// A validated registry entity as the sweep walks it: the long hive first, no trailing
+/// separator, and a wildcard last segment split off as the subkey pattern. A key naming
+/// `WOW6432Node` is read as written, in the native view, where 64-bit Windows shows the
+/// 32-bit keys under that name.
+fn key_root(entity: &super::Entity) -> KeyRoot {
+    let key = fim_model::object::long_hive_key(entity.path.trim_end_matches('\\')).into_owned();
+    let (key, subkeys) = match key.rsplit_once('\\') {
+        Some((parent, last)) if last.contains(['*', '?']) => {
+            (parent.to_string(), Some(last.to_string()))
+        }
+        _ => (key, None),
+    };
+    KeyRoot {
+        entity: entity.name.clone(),
+        key,
+        subkeys,
+        recursive: entity.recursive,
+        view: RegistryView::Native,
+    }
 }

@@ -233,11 +233,27 @@ impl CompiledEntity {
 
 #[derive(Clone, Debug, Default)]
 pub struct CompiledPolicy {
+    /// The file entities (Linux kinds).
     pub entities: Vec<CompiledEntity>,
+    /// The registry entities, for a platform with a registry reader (compiled everywhere, so
+    /// the policy means the same on every machine; only the Windows companion sweeps them).
+    pub registry: Vec<crate::registry::KeyRoot>,
     pub settings: Settings,
 }
 
 impl CompiledPolicy {
+    /// The registry entity a key belongs to: the one with the longest key that covers it
+    /// (the first defined on a tie).
+    pub fn key_root_for(&self, key: &str) -> Option<&crate::registry::KeyRoot> {
+        let mut best: Option<&crate::registry::KeyRoot> = None;
+        for root in self.registry.iter().filter(|root| root.covers(key)) {
+            if best.is_none_or(|best| root.key.len() > best.key.len()) {
+                best = Some(root);
+            }
+        }
+        best
+    }
+
     /// Leaves `dir` out of every entity that would reach it; returns the names of those
     /// entities (for one warning). fimd's own database must never be monitored: its every
     /// commit would be a change, and a sweep recording it would commit again.

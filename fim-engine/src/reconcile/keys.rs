@@ -20,17 +20,8 @@ use super::{Announcement, ReconcileError, Reconciler};
 use crate::registry::{
     child_key,
     diff::{compare, RecordContext},
-    fold, KeyReader, KeySnapshot, RegistryView,
+    fold, KeyReader, KeyRoot, KeySnapshot, RegistryView,
 };
-
-/// One registry entity's tree: the policy's key with its long hive, and how deep it goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyRoot {
-    pub entity: String,
-    pub key: String,
-    pub recursive: bool,
-    pub view: RegistryView,
-}
 
 /// What one key-tree reconcile did.
 #[derive(Debug, Default)]
@@ -74,16 +65,32 @@ impl Reconciler {
         let mut met: HashSet<String> = HashSet::new();
         // Subtrees of keys that could not be read: their baselines stay as they are.
         let mut unreadable: Vec<String> = Vec::new();
-        let mut pending = vec![root.key.clone()];
-        while let Some(key) = pending.pop() {
+        // (key, whether it is one of the entity's keys): with a wildcard the named key is
+        // only the parent whose matching subkeys are the entity's.
+        let mut pending = vec![(root.key.clone(), root.subkeys.is_none())];
+        while let Some((key, member)) = pending.pop() {
             met.insert(fold(&key));
-            let before = self.store.key_baseline(&key, root.view)?;
-            let current = match read(
-                reader,
-                &key,
-                root.view,
-                before.as_ref().map(|b| &b.snapshot),
-            ) {
+            let before = if member {
+                self.store.key_baseline(&key, root.view)?
+            } else {
+                None
+            };
+            let read = if member {
+                read(
+                    reader,
+                    &key,
+                    root.view,
+                    before.as_ref().map(|b| &b.snapshot),
+                )
+            } else {
+                reader.read_key(&key, root.view, false).map(|quick| {
+                    quick.map(|snapshot| Read {
+                        snapshot,
+                        whole: false,
+                    })
+                })
+            };
+            let current = match read {
                 Ok(current) => current,
                 Err(error) => {
                     tracing::warn!(entity = %root.entity, "cannot read a monitored registry key: {error}");
@@ -97,11 +104,30 @@ impl Reconciler {
                 sweep.keys_read_whole += 1;
             }
             let current = current.map(|read| read.snapshot);
+            // Below a member, subkeys are members when the entity is recursive; below the
+            // wildcard's parent, the matching ones are.
+            let descend = if member { root.recursive } else { true };
+            if descend {
+                if let Some(snapshot) = &current {
+                    pending.extend(
+                        // Reversed onto the stack, so keys are visited in name order.
+                        snapshot
+                            .subkeys
+                            .values()
+                            .rev()
+                            .filter(|name| member || root.admits(name))
+                            .map(|name| (child_key(&key, name), true)),
+                    );
+                }
+            }
+            if !member {
+                continue;
+            }
             let before_snapshot = before.as_ref().map(|baseline| &baseline.snapshot);
             if report {
                 for change in compare(before_snapshot, current.as_ref()) {
-                    // With recursion each subkey reports itself (and its values).
-                    if !(root.recursive && change.is_subkey()) {
+                    // Where subkeys are visited, each reports itself (and its values).
+                    if !(descend && change.is_subkey()) {
                         sweep.records.push(change.record(&key, &context));
                     }
                 }
@@ -116,13 +142,8 @@ impl Reconciler {
                 }
                 None => {}
             }
-            if root.recursive {
-                if let Some(snapshot) = &current {
-                    pending.extend(snapshot.subkeys.values().map(|name| child_key(&key, name)));
-                }
-            }
         }
-        if root.recursive {
+        if root.recursive || root.subkeys.is_some() {
             // Keys below the root the walk did not meet: gone with a parent.
             for gone in self.store.keys_under(&root.key, root.view)? {
                 let folded = fold(&gone.key);

@@ -46,6 +46,7 @@ fn root(recursive: bool) -> KeyRoot {
     KeyRoot {
         entity: "run".into(),
         key: ROOT.into(),
+        subkeys: None,
         recursive,
         view: RegistryView::Native,
     }
@@ -351,4 +352,106 @@ fn records_and_baselines_survive_a_reopen_of_the_store() {
     );
     assert_eq!(sweep.records[0].detected_by, Detection::Scan);
     assert!(reconciler.store().verify().expect("verify").is_ok());
+}
+
+#[test]
+fn a_wildcard_entity_is_the_matching_subkeys_not_their_parent() {
+    let mut setup = setup();
+    let services = r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services";
+    let root = KeyRoot {
+        entity: "net".into(),
+        key: services.into(),
+        subkeys: Some("Net*".into()),
+        recursive: false,
+        view: RegistryView::Native,
+    };
+    setup.registry.set_value(
+        &format!(r"{services}\Netlogon"),
+        "Start",
+        REG_DWORD,
+        &[2, 0, 0, 0],
+    );
+    setup.registry.set_value(
+        &format!(r"{services}\Spooler"),
+        "Start",
+        REG_DWORD,
+        &[2, 0, 0, 0],
+    );
+    setup.baseline(&root);
+    // The parent's own values and a subkey that does not match are not the entity's.
+    setup
+        .registry
+        .set_value(services, "Parent", REG_DWORD, &[1, 0, 0, 0]);
+    setup.registry.set_value(
+        &format!(r"{services}\Spooler"),
+        "Start",
+        REG_DWORD,
+        &[4, 0, 0, 0],
+    );
+    assert!(setup.sweep(&root).is_empty());
+    setup.registry.set_value(
+        &format!(r"{services}\netlogon"),
+        "Start",
+        REG_DWORD,
+        &[4, 0, 0, 0],
+    );
+    setup.registry.set_value(
+        &format!(r"{services}\NetEvil"),
+        "ImagePath",
+        REG_SZ,
+        &utf16z("x"),
+    );
+    assert_eq!(
+        summary(&setup.sweep(&root)),
+        vec![
+            (
+                ChangeCategory::Added,
+                format!(r"{services}\NetEvil"),
+                None,
+                None,
+                None
+            ),
+            (
+                ChangeCategory::Added,
+                format!(r"{services}\NetEvil"),
+                some("ImagePath"),
+                None,
+                some("x")
+            ),
+            (
+                ChangeCategory::Modified,
+                format!(r"{services}\Netlogon"),
+                some("Start"),
+                some("2"),
+                some("4")
+            ),
+        ]
+    );
+    setup.registry.delete_key(&format!(r"{services}\NetEvil"));
+    assert_eq!(
+        summary(&setup.sweep(&root)),
+        vec![
+            (
+                ChangeCategory::Removed,
+                format!(r"{services}\NetEvil"),
+                None,
+                None,
+                None
+            ),
+            (
+                ChangeCategory::Removed,
+                format!(r"{services}\NetEvil"),
+                some("ImagePath"),
+                some("x"),
+                None
+            ),
+        ]
+    );
+    assert!(root.covers(&format!(r"{services}\NETLOGON")));
+    assert!(
+        !root.covers(&format!(r"{services}\Netlogon\Parameters")),
+        "not recursive"
+    );
+    assert!(!root.covers(&format!(r"{services}\Spooler")));
+    assert!(!root.covers(services));
 }

@@ -93,6 +93,73 @@ pub fn child_key(key: &str, name: &str) -> String {
     format!("{}\\{name}", key.trim_end_matches('\\'))
 }
 
+/// One registry entity's tree, compiled from the policy: its key with the long hive first,
+/// and how deep it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRoot {
+    pub entity: String,
+    /// The key the entity names; with [`KeyRoot::subkeys`], the parent of its keys.
+    pub key: String,
+    /// A wildcard last segment (`*` and `?`, compared without case): the entity is every
+    /// direct subkey of `key` whose name matches, not `key` itself.
+    pub subkeys: Option<String>,
+    pub recursive: bool,
+    pub view: RegistryView,
+}
+
+impl KeyRoot {
+    /// Whether `key` (either hive spelling) is one of this entity's keys or below one.
+    pub fn covers(&self, key: &str) -> bool {
+        let key = fold(&fim_model::object::long_hive_key(key));
+        let root = fold(&self.key);
+        let Some(rest) = key.strip_prefix(&root) else {
+            return false;
+        };
+        let Some(rest) = rest.strip_prefix('\\') else {
+            return rest.is_empty() && self.subkeys.is_none();
+        };
+        let mut segments = rest.split('\\');
+        let first = segments.next().unwrap_or_default();
+        let deeper = segments.next().is_some();
+        match &self.subkeys {
+            None => self.recursive,
+            Some(pattern) => wildcard_match(&fold(pattern), first) && (self.recursive || !deeper),
+        }
+    }
+
+    /// Whether a direct subkey named `name` is one of the entity's keys (with a wildcard).
+    pub fn admits(&self, name: &str) -> bool {
+        self.subkeys
+            .as_ref()
+            .is_none_or(|pattern| wildcard_match(&fold(pattern), &fold(name)))
+    }
+}
+
+/// `*` (any run) and `?` (one character) over characters; both sides already folded.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    // The classic two-pointer match with backtracking to the last star: linear in practice.
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((star_p, star_n)) = star {
+            p = star_p + 1;
+            n = star_n + 1;
+            star = Some((star_p, star_n + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
 /// Why a key could not be read. An absent key is not an error: [`KeyReader::read_key`] returns
 /// `Ok(None)` for it.
 #[derive(Debug, thiserror::Error)]

@@ -98,7 +98,7 @@ fn changes(ready: &[SourceItem]) -> Vec<&FileEvent> {
         .iter()
         .filter_map(|item| match item {
             SourceItem::Change(event) => Some(event),
-            SourceItem::Gap(_) => None,
+            SourceItem::Gap(_) | SourceItem::Object(_) => None,
         })
         .collect()
 }

@@ -228,3 +228,87 @@ fn recursion_defaults_follow_each_kinds_wildcards() {
         "linux-file, file-content, windows-file, windows-registry or windows-service"
     );
 }
+
+#[test]
+fn registry_entities_compile_to_key_roots_with_the_long_hive_and_their_wildcard() {
+    use crate::registry::{KeyRoot, RegistryView};
+    let text = [
+        entity(
+            "run",
+            "windows-registry",
+            r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run\",
+            "",
+        ),
+        entity(
+            "services",
+            "windows-registry",
+            r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\Net*",
+            "",
+        ),
+        entity(
+            "off",
+            "windows-registry",
+            r"HKLM\SOFTWARE\Off",
+            "enabled = false",
+        ),
+        entity(
+            "deep",
+            "windows-registry",
+            r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run\Deeper",
+            "recursive = false",
+        ),
+        entity("etc", "linux-file", "/etc", ""),
+    ]
+    .concat();
+    let policy = compiled(&text);
+    let run = r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Run";
+    assert_eq!(
+        policy.registry,
+        vec![
+            KeyRoot {
+                entity: "run".into(),
+                key: run.into(),
+                subkeys: None,
+                recursive: true,
+                view: RegistryView::Native,
+            },
+            KeyRoot {
+                entity: "services".into(),
+                key: r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services".into(),
+                subkeys: Some("Net*".into()),
+                recursive: false,
+                view: RegistryView::Native,
+            },
+            KeyRoot {
+                entity: "deep".into(),
+                key: format!(r"{run}\Deeper"),
+                subkeys: None,
+                recursive: false,
+                view: RegistryView::Native,
+            },
+        ]
+    );
+    assert_eq!(
+        policy.entities.len(),
+        1,
+        "only the Linux entity is a file entity"
+    );
+    let entity_of = |key: &str| policy.key_root_for(key).map(|root| root.entity.as_str());
+    assert_eq!(entity_of(&format!(r"{run}\deeper")), Some("deep"));
+    assert_eq!(entity_of(&format!(r"{run}\Other\Sub")), Some("run"));
+    assert_eq!(entity_of(&format!(r"{run}\Deeper\Sub")), Some("run"));
+    assert_eq!(
+        entity_of(r"hklm\SOFTWARE\Microsoft\Windows\CurrentVersion\Run"),
+        Some("run"),
+        "either hive spelling"
+    );
+    assert_eq!(
+        entity_of(r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\NetLogon"),
+        Some("services")
+    );
+    assert_eq!(
+        entity_of(r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\Spooler"),
+        None
+    );
+    assert_eq!(entity_of(r"HKEY_LOCAL_MACHINE\SOFTWARE\Off"), None);
+}
