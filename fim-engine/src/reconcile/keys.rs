@@ -12,11 +12,14 @@
 //! As for files, an entity's first sweep baselines silently (there is nothing yet to compare
 //! with); from then on every difference is journaled. A key that cannot be read (access
 //! denied) keeps its baseline, and its subtree is left alone rather than reported removed.
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
 
 use fim_model::{Actor, ChangeRecord, Detection};
 
-use super::{Announcement, ReconcileError, Reconciler};
+use super::{lock, sweep::SweepOutcome, Announcement, Hint, ReconcileError, Reconciler};
 use crate::registry::{
     child_key,
     diff::{compare, RecordContext},
@@ -43,6 +46,48 @@ pub struct KeyCause {
 }
 
 impl Reconciler {
+    /// Gives the reconciler the platform's registry (the Windows companion does; fimd has
+    /// none, so registry entities are never swept on Linux).
+    pub fn set_key_reader(&mut self, reader: Arc<dyn KeyReader>) {
+        self.key_reader = Some(reader);
+    }
+
+    /// Real-time events for keys: each key's entity tree is swept once, however many of its
+    /// keys had events (a notification names only the key it was armed on).
+    pub(super) fn reconcile_keys(
+        &mut self,
+        keys: &[(&str, &Hint)],
+        detection: Detection,
+    ) -> Result<Vec<ChangeRecord>, ReconcileError> {
+        let Some(reader) = self.key_reader.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut roots: Vec<(KeyRoot, KeyCause)> = Vec::new();
+        for (key, hint) in keys {
+            let Some(root) = self.policy.key_root_for(key).cloned() else {
+                tracing::debug!(key, "a registry event for a key no entity covers");
+                continue;
+            };
+            match roots
+                .iter_mut()
+                .find(|(known, _)| known.entity == root.entity)
+            {
+                Some((_, cause)) => merge_cause(cause, hint),
+                None => {
+                    let mut cause = KeyCause::default();
+                    merge_cause(&mut cause, hint);
+                    roots.push((root, cause));
+                }
+            }
+        }
+        let mut records = Vec::new();
+        for (root, cause) in roots {
+            let sweep = self.reconcile_key_tree(reader.as_ref(), &root, detection, cause)?;
+            records.extend(sweep.records);
+        }
+        Ok(records)
+    }
+
     /// Reconciles `root`'s tree against the registry `reader` reads (see the module docs).
     /// On error nothing was written; the caller retries.
     pub fn reconcile_key_tree(
@@ -170,6 +215,65 @@ impl Reconciler {
         }
         Ok(sweep)
     }
+}
+
+fn merge_cause(cause: &mut KeyCause, hint: &Hint) {
+    for operation in &hint.operations {
+        if !cause.operations.contains(operation) {
+            cause.operations.push(operation.clone());
+        }
+    }
+    if hint.actor.is_some() {
+        cause.actor = hint.actor.clone();
+    }
+}
+
+/// A scan's registry part: every registry entity (or those `only` names) swept, each entity's
+/// first sweep a silent baseline. Does nothing without a key reader.
+pub(super) fn sweep_keys(
+    reconciler: &Mutex<Reconciler>,
+    only: Option<&[String]>,
+    detection: Detection,
+    outcome: &mut SweepOutcome,
+) -> Result<(), ReconcileError> {
+    let (reader, roots) = {
+        let reconciler = lock(reconciler);
+        let Some(reader) = reconciler.key_reader.clone() else {
+            return Ok(());
+        };
+        let roots: Vec<KeyRoot> = reconciler
+            .policy
+            .registry
+            .iter()
+            .filter(|root| only.is_none_or(|names| names.contains(&root.entity)))
+            .cloned()
+            .collect();
+        (reader, roots)
+    };
+    for root in roots {
+        // The lock is taken per entity, so real-time work interleaves with a long scan.
+        let mut reconciler = lock(reconciler);
+        let first = !reconciler.is_baselined(&root.entity)?;
+        match reconciler.reconcile_key_tree(reader.as_ref(), &root, detection, KeyCause::default())
+        {
+            Ok(sweep) => {
+                outcome.keys += sweep.keys;
+                outcome.errors += sweep.errors;
+                outcome.changes += sweep.records.len() as u64;
+                if first {
+                    reconciler.mark_baselined(&root.entity)?;
+                    outcome.baselined.push(root.entity.clone());
+                }
+            }
+            Err(error) if error.is_disk_full() => return Err(error),
+            Err(error) => {
+                tracing::error!(entity = %root.entity, "registry scan failed: {error}");
+                outcome.errors += 1;
+                outcome.failed.push(root.entity.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Read {

@@ -30,7 +30,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("fim.db")).expect("store");
+    let store = Store::open(dir.path().join("fim.db")).expect("store");
     let computer = Computer {
         name: "win1".into(),
         id: "guid".into(),
@@ -72,16 +72,17 @@ impl Setup {
     }
 }
 
-/// (category, key, value name, previous data, data) of each record.
-fn summary(
-    records: &[ChangeRecord],
-) -> Vec<(
+/// (category, key, value name, previous data, data) of one record.
+type Summary = (
     ChangeCategory,
     String,
     Option<String>,
     Option<String>,
     Option<String>,
-)> {
+);
+
+/// The [`Summary`] of each record.
+fn summary(records: &[ChangeRecord]) -> Vec<Summary> {
     records
         .iter()
         .map(|record| {
@@ -454,4 +455,75 @@ fn a_wildcard_entity_is_the_matching_subkeys_not_their_parent() {
     );
     assert!(!root.covers(&format!(r"{services}\Spooler")));
     assert!(!root.covers(services));
+}
+
+/// The reconciler as the daemon drives it: a scan baselines the policy's registry entities,
+/// then a real-time event for a key (either hive spelling) sweeps that key's entity.
+#[test]
+fn the_daemon_path_scans_registry_entities_and_reconciles_key_events() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::{
+        policy,
+        reconcile::{sweep, Hint},
+        scan::ScanOptions,
+    };
+    let text = format!(
+        "[[entity]]\nname = \"run\"\nkind = \"windows-registry\"\npath = '{}'\n",
+        r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run"
+    );
+    let parsed = policy::parse(&text, std::path::Path::new("test.toml")).expect("policy");
+    let compiled = policy::compile(&parsed.policy).expect("compiles");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path().join("fim.db")).expect("store");
+    let computer = Computer {
+        name: "win1".into(),
+        id: "guid".into(),
+    };
+    let registry = Arc::new(MemoryRegistry::new());
+    registry.set_value(ROOT, "Updater", REG_SZ, &utf16z("a"));
+    let mut reconciler = Reconciler::new(store, compiled, computer);
+    let key = fim_model::MonitoredObject::RegistryKey {
+        key: format!(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run\Sub"),
+        value: None,
+    };
+    let hint = Hint {
+        operations: vec!["registry-notification".into()],
+        ..Hint::default()
+    };
+    // Without a reader (fimd on Linux) a key event is refused, not recorded.
+    registry.set_value(&format!(r"{ROOT}\Sub"), "x", REG_DWORD, &[1, 0, 0, 0]);
+    let none = reconciler
+        .reconcile(&[(key.clone(), hint.clone())], Detection::Realtime)
+        .expect("reconcile");
+    assert!(none.is_empty());
+    reconciler.set_key_reader(registry.clone());
+    let reconciler = Mutex::new(reconciler);
+    let outcome = sweep::sweep(
+        &reconciler,
+        None,
+        sweep::SweepKind::Metadata,
+        Detection::Scan,
+        &ScanOptions::default(),
+    )
+    .expect("scan");
+    assert_eq!(outcome.baselined, vec!["run".to_string()]);
+    assert_eq!((outcome.keys, outcome.changes), (2, 0));
+    registry.set_value(&format!(r"{ROOT}\Sub"), "x", REG_DWORD, &[2, 0, 0, 0]);
+    let records = lock(&reconciler)
+        .reconcile(&[(key, hint)], Detection::Realtime)
+        .expect("reconcile");
+    assert_eq!(
+        summary(&records),
+        vec![(
+            ChangeCategory::Modified,
+            format!(r"{ROOT}\Sub"),
+            some("x"),
+            some("1"),
+            some("2")
+        )]
+    );
+    assert_eq!(records[0].operations, vec!["registry-notification"]);
+    assert_eq!(records[0].detected_by, Detection::Realtime);
+    assert_eq!(records[0].entity, "run");
 }

@@ -103,6 +103,8 @@ pub struct Reconciler {
     /// The definitions redefined entities had before, until their next scan is done: a path
     /// only the new definition covers gets a silent first baseline (see `retire`).
     previous_definitions: HashMap<String, CompiledEntity>,
+    /// Reads registry keys, on a platform that has a registry (see `keys`); None elsewhere.
+    key_reader: Option<std::sync::Arc<dyn crate::registry::KeyReader>>,
 }
 
 impl Reconciler {
@@ -117,6 +119,7 @@ impl Reconciler {
             baselined: HashSet::new(),
             deferred: None,
             previous_definitions: HashMap::new(),
+            key_reader: None,
         }
     }
 
@@ -217,18 +220,23 @@ impl Reconciler {
     /// Looks at each object again and journals what really changed. On error nothing of this
     /// step was written; the caller keeps the objects and retries.
     ///
-    /// Files are observed here; registry keys and services need the Windows observers, which
-    /// this engine does not have yet on any platform: such an object is refused loudly (an
-    /// error in the log naming it), never recorded as a change nobody looked at.
+    /// Files are observed here, registry keys through the key reader where the platform has
+    /// one (`keys`). Services need the Windows observer, which this engine does not have yet,
+    /// and keys need a reader: such an object is refused loudly (an error in the log naming
+    /// it), never recorded as a change nobody looked at.
     pub fn reconcile(
         &mut self,
         objects: &[(MonitoredObject, Hint)],
         detection: Detection,
     ) -> Result<Vec<ChangeRecord>, ReconcileError> {
         let mut files = Vec::with_capacity(objects.len());
+        let mut keys = Vec::new();
         for (object, hint) in objects {
             match object {
                 MonitoredObject::File(path) => files.push((path.as_path(), hint)),
+                MonitoredObject::RegistryKey { key, .. } if self.key_reader.is_some() => {
+                    keys.push((key.as_str(), hint))
+                }
                 other => tracing::error!(
                     object = %other,
                     "no observer for {:?} objects on this platform: the change was not looked at",
@@ -236,7 +244,9 @@ impl Reconciler {
                 ),
             }
         }
-        self.reconcile_files(&files, detection)
+        let mut records = self.reconcile_files(&files, detection)?;
+        records.extend(self.reconcile_keys(&keys, detection)?);
+        Ok(records)
     }
 
     fn reconcile_files(

@@ -40,6 +40,8 @@ impl SweepKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SweepOutcome {
     pub files: u64,
+    /// Registry keys read (on a platform with a registry reader).
+    pub keys: u64,
     pub directories: u64,
     pub bytes_hashed: u64,
     pub errors: u64,
@@ -106,6 +108,9 @@ pub fn sweep(
         if outcome.superseded {
             break;
         }
+    }
+    if !outcome.cancelled && !outcome.superseded {
+        super::keys::sweep_keys(reconciler, only, detection, &mut outcome)?;
     }
     outcome.elapsed = started.elapsed();
     let reconciler = lock(reconciler);
