@@ -484,7 +484,7 @@ fn the_daemon_path_scans_registry_entities_and_reconciles_key_events() {
     registry.set_value(ROOT, "Updater", REG_SZ, &utf16z("a"));
     let mut reconciler = Reconciler::new(store, compiled, computer);
     let key = fim_model::MonitoredObject::RegistryKey {
-        key: format!(r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run\Sub"),
+        key: r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run\Sub".to_string(),
         value: None,
     };
     let hint = Hint {
