@@ -227,6 +227,17 @@ impl Daemon {
         })
     }
 
+    /// Gives the engine the platform's registry, so registry entities are scanned and their
+    /// key events reconciled (the Windows companion; fimd has none).
+    pub fn set_key_reader(&self, reader: Arc<dyn crate::registry::KeyReader>) {
+        lock(&self.reconciler).set_key_reader(reader);
+    }
+
+    /// The registry entities of the policy as it is now (for the registry event source).
+    pub fn key_roots(&self) -> Vec<crate::registry::KeyRoot> {
+        self.policy.compiled().registry.clone()
+    }
+
     /// For the API layer; valid for as long as the daemon runs.
     pub fn handle(&self) -> DaemonHandle {
         self.handle.clone()

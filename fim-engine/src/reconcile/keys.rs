@@ -64,7 +64,16 @@ impl Reconciler {
         };
         let mut roots: Vec<(KeyRoot, KeyCause)> = Vec::new();
         for (key, hint) in keys {
-            let Some(root) = self.policy.key_root_for(key).cloned() else {
+            // A key of an entity, or the key a wildcard entity's notification is armed on
+            // (the parent of its keys).
+            let root = self.policy.key_root_for(key).or_else(|| {
+                let key = fold(&fim_model::object::long_hive_key(key));
+                self.policy
+                    .registry
+                    .iter()
+                    .find(|root| fold(&root.key) == key)
+            });
+            let Some(root) = root.cloned() else {
                 tracing::debug!(key, "a registry event for a key no entity covers");
                 continue;
             };
