@@ -49,8 +49,10 @@ pub struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FIM_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

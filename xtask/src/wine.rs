@@ -30,7 +30,7 @@ const LINKER: &str = "x86_64-w64-mingw32-gcc";
 const WINE: &str = "/usr/lib/wine/wine64";
 const WINESERVER: &str = "/usr/lib/wine/wineserver";
 /// The crates whose tests the lane runs.
-const CRATES: &[&str] = &["fim-model", "fim-engine"];
+const CRATES: &[&str] = &["fim-model", "fim-engine", "fim-windows"];
 /// Wine's debug channels off: its fixme lines would drown the test output.
 const WINEDEBUG: &str = "-all";
 /// No Mono or Gecko installer dialogs when the prefix is made (nothing here needs them).
