@@ -26,6 +26,7 @@ pub mod policy;
 pub mod reconcile;
 pub mod registry;
 pub mod scan;
+pub mod service;
 pub mod source;
 pub mod state;
 #[cfg(unix)]

@@ -233,6 +233,12 @@ impl Daemon {
         lock(&self.reconciler).set_key_reader(reader);
     }
 
+    /// Gives the engine the platform's service control manager, so service entities are
+    /// scanned and service events reconciled (the Windows companion).
+    pub fn set_service_reader(&self, reader: Arc<dyn crate::service::ServiceReader>) {
+        lock(&self.reconciler).set_service_reader(reader);
+    }
+
     /// The registry entities of the policy as it is now (for the registry event source).
     pub fn key_roots(&self) -> Vec<crate::registry::KeyRoot> {
         self.policy.compiled().registry.clone()

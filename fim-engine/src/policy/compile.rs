@@ -2,15 +2,18 @@
 //!
 //! Compilation re-runs validation (a policy edited in code could be invalid) and reuses what it
 //! built, so the two can never disagree. Enabled Linux kinds compile to file entities and
-//! enabled registry entities to [`KeyRoot`]s; Windows files and services stay in the
-//! [`Policy`] for the companion. The output keeps policy order, so the same
+//! enabled registry and service entities to [`KeyRoot`]s and [`ServiceRoot`]s; Windows files
+//! stay in the [`Policy`] for the companion. The output keeps policy order, so the same
 //! policy always compiles to the same result.
 use super::{
     diagnostic::{Diagnostic, Severity},
     paths::{self, EnvLookup},
     validate, CompiledEntity, CompiledPolicy, EntityKind, Policy, PolicyError,
 };
-use crate::registry::{KeyRoot, RegistryView};
+use crate::{
+    registry::{KeyRoot, RegistryView},
+    service::ServiceRoot,
+};
 
 /// Expands environment variables (from this process), normalises paths and builds the globs.
 pub fn compile(policy: &Policy) -> Result<CompiledPolicy, PolicyError> {
@@ -60,9 +63,19 @@ pub(crate) fn compile_with(
         .filter(|entity| entity.enabled && entity.kind == EntityKind::WindowsRegistry)
         .map(key_root)
         .collect();
+    let services = policy
+        .entities
+        .iter()
+        .filter(|entity| entity.enabled && entity.kind == EntityKind::WindowsService)
+        .map(|entity| ServiceRoot {
+            entity: entity.name.clone(),
+            pattern: entity.path.clone(),
+        })
+        .collect();
     Ok(CompiledPolicy {
         entities,
         registry,
+        services,
         settings: policy.settings.clone(),
     })
 }

@@ -238,6 +238,8 @@ pub struct CompiledPolicy {
     /// The registry entities, for a platform with a registry reader (compiled everywhere, so
     /// the policy means the same on every machine; only the Windows companion sweeps them).
     pub registry: Vec<crate::registry::KeyRoot>,
+    /// The service entities, likewise for the Windows companion.
+    pub services: Vec<crate::service::ServiceRoot>,
     pub settings: Settings,
 }
 
@@ -248,6 +250,22 @@ impl CompiledPolicy {
         let mut best: Option<&crate::registry::KeyRoot> = None;
         for root in self.registry.iter().filter(|root| root.covers(key)) {
             if best.is_none_or(|best| root.key.len() > best.key.len()) {
+                best = Some(root);
+            }
+        }
+        best
+    }
+
+    /// The service entity a service belongs to: one naming it exactly, else the one with the
+    /// longest pattern that matches (the first defined on a tie).
+    pub fn service_root_for(&self, name: &str) -> Option<&crate::service::ServiceRoot> {
+        let rank = |root: &crate::service::ServiceRoot| {
+            let exact = !root.pattern.contains(['*', '?']);
+            (exact, root.pattern.len())
+        };
+        let mut best: Option<&crate::service::ServiceRoot> = None;
+        for root in self.services.iter().filter(|root| root.covers(name)) {
+            if best.is_none_or(|best| rank(root) > rank(best)) {
                 best = Some(root);
             }
         }

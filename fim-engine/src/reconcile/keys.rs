@@ -226,7 +226,7 @@ impl Reconciler {
     }
 }
 
-fn merge_cause(cause: &mut KeyCause, hint: &Hint) {
+pub(super) fn merge_cause(cause: &mut KeyCause, hint: &Hint) {
     for operation in &hint.operations {
         if !cause.operations.contains(operation) {
             cause.operations.push(operation.clone());

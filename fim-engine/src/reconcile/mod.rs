@@ -11,6 +11,7 @@ pub mod keys;
 #[cfg(test)]
 mod record_tests;
 mod retire;
+mod services;
 mod subtree;
 pub mod sweep;
 
@@ -45,6 +46,8 @@ pub enum ReconcileError {
     Scan(#[from] ScanError),
     #[error("the scanner thread panicked")]
     ScannerPanicked,
+    #[error("cannot list the services: {0}")]
+    Services(#[from] crate::service::ServiceError),
 }
 
 impl ReconcileError {
@@ -105,6 +108,8 @@ pub struct Reconciler {
     previous_definitions: HashMap<String, CompiledEntity>,
     /// Reads registry keys, on a platform that has a registry (see `keys`); None elsewhere.
     key_reader: Option<std::sync::Arc<dyn crate::registry::KeyReader>>,
+    /// Lists the services, on Windows (see `services`); None elsewhere.
+    service_reader: Option<std::sync::Arc<dyn crate::service::ServiceReader>>,
 }
 
 impl Reconciler {
@@ -120,6 +125,7 @@ impl Reconciler {
             deferred: None,
             previous_definitions: HashMap::new(),
             key_reader: None,
+            service_reader: None,
         }
     }
 
@@ -220,10 +226,10 @@ impl Reconciler {
     /// Looks at each object again and journals what really changed. On error nothing of this
     /// step was written; the caller keeps the objects and retries.
     ///
-    /// Files are observed here, registry keys through the key reader where the platform has
-    /// one (`keys`). Services need the Windows observer, which this engine does not have yet,
-    /// and keys need a reader: such an object is refused loudly (an error in the log naming
-    /// it), never recorded as a change nobody looked at.
+    /// Files are observed here, registry keys and services through the readers the platform
+    /// gives (`keys`, `services`: the Windows companion). Without a reader (fimd) such an
+    /// object is refused loudly (an error in the log naming it), never recorded as a change
+    /// nobody looked at.
     pub fn reconcile(
         &mut self,
         objects: &[(MonitoredObject, Hint)],
@@ -231,11 +237,16 @@ impl Reconciler {
     ) -> Result<Vec<ChangeRecord>, ReconcileError> {
         let mut files = Vec::with_capacity(objects.len());
         let mut keys = Vec::new();
+        let mut services: Option<keys::KeyCause> = None;
         for (object, hint) in objects {
             match object {
                 MonitoredObject::File(path) => files.push((path.as_path(), hint)),
                 MonitoredObject::RegistryKey { key, .. } if self.key_reader.is_some() => {
                     keys.push((key.as_str(), hint))
+                }
+                // Any service event sweeps the service entities once (see `services`).
+                MonitoredObject::Service(_) if self.service_reader.is_some() => {
+                    keys::merge_cause(services.get_or_insert_with(Default::default), hint)
                 }
                 other => tracing::error!(
                     object = %other,
@@ -246,6 +257,9 @@ impl Reconciler {
         }
         let mut records = self.reconcile_files(&files, detection)?;
         records.extend(self.reconcile_keys(&keys, detection)?);
+        if let (Some(cause), Some(reader)) = (services, self.service_reader.clone()) {
+            records.extend(self.reconcile_services(reader.as_ref(), None, detection, cause)?);
+        }
         Ok(records)
     }
 

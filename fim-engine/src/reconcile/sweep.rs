@@ -111,6 +111,7 @@ pub fn sweep(
     }
     if !outcome.cancelled && !outcome.superseded {
         super::keys::sweep_keys(reconciler, only, detection, &mut outcome)?;
+        super::services::sweep_services(reconciler, only, detection, &mut outcome)?;
     }
     outcome.elapsed = started.elapsed();
     let reconciler = lock(reconciler);

@@ -136,7 +136,7 @@ impl KeyRoot {
 }
 
 /// `*` (any run) and `?` (one character) over characters; both sides already folded.
-fn wildcard_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().collect();
     let name: Vec<char> = name.chars().collect();
     // The classic two-pointer match with backtracking to the last star: linear in practice.

@@ -158,7 +158,7 @@ impl Batch<'_> {
             return Ok(0);
         };
         let mut removed = 0;
-        for table in ["baseline", "registry_baseline"] {
+        for table in ["baseline", "registry_baseline", "service_baseline"] {
             removed += self
                 .tx
                 .prepare_cached(&format!("DELETE FROM {table} WHERE entity_id = ?1"))

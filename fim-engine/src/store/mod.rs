@@ -28,6 +28,7 @@ pub mod query;
 pub mod registry;
 mod retention;
 pub mod schema;
+pub mod service;
 
 #[cfg(test)]
 mod tests;

@@ -102,7 +102,8 @@ CREATE TABLE scan_run (
 );
 "#;
 
-/// Version 2: the baseline of registry keys (the Windows companion's; empty on Linux).
+/// Version 2: the baselines of registry keys and services (the Windows companion's; empty on
+/// Linux).
 const V2: &str = r#"
 -- The last known state of every monitored registry key. Keyed by the key's full name with
 -- its long hive, folded to lower case (Windows compares key names without case), and the
@@ -116,6 +117,15 @@ CREATE TABLE registry_baseline (
     entity_id INTEGER NOT NULL REFERENCES entity (id),
     snapshot  TEXT    NOT NULL,
     PRIMARY KEY (key, view)
+) WITHOUT ROWID;
+
+-- The last known state of every monitored Windows service, keyed by its key name folded to
+-- lower case; `snapshot` is its display name, state, startup type, binary path and account
+-- as JSON (service::ServiceSnapshot).
+CREATE TABLE service_baseline (
+    name      TEXT    NOT NULL PRIMARY KEY,
+    entity_id INTEGER NOT NULL REFERENCES entity (id),
+    snapshot  TEXT    NOT NULL
 ) WITHOUT ROWID;
 "#;
 

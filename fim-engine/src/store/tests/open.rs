@@ -29,7 +29,8 @@ fn creates_the_schema_and_reopens() {
             "journal",
             "meta",
             "registry_baseline",
-            "scan_run"
+            "scan_run",
+            "service_baseline"
         ]
     );
     let conn = raw(&path);
