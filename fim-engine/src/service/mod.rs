@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 pub mod diff;
 pub mod memory;
+#[cfg(windows)]
+pub mod read_windows;
 
 /// One service as the service control manager reports it. Text fields are capped and marked
 /// (`capped`) by the reader when too long or not valid UTF-16, never dropped.
