@@ -10,6 +10,8 @@
 mod registry_source;
 #[cfg(windows)]
 mod run;
+#[cfg(windows)]
+mod service_source;
 
 use std::{path::PathBuf, process::ExitCode};
 

@@ -5,10 +5,11 @@ use anyhow::Context;
 use fim_engine::{
     daemon::{Daemon, DaemonConfig, PolicySource},
     registry::read_windows::WindowsRegistry,
+    service::read_windows::WindowsServices,
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::{registry_source::RegistrySource, RunArgs};
+use crate::{registry_source::RegistrySource, service_source::ServiceSource, RunArgs};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let daemon = Daemon::open(DaemonConfig {
@@ -26,11 +27,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     })
     .context("starting the engine")?;
     daemon.set_key_reader(Arc::new(WindowsRegistry));
+    daemon.set_service_reader(Arc::new(WindowsServices));
     daemon.set_status("pid", &std::process::id().to_string());
     daemon.set_status("started", &fim_model::Timestamp::now().to_rfc3339());
     daemon.set_source("registry-notify", Vec::new());
     let roots = daemon.key_roots();
     let (events_in, events) = mpsc::channel(4096);
+    let services = if daemon.has_service_entities() {
+        Some(ServiceSource::start(events_in.clone()).context("starting the service source")?)
+    } else {
+        None
+    };
     let source = RegistrySource::start(roots, events_in).context("starting the registry source")?;
     tracing::info!(
         entities = source.watched(),
@@ -45,6 +52,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("Ctrl-C: stopping");
         let _ = stop.send(true);
         source.stop();
+        if let Some(services) = services {
+            services.stop();
+        }
     });
     daemon.run(events, root_updates, stopping).await?;
     signal.abort();

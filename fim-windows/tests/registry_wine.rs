@@ -3,14 +3,11 @@
 //! These tests run where Windows runs (Wine here); on Linux this file compiles to nothing.
 #![cfg(windows)]
 
-use std::{
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+mod common;
 
+use std::process::Command;
+
+use common::{write_policy, Fimsvc};
 use serde_json::Value;
 
 /// A test's own key under HKCU (Wine's test user may write there), deleted at the end.
@@ -39,7 +36,7 @@ impl Drop for TestKey {
     }
 }
 
-/// reg.exe with `args`; panics unless it succeeds.
+/// reg.exe with `args`.
 fn reg(args: &[&str]) -> std::process::Output {
     Command::new("reg.exe")
         .args(args)
@@ -48,113 +45,7 @@ fn reg(args: &[&str]) -> std::process::Output {
 }
 
 fn reg_ok(args: &[&str]) {
-    let output = reg(args);
-    assert!(
-        output.status.success(),
-        "reg {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A running fimsvc with its records and log collected.
-struct Fimsvc {
-    child: Child,
-    records: Arc<Mutex<Vec<Value>>>,
-    log: Arc<Mutex<String>>,
-}
-
-fn write_policy(dir: &Path, entities: &[(&str, &str, bool)]) -> PathBuf {
-    let mut text = String::from("[settings]\ncoalesce_ms = 200\n\n");
-    for (name, key, recursive) in entities {
-        text.push_str(&format!(
-            "[[entity]]\nname = \"{name}\"\nkind = \"windows-registry\"\npath = '{key}'\nrecursive = {recursive}\n\n"
-        ));
-    }
-    let path = dir.join("policy.toml");
-    std::fs::write(&path, text).expect("write the policy");
-    path
-}
-
-impl Fimsvc {
-    fn start(policy: &Path, state: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fimsvc"))
-            .args(["run", "--print-records", "--policy"])
-            .arg(policy)
-            .arg("--state-dir")
-            .arg(state)
-            .env("FIM_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start fimsvc");
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let into = records.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(record) = serde_json::from_str::<Value>(&line) {
-                    into.lock().expect("records").push(record);
-                }
-            }
-        });
-        let into = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[fimsvc] {line}");
-                let mut log = into.lock().expect("log");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let fimsvc = Fimsvc {
-            child,
-            records,
-            log,
-        };
-        fimsvc.wait_for_log("start-up scan finished");
-        fimsvc
-    }
-
-    fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if self.log.lock().expect("log").contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "fimsvc never logged {needle:?}:\n{}",
-            self.log.lock().expect("log")
-        );
-    }
-
-    /// Waits until `count` records arrived after the first `from`, then a little longer to
-    /// catch any extra, and returns those after `from`.
-    fn records_after(&self, from: usize, count: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline
-            && self.records.lock().expect("records").len() < from + count
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(1200));
-        self.records.lock().expect("records")[from..].to_vec()
-    }
-
-    fn count(&self) -> usize {
-        self.records.lock().expect("records").len()
-    }
-}
-
-impl Drop for Fimsvc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    common::run_ok("reg.exe", args);
 }
 
 /// (category, key, value name, previous data, data, detection) of a record.
@@ -196,7 +87,7 @@ fn values_set_changed_and_deleted_with_reg_exe_are_recorded_in_real_time() {
         "add", &key.key, "/v", "Before", "/t", "REG_SZ", "/d", "one", "/f",
     ]);
     let dir = tempfile::tempdir().expect("temp dir");
-    let policy = write_policy(dir.path(), &[("run", &key.key, true)]);
+    let policy = write_policy(dir.path(), &[("run", "windows-registry", &key.key, true)]);
     let fimsvc = Fimsvc::start(&policy, &dir.path().join("state"));
     assert_eq!(fimsvc.count(), 0, "the first baseline is silent");
 
@@ -275,7 +166,7 @@ fn subkeys_deep_under_a_recursive_entity_are_added_and_removed_key_by_key() {
     let key = TestKey::new("subkeys");
     reg_ok(&["add", &key.key, "/f"]);
     let dir = tempfile::tempdir().expect("temp dir");
-    let policy = write_policy(dir.path(), &[("tree", &key.key, true)]);
+    let policy = write_policy(dir.path(), &[("tree", "windows-registry", &key.key, true)]);
     let fimsvc = Fimsvc::start(&policy, &dir.path().join("state"));
 
     let from = fimsvc.count();
@@ -353,7 +244,7 @@ fn a_key_created_after_start_and_changes_made_while_stopped_are_found() {
     let late = key.sub("Late");
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state");
-    let policy = write_policy(dir.path(), &[("late", &late, true)]);
+    let policy = write_policy(dir.path(), &[("late", "windows-registry", &late, true)]);
     {
         let fimsvc = Fimsvc::start(&policy, &state);
         let from = fimsvc.count();

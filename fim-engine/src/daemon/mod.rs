@@ -239,6 +239,11 @@ impl Daemon {
         lock(&self.reconciler).set_service_reader(reader);
     }
 
+    /// Whether the policy has service entities (the service source runs only then).
+    pub fn has_service_entities(&self) -> bool {
+        !self.policy.compiled().services.is_empty()
+    }
+
     /// The registry entities of the policy as it is now (for the registry event source).
     pub fn key_roots(&self) -> Vec<crate::registry::KeyRoot> {
         self.policy.compiled().registry.clone()

@@ -1,0 +1,128 @@
+//! What the Wine tests of fimsvc share: a running fimsvc with its records, a policy file, and
+//! the Windows tools (reg.exe, sc.exe) the tests drive it with.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// `tool` (reg.exe, sc.exe) with `args`; panics unless it succeeds.
+pub fn run_ok(tool: &str, args: &[&str]) {
+    let output = Command::new(tool)
+        .args(args)
+        .output()
+        .expect("run the tool");
+    assert!(
+        output.status.success(),
+        "{tool} {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A running fimsvc with its records and log collected.
+pub struct Fimsvc {
+    child: Child,
+    records: Arc<Mutex<Vec<Value>>>,
+    log: Arc<Mutex<String>>,
+}
+
+/// A policy of `(name, kind, path, recursive)` entities with a short coalescing window.
+pub fn write_policy(dir: &Path, entities: &[(&str, &str, &str, bool)]) -> PathBuf {
+    let mut text = String::from("[settings]\ncoalesce_ms = 200\n\n");
+    for (name, kind, path, recursive) in entities {
+        text.push_str(&format!(
+            "[[entity]]\nname = \"{name}\"\nkind = \"{kind}\"\npath = '{path}'\nrecursive = {recursive}\n\n"
+        ));
+    }
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).expect("write the policy");
+    path
+}
+
+impl Fimsvc {
+    pub fn start(policy: &Path, state: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fimsvc"))
+            .args(["run", "--print-records", "--policy"])
+            .arg(policy)
+            .arg("--state-dir")
+            .arg(state)
+            .env("FIM_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start fimsvc");
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let into = records.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(record) = serde_json::from_str::<Value>(&line) {
+                    into.lock().expect("records").push(record);
+                }
+            }
+        });
+        let into = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[fimsvc] {line}");
+                let mut log = into.lock().expect("log");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let fimsvc = Fimsvc {
+            child,
+            records,
+            log,
+        };
+        fimsvc.wait_for_log("start-up scan finished");
+        fimsvc
+    }
+
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.log.lock().expect("log").contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "fimsvc never logged {needle:?}:\n{}",
+            self.log.lock().expect("log")
+        );
+    }
+
+    /// Waits until `count` records arrived after the first `from`, then a little longer to
+    /// catch any extra, and returns those after `from`.
+    pub fn records_after(&self, from: usize, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && self.records.lock().expect("records").len() < from + count
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1200));
+        self.records.lock().expect("records")[from..].to_vec()
+    }
+
+    pub fn count(&self) -> usize {
+        self.records.lock().expect("records").len()
+    }
+}
+
+impl Drop for Fimsvc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
