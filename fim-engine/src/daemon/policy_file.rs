@@ -57,7 +57,7 @@ pub(super) fn stamp(source: &PolicySource) -> Option<(SystemTime, u64, u64)> {
 fn read(source: &PolicySource, trusted_only: bool) -> Result<Policy, PolicyError> {
     let PolicySource::File(path) = source;
     if !path.exists() {
-        return Ok(policy::default_policy());
+        return Ok(policy::platform_default_policy());
     }
     let parsed = if trusted_only {
         policy::load_trusted(path)?

@@ -57,3 +57,175 @@ pub fn default_policy() -> Policy {
         settings: Settings::default(),
     }
 }
+
+/// (name, key) of each recommended Windows registry key, in the order PRODUCT.md lists them
+/// (autostart, shell, Winlogon, signature-verification and firewall keys, native and
+/// WOW6432Node), monitored recursively.
+const RECOMMENDED_REGISTRY: &[(&str, &str)] = &[
+    (
+        "sip-remove-signed-c689aab8",
+        r"HKLM\SOFTWARE\Microsoft\Cryptography\OID\EncodingType 0\CryptSIPDllRemoveSignedDataMsg\{C689AAB8-8E78-11D0-8C47-00C04FC295EE}",
+    ),
+    (
+        "sip-remove-signed-603bcc1f",
+        r"HKLM\SOFTWARE\Microsoft\Cryptography\OID\EncodingType 0\CryptSIPDllRemoveSignedDataMsg\{603BCC1F-4B59-4E08-B724-D2C6297EF351}",
+    ),
+    (
+        "ini-mapping-system-boot",
+        r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\IniFileMapping\SYSTEM.ini\boot",
+    ),
+    (
+        "nt-windows",
+        r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Windows",
+    ),
+    (
+        "winlogon",
+        r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon",
+    ),
+    (
+        "shell-folders",
+        r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Explorer\Shell Folders",
+    ),
+    (
+        "user-shell-folders",
+        r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Explorer\User Shell Folders",
+    ),
+    ("run", r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Run"),
+    (
+        "run-once",
+        r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\RunOnce",
+    ),
+    (
+        "run-once-ex",
+        r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\RunOnceEx",
+    ),
+    (
+        "run-services",
+        r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\RunServices",
+    ),
+    (
+        "run-services-once",
+        r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\RunServicesOnce",
+    ),
+    (
+        "wow64-sip-remove-signed-c689aab8",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Cryptography\OID\EncodingType 0\CryptSIPDllRemoveSignedDataMsg\{C689AAB8-8E78-11D0-8C47-00C04FC295EE}",
+    ),
+    (
+        "wow64-sip-remove-signed-603bcc1f",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Cryptography\OID\EncodingType 0\CryptSIPDllRemoveSignedDataMsg\{603BCC1F-4B59-4E08-B724-D2C6297EF351}",
+    ),
+    (
+        "wow64-ini-mapping-system-boot",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows NT\CurrentVersion\IniFileMapping\system.ini\boot",
+    ),
+    (
+        "wow64-nt-windows",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows NT\CurrentVersion\Windows",
+    ),
+    (
+        "wow64-winlogon",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows NT\CurrentVersion\Winlogon",
+    ),
+    (
+        "wow64-shell-folders",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Explorer\Shell Folders",
+    ),
+    (
+        "wow64-user-shell-folders",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Explorer\User Shell Folders",
+    ),
+    (
+        "wow64-run",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Run",
+    ),
+    (
+        "wow64-run-once",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\RunOnce",
+    ),
+    (
+        "wow64-run-once-ex",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\RunOnceEx",
+    ),
+    (
+        "wow64-run-services",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\RunServices",
+    ),
+    (
+        "wow64-run-services-once",
+        r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\RunServicesOnce",
+    ),
+    (
+        "hivelist",
+        r"HKLM\SYSTEM\CurrentControlSet\Control\hivelist",
+    ),
+    (
+        "known-dlls",
+        r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\KnownDLLs",
+    ),
+    (
+        "firewall-domain-profile",
+        r"HKLM\SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\DomainProfile",
+    ),
+    (
+        "firewall-public-profile",
+        r"HKLM\SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\PublicProfile",
+    ),
+    (
+        "firewall-standard-profile",
+        r"HKLM\SYSTEM\CurrentControlSet\Services\SharedAccess\Parameters\FirewallPolicy\StandardProfile",
+    ),
+];
+
+/// (name, path) of each recommended Windows file, as PRODUCT.md lists them.
+const RECOMMENDED_WINDOWS_FILES: &[(&str, &str)] = &[
+    ("autoexec-bat", r"C:\autoexec.bat"),
+    ("boot-ini", r"C:\boot.ini"),
+    ("config-sys", r"C:\config.sys"),
+    ("system-ini", r"C:\Windows\system.ini"),
+    ("win-ini", r"C:\Windows\win.ini"),
+    ("regedit", r"C:\Windows\regedit.exe"),
+    ("userinit", r"C:\Windows\System32\userinit.exe"),
+    ("explorer", r"C:\Windows\explorer.exe"),
+    (
+        "msseces",
+        r"C:\Program Files\Microsoft Security Client\msseces.exe",
+    ),
+];
+
+/// The recommended Windows entities, all enabled: the registry keys (recursive, as the
+/// recommended hives are checked recursively) and the files. The built-in policy of the
+/// Windows companion.
+pub fn windows_default_policy() -> Policy {
+    let registry = RECOMMENDED_REGISTRY
+        .iter()
+        .map(|(name, key)| (name, key, EntityKind::WindowsRegistry, true));
+    let files = RECOMMENDED_WINDOWS_FILES
+        .iter()
+        .map(|(name, path)| (name, path, EntityKind::WindowsFile, false));
+    let entities = registry
+        .chain(files)
+        .map(|(name, path, kind, recursive)| Entity {
+            name: (*name).to_string(),
+            kind,
+            path: (*path).to_string(),
+            recursive,
+            enabled: true,
+            ignore: Vec::new(),
+        })
+        .collect();
+    Policy {
+        entities,
+        settings: Settings::default(),
+    }
+}
+
+/// The built-in policy of the agent on this platform: the recommended Windows entities for
+/// the Windows companion, the Linux ones everywhere else.
+pub fn platform_default_policy() -> Policy {
+    if cfg!(windows) {
+        windows_default_policy()
+    } else {
+        default_policy()
+    }
+}

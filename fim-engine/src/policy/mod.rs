@@ -27,7 +27,7 @@ mod tests;
 mod validate;
 
 pub use compile::compile;
-pub use defaults::default_policy;
+pub use defaults::{default_policy, platform_default_policy, windows_default_policy};
 pub use diagnostic::{Diagnostic, Location, PolicyError, Severity};
 pub use document::{default_policy_toml, EntityPatch, PolicyDocument};
 pub use parse::{load, load_trusted, parse, Parsed};

@@ -558,3 +558,26 @@ fn settings_have_upper_bounds() {
     );
     parse_ok("[settings]\ncoalesce_ms = 60000\nscan_workers = 256\ncontent_limit = 67108864\n");
 }
+
+#[test]
+fn the_windows_defaults_validate_and_compile_every_recommended_key_recursively() {
+    let policy = crate::policy::windows_default_policy();
+    let compiled = compile(&policy).expect("the Windows defaults compile");
+    assert_eq!(compiled.registry.len(), 29);
+    assert!(compiled.registry.iter().all(|root| root.recursive));
+    assert!(compiled
+        .registry
+        .iter()
+        .all(|root| root.key.starts_with(r"HKEY_LOCAL_MACHINE\")));
+    assert!(compiled.registry.iter().any(|root| root.key
+        == r"HKEY_LOCAL_MACHINE\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Run"));
+    assert_eq!(
+        policy
+            .entities
+            .iter()
+            .filter(|entity| entity.kind == EntityKind::WindowsFile)
+            .count(),
+        9
+    );
+    assert!(compiled.entities.is_empty(), "no Linux file entity");
+}
