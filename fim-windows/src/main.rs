@@ -1,15 +1,18 @@
 //! fimsvc: the Windows companion of fimd.
 //!
 //! It links the same engine, store, journal and policy format as fimd; what differs is where
-//! events come from. Here registry notifications ([`registry_source`]) say which registry
-//! entity to look at again, and the engine's registry reader compares its keys with their
-//! baseline. `fimsvc run` works in the foreground (a console, or Wine on the build machine);
-//! the service wrapper (install, start, stop) and the file and service sources come next.
-//! Built on other platforms it only says that it runs on Windows.
+//! events come from. Here registry notifications (`registry_source`) say which registry entity
+//! to look at again, and the engine's registry reader compares its keys with their baseline;
+//! service events (`service_source`) make it compare the services. It runs as a Windows
+//! service (`service`: install, start, stop, uninstall) or in the foreground (`fimsvc run`, a
+//! console or Wine on the build machine). Files, ETW who-data and the named-pipe API come
+//! next. Built on other platforms it only says that it runs on Windows.
 #[cfg(windows)]
 mod registry_source;
 #[cfg(windows)]
 mod run;
+#[cfg(windows)]
+mod service;
 #[cfg(windows)]
 mod service_source;
 
@@ -21,25 +24,59 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "fimsvc",
     version,
-    about = "File integrity monitoring for Windows: registry keys in real time"
+    about = "File integrity monitoring for Windows: registry keys and services in real time"
 )]
 struct Args {
     #[command(subcommand)]
     command: Task,
 }
 
+/// The name the service is installed under unless told otherwise.
+const DEFAULT_SERVICE: &str = "fimsvc";
+
 #[derive(Subcommand, Debug)]
 enum Task {
-    /// Monitor in the foreground until Ctrl-C: the start-up scan, then registry
+    /// Monitor in the foreground until Ctrl-C: the start-up scan, then registry and service
     /// notifications, every change journaled.
     Run(RunArgs),
+    /// Install fimsvc as a Windows service (demand start) with this policy and state directory.
+    Install {
+        #[arg(long, default_value = DEFAULT_SERVICE)]
+        name: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Start the installed service; returns once it monitors (RUNNING).
+    Start {
+        #[arg(long, default_value = DEFAULT_SERVICE)]
+        name: String,
+    },
+    /// Stop the service; returns once its pending work is journaled (STOPPED).
+    Stop {
+        #[arg(long, default_value = DEFAULT_SERVICE)]
+        name: String,
+    },
+    /// Stop and delete the service.
+    Uninstall {
+        #[arg(long, default_value = DEFAULT_SERVICE)]
+        name: String,
+    },
+    /// What the service control manager runs (not for use by hand).
+    #[command(hide = true)]
+    Service {
+        #[arg(long, default_value = DEFAULT_SERVICE)]
+        name: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
 // Read only by the Windows build.
 #[cfg_attr(not(windows), allow(dead_code))]
 pub struct RunArgs {
-    /// The policy file (the same format as fimd's; Linux kinds are not applicable here).
+    /// The policy file (the same format as fimd's; Linux kinds are not applicable here). The
+    /// recommended Windows entities while it does not exist.
     #[arg(long)]
     pub policy: PathBuf,
     /// Where the database lives.
@@ -50,36 +87,28 @@ pub struct RunArgs {
     pub print_records: bool,
 }
 
-fn main() -> ExitCode {
-    use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+/// Logs to `writer`; `FIM_LOG` sets the filter (default info).
+pub(crate) fn init_logging<W>(writer: W, ansi: bool)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let _ = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(ansi)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FIM_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .init();
-    let args = Args::parse();
-    match args.command {
-        Task::Run(run) => start(run),
-    }
+        .try_init();
 }
 
-#[cfg(windows)]
-fn start(args: RunArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!("cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run::run(args)) {
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if !matches!(args.command, Task::Service { .. }) {
+        use std::io::IsTerminal as _;
+        init_logging(std::io::stderr, std::io::stderr().is_terminal());
+    }
+    match execute(args.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -88,8 +117,35 @@ fn start(args: RunArgs) -> ExitCode {
     }
 }
 
+#[cfg(windows)]
+fn execute(task: Task) -> anyhow::Result<()> {
+    match task {
+        Task::Run(args) => foreground(args),
+        Task::Install { name, run } => service::install(&name, &run),
+        Task::Start { name } => service::start(&name),
+        Task::Stop { name } => service::stop(&name),
+        Task::Uninstall { name } => service::uninstall(&name),
+        Task::Service { name, run } => service::dispatch(name, run),
+    }
+}
+
+#[cfg(windows)]
+fn foreground(args: RunArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run::run(
+        args,
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("Ctrl-C: stopping");
+        },
+        || {},
+    ))
+}
+
 #[cfg(not(windows))]
-fn start(_args: RunArgs) -> ExitCode {
-    tracing::error!("fimsvc runs on Windows only (fimd is the Linux agent)");
-    ExitCode::from(2)
+fn execute(_task: Task) -> anyhow::Result<()> {
+    anyhow::bail!("fimsvc runs on Windows only (fimd is the Linux agent)")
 }

@@ -1,5 +1,6 @@
-//! `fimsvc run`: the engine on the policy, fed by registry notifications, until Ctrl-C.
-use std::sync::Arc;
+//! The engine on the policy, fed by registry and service notifications, until told to stop:
+//! by Ctrl-C in the foreground (`fimsvc run`), by the service control manager as a service.
+use std::{future::Future, sync::Arc};
 
 use anyhow::Context;
 use fim_engine::{
@@ -11,7 +12,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{registry_source::RegistrySource, service_source::ServiceSource, RunArgs};
 
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Runs until `stop` completes; `started` is called once monitoring has begun (the service
+/// reports SERVICE_RUNNING then, not before). Pending work is drained before it returns.
+pub async fn run(
+    args: RunArgs,
+    stop: impl Future<Output = ()> + Send + 'static,
+    started: impl FnOnce(),
+) -> anyhow::Result<()> {
     let daemon = Daemon::open(DaemonConfig {
         state_dir: args.state_dir.clone(),
         policy: PolicySource::File(args.policy.clone()),
@@ -21,8 +28,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // still to come (fim_engine::trust refuses on Windows); until then fimsvc trusts the
         // paths it is given, as its administrator chose them.
         trusted_config_only: false,
-        // No syslog on Windows: the chain head goes to fimsvc's own log (the event log comes
-        // with the service wrapper).
+        // No syslog on Windows: the chain head goes to fimsvc's own log.
         syslog_socket: std::path::PathBuf::new(),
     })
     .context("starting the engine")?;
@@ -41,22 +47,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let source = RegistrySource::start(roots, events_in).context("starting the registry source")?;
     tracing::info!(
         entities = source.watched(),
+        services = services.is_some(),
         "monitoring started (registry notifications)"
     );
-    let (stop, stopping) = watch::channel(false);
+    started();
+    let (stopping_in, stopping) = watch::channel(false);
     let (root_updates, mut root_requests) = mpsc::channel(4);
     // File roots have no source here yet: their updates are read and dropped.
     tokio::spawn(async move { while root_requests.recv().await.is_some() {} });
-    let signal = tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("Ctrl-C: stopping");
-        let _ = stop.send(true);
-        source.stop();
-        if let Some(services) = services {
-            services.stop();
-        }
+    let stopper = tokio::spawn(async move {
+        stop.await;
+        tracing::info!("stopping: finishing the events already read");
+        let _ = stopping_in.send(true);
+        // Blocking joins, off the runtime's workers; the event channel closes once both end.
+        let _ = tokio::task::spawn_blocking(move || {
+            source.stop();
+            if let Some(services) = services {
+                services.stop();
+            }
+        })
+        .await;
     });
     daemon.run(events, root_updates, stopping).await?;
-    signal.abort();
+    stopper.abort();
     Ok(())
 }
