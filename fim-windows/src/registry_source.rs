@@ -27,7 +27,7 @@ use fim_engine::registry::{
     KeyRoot,
 };
 use fim_model::{source::ObjectEvent, source::SourceItem, MonitoredObject, Timestamp};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// `WaitForMultipleObjects` waits on at most 64 handles: one thread per this many entities.
 const PER_THREAD: usize = 64;
@@ -37,7 +37,6 @@ const POLL: Duration = Duration::from_millis(500);
 pub struct RegistrySource {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    watched: usize,
 }
 
 impl RegistrySource {
@@ -47,27 +46,24 @@ impl RegistrySource {
         events: mpsc::Sender<SourceItem>,
     ) -> std::io::Result<RegistrySource> {
         let stop = Arc::new(AtomicBool::new(false));
-        let watched = roots.len();
         let mut threads = Vec::new();
+        // Each thread says when its watches are armed: only then does monitoring begin.
+        let (armed_in, armed) = std::sync::mpsc::channel::<()>();
         for (index, chunk) in roots.chunks(PER_THREAD).enumerate() {
             let watches: Vec<Watch> = chunk.iter().cloned().map(Watch::new).collect();
             let stop = stop.clone();
             let events = events.clone();
+            let armed_in = armed_in.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("fim-registry-{index}"))
-                    .spawn(move || watch_loop(watches, &events, &stop))?,
+                    .spawn(move || watch_loop(watches, &events, &stop, &armed_in))?,
             );
         }
-        Ok(RegistrySource {
-            stop,
-            threads,
-            watched,
-        })
-    }
-
-    pub fn watched(&self) -> usize {
-        self.watched
+        drop(armed_in);
+        // Ends when every thread said so (or gave up: its sender is dropped either way).
+        while armed.recv().is_ok() {}
+        Ok(RegistrySource { stop, threads })
     }
 
     /// Stops every thread (within [`POLL`]); the event channel closes when the last ends.
@@ -77,6 +73,39 @@ impl RegistrySource {
             let _ = thread.join();
         }
     }
+}
+
+/// Keeps a [`RegistrySource`] on the policy's registry entities until `stop` completes,
+/// starting it again when a reload changes them (the reload's scan baselines new entities).
+/// `ready` fires once the first watches are armed. The event channel closes when this
+/// returns.
+pub async fn supervise(
+    mut roots: watch::Receiver<Vec<KeyRoot>>,
+    events: mpsc::Sender<SourceItem>,
+    stop: impl std::future::Future<Output = ()>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> std::io::Result<()> {
+    let first = roots.borrow_and_update().clone();
+    tracing::info!(entities = first.len(), "watching the registry entities");
+    let mut source = RegistrySource::start(first, events.clone())?;
+    let _ = ready.send(());
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            changed = roots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let next = roots.borrow_and_update().clone();
+                let old = std::mem::replace(&mut source, RegistrySource::start(next.clone(), events.clone())?);
+                let _ = tokio::task::spawn_blocking(move || old.stop()).await;
+                tracing::info!(entities = next.len(), "the registry entities changed: watching the new set");
+            }
+        }
+    }
+    let _ = tokio::task::spawn_blocking(move || source.stop()).await;
+    Ok(())
 }
 
 /// One entity's watch: on its own key, or on the nearest existing ancestor while the key is
@@ -134,7 +163,12 @@ impl Watch {
     }
 }
 
-fn watch_loop(mut watches: Vec<Watch>, events: &mpsc::Sender<SourceItem>, stop: &AtomicBool) {
+fn watch_loop(
+    mut watches: Vec<Watch>,
+    events: &mpsc::Sender<SourceItem>,
+    stop: &AtomicBool,
+    armed: &std::sync::mpsc::Sender<()>,
+) {
     for watch in &mut watches {
         if !watch.open() {
             tracing::info!(
@@ -145,6 +179,7 @@ fn watch_loop(mut watches: Vec<Watch>, events: &mpsc::Sender<SourceItem>, stop: 
             );
         }
     }
+    let _ = armed.send(());
     while !stop.load(Ordering::Relaxed) {
         let armed: Vec<(usize, &KeyNotifier)> = watches
             .iter()

@@ -10,7 +10,7 @@ use fim_engine::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::{registry_source::RegistrySource, service_source::ServiceSource, RunArgs};
+use crate::{registry_source, service_source::ServiceSource, RunArgs};
 
 /// Runs until `stop` completes; `started` is called once monitoring has begun (the service
 /// reports SERVICE_RUNNING then, not before). Pending work is drained before it returns.
@@ -37,21 +37,30 @@ pub async fn run(
     daemon.set_status("pid", &std::process::id().to_string());
     daemon.set_status("started", &fim_model::Timestamp::now().to_rfc3339());
     daemon.set_source("registry-notify", Vec::new());
-    let roots = daemon.key_roots();
     let (events_in, events) = mpsc::channel(4096);
     let services = if daemon.has_service_entities() {
         Some(ServiceSource::start(events_in.clone()).context("starting the service source")?)
     } else {
         None
     };
-    let source = RegistrySource::start(roots, events_in).context("starting the registry source")?;
+    let (stopping_in, stopping) = watch::channel(false);
+    let mut registry_stop = stopping.clone();
+    let (ready_in, ready) = tokio::sync::oneshot::channel();
+    let registry = tokio::spawn(registry_source::supervise(
+        daemon.key_roots(),
+        events_in,
+        async move {
+            let _ = registry_stop.wait_for(|stopping| *stopping).await;
+        },
+        ready_in,
+    ));
+    // Monitoring begins when the watches are armed (a failure shows when the task is joined).
+    let _ = ready.await;
     tracing::info!(
-        entities = source.watched(),
         services = services.is_some(),
         "monitoring started (registry notifications)"
     );
     started();
-    let (stopping_in, stopping) = watch::channel(false);
     let (root_updates, mut root_requests) = mpsc::channel(4);
     // File roots have no source here yet: their updates are read and dropped.
     tokio::spawn(async move { while root_requests.recv().await.is_some() {} });
@@ -59,16 +68,15 @@ pub async fn run(
         stop.await;
         tracing::info!("stopping: finishing the events already read");
         let _ = stopping_in.send(true);
-        // Blocking joins, off the runtime's workers; the event channel closes once both end.
-        let _ = tokio::task::spawn_blocking(move || {
-            source.stop();
-            if let Some(services) = services {
-                services.stop();
-            }
-        })
-        .await;
+        if let Some(services) = services {
+            let _ = tokio::task::spawn_blocking(move || services.stop()).await;
+        }
     });
     daemon.run(events, root_updates, stopping).await?;
     stopper.abort();
-    Ok(())
+    match registry.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error).context("watching the registry"),
+        Err(error) => Err(anyhow::anyhow!("the registry source failed: {error}")),
+    }
 }

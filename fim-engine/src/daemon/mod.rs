@@ -153,6 +153,8 @@ pub struct Daemon {
     hasher: Hasher,
     edits: Arc<PolicyEdits>,
     database: database::DatabaseWatch,
+    /// The registry entities, for a registry event source to follow across reloads.
+    key_roots: watch::Sender<Vec<crate::registry::KeyRoot>>,
 }
 
 /// API commands waiting for the loop; more is "busy", not unbounded memory.
@@ -197,6 +199,7 @@ impl Daemon {
             tracing::info!(rows = adopted, "baseline rows of entities no longer in the policy were taken over by the entities that cover them now");
         }
         let hasher = Hasher::attach(&mut reconciler);
+        let policy_registry = policy.compiled().registry.clone();
         let (status, status_view) = watch::channel(LiveStatus {
             started: crate::change::Timestamp::now(),
             ..LiveStatus::default()
@@ -224,6 +227,7 @@ impl Daemon {
             hasher,
             edits,
             database,
+            key_roots: watch::Sender::new(policy_registry),
         })
     }
 
@@ -244,9 +248,10 @@ impl Daemon {
         !self.policy.compiled().services.is_empty()
     }
 
-    /// The registry entities of the policy as it is now (for the registry event source).
-    pub fn key_roots(&self) -> Vec<crate::registry::KeyRoot> {
-        self.policy.compiled().registry.clone()
+    /// The registry entities of the policy, updated when a reload changes them (for the
+    /// registry event source).
+    pub fn key_roots(&self) -> watch::Receiver<Vec<crate::registry::KeyRoot>> {
+        self.key_roots.subscribe()
     }
 
     /// For the API layer; valid for as long as the daemon runs.
@@ -582,6 +587,8 @@ impl Daemon {
         }
         tracing::info!(added = ?change.added, removed = ?change.removed, changed = ?change.redefined, "policy reloaded");
         self.warn_symlinked_roots();
+        self.key_roots
+            .send_if_modified(|roots| replace_if_changed(roots, &self.policy.compiled().registry));
         // try_send: a source that cannot take root updates (scan-only) must not block the loop.
         if let Err(error) = root_updates.try_send(self.watch_roots()) {
             tracing::warn!("the event source did not take the new roots: {error}");
@@ -683,6 +690,14 @@ fn spawn_printer(mut records: tokio::sync::broadcast::Receiver<Announcement>) {
             }
         }
     });
+}
+
+fn replace_if_changed<T: Clone + PartialEq>(current: &mut Vec<T>, next: &[T]) -> bool {
+    if current.as_slice() == next {
+        return false;
+    }
+    *current = next.to_vec();
+    true
 }
 
 /// Where a daemon keeps its state, for `fim` to find.
