@@ -50,19 +50,27 @@ impl RegistrySource {
         // Each thread says when its watches are armed: only then does monitoring begin.
         let (armed_in, armed) = std::sync::mpsc::channel::<()>();
         for (index, chunk) in roots.chunks(PER_THREAD).enumerate() {
-            let watches: Vec<Watch> = chunk.iter().cloned().map(Watch::new).collect();
+            let chunk = chunk.to_vec();
             let stop = stop.clone();
             let events = events.clone();
             let armed_in = armed_in.clone();
+            // The watches (handles) are made on the thread that waits on them.
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("fim-registry-{index}"))
-                    .spawn(move || watch_loop(watches, &events, &stop, &armed_in))?,
+                    .spawn(move || {
+                        let watches = chunk.into_iter().map(Watch::new).collect();
+                        watch_loop(watches, &events, &stop, &armed_in)
+                    })?,
             );
         }
         drop(armed_in);
-        // Ends when every thread said so (or gave up: its sender is dropped either way).
-        while armed.recv().is_ok() {}
+        // One word from each thread (a thread that died dropped its sender: recv fails).
+        for _ in 0..threads.len() {
+            if armed.recv().is_err() {
+                break;
+            }
+        }
         Ok(RegistrySource { stop, threads })
     }
 

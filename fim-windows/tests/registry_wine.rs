@@ -2,6 +2,8 @@
 //! made with reg.exe, as an administrator or an intruder would, each giving the exact record.
 //! These tests run where Windows runs (Wine here); on Linux this file compiles to nothing.
 #![cfg(windows)]
+// Test helpers panic by design: a failed step is the test's failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 

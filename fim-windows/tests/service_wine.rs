@@ -2,6 +2,8 @@
 //! monitors), a registry change journaled while it runs, stopped, a change made while stopped
 //! found by the next start-up scan, uninstalled. Records are read from its journal.
 #![cfg(windows)]
+// Test helpers panic by design: a failed step is the test's failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
@@ -56,9 +58,8 @@ fn value_of(record: &ChangeRecord) -> (String, String, String) {
 
 #[test]
 fn installed_started_stopped_and_uninstalled_as_a_service_losing_nothing() {
-    let pid = std::process::id();
-    let name = format!("fimsvc-test-{pid}");
-    let key = format!(r"HKEY_CURRENT_USER\Software\fim-it-{pid}-service");
+    let name = common::unique("fimsvc-test");
+    let key = format!(r"HKEY_CURRENT_USER\Software\{name}");
     run_ok("reg.exe", &["add", &key, "/f"]);
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state");

@@ -1,11 +1,53 @@
-//! fimsvc against the real service control manager, under Wine 8.0: services created,
-//! reconfigured and deleted with sc.exe, each giving the exact WindowsServices record.
+//! fimsvc against the real service control manager, under Wine 8.0: a service created and
+//! deleted with sc.exe and reconfigured with ChangeServiceConfigW, each giving the exact
+//! WindowsServices record.
 #![cfg(windows)]
+// Test helpers panic by design: a failed step is the test's failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
+use std::ptr::{null, null_mut};
+
 use common::{run_ok, write_policy, Fimsvc};
 use serde_json::Value;
+use windows_sys::Win32::System::Services::{
+    ChangeServiceConfigW, CloseServiceHandle, OpenSCManagerW, OpenServiceW, SC_MANAGER_CONNECT,
+    SERVICE_CHANGE_CONFIG, SERVICE_DISABLED, SERVICE_NO_CHANGE,
+};
+
+fn wide(text: &str) -> Vec<u16> {
+    text.encode_utf16().chain([0]).collect()
+}
+
+/// Disables `name` and points it at `path` through the service control manager, as an
+/// administrator's tool (or an intruder's) would.
+fn disable_and_repoint(name: &str, path: &str) {
+    let (name, path) = (wide(name), wide(path));
+    // SAFETY: local manager; the handles are closed below; strings are NUL-terminated.
+    unsafe {
+        let manager = OpenSCManagerW(null(), null(), SC_MANAGER_CONNECT);
+        assert!(!manager.is_null(), "OpenSCManagerW");
+        let service = OpenServiceW(manager, name.as_ptr(), SERVICE_CHANGE_CONFIG);
+        assert!(!service.is_null(), "OpenServiceW");
+        let changed = ChangeServiceConfigW(
+            service,
+            SERVICE_NO_CHANGE,
+            SERVICE_DISABLED,
+            SERVICE_NO_CHANGE,
+            path.as_ptr(),
+            null(),
+            null_mut(),
+            null(),
+            null(),
+            null(),
+            null(),
+        );
+        CloseServiceHandle(service);
+        CloseServiceHandle(manager);
+        assert_ne!(changed, 0, "ChangeServiceConfigW");
+    }
+}
 
 /// (category, service, fields changed, previous start type, start type, previous path, path).
 fn summary(record: &Value) -> Vec<String> {
@@ -28,11 +70,11 @@ fn row(fields: &[&str]) -> Vec<String> {
 
 #[test]
 fn a_service_created_reconfigured_and_deleted_with_sc_exe_is_recorded() {
-    let name = format!("fim-it-{}", std::process::id());
+    let name = common::unique("fim-it");
     let dir = tempfile::tempdir().expect("temp dir");
     let policy = write_policy(
         dir.path(),
-        &[("services", "windows-service", "fim-it-*", false)],
+        &[("services", "windows-service", &format!("{name}*"), false)],
     );
     let fimsvc = Fimsvc::start(&policy, &dir.path().join("state"));
     assert_eq!(fimsvc.count(), 0, "the first baseline is silent");
@@ -67,17 +109,7 @@ fn a_service_created_reconfigured_and_deleted_with_sc_exe_is_recorded() {
     assert_eq!(records[0]["Service"]["SvcState"], "Stopped");
 
     let from = fimsvc.count();
-    run_ok(
-        "sc.exe",
-        &[
-            "config",
-            &name,
-            "start=",
-            "disabled",
-            "binPath=",
-            r"C:\Users\Public\evil.exe",
-        ],
-    );
+    disable_and_repoint(&name, r"C:\Users\Public\evil.exe");
     let records = fimsvc.records_after(from, 1);
     assert_eq!(
         records.iter().map(summary).collect::<Vec<_>>(),

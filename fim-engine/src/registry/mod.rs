@@ -16,6 +16,10 @@ use std::collections::BTreeMap;
 
 pub mod diff;
 pub mod memory;
+#[cfg(windows)]
+pub mod notify_windows;
+#[cfg(windows)]
+pub mod read_windows;
 pub mod text;
 
 /// One registry value as read: its name ("" for the key's default value), its type, and its

@@ -12,6 +12,16 @@ use std::{
 
 use serde_json::Value;
 
+/// A name no earlier run used: Wine reuses small process ids, and a failed run may leave its
+/// service or key behind.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.subsec_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
 /// `tool` (reg.exe, sc.exe) with `args`; panics unless it succeeds.
 pub fn run_ok(tool: &str, args: &[&str]) {
     let output = Command::new(tool)
