@@ -1,5 +1,6 @@
 //! `cargo xtask build [--release]`: build the daemon and, through its build.rs (aya-build), the
-//! BPF object it embeds.
+//! BPF object it embeds, the CLI, and the Windows companion (`fimsvc.exe`, for
+//! x86_64-pc-windows-gnu with mingw).
 //!
 //! Why a task for a single cargo call: it is the one place that names the package to build, so
 //! `run` and `test` build exactly what a developer builds. It deliberately does not run setup,
@@ -15,5 +16,6 @@ pub fn run(release: bool) -> Result<()> {
     if release {
         cmd.arg("--release");
     }
-    run_cmd(&mut cmd)
+    run_cmd(&mut cmd)?;
+    crate::wine::build_fimsvc(release)
 }

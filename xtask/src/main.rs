@@ -43,7 +43,8 @@ enum Task {
     /// Install what is missing: apt packages, nightly + rust-src, bpf-linker, the pseudo
     /// filesystems, and the Debian kernel the VM tests boot. Idempotent and fast when done.
     Setup,
-    /// Build fim-userspace (its build.rs builds the BPF object). Does not run setup.
+    /// Build fimd (its build.rs builds the BPF object), fim, and fimsvc.exe for Windows. Does
+    /// not run setup.
     Build {
         /// Build with the release profile.
         #[arg(long)]
@@ -65,8 +66,8 @@ enum Task {
         #[arg(long, default_value_t = vm::DEFAULT_BINARY_TIMEOUT_SECS)]
         binary_timeout: u64,
     },
-    /// Build the engine's tests (fim-model, fim-engine) for x86_64-pc-windows-gnu and run
-    /// them under Wine 8.0 (runs setup's Wine part first).
+    /// Build the engine's and fimsvc's tests (fim-model, fim-engine, fim-windows) for
+    /// x86_64-pc-windows-gnu and run them under Wine 8.0 (runs setup's Wine part first).
     WineTest,
     /// Run the fim-tests suite inside QEMU on Debian's stock kernel.
     Vm {

@@ -70,7 +70,7 @@ pub fn run(vm_timeout: Duration, binary_timeout: Duration) -> Result<()> {
     let (host_lane, vm_lane) = std::thread::scope(|scope| {
         let host_lane = scope.spawn(move || {
             let mut rows = vec![timed("host: cargo test", host_tests)];
-            rows.push(timed("wine: engine tests", wine_tests));
+            rows.push(timed("wine: engine and fimsvc", wine_tests));
             let bins = wait_for_build.recv().ok().flatten();
             rows.push(guest(&opts(vm::Strategy::Tracepoint), bins.as_deref()));
             rows

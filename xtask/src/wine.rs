@@ -168,6 +168,37 @@ fn ready() -> Result<()> {
     Ok(())
 }
 
+/// `fimsvc.exe` for x86_64-pc-windows-gnu (part of `cargo xtask build`; needs setup's rustup
+/// target and mingw, and says so when they are missing).
+pub(crate) fn build_fimsvc(release: bool) -> Result<()> {
+    let linker_works = Command::new(LINKER)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !linker_works {
+        bail!("{LINKER} is missing: run `cargo xtask setup` (Debian package gcc-mingw-w64-x86-64)");
+    }
+    let mut cmd = cargo();
+    cmd.args(["build", "-p", "fim-windows", "--target", TARGET])
+        .env("AYA_BUILD_SKIP", "1")
+        .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER", LINKER);
+    if release {
+        cmd.arg("--release");
+    }
+    run_cmd(&mut cmd)?;
+    let profile = if release { "release" } else { "debug" };
+    println!(
+        "xtask: fimsvc for Windows: {}",
+        target_dir()
+            .join(TARGET)
+            .join(profile)
+            .join("fimsvc.exe")
+            .display()
+    );
+    Ok(())
+}
+
 /// `cargo test -p fim-model -p fim-engine --target x86_64-pc-windows-gnu` under Wine, each
 /// line prefixed with `prefix`. Returns the number of tests that passed; fails if any test
 /// failed, if a test binary could not run, or if nothing ran at all.
