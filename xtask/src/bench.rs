@@ -23,7 +23,10 @@ pub(crate) fn run(name: &str, args: &[String]) -> Result<()> {
             with_fim.extend_from_slice(args);
             driver("bench_policy", &with_fim)
         }
-        other => bail!("unknown benchmark `{other}`; available: kernel, scan, grpc, policy"),
+        "windows" => crate::wine::bench(args),
+        other => {
+            bail!("unknown benchmark `{other}`; available: kernel, scan, grpc, policy, windows")
+        }
     }
 }
 
@@ -32,7 +35,8 @@ pub(crate) fn run(name: &str, args: &[String]) -> Result<()> {
 /// write-to-subscriber latency (beside the coalescing window) (`bench_grpc`).
 /// policy: `fim policy check` on 20,000 entities beside reading and parsing the TOML alone,
 /// fimd's start-up and reload on them, a change recorded during the reload (`bench_policy`).
-/// The drivers start the release fimd themselves.
+/// The drivers start the release fimd themselves. windows: registry write-to-record latency
+/// and a value-write storm under Wine (`crate::wine::bench`).
 fn driver(name: &str, args: &[String]) -> Result<()> {
     setup::run()?;
     run_cmd(cargo().args(["build", "--release", "-p", "fim-userspace", "--bin", "fimd"]))?;

@@ -199,6 +199,38 @@ pub(crate) fn build_fimsvc(release: bool) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench windows`: the release fimsvc and the `bench_windows` driver (an example
+/// of fim-windows) built for Windows and run under Wine; the driver measures and prints.
+pub(crate) fn bench(args: &[String]) -> Result<()> {
+    setup()?;
+    ready()?;
+    build_fimsvc(true)?;
+    let mut build = cargo();
+    build
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "fim-windows",
+            "--example",
+            "bench_windows",
+        ])
+        .args(["--target", TARGET])
+        .env("AYA_BUILD_SKIP", "1")
+        .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER", LINKER);
+    run_cmd(&mut build)?;
+    let release = target_dir().join(TARGET).join("release");
+    // Wine maps the Unix root to drive Z:.
+    let fimsvc = format!("Z:{}", release.join("fimsvc.exe").display()).replace('/', "\\");
+    let mut bench = Command::new(WINE);
+    bench
+        .arg(release.join("examples").join("bench_windows.exe"))
+        .args(["--fimsvc", &fimsvc])
+        .args(args);
+    wine_env(&mut bench);
+    run_cmd(&mut bench)
+}
+
 /// `cargo test -p fim-model -p fim-engine --target x86_64-pc-windows-gnu` under Wine, each
 /// line prefixed with `prefix`. Returns the number of tests that passed; fails if any test
 /// failed, if a test binary could not run, or if nothing ran at all.
