@@ -102,7 +102,7 @@ impl Store {
     }
 
     /// Opens an existing database read-only (for `fim` reading while the daemon writes). The
-    /// daemon must have created and migrated it.
+    /// daemon must have created it; any version from [`schema::READABLE_FROM`] on reads.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         if let Err(source) = std::fs::metadata(&path) {
@@ -123,7 +123,14 @@ impl Store {
         let store = Store::with_connection(conn, path, true)?;
         store.configure(false)?;
         match schema::check(&store.conn).map_err(store.fail("reading the schema version"))? {
-            schema::Found::Version(version) if version == schema::CURRENT_VERSION => Ok(store),
+            // Version 2 only added the registry and service baselines: the journal a reader
+            // queries and verifies is the same, so a database the daemon has not migrated yet
+            // (fim upgraded first) still reads.
+            schema::Found::Version(version)
+                if (schema::READABLE_FROM..=schema::CURRENT_VERSION).contains(&version) =>
+            {
+                Ok(store)
+            }
             schema::Found::Version(version) if version > schema::CURRENT_VERSION => {
                 Err(store.too_new(version))
             }

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[&str] = &[V1, V2];
 /// The version this build writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// The oldest version a read-only reader accepts without a migration: every later version
+/// only added tables a reader of the journal does not need (raise it when a migration
+/// changes the journal, the chain head or meta).
+pub const READABLE_FROM: u32 = 1;
+
 /// Version 1: baseline, journal with its chain head, meta and scan history.
 const V1: &str = r#"
 -- Entity names, so each baseline row carries a small integer instead of the name. Rows are

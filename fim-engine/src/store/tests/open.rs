@@ -275,6 +275,23 @@ fn read_only_needs_an_existing_migrated_database() {
 }
 
 #[test]
+fn read_only_reads_a_version_1_database_the_daemon_has_not_migrated_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    schema::migrate_through(&raw(&path), &schema::MIGRATIONS[..1]).unwrap();
+    let store = Store::open_read_only(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.last_sequence().unwrap(), 0);
+    assert!(store.verify().unwrap().is_ok());
+    // Left as it was: reading never migrates.
+    drop(store);
+    let version: i64 = raw(&path)
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+}
+
+#[test]
 fn a_second_batch_on_one_store_is_an_error_not_a_panic() {
     let (_dir, _path, store) = temp_store();
     let first = store.batch().unwrap();
