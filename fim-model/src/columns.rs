@@ -183,8 +183,14 @@ pub fn text_from_utf16(units: &[u16]) -> (String, bool) {
         .iter()
         .position(|unit| *unit == 0)
         .unwrap_or(units.len());
+    utf16_lossy(&units[..end])
+}
+
+/// All of `units` as text (NULs included), unpaired surrogates replaced; the flag says
+/// whether anything was replaced.
+pub fn utf16_lossy(units: &[u16]) -> (String, bool) {
     let mut invalid = false;
-    let text = char::decode_utf16(units[..end].iter().copied())
+    let text = char::decode_utf16(units.iter().copied())
         .map(|decoded| {
             decoded.unwrap_or_else(|_| {
                 invalid = true;

@@ -43,18 +43,23 @@ pub(super) const DEFAULT_FILE_HEADER: &str = "\
 pub fn default_policy() -> Policy {
     let entities = RECOMMENDED
         .iter()
-        .map(|(name, path)| Entity {
-            name: (*name).to_string(),
-            kind: EntityKind::LinuxFile,
-            path: (*path).to_string(),
-            recursive: !path.contains('*'),
-            enabled: true,
-            ignore: Vec::new(),
-        })
+        .map(|(name, path)| recommended(name, EntityKind::LinuxFile, path, !path.contains('*')))
         .collect();
     Policy {
         entities,
         settings: Settings::default(),
+    }
+}
+
+/// One recommended entity: enabled, nothing ignored.
+fn recommended(name: &str, kind: EntityKind, path: &str, recursive: bool) -> Entity {
+    Entity {
+        name: name.to_string(),
+        kind,
+        path: path.to_string(),
+        recursive,
+        enabled: true,
+        ignore: Vec::new(),
     }
 }
 
@@ -205,14 +210,7 @@ pub fn windows_default_policy() -> Policy {
         .map(|(name, path)| (name, path, EntityKind::WindowsFile, false));
     let entities = registry
         .chain(files)
-        .map(|(name, path, kind, recursive)| Entity {
-            name: (*name).to_string(),
-            kind,
-            path: (*path).to_string(),
-            recursive,
-            enabled: true,
-            ignore: Vec::new(),
-        })
+        .map(|(name, path, kind, recursive)| recommended(name, kind, path, recursive))
         .collect();
     Policy {
         entities,

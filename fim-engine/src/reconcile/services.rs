@@ -33,13 +33,7 @@ impl Reconciler {
         cause: KeyCause,
     ) -> Result<Vec<ChangeRecord>, ReconcileError> {
         let services = reader.list().map_err(ReconcileError::Services)?;
-        let swept: HashSet<String> = self
-            .policy
-            .services
-            .iter()
-            .filter(|root| only.is_none_or(|names| names.contains(&root.entity)))
-            .map(|root| root.entity.clone())
-            .collect();
+        let swept: HashSet<String> = service_entities(self, only).into_iter().collect();
         let mut reported = HashSet::new();
         for entity in &swept {
             if self.is_baselined(entity)? {
@@ -52,6 +46,7 @@ impl Reconciler {
             .into_iter()
             .map(|baseline| (fold(&baseline.snapshot.name), baseline))
             .collect();
+        let computer = self.computer.clone();
         let mut records = Vec::new();
         let mut batch = self.store.batch()?;
         let mut by_name: Vec<_> = services.iter().collect();
@@ -65,13 +60,7 @@ impl Reconciler {
             if !swept.contains(&root.entity) {
                 continue;
             }
-            let context = RecordContext {
-                computer: &self.computer,
-                entity: &root.entity,
-                detection,
-                actor: cause.actor.clone(),
-                operations: cause.operations.clone(),
-            };
+            let context = context(&computer, &root.entity, detection, &cause);
             if reported.contains(&root.entity) {
                 let old = before.as_ref().map(|baseline| &baseline.snapshot);
                 records.extend(service_record(old, Some(service), &context));
@@ -89,13 +78,7 @@ impl Reconciler {
                 continue;
             }
             if reported.contains(&gone.entity) {
-                let context = RecordContext {
-                    computer: &self.computer,
-                    entity: &gone.entity,
-                    detection,
-                    actor: cause.actor.clone(),
-                    operations: cause.operations.clone(),
-                };
+                let context = context(&computer, &gone.entity, detection, &cause);
                 records.extend(service_record(Some(&gone.snapshot), None, &context));
             }
             batch.delete_service(&gone.snapshot.name)?;
@@ -114,6 +97,32 @@ impl Reconciler {
     }
 }
 
+fn context<'a>(
+    computer: &'a crate::identity::Computer,
+    entity: &'a str,
+    detection: Detection,
+    cause: &KeyCause,
+) -> RecordContext<'a> {
+    RecordContext {
+        computer,
+        entity,
+        detection,
+        actor: cause.actor.clone(),
+        operations: cause.operations.clone(),
+    }
+}
+
+/// The service entities of the policy (those `only` names, or all).
+fn service_entities(reconciler: &Reconciler, only: Option<&[String]>) -> Vec<String> {
+    reconciler
+        .policy
+        .services
+        .iter()
+        .filter(|root| only.is_none_or(|names| names.contains(&root.entity)))
+        .map(|root| root.entity.clone())
+        .collect()
+}
+
 /// A scan's service part (after files and registry keys); nothing without a service reader or
 /// service entities.
 pub(super) fn sweep_services(
@@ -126,13 +135,7 @@ pub(super) fn sweep_services(
     let Some(reader) = reconciler.service_reader.clone() else {
         return Ok(());
     };
-    let entities: Vec<String> = reconciler
-        .policy
-        .services
-        .iter()
-        .filter(|root| only.is_none_or(|names| names.contains(&root.entity)))
-        .map(|root| root.entity.clone())
-        .collect();
+    let entities = service_entities(&reconciler, only);
     if entities.is_empty() {
         return Ok(());
     }

@@ -109,6 +109,40 @@ pub struct RecordContext<'a> {
     pub operations: Vec<String>,
 }
 
+impl RecordContext<'_> {
+    /// A record of `change_type` with this context's computer, entity, detection, actor
+    /// (real-time only) and operations, and no column group yet: the caller sets its own.
+    pub fn record(
+        &self,
+        change_type: ConfigChangeType,
+        category: ChangeCategory,
+        fields: &[&str],
+    ) -> ChangeRecord {
+        ChangeRecord {
+            sequence: 0,
+            time_generated: Timestamp::now(),
+            computer: self.computer.name.clone(),
+            computer_id: self.computer.id.clone(),
+            config_change_type: change_type,
+            change_category: category,
+            fields_changed: fields.iter().map(|field| field.to_string()).collect(),
+            entity: self.entity.to_string(),
+            detected_by: self.detection,
+            operations: self.operations.clone(),
+            actor: match self.detection {
+                Detection::Realtime => self.actor.clone(),
+                Detection::Scan | Detection::GapRescan | Detection::Monitor => None,
+            },
+            file: None,
+            registry: None,
+            service: None,
+            contributors: Vec::new(),
+            contributors_omitted: 0,
+            monitor: None,
+        }
+    }
+}
+
 impl KeyChange {
     /// Whether this change is the existence of a direct subkey (reported only for keys
     /// watched without recursion: with recursion the subkey reports itself).
@@ -173,28 +207,9 @@ impl KeyChange {
                 ChangeCategory::Removed
             }
         };
-        ChangeRecord {
-            sequence: 0,
-            time_generated: Timestamp::now(),
-            computer: context.computer.name.clone(),
-            computer_id: context.computer.id.clone(),
-            config_change_type: ConfigChangeType::Registry,
-            change_category: category,
-            fields_changed: fields.into_iter().map(str::to_string).collect(),
-            entity: context.entity.to_string(),
-            detected_by: context.detection,
-            operations: context.operations.clone(),
-            actor: match context.detection {
-                Detection::Realtime => context.actor.clone(),
-                Detection::Scan | Detection::GapRescan | Detection::Monitor => None,
-            },
-            file: None,
-            registry: Some(columns),
-            service: None,
-            contributors: Vec::new(),
-            contributors_omitted: 0,
-            monitor: None,
-        }
+        let mut record = context.record(ConfigChangeType::Registry, category, &fields);
+        record.registry = Some(columns);
+        record
     }
 }
 

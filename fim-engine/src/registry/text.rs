@@ -2,7 +2,7 @@
 //! documented on [`fim_model::RegistryColumns`] (strings as themselves, REG_MULTI_SZ one string
 //! per line, REG_DWORD/REG_QWORD in decimal, everything else as hex), capped at
 //! [`fim_model::columns::MAX_VALUE_DATA`] bytes and marked when capped or not valid UTF-16.
-use fim_model::columns::cap_text;
+use fim_model::columns::{cap_text, utf16_lossy as decode};
 
 use super::RegistryValue;
 
@@ -99,19 +99,6 @@ fn utf16_units(bytes: &[u8]) -> (Vec<u16>, bool) {
         .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
         .collect();
     (units, bytes.len() % 2 == 1)
-}
-
-fn decode(units: &[u16]) -> (String, bool) {
-    let mut invalid = false;
-    let text = char::decode_utf16(units.iter().copied())
-        .map(|decoded| {
-            decoded.unwrap_or_else(|_| {
-                invalid = true;
-                char::REPLACEMENT_CHARACTER
-            })
-        })
-        .collect();
-    (text, invalid)
 }
 
 /// REG_MULTI_SZ: NUL-terminated strings ending with an empty one. Empty strings inside are

@@ -1,7 +1,7 @@
 //! A service's change as a WindowsServices record: created (Added), deleted (Removed), or
 //! changed in any of display name, state, startup type, binary path or account (Modified,
 //! with every field's previous value, and `FieldsChanged` naming those that differ).
-use fim_model::{ChangeCategory, ChangeRecord, ConfigChangeType, ServiceColumns, Timestamp};
+use fim_model::{ChangeCategory, ChangeRecord, ConfigChangeType, ServiceColumns};
 
 use super::ServiceSnapshot;
 use crate::registry::diff::RecordContext;
@@ -41,28 +41,9 @@ pub fn service_record(
         previous_svc_account: previous(|s| &s.account),
         capped: before.is_some_and(|s| s.capped) || after.is_some_and(|s| s.capped),
     };
-    Some(ChangeRecord {
-        sequence: 0,
-        time_generated: Timestamp::now(),
-        computer: context.computer.name.clone(),
-        computer_id: context.computer.id.clone(),
-        config_change_type: ConfigChangeType::WindowsServices,
-        change_category: category,
-        fields_changed: fields.into_iter().map(str::to_string).collect(),
-        entity: context.entity.to_string(),
-        detected_by: context.detection,
-        operations: context.operations.clone(),
-        actor: match context.detection {
-            fim_model::Detection::Realtime => context.actor.clone(),
-            _ => None,
-        },
-        file: None,
-        registry: None,
-        service: Some(columns),
-        contributors: Vec::new(),
-        contributors_omitted: 0,
-        monitor: None,
-    })
+    let mut record = context.record(ConfigChangeType::WindowsServices, category, &fields);
+    record.service = Some(columns);
+    Some(record)
 }
 
 /// The service columns that differ, in column order.
