@@ -107,114 +107,32 @@ impl Reconciler {
         cause: KeyCause,
     ) -> Result<KeySweep, ReconcileError> {
         let report = self.is_baselined(&root.entity)?;
-        let mut sweep = KeySweep::default();
         let mut batch = self.store.batch()?;
-        let context = RecordContext {
-            computer: &self.computer,
-            entity: &root.entity,
-            detection,
-            actor: cause.actor,
-            operations: cause.operations,
+        let mut walk = TreeWalk {
+            root,
+            reader,
+            report,
+            context: RecordContext {
+                computer: &self.computer,
+                entity: &root.entity,
+                detection,
+                actor: cause.actor,
+                operations: cause.operations,
+            },
+            sweep: KeySweep::default(),
+            met: HashSet::new(),
+            unreadable: Vec::new(),
         };
-        let mut met: HashSet<String> = HashSet::new();
-        // Subtrees of keys that could not be read: their baselines stay as they are.
-        let mut unreadable: Vec<String> = Vec::new();
         // (key, whether it is one of the entity's keys): with a wildcard the named key is
         // only the parent whose matching subkeys are the entity's.
         let mut pending = vec![(root.key.clone(), root.subkeys.is_none())];
         while let Some((key, member)) = pending.pop() {
-            met.insert(fold(&key));
-            let before = if member {
-                self.store.key_baseline(&key, root.view)?
-            } else {
-                None
-            };
-            let read = if member {
-                read(
-                    reader,
-                    &key,
-                    root.view,
-                    before.as_ref().map(|b| &b.snapshot),
-                )
-            } else {
-                reader.read_key(&key, root.view, false).map(|quick| {
-                    quick.map(|snapshot| Read {
-                        snapshot,
-                        whole: false,
-                    })
-                })
-            };
-            let current = match read {
-                Ok(current) => current,
-                Err(error) => {
-                    tracing::warn!(entity = %root.entity, "cannot read a monitored registry key: {error}");
-                    sweep.errors += 1;
-                    unreadable.push(format!("{}\\", fold(&key)));
-                    continue;
-                }
-            };
-            sweep.keys += 1;
-            if current.as_ref().is_some_and(|read| read.whole) {
-                sweep.keys_read_whole += 1;
-            }
-            let current = current.map(|read| read.snapshot);
-            // Below a member, subkeys are members when the entity is recursive; below the
-            // wildcard's parent, the matching ones are.
-            let descend = if member { root.recursive } else { true };
-            if descend {
-                if let Some(snapshot) = &current {
-                    pending.extend(
-                        // Reversed onto the stack, so keys are visited in name order.
-                        snapshot
-                            .subkeys
-                            .values()
-                            .rev()
-                            .filter(|name| member || root.admits(name))
-                            .map(|name| (child_key(&key, name), true)),
-                    );
-                }
-            }
-            if !member {
-                continue;
-            }
-            let before_snapshot = before.as_ref().map(|baseline| &baseline.snapshot);
-            if report {
-                for change in compare(before_snapshot, current.as_ref()) {
-                    // Where subkeys are visited, each reports itself (and its values).
-                    if !(descend && change.is_subkey()) {
-                        sweep.records.push(change.record(&key, &context));
-                    }
-                }
-            }
-            match &current {
-                Some(snapshot) if before_snapshot != Some(snapshot) => {
-                    batch.put_key(&key, root.view, &root.entity, snapshot)?
-                }
-                Some(_) => {}
-                None if before.is_some() => {
-                    batch.delete_key(&key, root.view)?;
-                }
-                None => {}
-            }
+            walk.visit(&self.store, &mut batch, key, member, &mut pending)?;
         }
         if root.recursive || root.subkeys.is_some() {
-            // Keys below the root the walk did not meet: gone with a parent.
-            for gone in self.store.keys_under(&root.key, root.view)? {
-                let folded = fold(&gone.key);
-                if met.contains(&folded) || unreadable.iter().any(|below| folded.starts_with(below))
-                {
-                    continue;
-                }
-                if report {
-                    for change in compare(Some(&gone.snapshot), None) {
-                        if !change.is_subkey() {
-                            sweep.records.push(change.record(&gone.key, &context));
-                        }
-                    }
-                }
-                batch.delete_key(&gone.key, root.view)?;
-            }
+            walk.report_gone(&self.store, &mut batch)?;
         }
+        let mut sweep = walk.sweep;
         for record in &mut sweep.records {
             batch.append(record)?;
         }
@@ -223,6 +141,131 @@ impl Reconciler {
             let _ = self.announce.send(Announcement::Record(record.clone()));
         }
         Ok(sweep)
+    }
+}
+
+/// One reconcile of a key tree in progress.
+struct TreeWalk<'a> {
+    root: &'a KeyRoot,
+    reader: &'a dyn KeyReader,
+    /// The entity has its first baseline: differences are records.
+    report: bool,
+    context: RecordContext<'a>,
+    sweep: KeySweep,
+    /// Keys the walk met (folded).
+    met: HashSet<String>,
+    /// Subtrees (folded, with a trailing `\`) of keys that could not be read: their baselines
+    /// stay as they are.
+    unreadable: Vec<String>,
+}
+
+impl TreeWalk<'_> {
+    /// Reads one key, compares it with its baseline, writes what changed and queues the
+    /// subkeys to visit.
+    fn visit(
+        &mut self,
+        store: &crate::store::Store,
+        batch: &mut crate::store::Batch<'_>,
+        key: String,
+        member: bool,
+        pending: &mut Vec<(String, bool)>,
+    ) -> Result<(), ReconcileError> {
+        let root = self.root;
+        self.met.insert(fold(&key));
+        let before = match member {
+            true => store.key_baseline(&key, root.view)?,
+            false => None,
+        };
+        let baseline = before.as_ref().map(|baseline| &baseline.snapshot);
+        let read = match member {
+            true => read(self.reader, &key, root.view, baseline),
+            // The wildcard's parent: only its subkeys matter, never its values.
+            false => self.reader.read_key(&key, root.view, false).map(|quick| {
+                quick.map(|snapshot| Read {
+                    snapshot,
+                    whole: false,
+                })
+            }),
+        };
+        let current = match read {
+            Ok(current) => current,
+            Err(error) => {
+                tracing::warn!(entity = %root.entity, "cannot read a monitored registry key: {error}");
+                self.sweep.errors += 1;
+                self.unreadable.push(format!("{}\\", fold(&key)));
+                return Ok(());
+            }
+        };
+        self.sweep.keys += 1;
+        if current.as_ref().is_some_and(|read| read.whole) {
+            self.sweep.keys_read_whole += 1;
+        }
+        let current = current.map(|read| read.snapshot);
+        // Below a member, subkeys are members when the entity is recursive; below the
+        // wildcard's parent, the matching ones are.
+        let descend = !member || root.recursive;
+        if let Some(snapshot) = current.as_ref().filter(|_| descend) {
+            // Reversed onto the stack, so keys are visited in name order.
+            let subkeys = snapshot.subkeys.values().rev();
+            pending.extend(
+                subkeys
+                    .filter(|name| member || root.admits(name))
+                    .map(|name| (child_key(&key, name), true)),
+            );
+        }
+        if !member {
+            return Ok(());
+        }
+        if self.report {
+            for change in compare(baseline, current.as_ref()) {
+                // Where subkeys are visited, each reports itself (and its values).
+                if !(descend && change.is_subkey()) {
+                    self.sweep.records.push(change.record(&key, &self.context));
+                }
+            }
+        }
+        match &current {
+            Some(snapshot) if baseline != Some(snapshot) => {
+                batch.put_key(&key, root.view, &root.entity, snapshot)?
+            }
+            Some(_) => {}
+            None if before.is_some() => {
+                batch.delete_key(&key, root.view)?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Keys below the root that the walk did not meet went with a parent: each is reported
+    /// Removed with its values, and its baseline deleted.
+    fn report_gone(
+        &mut self,
+        store: &crate::store::Store,
+        batch: &mut crate::store::Batch<'_>,
+    ) -> Result<(), ReconcileError> {
+        for gone in store.keys_under(&self.root.key, self.root.view)? {
+            let folded = fold(&gone.key);
+            let skipped = self.met.contains(&folded)
+                || self
+                    .unreadable
+                    .iter()
+                    .any(|below| folded.starts_with(below));
+            if skipped {
+                continue;
+            }
+            if self.report {
+                for change in compare(Some(&gone.snapshot), None) {
+                    if !change.is_subkey() {
+                        self.sweep
+                            .records
+                            .push(change.record(&gone.key, &self.context));
+                    }
+                }
+            }
+            batch.delete_key(&gone.key, self.root.view)?;
+        }
+        Ok(())
     }
 }
 
