@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 
 pub mod memory;
+#[cfg(windows)]
+pub mod read_windows;
 
 /// One registry value as read: its name ("" for the key's default value), its type, and its
 /// raw bytes as the registry stores them (UTF-16LE for string types).
