@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 
 pub mod memory;
 #[cfg(windows)]
+pub mod notify_windows;
+#[cfg(windows)]
 pub mod read_windows;
 
 /// One registry value as read: its name ("" for the key's default value), its type, and its
