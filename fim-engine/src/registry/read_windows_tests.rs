@@ -9,6 +9,7 @@ use windows_sys::Win32::{
         Authorization::{ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1},
         DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
     },
+    Storage::FileSystem::WRITE_DAC,
     System::LibraryLoader::{GetModuleHandleW, GetProcAddress},
     System::Registry::{
         RegCreateKeyExW, RegDeleteTreeW, RegDeleteValueW, RegOpenKeyExW, RegSetKeySecurity,
@@ -161,22 +162,30 @@ impl TestKey {
         let handle = self
             .open_raw(&rel.encode_utf16().collect::<Vec<_>>())
             .expect("open");
-        let text = wide(sddl);
-        let mut descriptor: PSECURITY_DESCRIPTOR = null_mut();
-        // SAFETY: NUL-terminated SDDL; the descriptor is LocalAlloc'd by the call and freed
-        // below, after RegSetKeySecurity has copied it.
-        unsafe {
-            let ok = ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                text.as_ptr(),
-                SDDL_REVISION_1,
-                &mut descriptor,
-                null_mut(),
-            );
-            assert_ne!(ok, 0, "parse {sddl}");
-            let status = RegSetKeySecurity(handle.raw(), DACL_SECURITY_INFORMATION, descriptor);
-            LocalFree(descriptor.cast());
-            assert_eq!(status, ERROR_SUCCESS, "set the DACL of {}", self.below(rel));
-        }
+        set_dacl_of(&handle, sddl);
+    }
+
+    /// [`TestKey::set_dacl`] for a key the test may no longer read: opened for WRITE_DAC only.
+    pub(crate) fn reset_dacl(&self, rel: &str, sddl: &str) {
+        let path = wide(&self.below(rel));
+        let mut handle: HKEY = null_mut();
+        // SAFETY: NUL-terminated name; the handle is written on success and closed by `Key`.
+        let status = unsafe {
+            RegOpenKeyExW(
+                self.hive as HKEY,
+                path.as_ptr(),
+                0,
+                WRITE_DAC | self.flags,
+                &mut handle,
+            )
+        };
+        assert_eq!(
+            status,
+            ERROR_SUCCESS,
+            "open {} for WRITE_DAC",
+            self.below(rel)
+        );
+        set_dacl_of(&Key(handle), sddl);
     }
 
     pub(crate) fn delete_value(&self, rel: &str, name: &str) {
@@ -220,6 +229,26 @@ impl Drop for TestKey {
                 RegDeleteTreeW(handle.raw(), leaf.as_ptr());
             }
         }
+    }
+}
+
+/// Replaces the DACL of the open key `handle` with the one in `sddl`.
+fn set_dacl_of(handle: &Key, sddl: &str) {
+    let text = wide(sddl);
+    let mut descriptor: PSECURITY_DESCRIPTOR = null_mut();
+    // SAFETY: NUL-terminated SDDL; the descriptor is LocalAlloc'd by the call and freed
+    // below, after RegSetKeySecurity has copied it.
+    unsafe {
+        let ok = ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            text.as_ptr(),
+            SDDL_REVISION_1,
+            &mut descriptor,
+            null_mut(),
+        );
+        assert_ne!(ok, 0, "parse {sddl}");
+        let status = RegSetKeySecurity(handle.raw(), DACL_SECURITY_INFORMATION, descriptor);
+        LocalFree(descriptor.cast());
+        assert_eq!(status, ERROR_SUCCESS, "set the DACL {sddl}");
     }
 }
 
@@ -279,6 +308,7 @@ fn values_of_every_type_read_back_exactly() {
         value("Unpaired", REG_SZ, &unpaired),
         value("MiXeD CaSe", REG_DWORD, &7u32.to_le_bytes()),
         value("Unknown type", 0x1234, &[1, 2, 3]),
+        value("Odd length", REG_SZ, &[0x61, 0, 0x62]),
     ];
     for v in &expected {
         let data = (!v.data.is_empty()).then_some(v.data.as_slice());
@@ -297,7 +327,7 @@ fn values_of_every_type_read_back_exactly() {
         want.insert_value(v.clone());
     }
     want.insert_value(value("v\u{fffd}", REG_DWORD, &[9, 0, 0, 0]));
-    assert_eq!(snapshot.values.len(), 12);
+    assert_eq!(snapshot.values.len(), 13);
     assert_eq!(snapshot, want);
     assert_eq!(snapshot.values["mixed case"].name, "MiXeD CaSe");
     assert_eq!(snapshot.values[""].data, sz("the default"));
@@ -490,4 +520,25 @@ fn errors_carry_the_system_text() {
         RegistryError::AccessDenied { key } if key == "HKEY_USERS\\y"
     ));
     assert_eq!(system_message(0x2000_1234), "unknown error");
+}
+
+#[test]
+fn a_key_we_may_not_read_is_access_denied() {
+    let t = TestKey::new("denied");
+    t.create("locked");
+    t.set("", "visible", REG_DWORD, Some(&[1, 0, 0, 0]));
+    // Everyone may change the DACL and delete the key, nobody may read it.
+    t.set_dacl("locked", "D:(A;;WDSD;;;WD)");
+    let denied = WindowsRegistry.read_key(&t.sub("locked"), RegistryView::Native, true);
+    t.reset_dacl("locked", "D:(A;;KA;;;WD)");
+    match denied {
+        Err(RegistryError::AccessDenied { key }) => assert_eq!(key, t.sub("locked")),
+        other => panic!("{other:?}"),
+    }
+    // The parent still reads, and lists the locked subkey.
+    let parent = read(&t.key());
+    assert_eq!(
+        parent.subkeys.get("locked").map(String::as_str),
+        Some("locked")
+    );
 }
