@@ -14,6 +14,10 @@
 //!   (arming it again fails with ERROR_KEY_DELETED, 1018), so the caller re-opens the notifier,
 //!   and [`KeyNotifier::open`] returns `None` while the key is absent;
 //! - closing the notifier (drop) signals nothing anyone waits on any more.
+//!
+//! Wine 8.0 (the test lane) differs in one way: a security descriptor change does not fire
+//! (REG_NOTIFY_CHANGE_SECURITY is accepted but never signalled), so there a DACL change is
+//! seen only by the next read of the key.
 use std::{ptr::null, time::Duration};
 
 use windows_sys::Win32::{

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use windows_sys::Win32::System::Registry::REG_DWORD;
 
 use super::*;
-use crate::registry::read_windows::tests::TestKey;
+use crate::registry::read_windows::tests::{under_wine, TestKey};
 
 const ONE: Option<&[u8]> = Some(&[1, 0, 0, 0]);
 
@@ -182,4 +182,27 @@ fn opening_a_missing_key_or_no_hive() {
     .unwrap()
     .expect("the short hive spelling opens the key");
     assert!(short.key().starts_with("HKCU\\"));
+}
+
+#[test]
+fn a_security_change_fires() {
+    let t = TestKey::new("notify-security");
+    let watch = notifier(&t.key(), false);
+    t.set_dacl("", "D:(A;;KA;;;BA)(A;;KR;;;WD)");
+    // Wine 8.0 does not notify REG_NOTIFY_CHANGE_SECURITY (RegSetKeySecurity changes the
+    // descriptor silently), so under Wine a DACL change is only seen by the next read.
+    let (wanted, timeout) = if under_wine() {
+        (Notified::TimedOut, Duration::from_millis(500))
+    } else {
+        (Notified::Changed, Duration::from_secs(5))
+    };
+    assert_eq!(watch.wait(timeout).unwrap(), wanted);
+    // Still armed under Wine: the next value change fires.
+    t.set("", "v", REG_DWORD, ONE);
+    if wanted == Notified::TimedOut {
+        assert_eq!(
+            watch.wait(Duration::from_secs(5)).unwrap(),
+            Notified::Changed
+        );
+    }
 }

@@ -4,12 +4,18 @@
 use std::{ptr::null_mut, time::Duration};
 
 use windows_sys::Win32::{
-    Foundation::ERROR_SUCCESS,
+    Foundation::{LocalFree, ERROR_SUCCESS},
+    Security::{
+        Authorization::{ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1},
+        DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+    },
+    Storage::FileSystem::WRITE_DAC,
+    System::LibraryLoader::{GetModuleHandleW, GetProcAddress},
     System::Registry::{
-        RegCreateKeyExW, RegDeleteTreeW, RegDeleteValueW, RegOpenKeyExW, RegSetValueExW, HKEY,
-        HKEY_CURRENT_USER, HKEY_LOCAL_MACHINE, KEY_ALL_ACCESS, KEY_WOW64_32KEY, KEY_WOW64_64KEY,
-        REG_BINARY, REG_DWORD, REG_EXPAND_SZ, REG_MULTI_SZ, REG_NONE, REG_OPTION_NON_VOLATILE,
-        REG_QWORD, REG_SZ,
+        RegCreateKeyExW, RegDeleteTreeW, RegDeleteValueW, RegOpenKeyExW, RegSetKeySecurity,
+        RegSetValueExW, HKEY, HKEY_CURRENT_USER, HKEY_LOCAL_MACHINE, KEY_ALL_ACCESS,
+        KEY_WOW64_32KEY, KEY_WOW64_64KEY, REG_BINARY, REG_DWORD, REG_EXPAND_SZ, REG_MULTI_SZ,
+        REG_NONE, REG_OPTION_NON_VOLATILE, REG_QWORD, REG_SZ,
     },
 };
 
@@ -151,6 +157,37 @@ impl TestKey {
         assert_eq!(status, ERROR_SUCCESS, "set {}", self.below(rel));
     }
 
+    /// Replaces the DACL of key `rel` with the one in `sddl`.
+    pub(crate) fn set_dacl(&self, rel: &str, sddl: &str) {
+        let handle = self
+            .open_raw(&rel.encode_utf16().collect::<Vec<_>>())
+            .expect("open");
+        set_dacl_of(&handle, sddl);
+    }
+
+    /// [`TestKey::set_dacl`] for a key the test may no longer read: opened for WRITE_DAC only.
+    pub(crate) fn reset_dacl(&self, rel: &str, sddl: &str) {
+        let path = wide(&self.below(rel));
+        let mut handle: HKEY = null_mut();
+        // SAFETY: NUL-terminated name; the handle is written on success and closed by `Key`.
+        let status = unsafe {
+            RegOpenKeyExW(
+                self.hive as HKEY,
+                path.as_ptr(),
+                0,
+                WRITE_DAC | self.flags,
+                &mut handle,
+            )
+        };
+        assert_eq!(
+            status,
+            ERROR_SUCCESS,
+            "open {} for WRITE_DAC",
+            self.below(rel)
+        );
+        set_dacl_of(&Key(handle), sddl);
+    }
+
     pub(crate) fn delete_value(&self, rel: &str, name: &str) {
         let handle = self
             .open_raw(&rel.encode_utf16().collect::<Vec<_>>())
@@ -192,6 +229,37 @@ impl Drop for TestKey {
                 RegDeleteTreeW(handle.raw(), leaf.as_ptr());
             }
         }
+    }
+}
+
+/// Replaces the DACL of the open key `handle` with the one in `sddl`.
+fn set_dacl_of(handle: &Key, sddl: &str) {
+    let text = wide(sddl);
+    let mut descriptor: PSECURITY_DESCRIPTOR = null_mut();
+    // SAFETY: NUL-terminated SDDL; the descriptor is LocalAlloc'd by the call and freed
+    // below, after RegSetKeySecurity has copied it.
+    unsafe {
+        let ok = ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            text.as_ptr(),
+            SDDL_REVISION_1,
+            &mut descriptor,
+            null_mut(),
+        );
+        assert_ne!(ok, 0, "parse {sddl}");
+        let status = RegSetKeySecurity(handle.raw(), DACL_SECURITY_INFORMATION, descriptor);
+        LocalFree(descriptor.cast());
+        assert_eq!(status, ERROR_SUCCESS, "set the DACL {sddl}");
+    }
+}
+
+/// Whether the tests run under Wine (its ntdll exports `wine_get_version`): where Wine is
+/// known to differ from Windows, a test asserts what each does.
+pub(crate) fn under_wine() -> bool {
+    let ntdll = wide("ntdll.dll");
+    // SAFETY: ntdll is loaded in every process; the names are NUL-terminated.
+    unsafe {
+        let module = GetModuleHandleW(ntdll.as_ptr());
+        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
     }
 }
 
@@ -240,6 +308,7 @@ fn values_of_every_type_read_back_exactly() {
         value("Unpaired", REG_SZ, &unpaired),
         value("MiXeD CaSe", REG_DWORD, &7u32.to_le_bytes()),
         value("Unknown type", 0x1234, &[1, 2, 3]),
+        value("Odd length", REG_SZ, &[0x61, 0, 0x62]),
     ];
     for v in &expected {
         let data = (!v.data.is_empty()).then_some(v.data.as_slice());
@@ -258,7 +327,7 @@ fn values_of_every_type_read_back_exactly() {
         want.insert_value(v.clone());
     }
     want.insert_value(value("v\u{fffd}", REG_DWORD, &[9, 0, 0, 0]));
-    assert_eq!(snapshot.values.len(), 12);
+    assert_eq!(snapshot.values.len(), 13);
     assert_eq!(snapshot, want);
     assert_eq!(snapshot.values["mixed case"].name, "MiXeD CaSe");
     assert_eq!(snapshot.values[""].data, sz("the default"));
@@ -393,6 +462,15 @@ fn the_security_descriptor_comes_as_sddl() {
     assert!(sddl.starts_with("O:"), "{sddl}");
     assert!(sddl.contains("G:"), "{sddl}");
     assert!(sddl.contains("D:"), "{sddl}");
+    // Under Wine 8.0 a new HKCU key reads O:BAG:BAD:(A;CIIO;GR;;;BU)(A;;KA;;;BA); Windows
+    // gives another owner and ACEs, so only a DACL we set ourselves is compared exactly.
+    t.set_dacl("", "D:(A;;KA;;;BA)(A;;KR;;;WD)");
+    let after = read(&t.key()).sddl.expect("SDDL after RegSetKeySecurity");
+    let dacl = after.split_once("D:").map(|(_, dacl)| dacl);
+    assert_eq!(dacl, Some("(A;;KA;;;BA)(A;;KR;;;WD)"), "{after}");
+    // Wine 8.0 surprise: setting only the DACL also rewrote owner and group to
+    // S-1-5-21-0-0-0-513, so they are not compared.
+    assert!(after.starts_with("O:"), "{after}");
 }
 
 #[test]
@@ -442,4 +520,25 @@ fn errors_carry_the_system_text() {
         RegistryError::AccessDenied { key } if key == "HKEY_USERS\\y"
     ));
     assert_eq!(system_message(0x2000_1234), "unknown error");
+}
+
+#[test]
+fn a_key_we_may_not_read_is_access_denied() {
+    let t = TestKey::new("denied");
+    t.create("locked");
+    t.set("", "visible", REG_DWORD, Some(&[1, 0, 0, 0]));
+    // Everyone may change the DACL and delete the key, nobody may read it.
+    t.set_dacl("locked", "D:(A;;WDSD;;;WD)");
+    let denied = WindowsRegistry.read_key(&t.sub("locked"), RegistryView::Native, true);
+    t.reset_dacl("locked", "D:(A;;KA;;;WD)");
+    match denied {
+        Err(RegistryError::AccessDenied { key }) => assert_eq!(key, t.sub("locked")),
+        other => panic!("{other:?}"),
+    }
+    // The parent still reads, and lists the locked subkey.
+    let parent = read(&t.key());
+    assert_eq!(
+        parent.subkeys.get("locked").map(String::as_str),
+        Some("locked")
+    );
 }
