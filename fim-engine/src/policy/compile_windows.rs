@@ -10,7 +10,7 @@
 //! file must still load on a machine that lacks it.
 use std::path::PathBuf;
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobBuilder, GlobSetBuilder};
 
 use super::{
     paths::{self, EnvLookup, FILE_WILDCARDS},
