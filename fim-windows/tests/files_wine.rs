@@ -1,0 +1,271 @@
+//! fimsvc against real files, under Wine 8.0 (`cargo xtask wine-test`): windows-file entities
+//! watched with ReadDirectoryChangesW, each change giving the exact record. These tests run
+//! where Windows runs (Wine here); on Linux this file compiles to nothing.
+//!
+//! The changes are made at the top level of the entity's directory: Wine 8.0's subtree watch
+//! misses writes inside subdirectories that existed before the watch began (PLATFORM.md).
+#![cfg(windows)]
+// Test helpers panic by design: a failed step is the test's failure.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{write_policy, Fimsvc};
+use serde_json::Value;
+
+/// (category, path, fields changed, detection, operations) of a record.
+fn summary(record: &Value) -> (String, String, String, String, String) {
+    let text = |value: &Value| match value {
+        Value::String(text) => text.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().unwrap_or("?"))
+            .collect::<Vec<_>>()
+            .join(","),
+        _ => "-".to_string(),
+    };
+    (
+        text(&record["ChangeCategory"]),
+        text(&record["File"]["FileSystemPath"]),
+        text(&record["FieldsChanged"]),
+        text(&record["DetectedBy"]),
+        text(&record["Operations"]),
+    )
+}
+
+fn row(
+    category: &str,
+    path: &Path,
+    fields: &str,
+    how: &str,
+    operations: &str,
+) -> (String, String, String, String, String) {
+    (
+        category.into(),
+        shown(path),
+        fields.into(),
+        how.into(),
+        operations.into(),
+    )
+}
+
+/// A path as records show it: the engine's display text escapes `\` (as `\\`), so that
+/// any byte string round-trips on Linux; on Windows that doubles every separator.
+fn shown(path: &Path) -> String {
+    path.display().to_string().replace('\\', "\\\\")
+}
+
+fn summaries(records: &[Value]) -> Vec<(String, String, String, String, String)> {
+    records.iter().map(summary).collect()
+}
+
+#[test]
+fn files_created_written_renamed_and_deleted_in_a_directory_entity_are_recorded_in_real_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let watched = dir.path().join("watched");
+    std::fs::create_dir(&watched).expect("mkdir");
+    let policy = write_policy(
+        dir.path(),
+        &[("data", "windows-file", &watched.display().to_string(), true)],
+    );
+    let fimsvc = Fimsvc::start(&policy, &dir.path().join("state"));
+    assert_eq!(fimsvc.count(), 0, "the first baseline is silent");
+
+    let file = watched.join("new.txt");
+    let from = fimsvc.count();
+    std::fs::write(&file, b"first").expect("create");
+    let records = fimsvc.records_after(from, 1);
+    assert_eq!(
+        summaries(&records),
+        vec![row("Added", &file, "", "realtime", "create,write-closed")]
+    );
+    assert_eq!(records[0]["Entity"], "data");
+    assert_eq!(records[0]["ConfigChangeType"], "Files");
+    assert_eq!(
+        records[0]["File"]["FileContentChecksum"],
+        blake3_hex(b"first")
+    );
+
+    let from = fimsvc.count();
+    std::fs::write(&file, b"second, longer").expect("write");
+    let records = fimsvc.records_after(from, 1);
+    assert_eq!(
+        summaries(&records),
+        vec![row(
+            "Modified",
+            &file,
+            "Size,DateModified,FileContentChecksum",
+            "realtime",
+            "write-closed"
+        )]
+    );
+    assert_eq!(
+        records[0]["File"]["PreviousFileContentChecksum"],
+        blake3_hex(b"first")
+    );
+    assert_eq!(
+        records[0]["File"]["FileContentChecksum"],
+        blake3_hex(b"second, longer")
+    );
+
+    let renamed = watched.join("renamed.txt");
+    let from = fimsvc.count();
+    std::fs::rename(&file, &renamed).expect("rename");
+    let records = fimsvc.records_after(from, 2);
+    // The engine reports a rename as the pair: the old path removed, the new one added, both
+    // naming the path as what changed.
+    assert_eq!(
+        summaries(&records),
+        vec![
+            row("Removed", &file, "FileSystemPath", "realtime", "rename"),
+            row("Added", &renamed, "FileSystemPath", "realtime", "rename"),
+        ]
+    );
+
+    let from = fimsvc.count();
+    std::fs::remove_file(&renamed).expect("delete");
+    let records = fimsvc.records_after(from, 1);
+    assert_eq!(
+        summaries(&records),
+        vec![row("Removed", &renamed, "", "realtime", "unlink")]
+    );
+}
+
+#[test]
+fn a_single_file_entity_reports_only_that_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let watched = dir.path().join("etc");
+    std::fs::create_dir(&watched).expect("mkdir");
+    let file = watched.join("app.ini");
+    let sibling = watched.join("other.ini");
+    std::fs::write(&file, b"[app]").expect("write");
+    std::fs::write(&sibling, b"[other]").expect("write");
+    let policy = write_policy(
+        dir.path(),
+        &[("ini", "windows-file", &file.display().to_string(), false)],
+    );
+    let fimsvc = Fimsvc::start(&policy, &dir.path().join("state"));
+    assert_eq!(fimsvc.count(), 0, "the first baseline is silent");
+
+    let from = fimsvc.count();
+    std::fs::write(&sibling, b"[other]\nchanged=1").expect("write the sibling");
+    std::fs::write(watched.join("new.ini"), b"new").expect("create a sibling");
+    std::fs::write(&file, b"[app]\nchanged=1").expect("write the file");
+    assert_eq!(
+        summaries(&fimsvc.records_after(from, 1)),
+        vec![row(
+            "Modified",
+            &file,
+            "Size,DateModified,FileContentChecksum",
+            "realtime",
+            "write-closed"
+        )]
+    );
+
+    let from = fimsvc.count();
+    std::fs::remove_file(&sibling).expect("delete the sibling");
+    std::fs::remove_file(&file).expect("delete the file");
+    assert_eq!(
+        summaries(&fimsvc.records_after(from, 1)),
+        vec![row("Removed", &file, "", "realtime", "unlink")]
+    );
+
+    let from = fimsvc.count();
+    std::fs::write(&file, b"back").expect("recreate the file");
+    assert_eq!(
+        summaries(&fimsvc.records_after(from, 1)),
+        vec![row("Added", &file, "", "realtime", "create,write-closed")]
+    );
+}
+
+#[test]
+fn a_change_made_while_fimsvc_was_stopped_is_found_by_the_start_up_scan() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let watched = dir.path().join("watched");
+    std::fs::create_dir(&watched).expect("mkdir");
+    let kept = watched.join("kept.txt");
+    let gone = watched.join("gone.txt");
+    std::fs::write(&kept, b"before").expect("write");
+    std::fs::write(&gone, b"gone soon").expect("write");
+    let policy = write_policy(
+        dir.path(),
+        &[("data", "windows-file", &watched.display().to_string(), true)],
+    );
+    let state = dir.path().join("state");
+    let fimsvc = Fimsvc::start(&policy, &state);
+    assert_eq!(fimsvc.count(), 0, "the first baseline is silent");
+    drop(fimsvc);
+
+    std::fs::write(&kept, b"changed while stopped").expect("write");
+    std::fs::remove_file(&gone).expect("delete");
+    let added = watched.join("added.txt");
+    std::fs::write(&added, b"new").expect("create");
+    let fimsvc = Fimsvc::start(&policy, &state);
+    let mut records = summaries(&fimsvc.records_after(0, 3));
+    records.sort();
+    assert_eq!(
+        records,
+        vec![
+            row("Added", &added, "", "scan", "-"),
+            row(
+                "Modified",
+                &kept,
+                "Size,DateModified,FileContentChecksum",
+                "scan",
+                "-"
+            ),
+            row("Removed", &gone, "", "scan", "-"),
+        ]
+    );
+}
+
+#[test]
+fn a_notification_buffer_overflow_is_a_gap_and_every_file_still_gets_its_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let watched = dir.path().join("watched");
+    std::fs::create_dir(&watched).expect("mkdir");
+    let policy = write_policy(
+        dir.path(),
+        &[("data", "windows-file", &watched.display().to_string(), true)],
+    );
+    // A buffer too small for even one record: every completion overflows.
+    let fimsvc = Fimsvc::start_with_env(
+        &policy,
+        &dir.path().join("state"),
+        &[("FIMSVC_TEST_NOTIFY_BUFFER", "16")],
+    );
+    let from = fimsvc.count();
+    let files: Vec<_> = (0..20)
+        .map(|index| watched.join(format!("file-{index:02}.txt")))
+        .collect();
+    for file in &files {
+        std::fs::write(file, b"storm").expect("create");
+    }
+    let records = fimsvc.records_after(from, files.len());
+    fimsvc.wait_for_log("more changed than the notification buffer holds");
+    fimsvc.wait_for_log("events were lost; rescanning the affected entities now");
+    let mut added: Vec<String> = records
+        .iter()
+        .filter(|record| record["ChangeCategory"] == "Added")
+        .map(|record| summary(record).1)
+        .collect();
+    added.sort();
+    added.dedup();
+    assert_eq!(
+        added,
+        files.iter().map(|file| shown(file)).collect::<Vec<_>>()
+    );
+    assert_eq!(records.len(), files.len(), "one record per file");
+    assert!(
+        records
+            .iter()
+            .all(|record| record["DetectedBy"] == "gap-rescan"),
+        "{records:#?}"
+    );
+}
+
+fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
