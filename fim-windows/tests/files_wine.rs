@@ -266,6 +266,76 @@ fn a_notification_buffer_overflow_is_a_gap_and_every_file_still_gets_its_record(
     );
 }
 
+#[test]
+fn a_policy_reload_moves_the_file_watches_to_the_new_roots() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = dir.path().join("first");
+    let second = dir.path().join("second");
+    std::fs::create_dir(&first).expect("mkdir");
+    std::fs::create_dir(&second).expect("mkdir");
+    let entity =
+        |name: &'static str, path: &Path| (name, "windows-file", path.display().to_string(), true);
+    let one = [entity("first", &first)];
+    let policy = write_policy(dir.path(), &borrowed(&one));
+    let fimsvc = Fimsvc::start(&policy, &dir.path().join("state"));
+
+    let both = [entity("first", &first), entity("second", &second)];
+    write_policy(dir.path(), &borrowed(&both));
+    fimsvc.wait_for_log("the file roots changed: watching the new set");
+    let from = fimsvc.count();
+    let file = second.join("new.txt");
+    std::fs::write(&file, b"seen").expect("create");
+    assert_eq!(
+        summaries(&fimsvc.records_after(from, 1)),
+        vec![row("Added", &file, "", "realtime", "create,write-closed")]
+    );
+}
+
+#[test]
+fn a_directory_entity_created_after_the_start_is_watched_once_it_exists() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let later = dir.path().join("later");
+    let policy = write_policy(
+        dir.path(),
+        &[("later", "windows-file", &later.display().to_string(), true)],
+    );
+    let fimsvc = Fimsvc::start(&policy, &dir.path().join("state"));
+    let from = fimsvc.count();
+    std::fs::create_dir(&later).expect("mkdir");
+    let first = later.join("first.txt");
+    std::fs::write(&first, b"early").expect("create");
+    fimsvc.wait_for_log("the root changed between file and directory: watching it afresh");
+    // Watched through its parent until it existed, then a rescan of the entity (gap) covers
+    // what was written before the directory's own watch was armed.
+    let mut records = summaries(&fimsvc.records_after(from, 2));
+    records.sort();
+    records.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    assert_eq!(
+        records
+            .iter()
+            .map(|(category, path, ..)| (category.as_str(), path.clone()))
+            .collect::<Vec<_>>(),
+        vec![("Added", shown(&later)), ("Added", shown(&first))]
+    );
+
+    let from = fimsvc.count();
+    let second = later.join("second.txt");
+    std::fs::write(&second, b"late").expect("create");
+    assert_eq!(
+        summaries(&fimsvc.records_after(from, 1)),
+        vec![row("Added", &second, "", "realtime", "create,write-closed")]
+    );
+}
+
+/// `write_policy`'s borrowed form of owned entity rows.
+fn borrowed<'a>(
+    rows: &'a [(&'static str, &'static str, String, bool)],
+) -> Vec<(&'static str, &'static str, &'a str, bool)> {
+    rows.iter()
+        .map(|(name, kind, path, recursive)| (*name, *kind, path.as_str(), *recursive))
+        .collect()
+}
+
 fn blake3_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
