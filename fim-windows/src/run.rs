@@ -36,20 +36,8 @@ pub async fn run(
     daemon.set_service_reader(Arc::new(WindowsServices));
     daemon.set_status("pid", &std::process::id().to_string());
     daemon.set_status("started", &fim_model::Timestamp::now().to_rfc3339());
-    let file_roots = daemon.watch_roots();
-    daemon.set_source(
-        "read-directory-changes, registry-notify",
-        file_roots.iter().map(|root| root.path.clone()).collect(),
-    );
     let (events_in, events) = mpsc::channel(4096);
-    // Armed before the start-up scan begins, so a change during it is seen by one or both.
-    let files = {
-        let events_in = events_in.clone();
-        tokio::task::spawn_blocking(move || file_source::FileSource::start(&file_roots, &events_in))
-            .await
-            .context("starting the file source")?
-            .context("starting the file source")?
-    };
+    let files = start_files(&daemon, &events_in).await?;
     let services = if daemon.has_service_entities() {
         Some(ServiceSource::start(events_in.clone()).context("starting the service source")?)
     } else {
@@ -99,4 +87,22 @@ pub async fn run(
         Ok(Err(error)) => Err(error).context("watching the registry"),
         Err(error) => Err(anyhow::anyhow!("the registry source failed: {error}")),
     }
+}
+
+/// Watches the daemon's file roots, armed before the start-up scan begins, so a change during
+/// it is seen by one or both.
+async fn start_files(
+    daemon: &Daemon,
+    events: &mpsc::Sender<fim_model::source::SourceItem>,
+) -> anyhow::Result<file_source::FileSource> {
+    let roots = daemon.watch_roots();
+    daemon.set_source(
+        "read-directory-changes, registry-notify",
+        roots.iter().map(|root| root.path.clone()).collect(),
+    );
+    let events = events.clone();
+    tokio::task::spawn_blocking(move || file_source::FileSource::start(&roots, &events))
+        .await
+        .context("starting the file source")?
+        .context("starting the file source")
 }

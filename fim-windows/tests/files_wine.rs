@@ -240,8 +240,14 @@ fn a_notification_buffer_overflow_is_a_gap_and_every_file_still_gets_its_record(
     let files: Vec<_> = (0..20)
         .map(|index| watched.join(format!("file-{index:02}.txt")))
         .collect();
+    // Each file is written beside the entity and moved in whole, so no scan can see it half
+    // written (which would make a second record).
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).expect("mkdir");
     for file in &files {
-        std::fs::write(file, b"storm").expect("create");
+        let staged = staging.join(file.file_name().expect("a name"));
+        std::fs::write(&staged, b"storm").expect("create");
+        std::fs::rename(&staged, file).expect("move in");
     }
     let records = fimsvc.records_after(from, files.len());
     fimsvc.wait_for_log("more changed than the notification buffer holds");
