@@ -11,8 +11,14 @@
 //! the buffer (a zero-byte completion, ERROR_NOTIFY_ENUM_DIR), or the watch broke and was
 //! opened again, a [`GapNotice`] for the root makes the engine rescan that entity at once.
 //!
-//! Wine 8.0: with subtree, writes inside subdirectories that existed before the watch began
-//! are missed (PLATFORM.md); the periodic sweep still finds them.
+//! Wine 8.0: PLATFORM.md notes that a subtree watch missed writes inside subdirectories that
+//! existed before the watch began; with this handle (FILE_LIST_DIRECTORY, overlapped, the full
+//! filter) they are seen (`tests/files_wine.rs` asserts it). Should they be missed, the
+//! periodic sweep still finds them.
+//!
+//! One thread per root keeps the code simple; a policy with hundreds of file roots would want
+//! the reads multiplexed (WaitForMultipleObjects over 64 events, as the registry source does).
+//! `FIMSVC_TEST_NOTIFY_BUFFER` (bytes) shrinks the notification buffer, for tests only.
 use std::{
     path::{Path, PathBuf},
     sync::{

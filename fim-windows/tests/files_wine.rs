@@ -2,8 +2,7 @@
 //! watched with ReadDirectoryChangesW, each change giving the exact record. These tests run
 //! where Windows runs (Wine here); on Linux this file compiles to nothing.
 //!
-//! The changes are made at the top level of the entity's directory: Wine 8.0's subtree watch
-//! misses writes inside subdirectories that existed before the watch began (PLATFORM.md).
+//! Paths in records are the engine's display text, which escapes `\` as `\\` (see `shown`).
 #![cfg(windows)]
 // Test helpers panic by design: a failed step is the test's failure.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -330,6 +329,69 @@ fn a_directory_entity_created_after_the_start_is_watched_once_it_exists() {
     assert_eq!(
         summaries(&fimsvc.records_after(from, 1)),
         vec![row("Added", &second, "", "realtime", "create,write-closed")]
+    );
+}
+
+#[test]
+fn linux_kinds_are_not_applicable_here_and_said_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let watched = dir.path().join("watched");
+    std::fs::create_dir(&watched).expect("mkdir");
+    let policy = write_policy(
+        dir.path(),
+        &[
+            ("etc", "linux-file", "/etc", true),
+            ("data", "windows-file", &watched.display().to_string(), true),
+        ],
+    );
+    let fimsvc = Fimsvc::start(&policy, &dir.path().join("state"));
+    fimsvc.wait_for_log(
+        "entity \"etc\": linux-file entities are not applicable on this platform; it is not monitored",
+    );
+    fimsvc.wait_for_log(r#"baselined=["data"]"#);
+}
+
+/// PLATFORM.md says Wine 8.0's subtree watch missed writes inside subdirectories that existed
+/// before the watch began; with this source's handle (FILE_LIST_DIRECTORY, overlapped, the
+/// full filter) it does not: create, write and delete in such a subdirectory are each seen in
+/// real time. Should a Wine version regress, this goes red.
+#[test]
+fn changes_inside_a_subdirectory_that_existed_before_the_watch_are_seen_in_real_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let watched = dir.path().join("watched");
+    let sub = watched.join("sub");
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    let old = sub.join("old.txt");
+    std::fs::write(&old, b"old").expect("write");
+    let policy = write_policy(
+        dir.path(),
+        &[("data", "windows-file", &watched.display().to_string(), true)],
+    );
+    let fimsvc = Fimsvc::start(&policy, &dir.path().join("state"));
+    let from = fimsvc.count();
+    let file = sub.join("deep.txt");
+    std::fs::write(&file, b"deep").expect("create");
+    assert_eq!(
+        summaries(&fimsvc.records_after(from, 1)),
+        vec![row("Added", &file, "", "realtime", "create,write-closed")]
+    );
+    let from = fimsvc.count();
+    std::fs::write(&old, b"old, written again").expect("write");
+    assert_eq!(
+        summaries(&fimsvc.records_after(from, 1)),
+        vec![row(
+            "Modified",
+            &old,
+            "Size,DateModified,FileContentChecksum",
+            "realtime",
+            "write-closed"
+        )]
+    );
+    let from = fimsvc.count();
+    std::fs::remove_file(&old).expect("delete");
+    assert_eq!(
+        summaries(&fimsvc.records_after(from, 1)),
+        vec![row("Removed", &old, "", "realtime", "unlink")]
     );
 }
 
