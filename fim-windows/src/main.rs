@@ -3,10 +3,14 @@
 //! It links the same engine, store, journal and policy format as fimd; what differs is where
 //! events come from. Here registry notifications (`registry_source`) say which registry entity
 //! to look at again, and the engine's registry reader compares its keys with their baseline;
-//! service events (`service_source`) make it compare the services. It runs as a Windows
+//! service events (`service_source`) make it compare the services; directory change
+//! notifications (`file_source`) say which files to look at. It runs as a Windows
 //! service (`service`: install, start, stop, uninstall) or in the foreground (`fimsvc run`, a
-//! console or Wine on the build machine). Files, ETW who-data and the named-pipe API come
-//! next. Built on other platforms it only says that it runs on Windows.
+//! console or Wine on the build machine). ETW who-data and the named-pipe API come next. Built on other platforms it only says that it runs on Windows.
+#[cfg(windows)]
+mod dir_watch;
+#[cfg(windows)]
+mod file_source;
 #[cfg(windows)]
 mod registry_source;
 #[cfg(windows)]
@@ -24,7 +28,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "fimsvc",
     version,
-    about = "File integrity monitoring for Windows: registry keys and services in real time"
+    about = "File integrity monitoring for Windows: files, registry keys and services in real time"
 )]
 struct Args {
     #[command(subcommand)]

@@ -1,4 +1,4 @@
-//! The engine on the policy, fed by registry and service notifications, until told to stop:
+//! The engine on the policy, fed by file, registry and service notifications, until told to stop:
 //! by Ctrl-C in the foreground (`fimsvc run`), by the service control manager as a service.
 use std::{future::Future, sync::Arc};
 
@@ -10,7 +10,7 @@ use fim_engine::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::{registry_source, service_source::ServiceSource, RunArgs};
+use crate::{file_source, registry_source, service_source::ServiceSource, RunArgs};
 
 /// Runs until `stop` completes; `started` is called once monitoring has begun (the service
 /// reports SERVICE_RUNNING then, not before). Pending work is drained before it returns.
@@ -36,8 +36,8 @@ pub async fn run(
     daemon.set_service_reader(Arc::new(WindowsServices));
     daemon.set_status("pid", &std::process::id().to_string());
     daemon.set_status("started", &fim_model::Timestamp::now().to_rfc3339());
-    daemon.set_source("registry-notify", Vec::new());
     let (events_in, events) = mpsc::channel(4096);
+    let files = start_files(&daemon, &events_in).await?;
     let services = if daemon.has_service_entities() {
         Some(ServiceSource::start(events_in.clone()).context("starting the service source")?)
     } else {
@@ -45,6 +45,8 @@ pub async fn run(
     };
     let (stopping_in, stopping) = watch::channel(false);
     let mut registry_stop = stopping.clone();
+    let files_stop = stopping.clone();
+    let files_events = events_in.clone();
     let (ready_in, ready) = tokio::sync::oneshot::channel();
     let registry = tokio::spawn(registry_source::supervise(
         daemon.key_roots(),
@@ -58,12 +60,17 @@ pub async fn run(
     let _ = ready.await;
     tracing::info!(
         services = services.is_some(),
-        "monitoring started (registry notifications)"
+        "monitoring started (file and registry notifications)"
     );
     started();
-    let (root_updates, mut root_requests) = mpsc::channel(4);
-    // File roots have no source here yet: their updates are read and dropped.
-    tokio::spawn(async move { while root_requests.recv().await.is_some() {} });
+    // A policy reload sends the new file roots: the file watches start again on them.
+    let (root_updates, root_requests) = mpsc::channel(4);
+    let files = tokio::spawn(file_source::supervise(
+        files,
+        root_requests,
+        files_events,
+        files_stop,
+    ));
     let stopper = tokio::spawn(async move {
         stop.await;
         tracing::info!("stopping: finishing the events already read");
@@ -74,9 +81,28 @@ pub async fn run(
     });
     daemon.run(events, root_updates, stopping).await?;
     stopper.abort();
+    let _ = files.await;
     match registry.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error).context("watching the registry"),
         Err(error) => Err(anyhow::anyhow!("the registry source failed: {error}")),
     }
+}
+
+/// Watches the daemon's file roots, armed before the start-up scan begins, so a change during
+/// it is seen by one or both.
+async fn start_files(
+    daemon: &Daemon,
+    events: &mpsc::Sender<fim_model::source::SourceItem>,
+) -> anyhow::Result<file_source::FileSource> {
+    let roots = daemon.watch_roots();
+    daemon.set_source(
+        "read-directory-changes, registry-notify",
+        roots.iter().map(|root| root.path.clone()).collect(),
+    );
+    let events = events.clone();
+    tokio::task::spawn_blocking(move || file_source::FileSource::start(&roots, &events))
+        .await
+        .context("starting the file source")?
+        .context("starting the file source")
 }

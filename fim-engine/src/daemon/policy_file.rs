@@ -85,6 +85,7 @@ impl PolicyWatcher {
         let stamp = stamp(&source);
         let policy = read(&source, trusted_only)?;
         let compiled = policy::compile(&policy)?;
+        warn_not_monitored(&compiled);
         Ok(PolicyWatcher {
             source,
             policy,
@@ -193,7 +194,15 @@ impl PendingLoad {
     pub fn load(self) -> Result<LoadedPolicy, PolicyError> {
         let policy = read(&self.source, self.trusted_only)?;
         let compiled = policy::compile(&policy)?;
+        warn_not_monitored(&compiled);
         Ok(LoadedPolicy { policy, compiled })
+    }
+}
+
+/// Says which valid entities this platform does not monitor (none on Unix).
+fn warn_not_monitored(compiled: &CompiledPolicy) {
+    for warning in &compiled.warnings {
+        tracing::warn!("{warning}");
     }
 }
 
@@ -211,7 +220,7 @@ fn diff(old: &Policy, new: &Policy) -> PolicyChange {
         policy
             .entities
             .iter()
-            .filter(|entity| entity.enabled && entity.kind.is_linux_file())
+            .filter(|entity| entity.enabled && entity.kind.is_host_file())
             .map(|entity| (entity.name.clone(), entity.clone()))
             .collect()
     };

@@ -1,10 +1,11 @@
-//! Policy to [`CompiledPolicy`]: what the Linux engine matches paths against.
+//! Policy to [`CompiledPolicy`]: what the engine matches paths against.
 //!
 //! Compilation re-runs validation (a policy edited in code could be invalid) and reuses what it
-//! built, so the two can never disagree. Enabled Linux kinds compile to file entities and
-//! enabled registry and service entities to [`KeyRoot`]s and [`ServiceRoot`]s; Windows files
-//! stay in the [`Policy`] for the companion. The output keeps policy order, so the same
-//! policy always compiles to the same result.
+//! built, so the two can never disagree. The host's file kinds compile to file entities: the
+//! Linux kinds on Unix; `windows-file` on Windows (`compile_windows.rs`), where the Linux
+//! kinds are not applicable and only named in [`CompiledPolicy::warnings`]. Enabled registry
+//! and service entities compile to [`KeyRoot`]s and [`ServiceRoot`]s everywhere. The output
+//! keeps policy order, so the same policy always compiles to the same result.
 use super::{
     diagnostic::{Diagnostic, Severity},
     paths::{self, EnvLookup},
@@ -20,9 +21,39 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, PolicyError> {
     compile_with(policy, &paths::process_env)
 }
 
+/// Which entity kinds compile to file entities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileKinds {
+    /// linux-file and file-content (Windows kinds stay in the [`Policy`] for the companion).
+    /// On Windows only the tests compile these (the policy tests run on both platforms).
+    #[cfg_attr(all(windows, not(test)), allow(dead_code))]
+    Linux,
+    /// windows-file; the Linux kinds are not applicable.
+    #[cfg(windows)]
+    Windows,
+}
+
+impl FileKinds {
+    /// The kinds this platform monitors.
+    #[cfg(not(windows))]
+    pub(crate) const HOST: FileKinds = FileKinds::Linux;
+    #[cfg(windows)]
+    pub(crate) const HOST: FileKinds = FileKinds::Windows;
+}
+
 pub(crate) fn compile_with(
     policy: &Policy,
     env: EnvLookup<'_>,
+) -> Result<CompiledPolicy, PolicyError> {
+    compile_for(policy, env, FileKinds::HOST)
+}
+
+/// [`compile_with`] for the file kinds of a given platform (tests compile the Linux kinds on
+/// Windows too).
+pub(crate) fn compile_for(
+    policy: &Policy,
+    env: EnvLookup<'_>,
+    kinds: FileKinds,
 ) -> Result<CompiledPolicy, PolicyError> {
     let checked = validate::check(policy, env);
     if checked.has_errors() {
@@ -38,25 +69,13 @@ pub(crate) fn compile_with(
             .collect();
         return Err(PolicyError::Invalid(errors));
     }
-    let entities = policy
-        .entities
-        .iter()
-        .zip(checked.prepared)
-        .filter(|(entity, _)| entity.enabled && entity.kind.is_linux_file())
-        .filter_map(|(entity, prepared)| {
-            let prepared = prepared?;
-            Some(CompiledEntity {
-                name: entity.name.clone(),
-                kind: entity.kind,
-                root: prepared.root,
-                recursive: entity.recursive,
-                name_glob: prepared.name_glob,
-                ignore: prepared.ignore,
-                keep_content: entity.kind == EntityKind::FileContent,
-                excluded: Vec::new(),
-            })
-        })
-        .collect();
+    #[cfg_attr(not(windows), allow(unused_mut))]
+    let mut warnings = Vec::new();
+    let entities = match kinds {
+        FileKinds::Linux => linux_entities(policy, checked.prepared),
+        #[cfg(windows)]
+        FileKinds::Windows => super::compile_windows::file_entities(policy, env, &mut warnings),
+    };
     let registry = policy
         .entities
         .iter()
@@ -77,7 +96,34 @@ pub(crate) fn compile_with(
         registry,
         services,
         settings: policy.settings.clone(),
+        warnings,
     })
+}
+
+/// The enabled Linux entities, from what validation prepared.
+fn linux_entities(
+    policy: &Policy,
+    prepared: Vec<Option<validate::Prepared>>,
+) -> Vec<CompiledEntity> {
+    policy
+        .entities
+        .iter()
+        .zip(prepared)
+        .filter(|(entity, _)| entity.enabled && entity.kind.is_linux_file())
+        .filter_map(|(entity, prepared)| {
+            let prepared = prepared?;
+            Some(CompiledEntity {
+                name: entity.name.clone(),
+                kind: entity.kind,
+                root: prepared.root,
+                recursive: entity.recursive,
+                name_glob: prepared.name_glob,
+                ignore: prepared.ignore,
+                keep_content: entity.kind == EntityKind::FileContent,
+                excluded: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 /// A validated registry entity as the sweep walks it: the long hive first, no trailing

@@ -16,6 +16,8 @@ use globset::{GlobMatcher, GlobSet};
 use serde::{Deserialize, Serialize};
 
 mod compile;
+#[cfg(windows)]
+mod compile_windows;
 mod defaults;
 mod diagnostic;
 mod document;
@@ -86,6 +88,16 @@ impl EntityKind {
     /// Kinds the Linux engine scans; the Windows kinds validate and are kept for the companion.
     pub fn is_linux_file(self) -> bool {
         matches!(self, EntityKind::LinuxFile | EntityKind::FileContent)
+    }
+
+    /// Kinds this platform's engine scans as files: the Linux kinds on Unix, windows-file on
+    /// Windows.
+    pub fn is_host_file(self) -> bool {
+        if cfg!(windows) {
+            self == EntityKind::WindowsFile
+        } else {
+            self.is_linux_file()
+        }
     }
 }
 
@@ -233,7 +245,7 @@ impl CompiledEntity {
 
 #[derive(Clone, Debug, Default)]
 pub struct CompiledPolicy {
-    /// The file entities (Linux kinds).
+    /// The file entities: the Linux kinds on Unix, windows-file on Windows.
     pub entities: Vec<CompiledEntity>,
     /// The registry entities, for a platform with a registry reader (compiled everywhere, so
     /// the policy means the same on every machine; only the Windows companion sweeps them).
@@ -241,6 +253,10 @@ pub struct CompiledPolicy {
     /// The service entities, likewise for the Windows companion.
     pub services: Vec<crate::service::ServiceRoot>,
     pub settings: Settings,
+    /// Entities that validated but are not monitored on this platform, one sentence each, for
+    /// the log (always empty on Unix; on Windows the Linux kinds, and a windows-file entity
+    /// whose `%VAR%` is not set).
+    pub warnings: Vec<String>,
 }
 
 impl CompiledPolicy {

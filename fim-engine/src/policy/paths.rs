@@ -11,7 +11,7 @@ use std::{ffi::OsString, path::PathBuf};
 use crate::path_text::path_from_bytes;
 
 /// Characters that make a Linux or Windows file path segment a glob.
-const FILE_WILDCARDS: &[char] = &['*', '?', '[', '{'];
+pub(crate) const FILE_WILDCARDS: &[char] = &['*', '?', '[', '{'];
 /// Registry key names legitimately contain `{GUID}` and `[...]`, so only these are wildcards.
 const REGISTRY_WILDCARDS: &[char] = &['*', '?'];
 

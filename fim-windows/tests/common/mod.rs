@@ -58,11 +58,17 @@ pub fn write_policy(dir: &Path, entities: &[(&str, &str, &str, bool)]) -> PathBu
 
 impl Fimsvc {
     pub fn start(policy: &Path, state: &Path) -> Self {
+        Self::start_with_env(policy, state, &[])
+    }
+
+    /// [`Fimsvc::start`] with extra environment variables (test-only settings).
+    pub fn start_with_env(policy: &Path, state: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fimsvc"))
             .args(["run", "--print-records", "--policy"])
             .arg(policy)
             .arg("--state-dir")
             .arg(state)
+            .envs(env.iter().copied())
             .env("FIM_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -2,7 +2,11 @@
 //! (`validation`), and comment-preserving edits with atomic saves (`document`).
 use std::{ffi::OsString, path::Path};
 
-use super::{compile::compile_with, parse::parse_with, CompiledPolicy, Parsed};
+use super::{
+    compile::{compile_for, FileKinds},
+    parse::parse_with,
+    CompiledPolicy, Parsed,
+};
 
 mod document;
 mod matching;
@@ -45,9 +49,11 @@ fn warnings(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Compiles the Linux kinds on every platform (the Windows companion's compile has its tests
+/// in `compile_windows.rs`).
 fn compiled(text: &str) -> CompiledPolicy {
     let parsed = parse_ok(text);
-    match compile_with(&parsed.policy, &test_env) {
+    match compile_for(&parsed.policy, &test_env, FileKinds::Linux) {
         Ok(compiled) => compiled,
         Err(err) => panic!("policy did not compile:\n{err}"),
     }
