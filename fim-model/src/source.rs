@@ -87,6 +87,37 @@ pub struct FileEvent {
 }
 
 /// Events were lost: the named roots must be rescanned.
+impl FileEvent {
+    /// An event that names no process (a source without who-data, such as
+    /// ReadDirectoryChangesW, or a test): pid 0, no identity, no inode; fill in what is known
+    /// with struct update syntax.
+    pub fn anonymous(op: Operation, path: PathBuf, time: Timestamp) -> Self {
+        FileEvent {
+            op,
+            path,
+            old_path: None,
+            pid: 0,
+            tid: 0,
+            ppid: 0,
+            comm: String::new(),
+            exe: None,
+            uid: 0,
+            gid: 0,
+            loginuid: None,
+            cgroup: 0,
+            cgroup_path: None,
+            dev: 0,
+            ino: 0,
+            mode: None,
+            owner: None,
+            length: None,
+            time,
+            truncated: false,
+            result_unknown: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GapNotice {
     /// Always "gap", so a JSON-lines reader can tell notices from events.

@@ -186,27 +186,15 @@ mod tests {
 
     fn template(path: &str) -> FileEvent {
         FileEvent {
-            op: Operation::WriteInProgress,
-            path: path.into(),
-            old_path: None,
             pid: std::process::id(),
             tid: 7,
             ppid: 1,
             comm: "writer".into(),
-            exe: None,
-            uid: 0,
-            gid: 0,
-            loginuid: None,
-            cgroup: 0,
-            cgroup_path: None,
-            dev: 0,
-            ino: 0,
-            mode: None,
-            owner: None,
-            length: None,
-            time: Timestamp::UNIX_EPOCH,
-            truncated: false,
-            result_unknown: false,
+            ..FileEvent::anonymous(
+                Operation::WriteInProgress,
+                path.into(),
+                Timestamp::UNIX_EPOCH,
+            )
         }
     }
 

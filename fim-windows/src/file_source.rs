@@ -314,29 +314,10 @@ fn to_events(dir: &Path, records: Vec<Notification>, time: Timestamp) -> Vec<Fil
 }
 
 fn event(op: Operation, path: PathBuf, old_path: Option<PathBuf>, time: Timestamp) -> FileEvent {
+    // No who-data on Windows yet (ETW is not consumable under Wine 8.0).
     FileEvent {
-        op,
-        path,
         old_path,
-        // No who-data on Windows yet (ETW is not consumable under Wine 8.0).
-        pid: 0,
-        tid: 0,
-        ppid: 0,
-        comm: String::new(),
-        exe: None,
-        uid: 0,
-        gid: 0,
-        loginuid: None,
-        cgroup: 0,
-        cgroup_path: None,
-        dev: 0,
-        ino: 0,
-        mode: None,
-        owner: None,
-        length: None,
-        time,
-        truncated: false,
-        result_unknown: false,
+        ..FileEvent::anonymous(op, path, time)
     }
 }
 
