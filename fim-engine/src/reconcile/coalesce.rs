@@ -284,27 +284,15 @@ mod tests {
 
     fn event(op: Operation, path: &str, old: Option<&str>, pid: u32) -> FileEvent {
         FileEvent {
-            op,
-            path: path.into(),
             old_path: old.map(PathBuf::from),
             pid,
             tid: pid,
             ppid: 1,
             comm: "sed".into(),
             exe: Some("/usr/bin/sed".into()),
-            uid: 0,
-            gid: 0,
             loginuid: Some(1000),
             cgroup: 9,
-            cgroup_path: None,
-            dev: 0,
-            ino: 0,
-            mode: None,
-            owner: None,
-            length: None,
-            time: crate::change::Timestamp::UNIX_EPOCH,
-            truncated: false,
-            result_unknown: false,
+            ..FileEvent::anonymous(op, path.into(), crate::change::Timestamp::UNIX_EPOCH)
         }
     }
 
