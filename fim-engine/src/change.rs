@@ -64,10 +64,11 @@ pub fn fields_changed(before: &FileState, after: &FileState) -> Vec<&'static str
         !directory && before.mtime_ns != after.mtime_ns,
         "DateModified",
     );
-    differs(before.uid != after.uid, "Owner");
-    differs(before.gid != after.gid, "Group");
+    let (old, new) = (Security::of(before), Security::of(after));
+    differs(old.owner != new.owner, "Owner");
+    differs(old.group != new.group, "Group");
     differs(before.mode != after.mode, "Mode");
-    differs(before.acl != after.acl, "Acls");
+    differs(old.acl != new.acl, "Acls");
     differs(before.attributes != after.attributes, "Attributes");
     differs(before.capability != after.capability, "Capabilities");
     differs(before.selinux != after.selinux, "SelinuxContext");
@@ -88,6 +89,56 @@ pub fn fields_changed(before: &FileState, after: &FileState) -> Vec<&'static str
     fields
 }
 
+/// Who owns a file and who may do what with it, as records compare and show them. A Windows
+/// observer keeps the whole security descriptor as SDDL in [`FileState::acl`] (its uid and
+/// gid are 0): owner, group and DACL are that text's parts. Elsewhere they are the uid, the
+/// gid and the POSIX ACL text.
+#[derive(Debug, PartialEq, Eq)]
+enum Principal {
+    Id(u32),
+    Sid(String),
+}
+
+struct Security {
+    owner: Principal,
+    group: Principal,
+    acl: Option<String>,
+}
+
+impl Security {
+    fn of(state: &FileState) -> Self {
+        match state.acl.as_deref().and_then(crate::sddl::split) {
+            Some(parts) => {
+                let sid = |part: Option<&str>| Principal::Sid(part.unwrap_or_default().to_string());
+                Security {
+                    owner: sid(parts.owner),
+                    group: sid(parts.group),
+                    acl: parts.dacl.map(|dacl| format!("D:{dacl}")),
+                }
+            }
+            None => Security {
+                owner: Principal::Id(state.uid),
+                group: Principal::Id(state.gid),
+                acl: state.acl.clone(),
+            },
+        }
+    }
+
+    fn owner_name(&self) -> String {
+        match &self.owner {
+            Principal::Id(uid) => users::user_name(*uid),
+            Principal::Sid(sid) => users::sid_name(sid),
+        }
+    }
+
+    fn group_name(&self) -> String {
+        match &self.group {
+            Principal::Id(gid) => users::group_name(*gid),
+            Principal::Sid(sid) => users::sid_name(sid),
+        }
+    }
+}
+
 /// Builds the file columns of a record from the states before and after.
 pub fn file_columns(
     path: &Path,
@@ -103,10 +154,11 @@ pub fn file_columns(
         columns.size = Some(after.size);
         columns.date_modified = Some(Timestamp::from_unix_nanos(after.mtime_ns));
         columns.change_time = Some(Timestamp::from_unix_nanos(after.ctime_ns));
-        columns.owner = Some(users::user_name(after.uid));
-        columns.group = Some(users::group_name(after.gid));
+        let security = Security::of(after);
+        columns.owner = Some(security.owner_name());
+        columns.group = Some(security.group_name());
         columns.mode = Some(format!("{:04o}", after.mode));
-        columns.acls = after.acl.clone();
+        columns.acls = security.acl;
         columns.attributes = (after.attributes != 0).then(|| format!("{:#x}", after.attributes));
         columns.capabilities = after.capability.as_deref().map(hex);
         columns.selinux_context = after.selinux.as_deref().map(text_of);
@@ -125,10 +177,11 @@ pub fn file_columns(
         columns.previous_size = Some(before.size);
         columns.previous_date_modified = Some(Timestamp::from_unix_nanos(before.mtime_ns));
         columns.previous_change_time = Some(Timestamp::from_unix_nanos(before.ctime_ns));
-        columns.previous_owner = Some(users::user_name(before.uid));
-        columns.previous_group = Some(users::group_name(before.gid));
+        let security = Security::of(before);
+        columns.previous_owner = Some(security.owner_name());
+        columns.previous_group = Some(security.group_name());
         columns.previous_mode = Some(format!("{:04o}", before.mode));
-        columns.previous_acls = before.acl.clone();
+        columns.previous_acls = security.acl;
         columns.previous_attributes =
             (before.attributes != 0).then(|| format!("{:#x}", before.attributes));
         columns.previous_capabilities = before.capability.as_deref().map(hex);

@@ -26,6 +26,9 @@ pub mod policy;
 pub mod reconcile;
 pub mod registry;
 pub mod scan;
+pub mod sddl;
+#[cfg(windows)]
+mod security_windows;
 pub mod service;
 pub mod source;
 pub mod state;

@@ -135,8 +135,7 @@ pub(crate) fn send_log_datagram(_socket: &Path, _message: &[u8]) -> io::Result<(
 }
 
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    // The directory inherits its parent's DACL; restricting it is the Windows issue's.
-    fs::create_dir_all(dir)
+    crate::trust_windows::create_dir(dir)
 }
 
 pub(crate) fn create_private_file(path: &Path) -> io::Result<()> {

@@ -6,9 +6,10 @@
 //! ancestor must be owned by root and either not writable by others or sticky (as `/tmp` is:
 //! there nobody can rename or remove another user's entries).
 //!
-//! On Windows the same question is the file's owner and DACL, which the Windows issue
-//! implements; until then every check refuses ([`Untrusted::NotOnThisPlatform`]), so the
-//! companion cannot be configured from a file nobody checked.
+//! On Windows the same question is asked of the owner and DACL (`trust_windows.rs`, judged by
+//! [`crate::sddl`]): SYSTEM, Administrators, TrustedInstaller and the service's own account
+//! play root; directories up the path may let others create entries (the sticky `/tmp` of
+//! Windows is `C:\`), never delete or re-permission them.
 use std::{fs::Metadata, path::Path};
 
 use crate::platform::NotOnThisPlatform;
@@ -34,6 +35,14 @@ pub enum Untrusted {
 /// check does not matter) is `metadata`, and the directories above it.
 pub fn check_file(what: &str, path: &Path, metadata: &Metadata) -> Result<(), Untrusted> {
     platform::check_file(what, path, metadata)
+}
+
+/// Creates a state directory (and missing parents) where none exists: on Windows the last
+/// one with a protected DACL for SYSTEM, Administrators and the service's account, since it
+/// would otherwise inherit whatever its parent lets users do. An existing one is left alone,
+/// for [`check_dir`] to judge.
+pub fn create_dir(path: &Path) -> std::io::Result<()> {
+    platform::create_dir(path)
 }
 
 /// The directory `path` itself must be strictly root's; its ancestors may be sticky.

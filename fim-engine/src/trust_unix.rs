@@ -24,6 +24,10 @@ pub(crate) fn check_file(what: &str, path: &Path, metadata: &Metadata) -> Result
     }
 }
 
+pub(crate) fn create_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)
+}
+
 pub(crate) fn check_dir(what: &str, path: &Path) -> Result<(), Untrusted> {
     let canonical = std::fs::canonicalize(path).map_err(|error| {
         Untrusted::Refused(format!(

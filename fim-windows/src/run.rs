@@ -24,10 +24,9 @@ pub async fn run(
         policy: PolicySource::File(args.policy.clone()),
         print_records: args.print_records,
         scan_workers_override: None,
-        // The owner and DACL checks of the policy file and state directory are Windows work
-        // still to come (fim_engine::trust refuses on Windows); until then fimsvc trusts the
-        // paths it is given, as its administrator chose them.
-        trusted_config_only: false,
+        // The policy file and state directory must be changeable by nobody but SYSTEM,
+        // Administrators and fimsvc's own account (fim_engine::trust, owner and DACL).
+        trusted_config_only: true,
         // No syslog on Windows: the chain head goes to fimsvc's own log.
         syslog_socket: std::path::PathBuf::new(),
     })

@@ -223,3 +223,42 @@ fn unknown_actor_round_trips_as_a_string() {
     let back: ChangeRecord = serde_json::from_str(&json).unwrap();
     assert_eq!(back, record);
 }
+
+#[test]
+fn a_windows_descriptor_is_compared_and_shown_by_its_parts() {
+    let sddl = |owner: &str, dacl: &str| FileState {
+        acl: Some(format!("O:{owner}G:SYD:{dacl}")),
+        ..state()
+    };
+    let before = sddl("BA", "P(A;;FA;;;SY)(A;;FA;;;BA)");
+    // Only the owner: Owner, not Acls.
+    let owner = sddl("S-1-5-21-1-2-3-1000", "P(A;;FA;;;SY)(A;;FA;;;BA)");
+    assert_eq!(fields_changed(&before, &owner), vec!["Owner"]);
+    // Only the DACL: Acls, not Owner.
+    let dacl = sddl("BA", "P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FW;;;BU)");
+    assert_eq!(fields_changed(&before, &dacl), vec!["Acls"]);
+    let columns = file_columns(Path::new("/x"), Some(&before), Some(&dacl));
+    assert_eq!(
+        columns.acls.as_deref(),
+        Some("D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FW;;;BU)")
+    );
+    assert_eq!(
+        columns.previous_acls.as_deref(),
+        Some("D:P(A;;FA;;;SY)(A;;FA;;;BA)")
+    );
+    // Off Windows a SID has no account name: it is shown as it is.
+    #[cfg(not(windows))]
+    assert_eq!(columns.owner.as_deref(), Some("BA"));
+    #[cfg(windows)]
+    assert_eq!(columns.owner.as_deref(), Some("BUILTIN\\Administrators"));
+    // A POSIX ACL is still compared as text, and owners by uid.
+    let posix = FileState {
+        acl: Some("user::rw-,group::r--,other::r--".into()),
+        ..state()
+    };
+    let chowned = FileState {
+        uid: 7,
+        ..posix.clone()
+    };
+    assert_eq!(fields_changed(&posix, &chowned), vec!["Owner"]);
+}

@@ -169,7 +169,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 impl Daemon {
     /// Opens the store and loads the policy (the built-in default when the file is absent).
     pub fn open(config: DaemonConfig) -> Result<Self, DaemonError> {
-        std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::StateDir {
+        crate::trust::create_dir(&config.state_dir).map_err(|source| DaemonError::StateDir {
             path: display_path(&config.state_dir),
             source,
         })?;

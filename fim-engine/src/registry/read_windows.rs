@@ -14,13 +14,10 @@ use std::ptr::{null, null_mut};
 use fim_model::{columns::text_from_utf16, object::hive_of};
 use windows_sys::Win32::{
     Foundation::{
-        LocalFree, ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_INSUFFICIENT_BUFFER,
+        ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_INSUFFICIENT_BUFFER,
         ERROR_INVALID_PARAMETER, ERROR_MORE_DATA, ERROR_NO_MORE_ITEMS, ERROR_SUCCESS, FILETIME,
     },
-    Security::{
-        Authorization::{ConvertSecurityDescriptorToStringSecurityDescriptorW, SDDL_REVISION_1},
-        DACL_SECURITY_INFORMATION, GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION,
-    },
+    Security::{DACL_SECURITY_INFORMATION, GROUP_SECURITY_INFORMATION, OWNER_SECURITY_INFORMATION},
     System::{
         Diagnostics::Debug::{
             FormatMessageW, FORMAT_MESSAGE_FROM_SYSTEM, FORMAT_MESSAGE_IGNORE_INSERTS,
@@ -398,31 +395,14 @@ fn sddl(handle: &Key, key: &str, hint: u32) -> Option<String> {
         );
         return None;
     }
-    let mut text: *mut u16 = null_mut();
-    let mut text_len = 0u32;
-    // SAFETY: the buffer holds the descriptor the system just wrote; on success `text` is a
-    // LocalAlloc'd string of `text_len` units that we free below.
-    let converted = unsafe {
-        ConvertSecurityDescriptorToStringSecurityDescriptorW(
-            buffer.as_mut_ptr().cast(),
-            SDDL_REVISION_1,
-            wanted,
-            &mut text,
-            &mut text_len,
-        )
-    };
-    if converted == 0 || text.is_null() {
-        let error = std::io::Error::last_os_error();
-        tracing::debug!(key, %error, "the security descriptor has no SDDL; read without it");
-        return None;
+    // SAFETY: the buffer holds the descriptor the system just wrote, alive for the call.
+    match unsafe { crate::security_windows::descriptor_sddl(buffer.as_mut_ptr().cast()) } {
+        Ok(sddl) => Some(sddl),
+        Err(error) => {
+            tracing::debug!(key, %error, "the security descriptor has no SDDL; read without it");
+            None
+        }
     }
-    // SAFETY: `text` points at `text_len` units written by the call above and still alive.
-    let units = unsafe { std::slice::from_raw_parts(text, text_len as usize) };
-    let (sddl, _) = text_from_utf16(units);
-    // SAFETY: `text` was allocated by the system with LocalAlloc and is freed once; `units`
-    // is not used after this.
-    unsafe { LocalFree(text.cast()) };
-    Some(sddl)
 }
 
 #[cfg(test)]

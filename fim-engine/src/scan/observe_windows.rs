@@ -5,9 +5,9 @@
 //! attributes; `FileBasicInfo`: last write and change time) and, for a regular file, is the
 //! one its content is hashed from, so a swap of the path in between cannot mix two files.
 //!
-//! Not yet: owners and DACLs (the Windows issue's; `uid`, `gid` and `mode` stay 0, `acl`
-//! None), alternate data streams, and sparse-aware reads (holes are read as zeros, which
-//! hashes the same).
+//! Owner, group and DACL are read from the same handle as SDDL into `acl` (`uid`, `gid` and
+//! `mode` stay 0; [`crate::change`] compares and shows the SDDL's parts). Not yet: alternate
+//! data streams, and sparse-aware reads (holes are read as zeros, which hashes the same).
 use std::{
     fs::{self, File, Metadata},
     io,
@@ -17,7 +17,7 @@ use std::{
 
 use windows_sys::Win32::{
     Foundation::{ERROR_DIRECTORY, ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND},
-    Storage::FileSystem::{FILE_GENERIC_READ, FILE_READ_ATTRIBUTES},
+    Storage::FileSystem::{FILE_GENERIC_READ, FILE_READ_ATTRIBUTES, READ_CONTROL},
 };
 
 use super::{
@@ -28,6 +28,7 @@ use super::{
 use crate::{
     path_text::path_bytes,
     platform_windows::{filetime_to_unix_ns, open_no_follow, FileInfo},
+    security_windows,
     state::{FileState, FileType},
 };
 
@@ -95,6 +96,7 @@ fn observe_path(
         source,
     };
     let mut state = describe(&file).map_err(stat_error)?;
+    state.acl = security(&file, path);
     if let Some(previous) = options.previous {
         if reusable(previous, &state, options.keep_content) {
             reuse(&mut state, previous, options.keep_content);
@@ -146,7 +148,10 @@ fn hash_file(
         };
         bytes_read += read.bytes;
         let mut after = match describe(file) {
-            Ok(after) => after,
+            Ok(after) => FileState {
+                acl: state.acl.clone(),
+                ..after
+            },
             Err(error) => {
                 state.error = Some(error.to_string());
                 return Ok(Observation::read(state, bytes_read));
@@ -164,6 +169,22 @@ fn hash_file(
         }
         state = after;
         attempt += 1;
+    }
+}
+
+/// The object's owner, group and DACL as SDDL: from `file` when it was opened with read
+/// access (which includes READ_CONTROL), else from a handle opened for READ_CONTROL alone.
+/// None, logged, where even that is denied: the record then shows no ACL rather than failing.
+fn security(file: &File, path: &Path) -> Option<String> {
+    let read = security_windows::handle_sddl(file).or_else(|_| {
+        open_no_follow(path, READ_CONTROL).and_then(|file| security_windows::handle_sddl(&file))
+    });
+    match read {
+        Ok(sddl) => Some(sddl),
+        Err(error) => {
+            tracing::debug!(path = %path.display(), %error, "no security descriptor");
+            None
+        }
     }
 }
 

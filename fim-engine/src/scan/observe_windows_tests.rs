@@ -141,3 +141,48 @@ fn a_sweep_after_a_full_scan_finds_everything_unchanged() {
     );
     assert_eq!(known.unseen().count(), 0);
 }
+
+#[test]
+fn owner_group_and_dacl_are_read_and_a_dacl_change_is_an_acls_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secured.txt");
+    fs::write(&path, b"x").unwrap();
+    let before = observe(&path, &ObserveOptions::default())
+        .unwrap()
+        .expect("exists");
+    let sddl = before.acl.clone().expect("the security descriptor is read");
+    let parts = crate::sddl::split(&sddl).expect("SDDL");
+    let me = crate::security_windows::own_sid().unwrap();
+    assert_eq!(parts.owner, Some(me.as_str()), "{sddl}");
+    assert!(parts.dacl.is_some(), "{sddl}");
+    // The record names the owner as an account and shows the DACL.
+    let columns = crate::change::file_columns(&path, None, Some(&before));
+    assert_eq!(
+        columns.owner,
+        Some(crate::users::sid_name(&me)),
+        "{columns:?}"
+    );
+    assert!(
+        columns
+            .acls
+            .as_deref()
+            .is_some_and(|acl| acl.starts_with("D:")),
+        "{columns:?}"
+    );
+    // Everyone given full control (under Wine: the file's mode gains o+rwx).
+    crate::trust_windows::tests::set_dacl(
+        &path,
+        &crate::trust_windows::tests::everyone_may_write(),
+    );
+    let after = observe(&path, &ObserveOptions::default())
+        .unwrap()
+        .expect("exists");
+    assert_eq!(
+        crate::change::fields_changed(&before, &after),
+        vec!["Acls"],
+        "{:?} -> {:?}",
+        before.acl,
+        after.acl
+    );
+    assert!(after.acl.unwrap().contains(";;;WD)"));
+}

@@ -142,3 +142,50 @@ impl Drop for Fimsvc {
         let _ = self.child.wait();
     }
 }
+
+/// Sets the protected DACL `sddl` (`D:...`) on `path` as an administrator would (under Wine
+/// only SYSTEM, the owner and Everyone survive: Wine maps a DACL onto the Unix mode).
+pub fn set_dacl(path: &Path, sddl: &str) {
+    use std::{os::windows::ffi::OsStrExt, ptr::null_mut};
+    use windows_sys::Win32::{
+        Foundation::{LocalFree, ERROR_SUCCESS},
+        Security::{
+            Authorization::{
+                ConvertStringSecurityDescriptorToSecurityDescriptorW, SetNamedSecurityInfoW,
+                SDDL_REVISION_1, SE_FILE_OBJECT,
+            },
+            GetSecurityDescriptorDacl, ACL, DACL_SECURITY_INFORMATION,
+            PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
+        },
+    };
+    let text: Vec<u16> = sddl.encode_utf16().chain(Some(0)).collect();
+    let name: Vec<u16> = path.as_os_str().encode_wide().chain(Some(0)).collect();
+    // SAFETY: NUL-terminated inputs; the descriptor is freed after its DACL is set.
+    unsafe {
+        let mut descriptor: PSECURITY_DESCRIPTOR = null_mut();
+        let converted = ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            text.as_ptr(),
+            SDDL_REVISION_1,
+            &mut descriptor,
+            null_mut(),
+        );
+        assert_ne!(converted, 0, "convert {sddl}");
+        let (mut present, mut defaulted) = (0, 0);
+        let mut dacl: *mut ACL = null_mut();
+        GetSecurityDescriptorDacl(descriptor, &mut present, &mut dacl, &mut defaulted);
+        let status = SetNamedSecurityInfoW(
+            name.as_ptr(),
+            SE_FILE_OBJECT,
+            DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+            null_mut(),
+            null_mut(),
+            dacl,
+            null_mut(),
+        );
+        LocalFree(descriptor.cast());
+        assert_eq!(status, ERROR_SUCCESS, "set {sddl} on {}", path.display());
+    }
+}
+
+/// A DACL giving Everyone full control beside SYSTEM and Administrators.
+pub const EVERYONE_FULL: &str = "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;WD)";
