@@ -207,7 +207,12 @@ async fn run(
     mut shutdown: watch::Receiver<bool>,
     output: mpsc::Sender<SourceItem>,
 ) -> Result<(), SourceError> {
-    let Loaded { ebpf, logger, .. } = loaded;
+    let Loaded {
+        ebpf,
+        logger,
+        tracepoint_links,
+        ..
+    } = loaded;
     let mut logger = match logger {
         Some(logger) => register(logger).ok(),
         None => None,
@@ -299,11 +304,9 @@ async fn run(
     // The channel closes now, before the programs detach, so the daemon journals and anchors
     // the last events at once rather than after the detach below.
     drop(output);
-    // Programs detach when the object is dropped. This takes 3.5 to 6 s for ~90 tracepoint
-    // programs: each perf tracepoint's teardown waits for a tracepoint grace period under
-    // the kernel's event_mutex, so the waits cannot overlap (detaching from 16 threads was
-    // tried and took as long).
-    drop(ebpf);
+    // Detaching the tracepoints the plain way holds the exit for seconds (see the module):
+    // their teardown is handed to the kernel instead.
+    crate::detach::in_background(ebpf, tracepoint_links);
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! [`writers`], and emits [`record`] types, the interface every event source shares.
 mod assemble;
 pub mod decode;
+mod detach;
 pub mod ebpf_source;
 pub mod kernel_offsets;
 pub mod loader;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use aya::{
-    programs::{FEntry, FExit, Lsm, TracePoint},
+    programs::{trace_point::TracePointLinkId, FEntry, FExit, Lsm, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use fim_common::{maps, offsets::KernelOffsets};
@@ -41,6 +41,8 @@ pub struct Loaded {
     pub attached: Vec<String>,
     /// Tracepoints this kernel does not have (syscalls newer than it), skipped.
     pub missing: Vec<String>,
+    /// The tracepoint programs' links, by program name, for [`crate::detach::in_background`].
+    pub tracepoint_links: Vec<(String, TracePointLinkId)>,
 }
 
 /// How one program attaches.
@@ -211,6 +213,7 @@ pub fn load(
         return Err(LoadError::NoObject);
     }
     let daemon_tgid = std::process::id();
+    crate::detach::remove_stale_pins();
     let mut loader = EbpfLoader::new();
     if strategy == Strategy::Tracepoint {
         // Rust programs carry no CO-RE relocations, so tracepoints need no kernel BTF; parsing
@@ -237,6 +240,7 @@ pub fn load(
     };
     let mut attached = Vec::new();
     let mut missing = Vec::new();
+    let mut tracepoint_links = Vec::new();
     let names: Vec<String> = ebpf.programs().map(|(name, _)| name.to_string()).collect();
     for name in names {
         let Some(attach) = attach_point(strategy, &name, offsets, tracefs) else {
@@ -265,7 +269,7 @@ pub fn load(
             name: name.clone(),
             source,
         };
-        let outcome: Result<(), LoadError> = (|| {
+        let outcome: Result<Option<TracePointLinkId>, LoadError> = (|| {
             match (attach, btf.as_ref()) {
                 (
                     Attach::Tracepoint {
@@ -276,7 +280,7 @@ pub fn load(
                 ) => {
                     let program: &mut TracePoint = program.try_into().map_err(failed)?;
                     program.load().map_err(failed)?;
-                    program.attach(category, &event).map_err(failed)?;
+                    return Ok(Some(program.attach(category, &event).map_err(failed)?));
                 }
                 (Attach::Lsm(hook), Some(btf)) => {
                     let program: &mut Lsm = program.try_into().map_err(failed)?;
@@ -295,10 +299,11 @@ pub fn load(
                 }
                 _ => {}
             }
-            Ok(())
+            Ok(None)
         })();
         match outcome {
-            Ok(()) => {}
+            Ok(Some(link)) => tracepoint_links.push((name.clone(), link)),
+            Ok(None) => {}
             Err(error) if optional(&name) => {
                 tracing::warn!("{error}; writers end at close(2) and exit only");
                 continue;
@@ -328,5 +333,6 @@ pub fn load(
         logger,
         attached,
         missing,
+        tracepoint_links,
     })
 }

@@ -34,6 +34,17 @@ pub fn strategy() -> String {
     std::env::var("FIM_STRATEGY").unwrap_or_else(|_| "tracepoint".to_string())
 }
 
+/// How long fimd may take to exit after SIGTERM: 2 s, what operators are promised. In the
+/// QEMU guest (software emulation, `FIM_EMULATED` set by `cargo xtask vm`) every instruction
+/// costs 10 to 30 times as much, so the bound there is 10 s.
+pub fn sigterm_limit() -> std::time::Duration {
+    if std::env::var_os("FIM_EMULATED").is_some() {
+        std::time::Duration::from_secs(10)
+    } else {
+        std::time::Duration::from_secs(2)
+    }
+}
+
 pub fn fimd_bin() -> PathBuf {
     if let Ok(path) = std::env::var("FIMD_BIN") {
         return PathBuf::from(path);

@@ -241,7 +241,7 @@ fn init_script(opts: &VmOpts, tests: &[&str]) -> String {
         // A hung binary is killed so the others still run; fimd instances it left behind are
         // killed so they cannot disturb the next binary.
         s.push_str(&format!(
-            "FIMD_BIN=/bin/fimd FIM_STRATEGY={strategy} RUST_BACKTRACE=1 \
+            "FIMD_BIN=/bin/fimd FIM_STRATEGY={strategy} FIM_EMULATED=1 RUST_BACKTRACE=1 \
              timeout -s KILL {limit} /tests/{name} --test-threads=1 {}\n",
             args.join(" ")
         ));
