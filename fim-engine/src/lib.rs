@@ -46,3 +46,6 @@ pub mod users;
 mod users_unix;
 #[cfg(windows)]
 mod users_windows;
+pub mod usn;
+#[cfg(windows)]
+pub mod usn_windows;
