@@ -19,6 +19,8 @@ mod run;
 mod service;
 #[cfg(windows)]
 mod service_source;
+#[cfg(windows)]
+mod usn_source;
 
 use std::{path::PathBuf, process::ExitCode};
 

@@ -10,7 +10,7 @@ use fim_engine::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::{file_source, registry_source, service_source::ServiceSource, RunArgs};
+use crate::{file_source, registry_source, service_source::ServiceSource, usn_source, RunArgs};
 
 /// Runs until `stop` completes; `started` is called once monitoring has begun (the service
 /// reports SERVICE_RUNNING then, not before). Pending work is drained before it returns.
@@ -37,6 +37,19 @@ pub async fn run(
     daemon.set_status("started", &fim_model::Timestamp::now().to_rfc3339());
     let (events_in, events) = mpsc::channel(4096);
     let files = start_files(&daemon, &events_in).await?;
+    // What the change journals say happened while fimsvc was stopped (gaps become notices).
+    let journal_roots = daemon.watch_roots();
+    let journals = {
+        let (state_dir, roots) = (args.state_dir.clone(), journal_roots.clone());
+        tokio::task::spawn_blocking(move || usn_source::at_start(&state_dir, &roots))
+            .await
+            .context("reading the change journals")?
+    };
+    for gap in journals.gaps {
+        let _ = events_in
+            .send(fim_model::source::SourceItem::Gap(gap))
+            .await;
+    }
     let services = if daemon.has_service_entities() {
         Some(ServiceSource::start(events_in.clone()).context("starting the service source")?)
     } else {
@@ -62,6 +75,7 @@ pub async fn run(
         "monitoring started (file and registry notifications)"
     );
     started();
+    save_cursors(&args.state_dir, &journal_roots).await;
     // A policy reload sends the new file roots: the file watches start again on them.
     let (root_updates, root_requests) = mpsc::channel(4);
     let files = tokio::spawn(file_source::supervise(
@@ -80,12 +94,19 @@ pub async fn run(
     });
     daemon.run(events, root_updates, stopping).await?;
     stopper.abort();
+    save_cursors(&args.state_dir, &journal_roots).await;
     let _ = files.await;
     match registry.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error).context("watching the registry"),
         Err(error) => Err(anyhow::anyhow!("the registry source failed: {error}")),
     }
+}
+
+/// Stores where the change journals stand (off the async threads: it is device I/O).
+async fn save_cursors(state_dir: &std::path::Path, roots: &[fim_engine::daemon::WatchRoot]) {
+    let (state_dir, roots) = (state_dir.to_path_buf(), roots.to_vec());
+    let _ = tokio::task::spawn_blocking(move || usn_source::save(&state_dir, &roots)).await;
 }
 
 /// Watches the daemon's file roots, armed before the start-up scan begins, so a change during

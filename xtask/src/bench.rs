@@ -24,10 +24,36 @@ pub(crate) fn run(name: &str, args: &[String]) -> Result<()> {
             driver("bench_policy", &with_fim)
         }
         "windows" => crate::wine::bench(args),
+        "copy" => copy(args),
         other => {
-            bail!("unknown benchmark `{other}`; available: kernel, scan, grpc, policy, windows")
+            bail!(
+                "unknown benchmark `{other}`; available: kernel, scan, grpc, policy, windows, copy"
+            )
         }
     }
+}
+
+/// copy: `cp -r` of 100,000 small files (or the count given) into a monitored tree: fimd's
+/// peak RSS beside the 100 MB target and every copied path's record (`bench_copy`).
+fn copy(args: &[String]) -> Result<()> {
+    setup::run()?;
+    run_cmd(cargo().args(["build", "--release", "-p", "fim-userspace", "--bin", "fimd"]))?;
+    run_cmd(cargo().args(["build", "--release", "-p", "fim-cli", "--bin", "fim"]))?;
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "fim-tests",
+        "--bin",
+        "bench_copy",
+    ]))?;
+    let release = target_dir().join("release");
+    run_cmd(
+        std::process::Command::new(release.join("bench_copy"))
+            .env("FIMD_BIN", release.join("fimd"))
+            .env("FIM_BIN", release.join("fim"))
+            .args(args),
+    )
 }
 
 /// kernel: write overhead with the daemon off and on, event completeness (`bench_kernel`).
