@@ -11,6 +11,7 @@
 pub mod change;
 pub mod daemon;
 pub mod diff;
+pub mod etw;
 pub mod identity;
 #[cfg(unix)]
 mod identity_unix;
