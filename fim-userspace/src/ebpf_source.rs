@@ -32,6 +32,11 @@ use crate::{
 
 /// How soon the ring is read again after a batch (the kernel skips wakeups for 1 ms).
 const FOLLOW_UP: Duration = Duration::from_millis(2);
+/// The most ring records turned into events before they are handed on. The ring (in kernel
+/// memory, of a fixed size) is the buffer for a burst; draining all of it at once copied a
+/// burst of `cp -r` into user space too (a 100,000-file copy peaked at 220 MiB of fimd RSS).
+/// Handing on a batch waits for the daemon to take it, which is the back-pressure.
+const DRAIN_BATCH: usize = 4096;
 /// How often drop counters and stale entries are checked.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -231,11 +236,11 @@ async fn run(
                 let mut guard = guard.map_err(SourceError::Poll)?;
                 let drained = drain(guard.get_inner_mut(), &mut assembler, &mut ready);
                 guard.clear_ready();
-                follow_up = (drained > 0).then(|| tokio::time::Instant::now() + FOLLOW_UP);
+                follow_up = next_look(drained);
             }
             _ = tokio::time::sleep_until(follow_up.unwrap_or_else(tokio::time::Instant::now)), if follow_up.is_some() => {
                 let drained = drain(ring.get_mut(), &mut assembler, &mut ready);
-                follow_up = (drained > 0).then(|| tokio::time::Instant::now() + FOLLOW_UP);
+                follow_up = next_look(drained);
             }
             _ = tick.tick() => {
                 assembler.tick(Instant::now(), &mut ready);
@@ -293,7 +298,13 @@ async fn run(
     // A clean stop loses nothing already in the ring: drain it, release events still
     // waiting for a result (marked result_unknown), and report any last drops.
     let mut ready = Vec::new();
-    drain(ring.get_mut(), &mut assembler, &mut ready);
+    while drain(ring.get_mut(), &mut assembler, &mut ready) == DRAIN_BATCH {
+        for item in ready.drain(..) {
+            if output.send(item).await.is_err() {
+                break;
+            }
+        }
+    }
     assembler.finish(&mut ready);
     ready.extend(kernel_maps.check_drops(&assembler).map(SourceItem::Gap));
     for item in ready {
@@ -310,18 +321,30 @@ async fn run(
     Ok(())
 }
 
-/// Reads every record the ring holds now; returns how many.
+/// Reads up to [`DRAIN_BATCH`] records the ring holds now; returns how many.
 fn drain(
     ring: &mut RingBuf<MapData>,
     assembler: &mut Assembler,
     ready: &mut Vec<SourceItem>,
 ) -> usize {
     let mut count = 0;
-    while let Some(record) = ring.next() {
+    while count < DRAIN_BATCH {
+        let Some(record) = ring.next() else { break };
         assembler.handle_record(&record, ready);
         count += 1;
     }
     count
+}
+
+/// When to read the ring again without a wakeup: at once after a full batch (more is
+/// waiting), shortly after a partial one (records sent without a wakeup), else not.
+fn next_look(drained: usize) -> Option<tokio::time::Instant> {
+    let now = tokio::time::Instant::now();
+    match drained {
+        0 => None,
+        DRAIN_BATCH => Some(now),
+        _ => Some(now + FOLLOW_UP),
+    }
 }
 
 fn apply_roots(
