@@ -52,7 +52,7 @@ fn open_once(path: &str) -> io::Result<NamedPipeClient> {
 
 /// Opens the pipe, waiting a little while every instance is busy (ERROR_PIPE_BUSY: fimsvc
 /// creates the next instance right after a client connects).
-async fn open(path: &str) -> io::Result<NamedPipeClient> {
+pub(crate) async fn open(path: &str) -> io::Result<NamedPipeClient> {
     let deadline = tokio::time::Instant::now() + BUSY_FOR;
     loop {
         match open_once(path) {

@@ -9,7 +9,8 @@
 //!
 //! Platform code is in files named for their platform: `peer_unix.rs`, `socket_unix.rs`,
 //! `access_unix.rs` (SO_PEERCRED, the socket's permissions, faccessat under the caller's ids)
-//! and `pipe_windows.rs`, `client_windows.rs` (the named pipe, its DACL, the client's token).
+//! and `pipe_windows.rs`, `security_windows.rs`, `client_windows.rs` (the named pipe, SIDs and
+//! its DACL, the client's token).
 pub mod access;
 #[cfg(unix)]
 mod access_unix;
@@ -27,6 +28,8 @@ mod peer_unix;
 pub mod pipe;
 #[cfg(windows)]
 pub mod pipe_windows;
+#[cfg(windows)]
+mod security_windows;
 pub mod server;
 pub mod service;
 #[cfg(unix)]

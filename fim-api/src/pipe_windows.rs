@@ -15,9 +15,8 @@
 //!   Clients open the pipe at identification level (`client_windows.rs`), so the token can be
 //!   queried but a server squatting the name could not act as the client.
 use std::{
-    ffi::c_void,
     io,
-    os::windows::io::AsRawHandle,
+    os::windows::io::{AsRawHandle, RawHandle},
     pin::Pin,
     ptr,
     sync::Arc,
@@ -25,30 +24,33 @@ use std::{
     time::Duration,
 };
 
+use crate::security_windows::Descriptor;
+pub use crate::security_windows::{descriptor_accepted, resolve_group, Sid};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::windows::named_pipe::{NamedPipeServer, ServerOptions},
+    net::windows::named_pipe::NamedPipeServer,
     sync::mpsc,
     task::JoinHandle,
 };
 use tonic::transport::server::Connected;
 use windows_sys::Win32::{
     Foundation::{
-        CloseHandle, LocalFree, ERROR_ACCESS_DENIED, ERROR_INSUFFICIENT_BUFFER, ERROR_NONE_MAPPED,
-        ERROR_PIPE_BUSY, HANDLE,
+        CloseHandle, GetLastError, SetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS,
+        ERROR_PIPE_BUSY, HANDLE, INVALID_HANDLE_VALUE,
     },
     Security::{
-        Authorization::{
-            ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW,
-            ConvertStringSidToSidW, SDDL_REVISION_1,
-        },
-        CheckTokenMembership, GetLengthSid, GetTokenInformation, LookupAccountNameW,
-        LookupAccountSidW, RevertToSelf, SidTypeAlias, SidTypeGroup, SidTypeWellKnownGroup,
-        TokenUser, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, SID_NAME_USE, TOKEN_QUERY,
-        TOKEN_USER,
+        CheckTokenMembership, GetTokenInformation, RevertToSelf, TokenUser, SECURITY_ATTRIBUTES,
+        TOKEN_QUERY, TOKEN_USER,
+    },
+    Storage::FileSystem::{
+        FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, PIPE_ACCESS_DUPLEX,
     },
     System::{
-        Pipes::{GetNamedPipeClientProcessId, ImpersonateNamedPipeClient},
+        Pipes::{
+            CreateNamedPipeW, GetNamedPipeClientProcessId, GetNamedPipeHandleStateW,
+            ImpersonateNamedPipeClient, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS,
+            PIPE_TYPE_BYTE, PIPE_UNLIMITED_INSTANCES, PIPE_WAIT,
+        },
         Threading::{GetCurrentThread, OpenThreadToken},
     },
 };
@@ -83,204 +85,6 @@ pub enum PipeError {
     Sid(#[from] NotASid),
 }
 
-fn wide(text: &str) -> Vec<u16> {
-    text.encode_utf16().chain(Some(0)).collect()
-}
-
-/// A NUL-terminated UTF-16 string the system allocated, as text.
-///
-/// # Safety
-/// `text` must be null or point at a NUL-terminated UTF-16 string.
-unsafe fn from_wide(text: *const u16) -> String {
-    if text.is_null() {
-        return String::new();
-    }
-    let mut length = 0;
-    // SAFETY: the caller promises a NUL-terminated string.
-    while unsafe { *text.add(length) } != 0 {
-        length += 1;
-    }
-    // SAFETY: `length` units were just read.
-    String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, length) })
-}
-
-/// A SID in memory this process owns (in u32s: a SID's sub-authorities want their alignment).
-#[derive(Clone, Debug)]
-pub struct Sid(Vec<u32>);
-
-impl Sid {
-    fn as_psid(&self) -> PSID {
-        self.0.as_ptr() as PSID
-    }
-
-    /// Copies a SID the system handed out.
-    ///
-    /// # Safety
-    /// `sid` must point at a valid SID.
-    unsafe fn copy_of(sid: PSID) -> Sid {
-        // SAFETY: a valid SID is GetLengthSid bytes long.
-        let length = unsafe { GetLengthSid(sid) } as usize;
-        let mut copy = vec![0u32; length.div_ceil(4)];
-        // SAFETY: `length` bytes are readable at `sid` and fit in `copy`.
-        unsafe { ptr::copy_nonoverlapping(sid as *const u8, copy.as_mut_ptr().cast(), length) };
-        Sid(copy)
-    }
-
-    /// From its string form (`S-1-5-32-544`).
-    pub fn parse(text: &str) -> io::Result<Sid> {
-        let text = wide(text);
-        let mut sid: PSID = ptr::null_mut();
-        // SAFETY: the string is NUL-terminated; on success `sid` is LocalAlloc'd, freed below.
-        if unsafe { ConvertStringSidToSidW(text.as_ptr(), &mut sid) } == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the system just produced a valid SID.
-        let copy = unsafe { Sid::copy_of(sid) };
-        // SAFETY: allocated by ConvertStringSidToSidW with LocalAlloc.
-        unsafe { LocalFree(sid as _) };
-        Ok(copy)
-    }
-
-    /// The string form, for SDDL and logs.
-    pub fn text(&self) -> io::Result<String> {
-        let mut text: *mut u16 = ptr::null_mut();
-        // SAFETY: the SID is valid (it came from the system); the string is LocalAlloc'd.
-        if unsafe { ConvertSidToStringSidW(self.as_psid(), &mut text) } == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the system wrote a NUL-terminated string.
-        let result = unsafe { from_wide(text) };
-        // SAFETY: allocated by ConvertSidToStringSidW with LocalAlloc.
-        unsafe { LocalFree(text as _) };
-        Ok(result)
-    }
-
-    /// DOMAIN\name, when the system can say.
-    fn account(&self) -> Option<String> {
-        let mut name = vec![0u16; 256];
-        let mut domain = vec![0u16; 256];
-        let mut name_length = name.len() as u32;
-        let mut domain_length = domain.len() as u32;
-        let mut kind: SID_NAME_USE = 0;
-        // SAFETY: both buffers are valid for the lengths given; the SID is valid.
-        let found = unsafe {
-            LookupAccountSidW(
-                ptr::null(),
-                self.as_psid(),
-                name.as_mut_ptr(),
-                &mut name_length,
-                domain.as_mut_ptr(),
-                &mut domain_length,
-                &mut kind,
-            )
-        };
-        if found == 0 {
-            return None;
-        }
-        let name = String::from_utf16_lossy(&name[..name_length as usize]);
-        let domain = String::from_utf16_lossy(&domain[..domain_length as usize]);
-        Some(if domain.is_empty() {
-            name
-        } else {
-            format!(r"{domain}\{name}")
-        })
-    }
-}
-
-/// A group by SID string or account name (LookupAccountNameW); None when no account has that
-/// name. A name that resolves to a user is refused: a role group must be a group.
-pub fn resolve_group(name: &str, what: &'static str) -> Result<Option<Sid>, PipeError> {
-    let failed = |source| PipeError::Account {
-        what,
-        name: name.to_string(),
-        source,
-    };
-    if name.len() > 4 && name[..4].eq_ignore_ascii_case("S-1-") {
-        return Sid::parse(name).map(Some).map_err(failed);
-    }
-    let account = wide(name);
-    // 68 bytes: the largest SID (15 sub-authorities).
-    let mut sid = vec![0u32; 17];
-    let mut domain = vec![0u16; 256];
-    loop {
-        let mut sid_length = (sid.len() * 4) as u32;
-        let mut domain_length = domain.len() as u32;
-        let mut kind: SID_NAME_USE = 0;
-        // SAFETY: the name is NUL-terminated and both buffers are valid for their lengths.
-        let found = unsafe {
-            LookupAccountNameW(
-                ptr::null(),
-                account.as_ptr(),
-                sid.as_mut_ptr() as PSID,
-                &mut sid_length,
-                domain.as_mut_ptr(),
-                &mut domain_length,
-                &mut kind,
-            )
-        };
-        if found != 0 {
-            if ![SidTypeGroup, SidTypeAlias, SidTypeWellKnownGroup].contains(&kind) {
-                return Err(PipeError::NotAGroup {
-                    what,
-                    name: name.to_string(),
-                });
-            }
-            return Ok(Some(Sid(sid)));
-        }
-        let error = io::Error::last_os_error();
-        match error.raw_os_error().map(|code| code as u32) {
-            Some(ERROR_NONE_MAPPED) => return Ok(None),
-            Some(ERROR_INSUFFICIENT_BUFFER)
-                if sid_length as usize > sid.len() * 4 || domain_length as usize > domain.len() =>
-            {
-                sid.resize((sid_length as usize).div_ceil(4).max(sid.len()), 0);
-                domain.resize((domain_length as usize).max(domain.len()), 0);
-            }
-            _ => return Err(failed(error)),
-        }
-    }
-}
-
-/// A security descriptor from SDDL, freed on drop.
-struct Descriptor(PSECURITY_DESCRIPTOR);
-
-// SAFETY: the descriptor is written once by the system and only read afterwards.
-unsafe impl Send for Descriptor {}
-// SAFETY: as above.
-unsafe impl Sync for Descriptor {}
-
-impl Descriptor {
-    fn from_sddl(sddl: &str) -> io::Result<Descriptor> {
-        let text = wide(sddl);
-        let mut descriptor: PSECURITY_DESCRIPTOR = ptr::null_mut();
-        // SAFETY: the string is NUL-terminated; the descriptor is LocalAlloc'd, freed on drop.
-        let converted = unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                text.as_ptr(),
-                SDDL_REVISION_1,
-                &mut descriptor,
-                ptr::null_mut(),
-            )
-        };
-        if converted == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Descriptor(descriptor))
-    }
-}
-
-impl Drop for Descriptor {
-    fn drop(&mut self) {
-        // SAFETY: allocated by ConvertStringSecurityDescriptorToSecurityDescriptorW.
-        unsafe { LocalFree(self.0 as _) };
-    }
-}
-
-/// Checks a descriptor string the way the pipe will use it (for the Wine tests).
-pub fn descriptor_accepted(sddl: &str) -> io::Result<()> {
-    Descriptor::from_sddl(sddl).map(drop)
-}
-
 /// The SIDs each connection is checked against.
 struct Memberships {
     system: Sid,
@@ -299,28 +103,87 @@ pub struct PipeListener {
     pub roles: String,
 }
 
-fn create_instance(
-    path: &str,
-    descriptor: &Descriptor,
-    first: bool,
-) -> io::Result<NamedPipeServer> {
-    let mut attributes = SECURITY_ATTRIBUTES {
+/// Why a first instance could not be ours.
+enum Created {
+    Ours(NamedPipeServer),
+    /// The name existed already.
+    Taken,
+}
+
+/// Creates an instance of the pipe with its descriptor, byte mode, remote clients rejected.
+///
+/// `first`: FILE_FLAG_FIRST_PIPE_INSTANCE, which Windows enforces by failing with
+/// ERROR_ACCESS_DENIED. Wine 8.0 ignores the flag (its CreateNamedPipeW always opens or
+/// creates, and did not set ERROR_ALREADY_EXISTS here either), so a first instance is also
+/// checked to be the only one (GetNamedPipeHandleStateW's current instances): on Windows that
+/// is always true after the flag did its work, under Wine it is the check.
+fn create_instance(path: &str, descriptor: &Descriptor, first: bool) -> io::Result<Created> {
+    let name: Vec<u16> = path.encode_utf16().chain(Some(0)).collect();
+    let attributes = SECURITY_ATTRIBUTES {
         nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
         lpSecurityDescriptor: descriptor.0,
         bInheritHandle: 0,
     };
-    let mut options = ServerOptions::new();
-    options
-        .first_pipe_instance(first)
-        .reject_remote_clients(true);
-    // SAFETY: `attributes` is a valid SECURITY_ATTRIBUTES whose descriptor outlives the call.
-    unsafe {
-        options.create_with_security_attributes_raw(
-            path,
-            (&mut attributes as *mut SECURITY_ATTRIBUTES).cast::<c_void>(),
-        )
+    let mut open_mode = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED;
+    if first {
+        open_mode |= FILE_FLAG_FIRST_PIPE_INSTANCE;
     }
+    // SAFETY: no arguments.
+    unsafe { SetLastError(0) };
+    // SAFETY: the name is NUL-terminated, `attributes` and its descriptor outlive the call.
+    let handle = unsafe {
+        CreateNamedPipeW(
+            name.as_ptr(),
+            open_mode,
+            PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+            PIPE_UNLIMITED_INSTANCES,
+            BUFFER_BYTES,
+            BUFFER_BYTES,
+            0,
+            &attributes,
+        )
+    };
+    if handle == INVALID_HANDLE_VALUE {
+        let error = io::Error::last_os_error();
+        return match error.raw_os_error().map(|code| code as u32) {
+            Some(ERROR_ACCESS_DENIED) | Some(ERROR_PIPE_BUSY) if first => Ok(Created::Taken),
+            _ => Err(error),
+        };
+    }
+    // SAFETY: no arguments; read before any other call.
+    let existed = unsafe { GetLastError() } == ERROR_ALREADY_EXISTS;
+    // SAFETY: a fresh, owned pipe server handle opened for overlapped I/O, as tokio requires;
+    // closed by the server (or on its error path).
+    let server = unsafe { NamedPipeServer::from_raw_handle(handle as RawHandle) }?;
+    if first && (existed || instances(&server)? != 1) {
+        return Ok(Created::Taken);
+    }
+    Ok(Created::Ours(server))
 }
+
+/// How many instances the pipe has now.
+fn instances(server: &NamedPipeServer) -> io::Result<u32> {
+    let mut count = 0u32;
+    // SAFETY: a valid pipe handle; every out pointer but the count is null (not wanted).
+    let read = unsafe {
+        GetNamedPipeHandleStateW(
+            server.as_raw_handle() as HANDLE,
+            ptr::null_mut(),
+            &mut count,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            0,
+        )
+    };
+    if read == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(count)
+}
+
+/// The pipe's buffer sizes in each direction (tokio's default).
+const BUFFER_BYTES: u32 = 65536;
 
 impl PipeListener {
     /// Resolves the groups, builds the descriptor and creates the first instance.
@@ -359,17 +222,16 @@ impl PipeListener {
         let sddl = pipe_sddl(owner_sid.as_deref(), reader_sid.as_deref())?;
         let descriptor = Descriptor::from_sddl(&sddl)
             .map_err(|source| PipeError::Descriptor { sddl, source })?;
-        let first = create_instance(path, &descriptor, true).map_err(|source| {
-            match source.raw_os_error().map(|code| code as u32) {
-                Some(ERROR_ACCESS_DENIED) | Some(ERROR_PIPE_BUSY) => {
-                    PipeError::InUse(path.to_string())
-                }
-                _ => PipeError::Create {
+        let first = match create_instance(path, &descriptor, true) {
+            Ok(Created::Ours(server)) => server,
+            Ok(Created::Taken) => return Err(PipeError::InUse(path.to_string())),
+            Err(source) => {
+                return Err(PipeError::Create {
                     path: path.to_string(),
                     source,
-                },
+                })
             }
-        })?;
+        };
         let roles = format!(
             "owners: SYSTEM, Administrators{}; readers: {}",
             owner
@@ -452,17 +314,23 @@ async fn accept(
         if let Err(error) = waiting.connect().await {
             tracing::warn!("a client's connection to the API pipe failed: {error}");
             let _ = waiting.disconnect();
+            // Not a busy loop should the error persist.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
         let connected = waiting;
         waiting = loop {
             match create_instance(&path, &descriptor, false) {
-                Ok(next) => break next,
+                Ok(Created::Ours(next)) => break next,
+                // Only a first instance is ever reported as taken.
+                Ok(Created::Taken) => {
+                    tracing::warn!("the API pipe's next instance was refused; retrying");
+                }
                 Err(error) => {
                     tracing::warn!("cannot create the next API pipe instance: {error}; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         };
         let peer = identify(&connected, &memberships);
         let key = peer.as_ref().map_or(PeerKey::Unknown, WindowsPeer::key);
@@ -634,3 +502,7 @@ impl AsyncWrite for PipeStream {
         Pin::new(&mut self.pipe).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+#[path = "pipe_windows_tests.rs"]
+mod tests;
