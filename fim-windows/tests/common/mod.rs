@@ -61,13 +61,26 @@ impl Fimsvc {
         Self::start_with_env(policy, state, &[])
     }
 
-    /// [`Fimsvc::start`] with extra environment variables (test-only settings).
+    /// [`Fimsvc::start`] with extra environment variables (test-only settings). Without the
+    /// API: tests run in parallel, and only one fimsvc may hold a pipe name (`api_wine.rs`
+    /// gives each its own with [`Fimsvc::start_with_args`]).
     pub fn start_with_env(policy: &Path, state: &Path, env: &[(&str, &str)]) -> Self {
+        Self::launch(policy, state, &["--no-api"], env)
+    }
+
+    /// [`Fimsvc::start`] with extra `fimsvc run` arguments (and the API unless they say
+    /// `--no-api`).
+    pub fn start_with_args(policy: &Path, state: &Path, args: &[&str]) -> Self {
+        Self::launch(policy, state, args, &[])
+    }
+
+    fn launch(policy: &Path, state: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fimsvc"))
             .args(["run", "--print-records", "--policy"])
             .arg(policy)
             .arg("--state-dir")
             .arg(state)
+            .args(args)
             .envs(env.iter().copied())
             .env("FIM_LOG", "info")
             .stdout(Stdio::piped())
@@ -129,6 +142,11 @@ impl Fimsvc {
         }
         std::thread::sleep(Duration::from_millis(1200));
         self.records.lock().expect("records")[from..].to_vec()
+    }
+
+    /// What fimsvc logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
     }
 
     pub fn count(&self) -> usize {
