@@ -450,7 +450,7 @@ fn identify(pipe: &NamedPipeServer, memberships: &Memberships) -> Option<Windows
     let mut pid = 0u32;
     // SAFETY: a connected pipe handle and a valid out pointer.
     let pid = (unsafe { GetNamedPipeClientProcessId(handle, &mut pid) } != 0).then_some(pid);
-    Some(WindowsPeer {
+    let peer = WindowsPeer {
         sid: user.text().unwrap_or_else(|_| "an unreadable SID".into()),
         account: user.account(),
         pid,
@@ -458,7 +458,16 @@ fn identify(pipe: &NamedPipeServer, memberships: &Memberships) -> Option<Windows
         administrator: check(Some(&memberships.administrators)),
         owner_group: check(memberships.owner.as_ref()),
         reader_group: check(memberships.reader.as_ref()),
-    })
+    };
+    tracing::debug!(
+        peer = %peer.describe(),
+        system = peer.system,
+        administrator = peer.administrator,
+        owner_group = peer.owner_group,
+        reader_group = peer.reader_group,
+        "API pipe client identified"
+    );
+    Some(peer)
 }
 
 /// A connected pipe instance and its client's identity.

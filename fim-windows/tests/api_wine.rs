@@ -67,6 +67,14 @@ fn start(policy: &Path, state: &Path, pipe: &str, extra: &[&str]) -> Fimsvc {
     fimsvc
 }
 
+fn start_env(policy: &Path, state: &Path, pipe: &str, extra: &[&str]) -> Fimsvc {
+    let mut args = vec!["--api-pipe", pipe];
+    args.extend_from_slice(extra);
+    let fimsvc = Fimsvc::start_with_args_env(policy, state, &args, &[("FIM_LOG", "debug")]);
+    fimsvc.wait_for_log("api listening on");
+    fimsvc
+}
+
 /// A test's own key under HKCU, deleted at the end.
 struct TestKey(String);
 
@@ -354,4 +362,143 @@ fn no_daemon_on_the_pipe_means_fim_reads_the_files() {
         stderr.contains("fim watch needs a running daemon, and none answers on"),
         "{stderr}"
     );
+}
+
+/// A client whose token has Administrators only as deny-only (CreateRestrictedToken) calls
+/// GetStatus from a thread impersonating that token. Returns what happened.
+fn call_with_restricted_token(pipe: String) -> String {
+    use windows_sys::Win32::{
+        Foundation::{CloseHandle, LocalFree},
+        Security::{
+            Authorization::ConvertStringSidToSidW, CreateRestrictedToken, ImpersonateLoggedOnUser,
+            RevertToSelf, SID_AND_ATTRIBUTES, TOKEN_ASSIGN_PRIMARY, TOKEN_DUPLICATE,
+            TOKEN_IMPERSONATE, TOKEN_QUERY,
+        },
+        System::Threading::{GetCurrentProcess, OpenProcessToken},
+    };
+    let administrators: Vec<u16> = "S-1-5-32-544".encode_utf16().chain(Some(0)).collect();
+    let mut sid = std::ptr::null_mut();
+    let mut process = std::ptr::null_mut();
+    let mut restricted = std::ptr::null_mut();
+    // SAFETY: valid out pointers and a NUL-terminated SID string; the handles and the SID
+    // are freed below.
+    unsafe {
+        assert_ne!(ConvertStringSidToSidW(administrators.as_ptr(), &mut sid), 0);
+        assert_ne!(
+            OpenProcessToken(
+                GetCurrentProcess(),
+                TOKEN_DUPLICATE | TOKEN_QUERY | TOKEN_IMPERSONATE | TOKEN_ASSIGN_PRIMARY,
+                &mut process,
+            ),
+            0
+        );
+        let disable = [SID_AND_ATTRIBUTES {
+            Sid: sid,
+            Attributes: 0,
+        }];
+        let created = CreateRestrictedToken(
+            process,
+            0,
+            1,
+            disable.as_ptr(),
+            0,
+            std::ptr::null(),
+            0,
+            std::ptr::null(),
+            &mut restricted,
+        );
+        assert_ne!(
+            created,
+            0,
+            "CreateRestrictedToken: {}",
+            std::io::Error::last_os_error()
+        );
+        assert_ne!(ImpersonateLoggedOnUser(restricted), 0);
+        // The token really is without Administrators (this thread now impersonates it).
+        let mut member = 1;
+        let checked = windows_sys::Win32::Security::CheckTokenMembership(
+            std::ptr::null_mut(),
+            sid,
+            &mut member,
+        );
+        assert!(
+            checked != 0 && member == 0,
+            "the restricted token still counts as an administrator"
+        );
+    }
+    // A current-thread runtime: the pipe is opened on this, the impersonating, thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let outcome = runtime.block_on(async {
+        match fim_api::client::connect_pipe(&pipe).await {
+            Err(error) => format!("not connected: {error:?}"),
+            Ok(mut client) => match client.get_status(fim_api::pb::GetStatusRequest {}).await {
+                Ok(_) => "answered".to_string(),
+                Err(status) => format!("refused: {}", status.message()),
+            },
+        }
+    });
+    // SAFETY: ends this thread's impersonation; frees what was created above.
+    unsafe {
+        assert_ne!(RevertToSelf(), 0);
+        CloseHandle(restricted);
+        CloseHandle(process);
+        LocalFree(sid);
+    }
+    outcome
+}
+
+/// Is this Wine? (ntdll exports wine_get_version there.)
+fn under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll: Vec<u16> = "ntdll.dll".encode_utf16().chain(Some(0)).collect();
+    // SAFETY: NUL-terminated names; ntdll is always loaded.
+    unsafe {
+        let module = GetModuleHandleW(ntdll.as_ptr());
+        !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
+    }
+}
+
+/// A client outside every role: no role groups are configured and its token has
+/// Administrators only as deny-only. On Windows the pipe's DACL refuses it at open (and were
+/// it let in, it would have no role). Wine 8.0 cannot express this: it let the client open the
+/// pipe, and ImpersonateNamedPipeClient gave fimsvc the client process's own token (an
+/// administrator's), not the restricted one the client thread used. So under Wine this test
+/// pins that behaviour (it fails, and should become the refusal test, once Wine changes), and
+/// the refusal itself is unit-tested on constructed memberships (fim-api `auth::tests`).
+#[test]
+fn a_client_outside_every_role_is_refused_on_windows_which_wine_cannot_express() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let watched = dir.path().join("watched");
+    std::fs::create_dir(&watched).expect("mkdir");
+    let policy = write_policy(
+        dir.path(),
+        &[("w", "windows-file", &watched.display().to_string(), false)],
+    );
+    let pipe = pipe_name("norole");
+    let fimsvc = start_env(
+        &policy,
+        &dir.path().join("state"),
+        &pipe,
+        &["--api-owner-group", "", "--api-reader-group", ""],
+    );
+    let outcome = std::thread::spawn(move || call_with_restricted_token(pipe))
+        .join()
+        .expect("the client thread");
+    if under_wine() {
+        assert_eq!(outcome, "answered");
+        fimsvc.wait_for_log("API pipe client identified");
+        assert!(
+            fimsvc.log().contains("administrator=true"),
+            "{}",
+            fimsvc.log()
+        );
+    } else {
+        assert!(
+            outcome.starts_with("not connected") || outcome.contains("has no role"),
+            "{outcome}"
+        );
+    }
 }

@@ -74,6 +74,15 @@ impl Fimsvc {
         Self::launch(policy, state, args, &[])
     }
 
+    pub fn start_with_args_env(
+        policy: &Path,
+        state: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(policy, state, args, env)
+    }
+
     fn launch(policy: &Path, state: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fimsvc"))
             .args(["run", "--print-records", "--policy"])
@@ -81,8 +90,8 @@ impl Fimsvc {
             .arg("--state-dir")
             .arg(state)
             .args(args)
-            .envs(env.iter().copied())
             .env("FIM_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
