@@ -502,3 +502,117 @@ fn a_client_outside_every_role_is_refused_on_windows_which_wine_cannot_express()
         );
     }
 }
+
+/// The DACL on the pipe fimsvc created, as SDDL, read through a client handle.
+fn pipe_dacl(pipe: &str) -> String {
+    use windows_sys::Win32::{
+        Foundation::{CloseHandle, LocalFree, INVALID_HANDLE_VALUE},
+        Security::{
+            Authorization::{
+                ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo,
+                SDDL_REVISION_1, SE_KERNEL_OBJECT,
+            },
+            DACL_SECURITY_INFORMATION,
+        },
+        Storage::FileSystem::{
+            CreateFileW, OPEN_EXISTING, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT,
+        },
+    };
+    let name: Vec<u16> = pipe.encode_utf16().chain(Some(0)).collect();
+    // SAFETY: every pointer is valid for its call; what the system allocates is freed here.
+    unsafe {
+        let handle = CreateFileW(
+            name.as_ptr(),
+            fim_api::pipe::CLIENT_ACCESS,
+            0,
+            std::ptr::null(),
+            OPEN_EXISTING,
+            SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION,
+            std::ptr::null_mut(),
+        );
+        assert_ne!(
+            handle,
+            INVALID_HANDLE_VALUE,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+        let mut descriptor = std::ptr::null_mut();
+        let status = GetSecurityInfo(
+            handle,
+            SE_KERNEL_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut descriptor,
+        );
+        assert_eq!(status, 0, "GetSecurityInfo");
+        let mut text = std::ptr::null_mut();
+        let converted = ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            descriptor,
+            SDDL_REVISION_1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            std::ptr::null_mut(),
+        );
+        assert_ne!(converted, 0, "{}", std::io::Error::last_os_error());
+        let mut length = 0;
+        while *text.add(length) != 0 {
+            length += 1;
+        }
+        let sddl = String::from_utf16_lossy(std::slice::from_raw_parts(text, length));
+        LocalFree(text.cast());
+        LocalFree(descriptor);
+        CloseHandle(handle);
+        sddl
+    }
+}
+
+#[test]
+fn the_pipe_carries_the_dacl_built_from_the_configuration() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let watched = dir.path().join("watched");
+    std::fs::create_dir(&watched).expect("mkdir");
+    let policy = write_policy(
+        dir.path(),
+        &[("w", "windows-file", &watched.display().to_string(), false)],
+    );
+    let pipe = pipe_name("dacl");
+    let _fimsvc = start(
+        &policy,
+        &dir.path().join("state"),
+        &pipe,
+        &[
+            "--api-owner-group",
+            "Users",
+            "--api-reader-group",
+            "S-1-5-11",
+        ],
+    );
+    let dacl = pipe_dacl(&pipe);
+    eprintln!("the pipe's DACL: {dacl}");
+    // Protected, one allow entry per trustee: SYSTEM and Administrators with read and write,
+    // Users (the owner group) and Authenticated Users (the reader group) without
+    // FILE_CREATE_PIPE_INSTANCE; nobody else (no Everyone, no anonymous).
+    let aces = dacl
+        .strip_prefix("D:P(")
+        .and_then(|rest| rest.strip_suffix(')'));
+    let aces: Vec<Vec<&str>> = aces
+        .unwrap_or_else(|| panic!("not a protected DACL: {dacl}"))
+        .split(")(")
+        .map(|ace| ace.split(';').collect())
+        .collect();
+    let trustees: Vec<&str> = aces.iter().map(|ace| ace[5]).collect();
+    assert_eq!(trustees, ["SY", "BA", "BU", "AU"], "{dacl}");
+    for ace in &aces {
+        assert_eq!(ace[0], "A", "{dacl}");
+        let mask = ace[2];
+        if ["SY", "BA"].contains(&ace[5]) {
+            // Generic rights as given (Wine writes them GWGR), or mapped to the pipe's own.
+            assert!(["GRGW", "GWGR", "0x12019f"].contains(&mask), "{dacl}");
+        } else {
+            assert_eq!(mask, "0x12008b", "{dacl}");
+        }
+    }
+}
