@@ -81,3 +81,41 @@ async fn a_client_is_identified_from_its_token_at_connect() {
         eprintln!("identified: {}", peer.describe());
     }
 }
+
+#[tokio::test]
+async fn pipe_connections_take_slots_from_the_limiter() {
+    use tokio::io::AsyncReadExt as _;
+    let path = unique("fim-unit-limits");
+    let listener = PipeListener::bind(&path, None, None).unwrap();
+    // One connection per peer: the second from the same user is closed at accept.
+    let mut incoming = listener.incoming(Limiter::new(8, 1));
+    let _first = crate::client_windows::open(&path).await.unwrap();
+    let admitted = tokio::time::timeout(Duration::from_secs(10), incoming.next())
+        .await
+        .expect("the first connection")
+        .expect("the stream goes on")
+        .expect("admitted");
+    let mut second = crate::client_windows::open(&path).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(10), second.read(&mut byte))
+        .await
+        .expect("the refused connection is closed, not left hanging");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the second connection was served: {read:?}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), incoming.next())
+            .await
+            .is_err(),
+        "a refused connection reached the server"
+    );
+    drop(admitted);
+    // Its slot came back: the next connection is admitted.
+    let _third = crate::client_windows::open(&path).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), incoming.next())
+        .await
+        .expect("a connection after the slot came back")
+        .expect("the stream goes on")
+        .expect("admitted");
+}
