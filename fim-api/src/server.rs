@@ -279,10 +279,13 @@ impl ApiServer {
         );
         #[cfg(windows)]
         let roles = self.local.roles.clone();
-        tracing::info!(
-            "api listening on {} ({roles})",
-            display_path(&self.socket_path),
-        );
+        // A pipe name is text fimsvc built; display_path's escapes (for Unix bytes) would double
+        // its backslashes.
+        #[cfg(unix)]
+        let listening = display_path(&self.socket_path);
+        #[cfg(windows)]
+        let listening = self.socket_path.to_string_lossy().into_owned();
+        tracing::info!("api listening on {listening} ({roles})");
         // Both listeners share one set of slots: the total bounds the daemon's memory.
         let limiter = Limiter::default();
         #[cfg(unix)]

@@ -13,26 +13,14 @@ mod common;
 mod pipe_security;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{unique, write_policy, Fimsvc};
+use common::{fim_exe, unique, write_policy, Fimsvc};
 use pipe_security::{call_with_restricted_token, pipe_dacl, under_wine};
 use serde_json::Value;
-
-/// fim.exe, built beside fimsvc.exe (`cargo build -p fim-cli --target ...`).
-fn fim_exe() -> PathBuf {
-    let fim = Path::new(env!("CARGO_BIN_EXE_fimsvc")).with_file_name("fim.exe");
-    assert!(
-        fim.is_file(),
-        "{} is missing: build it first (cargo xtask wine-test does, or cargo build -p fim-cli \
-         --target x86_64-pc-windows-gnu)",
-        fim.display()
-    );
-    fim
-}
 
 /// `fim --socket PIPE ARGS...`.
 fn fim(pipe: &str, args: &[&str]) -> Output {

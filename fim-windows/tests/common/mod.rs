@@ -22,6 +22,19 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// fim.exe, built beside fimsvc.exe (`cargo build -p fim-cli --target ...`; `cargo xtask
+/// wine-test` does it first).
+pub fn fim_exe() -> PathBuf {
+    let fim = Path::new(env!("CARGO_BIN_EXE_fimsvc")).with_file_name("fim.exe");
+    assert!(
+        fim.is_file(),
+        "{} is missing: build it first (cargo xtask wine-test does, or cargo build -p fim-cli \
+         --target x86_64-pc-windows-gnu)",
+        fim.display()
+    );
+    fim
+}
+
 /// `tool` (reg.exe, sc.exe) with `args`; panics unless it succeeds.
 pub fn run_ok(tool: &str, args: &[&str]) {
     let output = Command::new(tool)
