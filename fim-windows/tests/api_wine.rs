@@ -443,3 +443,54 @@ fn the_pipe_carries_the_dacl_built_from_the_configuration() {
         }
     }
 }
+
+#[test]
+fn fim_watch_streams_a_live_registry_change_over_the_pipe() {
+    use std::io::{BufRead as _, BufReader};
+    let key = TestKey::new("watch");
+    common::run_ok("reg.exe", &["add", &key.0, "/f"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy = write_policy(dir.path(), &[("run", "windows-registry", &key.0, true)]);
+    let pipe = pipe_name("watch");
+    let fimsvc = start(&policy, &dir.path().join("state"), &pipe, &[]);
+    let mut watch = Command::new(fim_exe())
+        .args(["--socket", &pipe, "watch", "--format", "jsonl"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start fim watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (lines_in, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_in.send(line);
+        }
+    });
+    // No wait for the stream to be live: a change made before that comes from the journal
+    // replay (fim watch starts at sequence 0), exactly once either way.
+    let from = fimsvc.count();
+    common::run_ok(
+        "reg.exe",
+        &[
+            "add",
+            &key.0,
+            "/v",
+            "Live",
+            "/t",
+            "REG_DWORD",
+            "/d",
+            "7",
+            "/f",
+        ],
+    );
+    let line = lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a record from fim watch within 30 s");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let streamed: Value = serde_json::from_str(&line).expect("a JSON line");
+    let printed = fimsvc.records_after(from, 1);
+    assert_eq!(streamed["Registry"]["ValueName"], "Live", "{streamed}");
+    assert_eq!(streamed["Registry"]["ValueData"], "7", "{streamed}");
+    assert_eq!(streamed, printed[0]);
+}
