@@ -15,12 +15,11 @@
 //! Limits: files below a readable directory of a recursive entity are not checked one by one
 //! (their content is still never exposed: file-content entities are root-only, and records
 //! carry content only for root).
-use std::{
-    ffi::CString,
-    io,
-    os::unix::ffi::OsStrExt,
-    path::{Path, PathBuf},
-};
+//!
+//! On Windows the check is not written yet (it would need AccessCheck against the caller's
+//! token): there only SYSTEM and administrators may add or edit entities, and any other
+//! owner is refused with [`AccessError::Unchecked`] rather than let fimsvc read on its behalf.
+use std::{io, path::PathBuf};
 
 use fim_engine::{
     path_text::display_path,
@@ -57,6 +56,11 @@ impl From<&UnixPeer> for Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
+    #[error(
+        "{who} is not an administrator, and this platform cannot yet check whether it may \
+         read {}; only an administrator may add or edit entities here", display_path(.path)
+    )]
+    Unchecked { path: PathBuf, who: String },
     #[error("{} is not readable by {who}", display_path(.path))]
     Denied { path: PathBuf, who: String },
     #[error("cannot check access to {} as {who}: {source}", display_path(.path))]
@@ -73,6 +77,13 @@ pub fn check_entity(
     credentials: &Credentials,
     who: &str,
 ) -> Result<(), AccessError> {
+    if cfg!(not(unix)) {
+        // Registry keys too: a key only SYSTEM may read (SAM) must not reach an owner either.
+        return Err(AccessError::Unchecked {
+            path: PathBuf::from(&entity.path),
+            who: who.to_string(),
+        });
+    }
     let mut probe = entity.clone();
     probe.enabled = true;
     let policy = Policy {
@@ -128,65 +139,17 @@ pub fn check_entity(
     }
 }
 
-type Refusal = (PathBuf, Option<io::Error>);
+/// A path refused, and the error when the check itself failed (None: plainly not readable).
+pub(crate) type Refusal = (PathBuf, Option<io::Error>);
 
-/// Runs on the dedicated thread: switches its credentials, never back (the thread ends).
-fn check_as(credentials: &Credentials, paths: &[PathBuf]) -> Result<(), Refusal> {
-    let first = paths.first().cloned().unwrap_or_default();
-    let groups: Vec<libc::gid_t> = credentials.groups.clone();
-    // SAFETY: the raw syscalls take a count and a pointer valid for that many gids, and plain
-    // ids; they change only this thread's credentials.
-    let switched = unsafe {
-        libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) == 0
-            && {
-                libc::setfsgid(credentials.gid);
-                libc::setfsgid(u32::MAX) as u32 == credentials.gid
-            }
-            && {
-                libc::setfsuid(credentials.uid);
-                libc::setfsuid(u32::MAX) as u32 == credentials.uid
-            }
-    };
-    if !switched {
-        return Err((first, Some(io::Error::last_os_error())));
-    }
-    for path in paths {
-        readable(path).map_err(|error| (path.clone(), error))?;
-    }
-    Ok(())
-}
+#[cfg(unix)]
+use crate::access_unix::check_as;
 
-/// Read (and, for a directory, search) access with this thread's fs credentials. A missing
-/// path is judged by its nearest existing ancestor: a caller who cannot look into `/root`
-/// must not watch what appears there later.
-fn readable(path: &Path) -> Result<(), Option<io::Error>> {
-    let mut current = path;
-    loop {
-        let wanted = if current == path && !current.is_dir() {
-            libc::R_OK
-        } else {
-            libc::R_OK | libc::X_OK
-        };
-        let text = CString::new(current.as_os_str().as_bytes()).map_err(|_| {
-            Some(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a NUL in a path",
-            ))
-        })?;
-        // SAFETY: the path is NUL-terminated; AT_EACCESS checks the effective (fs) ids.
-        let status =
-            unsafe { libc::faccessat(libc::AT_FDCWD, text.as_ptr(), wanted, libc::AT_EACCESS) };
-        if status == 0 {
-            return Ok(());
-        }
-        let error = io::Error::last_os_error();
-        match error.raw_os_error() {
-            Some(libc::ENOENT) => match current.parent() {
-                Some(parent) if parent != current => current = parent,
-                _ => return Err(None),
-            },
-            Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOTDIR) => return Err(None),
-            _ => return Err(Some(error)),
-        }
-    }
+/// Never reached: [`check_entity`] refuses first where there is no check.
+#[cfg(not(unix))]
+fn check_as(_credentials: &Credentials, paths: &[PathBuf]) -> Result<(), Refusal> {
+    Err((
+        paths.first().cloned().unwrap_or_default(),
+        Some(io::Error::from(io::ErrorKind::Unsupported)),
+    ))
 }

@@ -3,7 +3,8 @@
 //! The decision is made once, in a tower layer in front of every service (fim.v1.Fim, health,
 //! reflection), from what the transport proved about the peer, never from request metadata:
 //! on the Unix socket the kernel's peer credentials (root, or membership of the owner or
-//! reader group); on TCP the client certificate that TLS verified against the client CA,
+//! reader group); on the Windows named pipe the client's token (SYSTEM, BUILTIN\Administrators
+//! or the owner group, or the reader group); on TCP the client certificate that TLS verified against the client CA,
 //! looked up by its SHA-256 fingerprint. Doing it in one layer means a new RPC cannot forget
 //! its check: anything not listed as mutating needs the reader role, the rest the owner role.
 //! The caller's role and identity are left in the request's extensions ([`Caller`]) so the
@@ -22,7 +23,10 @@ use tonic::{
     Status,
 };
 
-use crate::{limits::PeerKey, peer::UnixPeer};
+use crate::{
+    limits::PeerKey,
+    peer::{UnixPeer, WindowsPeer},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -85,6 +89,19 @@ pub fn parse_fingerprint(text: &str) -> Option<String> {
     (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
 }
 
+/// A `--api-client FINGERPRINT=ROLE` argument: a normalised fingerprint and its role.
+pub fn parse_client(text: &str) -> Result<(String, Role), String> {
+    let (fingerprint, role) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{text:?} is not FINGERPRINT=owner|reader"))?;
+    let role =
+        Role::parse(role).ok_or_else(|| format!("{role:?} is not a role (owner or reader)"))?;
+    let fingerprint = parse_fingerprint(fingerprint).ok_or_else(|| {
+        format!("{fingerprint:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
+    })?;
+    Ok((fingerprint, role))
+}
+
 /// SHA-256 of a DER certificate, lowercase hex.
 pub fn fingerprint(der: &[u8]) -> String {
     fim_engine::change::hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
@@ -108,14 +125,18 @@ pub struct Caller {
     pub identity: String,
     /// The kernel's credentials for a local caller; None for a TLS client.
     pub unix: Option<UnixPeer>,
+    /// The token's identity for a named pipe caller; None elsewhere.
+    pub windows: Option<WindowsPeer>,
     /// Who the caller's streams count against ([`crate::limits`]).
     pub peer: PeerKey,
 }
 
 impl Caller {
-    /// Only root may see file content or monitor content (see crate::access).
+    /// Only root may see file content or monitor content (see crate::access). On Windows its
+    /// counterpart is SYSTEM or an elevated administrator.
     pub fn is_root(&self) -> bool {
         self.unix.as_ref().is_some_and(|peer| peer.uid == 0)
+            || self.windows.as_ref().is_some_and(WindowsPeer::is_admin)
     }
 }
 
@@ -130,6 +151,17 @@ impl Roles {
         }
     }
 
+    /// A named pipe client's role from its token's memberships, fixed at connect time.
+    pub fn of_windows(peer: &WindowsPeer) -> Option<Role> {
+        if peer.is_admin() || peer.owner_group {
+            Some(Role::Owner)
+        } else if peer.reader_group {
+            Some(Role::Reader)
+        } else {
+            None
+        }
+    }
+
     /// The peer's identity and role (None: a peer with no role), from the transport.
     fn identify(&self, extensions: &http::Extensions) -> (String, Option<Role>, PeerKey) {
         if let Some(peer) = extensions.get::<Option<UnixPeer>>() {
@@ -137,6 +169,16 @@ impl Roles {
                 Some(peer) => (peer.describe(), self.of_unix(peer), PeerKey::Uid(peer.uid)),
                 None => (
                     "a local client with unknown credentials".into(),
+                    None,
+                    PeerKey::Unknown,
+                ),
+            };
+        }
+        if let Some(peer) = extensions.get::<Option<WindowsPeer>>() {
+            return match peer {
+                Some(peer) => (peer.describe(), Self::of_windows(peer), peer.key()),
+                None => (
+                    "a named pipe client whose token could not be read".into(),
                     None,
                     PeerKey::Unknown,
                 ),
@@ -174,6 +216,7 @@ impl Roles {
     pub fn authorize(&self, path: &str, extensions: &http::Extensions) -> Result<Caller, Status> {
         let (identity, role, peer) = self.identify(extensions);
         let unix = extensions.get::<Option<UnixPeer>>().cloned().flatten();
+        let windows = extensions.get::<Option<WindowsPeer>>().cloned().flatten();
         let needed = required_role(path);
         let call = path.rsplit('/').next().unwrap_or(path);
         match role {
@@ -181,6 +224,7 @@ impl Roles {
                 role,
                 identity,
                 unix,
+                windows,
                 peer,
             }),
             Some(role) => {
@@ -301,11 +345,83 @@ mod tests {
         assert_eq!(unknown.code(), tonic::Code::PermissionDenied);
     }
 
+    fn pipe(administrator: bool, owner_group: bool, reader_group: bool) -> http::Extensions {
+        let mut extensions = http::Extensions::new();
+        extensions.insert(Some(WindowsPeer {
+            sid: "S-1-5-21-1-2-3-1001".into(),
+            account: Some(r"HOST\alice".into()),
+            pid: Some(42),
+            system: false,
+            administrator,
+            owner_group,
+            reader_group,
+        }));
+        extensions
+    }
+
+    /// The named pipe's role decision on constructed token memberships: Wine runs every
+    /// process as one administrator, so a non-member client cannot be made real there.
+    #[test]
+    fn pipe_roles_follow_token_memberships() {
+        let roles = Roles::default();
+        let scan = "/fim.v1.Fim/TriggerScan";
+        let status = "/fim.v1.Fim/GetStatus";
+        let admin = roles.authorize(scan, &pipe(true, false, false)).unwrap();
+        assert_eq!(admin.role, Role::Owner);
+        assert!(admin.is_root(), "an administrator sees content, like root");
+        assert_eq!(
+            admin.peer,
+            PeerKey::Account {
+                sid: "S-1-5-21-1-2-3-1001".into(),
+                admin: true
+            }
+        );
+        let owner = roles.authorize(scan, &pipe(false, true, true)).unwrap();
+        assert_eq!(owner.role, Role::Owner);
+        assert!(
+            !owner.is_root(),
+            "an owner-group member is not an administrator"
+        );
+        let reader = roles.authorize(status, &pipe(false, false, true)).unwrap();
+        assert_eq!(reader.role, Role::Reader);
+        let denied = roles
+            .authorize(scan, &pipe(false, false, true))
+            .unwrap_err();
+        assert!(
+            denied.message().contains("needs the owner role"),
+            "{denied:?}"
+        );
+        assert!(denied.message().contains(r"HOST\alice"), "{denied:?}");
+        let nobody = roles
+            .authorize(status, &pipe(false, false, false))
+            .unwrap_err();
+        assert_eq!(nobody.code(), tonic::Code::PermissionDenied);
+        assert!(nobody.message().contains("has no role"), "{nobody:?}");
+        let mut system = http::Extensions::new();
+        system.insert(Some(WindowsPeer {
+            sid: "S-1-5-18".into(),
+            account: None,
+            pid: None,
+            system: true,
+            administrator: false,
+            owner_group: false,
+            reader_group: false,
+        }));
+        assert_eq!(roles.authorize(scan, &system).unwrap().role, Role::Owner);
+        let mut unreadable = http::Extensions::new();
+        unreadable.insert(None::<WindowsPeer>);
+        assert!(roles.authorize(status, &unreadable).is_err());
+    }
+
     #[test]
     fn fingerprints_normalise() {
         let colons = "AB:".repeat(31) + "AB";
         assert_eq!(parse_fingerprint(&colons), Some("ab".repeat(32)));
         assert_eq!(parse_fingerprint("abc"), None);
         assert_eq!(fingerprint(b"").len(), 64);
+        let client = format!("{colons}=Reader");
+        assert_eq!(parse_client(&client), Ok(("ab".repeat(32), Role::Reader)));
+        assert!(parse_client("abc=owner").is_err());
+        assert!(parse_client(&format!("{colons}=admin")).is_err());
     }
 }

@@ -1,9 +1,11 @@
 //! Who changed the policy through the API, for the journal's policy-change records.
 //!
 //! A local caller is named as the kernel gave it (SO_PEERCRED at connect), with what /proc
-//! still says about its process; a TLS client only by its certificate, without an actor.
+//! still says about its process; a named pipe caller by its token's SID and account (the
+//! process only by its pid: nothing here reads another process's image); a TLS client only by
+//! its certificate, without an actor.
 use fim_engine::{
-    change::{Actor, UnixUser, UserIdentity},
+    change::{Actor, UnixUser, UserIdentity, WindowsUser},
     daemon::PolicyAuthor,
     users,
 };
@@ -17,6 +19,23 @@ pub fn policy_author(caller: Option<&Caller>) -> PolicyAuthor {
             by: "an unknown caller".to_string(),
         };
     };
+    if let Some(peer) = &caller.windows {
+        return PolicyAuthor {
+            actor: Some(Actor {
+                process_id: peer.pid.unwrap_or(0),
+                thread_id: 0,
+                process_name: String::new(),
+                executable: None,
+                parent_process_id: 0,
+                user: UserIdentity::Windows(WindowsUser {
+                    user_sid: peer.sid.clone(),
+                    logon_id: None,
+                    account_name: peer.account.clone(),
+                }),
+            }),
+            by: caller.identity.clone(),
+        };
+    }
     let actor = caller.unix.as_ref().map(|peer| {
         let pid = peer
             .pid

@@ -1,17 +1,26 @@
-//! Connecting to a daemon: over its Unix socket (the default), or over TCP with a client
-//! certificate. Shared by `fim`, the tests and the benchmark, so they all speak to fimd the
-//! same way.
+//! Connecting to a daemon: over its Unix socket (the default), its named pipe on Windows
+//! (`client_windows.rs`), or over TCP with a client certificate. Shared by `fim`, the tests
+//! and the benchmark, so they all speak to fimd and fimsvc the same way.
+#[cfg(unix)]
 use std::path::{Path, PathBuf};
 
+#[cfg(unix)]
 use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+#[cfg(unix)]
+use tonic::transport::Uri;
+use tonic::transport::{Channel, Endpoint};
 
+#[cfg(windows)]
+pub use crate::client_windows::connect_pipe;
 use crate::pb::fim_client::FimClient;
+
+/// The largest response a client accepts (a page of records with their content).
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("cannot connect to {path}: {source}")]
-    Unix {
+    Local {
         path: String,
         source: tonic::transport::Error,
     },
@@ -23,6 +32,7 @@ pub enum ConnectError {
 }
 
 /// Connects to the daemon's Unix socket.
+#[cfg(unix)]
 pub async fn connect_unix(path: &Path) -> Result<FimClient<Channel>, ConnectError> {
     let socket: PathBuf = path.to_path_buf();
     // The URI is required by the builder but unused: the connector dials the socket.
@@ -35,11 +45,11 @@ pub async fn connect_unix(path: &Path) -> Result<FimClient<Channel>, ConnectErro
             }
         }))
         .await
-        .map_err(|source| ConnectError::Unix {
+        .map_err(|source| ConnectError::Local {
             path: fim_engine::path_text::display_path(path),
             source,
         })?;
-    Ok(FimClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+    Ok(FimClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
 /// Connects over TCP with TLS and a client certificate.

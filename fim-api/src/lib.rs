@@ -4,18 +4,36 @@
 //! - [`convert`]: engine types to messages and validated requests back;
 //! - [`service`]: the fim.v1.Fim calls over a [`fim_engine::daemon::DaemonHandle`];
 //! - [`auth`]: owner and reader roles, applied in one tower layer;
-//! - [`server`]: the Unix socket and optional mutual-TLS TCP listener.
+//! - [`server`]: the local transport (the Unix socket, or a named pipe on Windows) and the
+//!   optional mutual-TLS TCP listener.
+//!
+//! Platform code is in files named for their platform: `peer_unix.rs`, `socket_unix.rs`,
+//! `access_unix.rs` (SO_PEERCRED, the socket's permissions, faccessat under the caller's ids)
+//! and `pipe_windows.rs`, `security_windows.rs`, `client_windows.rs` (the named pipe, SIDs and
+//! its DACL, the client's token).
 pub mod access;
+#[cfg(unix)]
+mod access_unix;
 pub mod auth;
 mod author;
 mod blocking;
+#[cfg(windows)]
+mod client_windows;
 pub mod convert;
 mod entities;
 pub mod limits;
 pub mod peer;
+#[cfg(unix)]
+mod peer_unix;
+pub mod pipe;
+#[cfg(windows)]
+pub mod pipe_windows;
+#[cfg(windows)]
+mod security_windows;
 pub mod server;
 pub mod service;
-mod socket;
+#[cfg(unix)]
+mod socket_unix;
 mod watch;
 
 pub use auth::Role;

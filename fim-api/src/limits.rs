@@ -4,7 +4,7 @@
 //! Every accepted connection costs the root daemon a task, buffers and a descriptor, and a
 //! reader (or anyone who can reach the TCP port) could open them until the daemon runs out.
 //! So each connection takes a slot from [`Limiter`] at accept time, counted per peer (the uid
-//! on the Unix socket, the IP address over TCP) and in total; one beyond either limit is
+//! on the Unix socket, the user SID on the named pipe, the IP address over TCP) and in total; one beyond either limit is
 //! closed at once, with a rate-limited warning. A connection that sends nothing within
 //! [`FIRST_BYTE`] (an idle probe), that has not finished its TLS handshake within
 //! [`TLS_HANDSHAKE`] (a half-open one), or that sends nothing for [`IDLE`] after that is
@@ -57,9 +57,22 @@ pub const MAX_STREAMS_PER_PEER: usize = 16;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PeerKey {
     Uid(u32),
+    /// A named pipe client's user SID; `admin` when its token is SYSTEM or an elevated
+    /// administrator (see [`crate::peer::WindowsPeer`]).
+    Account {
+        sid: String,
+        admin: bool,
+    },
     Address(std::net::IpAddr),
     Certificate(String),
     Unknown,
+}
+
+impl PeerKey {
+    /// Root, or SYSTEM or an administrator on Windows: never refused for the total.
+    pub fn is_root(&self) -> bool {
+        matches!(self, PeerKey::Uid(0) | PeerKey::Account { admin: true, .. })
+    }
 }
 
 #[derive(Default)]
@@ -120,7 +133,7 @@ impl Limiter {
     pub fn admit(&self, peer: PeerKey) -> Option<Slot> {
         let mut counts = self.counts();
         let mine = counts.per_peer.get(&peer).copied().unwrap_or(0);
-        let full = counts.total >= self.total && peer != PeerKey::Uid(0);
+        let full = counts.total >= self.total && !peer.is_root();
         if full || mine >= self.per_peer {
             counts.refused_since_warning += 1;
             let due = counts
@@ -293,5 +306,20 @@ mod tests {
         );
         drop(root_again);
         assert!(limiter.admit(a).is_some(), "a slot came back");
+    }
+
+    #[test]
+    fn windows_administrators_count_as_root_for_the_total() {
+        let limiter = Limiter::new(1, 2);
+        let user = |sid: &str, admin| PeerKey::Account {
+            sid: sid.into(),
+            admin,
+        };
+        let _first = limiter
+            .admit(user("S-1-5-21-1-2-3-1001", false))
+            .expect("first");
+        assert!(limiter.admit(user("S-1-5-21-1-2-3-1002", false)).is_none());
+        assert!(limiter.admit(user("S-1-5-21-1-2-3-500", true)).is_some());
+        assert!(limiter.admit(user("S-1-5-18", true)).is_some());
     }
 }

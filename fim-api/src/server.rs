@@ -1,9 +1,12 @@
-//! The API server: the local Unix socket, an optional TCP listener with mutual TLS, and the
-//! services both carry (fim.v1.Fim, gRPC health, server reflection) behind the role layer.
+//! The API server: the local transport (a Unix socket, or a named pipe on Windows), an
+//! optional TCP listener with mutual TLS, and the services both carry (fim.v1.Fim, gRPC
+//! health, server reflection) behind the role layer. Only the local transport differs by
+//! platform (`socket_unix.rs`, `pipe_windows.rs`); the services, roles and limits are shared.
 //!
 //! Binding is separate from serving ([`ApiServer::bind`], then [`ApiServer::serve`]) so the
 //! daemon fails at start-up on a bad configuration (a certificate that does not load, a path
-//! that is not a socket) instead of running without its API. Shutdown is graceful: the
+//! that is not a socket, a pipe name another process holds) instead of running without its
+//! API. Shutdown is graceful: the
 //! listeners stop accepting, live change streams end, calls in flight finish.
 use std::{
     collections::HashMap,
@@ -15,26 +18,34 @@ use std::{
 
 use fim_engine::{daemon::DaemonHandle, path_text::display_path};
 use tokio::sync::watch;
-use tokio_stream::{
-    wrappers::{TcpListenerStream, UnixListenerStream},
-    StreamExt as _,
-};
+use tokio_stream::{wrappers::TcpListenerStream, StreamExt as _};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
+#[cfg(windows)]
+use crate::pipe_windows::{PipeError, PipeListener};
 use crate::{
     auth::{parse_fingerprint, AuthLayer, Role, Roles},
     limits::{Limited, Limiter, PeerKey, KEEPALIVE, MAX_REQUEST_BYTES, TLS_HANDSHAKE},
     pb,
-    peer::{group_id, PeerStream},
     service::FimService,
-    socket::{self, SocketError},
+};
+#[cfg(unix)]
+use crate::{
+    peer::group_id,
+    socket_unix::{self, SocketError},
 };
 
 /// Where and to whom the API is offered.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
+    /// The Unix socket.
+    #[cfg(unix)]
     pub socket: PathBuf,
-    /// Members are owners (root always is). None, or a group that does not exist: only root.
+    /// The named pipe (`fim` or `\\.\pipe\fim`, see [`crate::pipe::pipe_path`]).
+    #[cfg(windows)]
+    pub pipe: String,
+    /// Members are owners (root, or SYSTEM and Administrators on Windows, always are). None,
+    /// or a group that does not exist: only those. On Windows a name or a SID string.
     pub owner_group: Option<String>,
     /// Members are readers.
     pub reader_group: Option<String>,
@@ -44,7 +55,10 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
+            #[cfg(unix)]
             socket: PathBuf::from("/run/fim/fim.sock"),
+            #[cfg(windows)]
+            pipe: crate::pipe::DEFAULT_PIPE.to_string(),
             owner_group: Some("fim".into()),
             reader_group: Some("fim-readers".into()),
             tcp: None,
@@ -68,8 +82,12 @@ pub struct TcpConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[cfg(unix)]
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[cfg(windows)]
+    #[error(transparent)]
+    Pipe(#[from] PipeError),
     #[error("cannot look up group {name}: {source}")]
     Group {
         name: String,
@@ -96,12 +114,19 @@ pub enum ApiError {
     Serve(#[source] tonic::transport::Error),
 }
 
+/// The local listener of this platform.
+#[cfg(unix)]
+type Local = tokio::net::UnixListener;
+#[cfg(windows)]
+type Local = PipeListener;
+
 /// A bound, not yet serving, API.
 pub struct ApiServer {
     handle: DaemonHandle,
     roles: Arc<Roles>,
+    /// The socket's path, or the pipe's name.
     socket_path: PathBuf,
-    unix: tokio::net::UnixListener,
+    local: Local,
     tcp: Option<(tokio::net::TcpListener, Server)>,
 }
 
@@ -115,6 +140,7 @@ pub async fn serve(
 }
 
 /// A group's id; None (logged) when it is not configured or does not exist.
+#[cfg(unix)]
 fn resolve_group(name: Option<&str>, role: Role) -> Result<Option<u32>, ApiError> {
     let Some(name) = name else {
         return Ok(None);
@@ -142,8 +168,14 @@ fn read_pem(what: &'static str, path: &Path) -> Result<Vec<u8>, ApiError> {
 
 impl ApiServer {
     pub async fn bind(handle: DaemonHandle, config: ApiConfig) -> Result<ApiServer, ApiError> {
+        #[cfg(unix)]
         let owner_gid = resolve_group(config.owner_group.as_deref(), Role::Owner)?;
+        #[cfg(unix)]
         let reader_gid = resolve_group(config.reader_group.as_deref(), Role::Reader)?;
+        // On Windows the groups are SIDs checked against each client's token at connect time
+        // (pipe_windows.rs); there are no group ids.
+        #[cfg(windows)]
+        let (owner_gid, reader_gid) = (None, None);
         let mut clients = HashMap::new();
         let mut tcp = None;
         if let Some(tcp_config) = &config.tcp {
@@ -173,7 +205,21 @@ impl ApiServer {
                 })?;
             tcp = Some((listener, server));
         }
-        let unix = socket::bind(&config.socket, owner_gid, reader_gid)?;
+        #[cfg(unix)]
+        let (local, socket_path) = (
+            socket_unix::bind(&config.socket, owner_gid, reader_gid)?,
+            config.socket,
+        );
+        #[cfg(windows)]
+        let (local, socket_path) = {
+            let path = crate::pipe::pipe_path(&config.pipe);
+            let listener = PipeListener::bind(
+                &path,
+                config.owner_group.as_deref(),
+                config.reader_group.as_deref(),
+            )?;
+            (listener, PathBuf::from(path))
+        };
         Ok(ApiServer {
             handle,
             roles: Arc::new(Roles {
@@ -181,12 +227,13 @@ impl ApiServer {
                 reader_gid,
                 clients,
             }),
-            socket_path: config.socket,
-            unix,
+            socket_path,
+            local,
             tcp,
         })
     }
 
+    /// The socket's path, or on Windows the pipe's (`\\.\pipe\fim`).
     pub fn socket_path(&self) -> &Path {
         &self.socket_path
     }
@@ -218,9 +265,9 @@ impl ApiServer {
             .map_err(|error| ApiError::Reflection(error.to_string()))?;
         let layer = AuthLayer::new(self.roles.clone());
 
-        tracing::info!(
-            "api listening on {} (owner: root{}, readers: {})",
-            display_path(&self.socket_path),
+        #[cfg(unix)]
+        let roles = format!(
+            "owner: root{}, readers: {}",
             self.roles
                 .owner_gid
                 .map(|gid| format!(", group {gid}"))
@@ -230,22 +277,22 @@ impl ApiServer {
                 .map(|gid| format!("group {gid}"))
                 .unwrap_or_else(|| "none".into()),
         );
+        #[cfg(windows)]
+        let roles = self.local.roles.clone();
+        // A pipe name is text fimsvc built; display_path's escapes (for Unix bytes) would double
+        // its backslashes.
+        #[cfg(unix)]
+        let listening = display_path(&self.socket_path);
+        #[cfg(windows)]
+        let listening = self.socket_path.to_string_lossy().into_owned();
+        tracing::info!("api listening on {listening} ({roles})");
         // Both listeners share one set of slots: the total bounds the daemon's memory.
         let limiter = Limiter::default();
-        let unix_slots = limiter.clone();
-        let incoming = UnixListenerStream::new(self.unix).filter_map(move |accepted| {
-            let stream = match accepted {
-                Ok(stream) => PeerStream::new(stream),
-                Err(error) => return Some(Err(error)),
-            };
-            let peer = stream
-                .peer()
-                .map_or(PeerKey::Unknown, |peer| PeerKey::Uid(peer.uid));
-            unix_slots
-                .admit(peer)
-                .map(|slot| Ok(Limited::new(stream, slot)))
-        });
-        let unix = bounded(Server::builder())
+        #[cfg(unix)]
+        let incoming = socket_unix::incoming(self.local, limiter.clone());
+        #[cfg(windows)]
+        let incoming = self.local.incoming(limiter.clone());
+        let local = bounded(Server::builder())
             .layer(layer.clone())
             .add_service(fim.clone())
             .add_service(health.clone())
@@ -268,7 +315,7 @@ impl ApiServer {
                 .serve_with_incoming_shutdown(tcp_incoming(listener, limiter), stopped(stopping))
                 .await
         };
-        let servers = async { tokio::try_join!(unix, tcp) };
+        let servers = async { tokio::try_join!(local, tcp) };
         tokio::pin!(servers);
         let result = tokio::select! {
             ended = &mut servers => ended,
@@ -280,7 +327,9 @@ impl ApiServer {
                 servers.await
             }
         };
-        socket::remove(&self.socket_path);
+        // The pipe goes away with its last handle; a socket file stays unless removed.
+        #[cfg(unix)]
+        socket_unix::remove(&self.socket_path);
         result.map(|_| ()).map_err(ApiError::Serve)?;
         tracing::info!("api stopped");
         Ok(())

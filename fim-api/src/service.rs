@@ -119,6 +119,9 @@ fn check_upsert(entity: &Entity, caller: Option<&Caller>) -> Result<(), Status> 
             "entity {:?}: {error}, and fimd (root) must not read it on its behalf",
             entity.name
         )),
+        access::AccessError::Unchecked { .. } => {
+            Status::permission_denied(format!("entity {:?}: {error}", entity.name))
+        }
         access::AccessError::Check { .. } => Status::internal(error.to_string()),
     })
 }

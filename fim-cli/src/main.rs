@@ -3,7 +3,7 @@
 //! When a daemon answers on its socket, `fim` goes through the daemon's API (fim.v1): the
 //! daemon owns the database and checks the caller's role. Otherwise (or with `--local`) it
 //! reads the store directly (SQLite in WAL mode) and edits the policy file, which a daemon
-//! started later follows.
+//! started later follows. On Windows the daemon is fimsvc and its API a named pipe.
 mod changes;
 mod entities;
 mod output;
@@ -18,9 +18,21 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 /// The daemon's defaults; both tools must agree on them.
+#[cfg(unix)]
 const DEFAULT_STATE_DIR: &str = "/var/lib/fim";
+#[cfg(unix)]
 const DEFAULT_POLICY: &str = "/etc/fim/policy.toml";
+#[cfg(unix)]
 const DEFAULT_SOCKET: &str = "/run/fim/fim.sock";
+/// fimsvc has no default state directory or policy (its service is installed with both);
+/// these are where an installation is expected to put them.
+#[cfg(windows)]
+const DEFAULT_STATE_DIR: &str = r"C:\ProgramData\fim";
+#[cfg(windows)]
+const DEFAULT_POLICY: &str = r"C:\ProgramData\fim\policy.toml";
+/// fimsvc's named pipe.
+#[cfg(windows)]
+const DEFAULT_SOCKET: &str = fim_api::pipe::DEFAULT_PIPE;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,7 +47,7 @@ struct Cli {
     /// The policy file (the built-in default policy applies while it does not exist).
     #[arg(long, global = true, env = "FIM_POLICY", default_value = DEFAULT_POLICY)]
     policy: PathBuf,
-    /// The daemon's API socket.
+    /// The daemon's API socket (on Windows fimsvc's named pipe: `fim` or `\\.\pipe\fim`).
     #[arg(long, global = true, env = "FIM_SOCKET", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
     /// Do not use a running daemon: read the store and edit the policy file directly.

@@ -1,4 +1,4 @@
-//! `fim` through a running daemon's API (the Unix socket): the daemon owns the database, so
+//! `fim` through a running daemon's API (the Unix socket, or fimsvc's named pipe): the daemon owns the database, so
 //! when it runs, `fim` asks it instead of opening the file itself. Records travel with their
 //! journaled JSON, so every output format prints exactly what the local path prints.
 use std::{path::Path, process::ExitCode};
@@ -18,12 +18,22 @@ use crate::{
 
 pub type Client = FimClient<Channel>;
 
-/// A client when a daemon answers on the socket; None when there is none (use the files).
+/// A client when a daemon answers on the socket (or the pipe); None when there is none (use
+/// the files).
 pub async fn connect(socket: &Path) -> Option<Client> {
-    if !socket.exists() {
-        return None;
-    }
-    let connecting = fim_api::client::connect_unix(socket);
+    #[cfg(unix)]
+    let connecting = {
+        if !socket.exists() {
+            return None;
+        }
+        fim_api::client::connect_unix(socket)
+    };
+    // No existence check: opening `\\.\pipe\NAME` to look would take the waiting instance,
+    // and a missing pipe fails the connection at once (ERROR_FILE_NOT_FOUND).
+    #[cfg(windows)]
+    let pipe = socket.to_string_lossy().into_owned();
+    #[cfg(windows)]
+    let connecting = fim_api::client::connect_pipe(&pipe);
     match tokio::time::timeout(std::time::Duration::from_secs(2), connecting).await {
         Ok(Ok(client)) => Some(client),
         Ok(Err(error)) => {

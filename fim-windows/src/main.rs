@@ -6,7 +6,11 @@
 //! service events (`service_source`) make it compare the services; directory change
 //! notifications (`file_source`) say which files to look at. It runs as a Windows
 //! service (`service`: install, start, stop, uninstall) or in the foreground (`fimsvc run`, a
-//! console or Wine on the build machine). ETW who-data and the named-pipe API come next. Built on other platforms it only says that it runs on Windows.
+//! console or Wine on the build machine). It serves the same gRPC API as fimd (`api`) on a
+//! named pipe (`\\.\pipe\fim`), which `fim.exe` talks to. ETW who-data comes next. Built on
+//! other platforms it only says that it runs on Windows.
+#[cfg(windows)]
+mod api;
 #[cfg(windows)]
 mod dir_watch;
 #[cfg(windows)]
@@ -91,6 +95,81 @@ pub struct RunArgs {
     /// Print every committed record as a JSON line on stdout.
     #[arg(long)]
     pub print_records: bool,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// The gRPC API's options (fimd's names, with a pipe for fimd's socket).
+#[derive(clap::Args, Debug, Clone)]
+#[cfg_attr(not(windows), allow(dead_code))]
+pub struct ApiArgs {
+    /// The named pipe the gRPC API is served on (`fim` means `\\.\pipe\fim`). Starting
+    /// fails when the pipe exists already (another fimsvc, or a process squatting the name).
+    #[arg(long, value_name = "NAME", default_value = fim_api::pipe::DEFAULT_PIPE)]
+    pub api_pipe: String,
+    /// Members of this group (a name or a SID string) are API owners; SYSTEM and
+    /// Administrators always are. "" for administrators only.
+    #[arg(long, value_name = "GROUP", default_value = "fim")]
+    pub api_owner_group: String,
+    /// Members of this group (a name or a SID string) are API readers; "" for none.
+    #[arg(long, value_name = "GROUP", default_value = "fim-readers")]
+    pub api_reader_group: String,
+    /// Do not offer the gRPC API.
+    #[arg(long, conflicts_with = "api_tcp")]
+    pub no_api: bool,
+    /// Also offer the API over TCP with TLS; clients must present a certificate from
+    /// --api-client-ca whose fingerprint is listed with --api-client.
+    #[arg(long, value_name = "ADDR", requires_all = ["api_tls_cert", "api_tls_key", "api_client_ca"])]
+    pub api_tcp: Option<std::net::SocketAddr>,
+    /// The server certificate chain for --api-tcp (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The server key for --api-tcp (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub api_tls_key: Option<PathBuf>,
+    /// The CA that signs client certificates for --api-tcp (PEM).
+    #[arg(long, value_name = "PATH")]
+    pub api_client_ca: Option<PathBuf>,
+    /// A TLS client and its role: the SHA-256 fingerprint of its DER certificate (hex, colons
+    /// allowed) and "owner" or "reader", e.g. `ab12...=reader` (repeatable).
+    #[arg(long = "api-client", value_name = "FINGERPRINT=ROLE", value_parser = fim_api::auth::parse_client)]
+    pub api_clients: Vec<(String, fim_api::Role)>,
+}
+
+impl ApiArgs {
+    /// The same options as arguments, for the installed service's command line.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--api-pipe".into(),
+            self.api_pipe.clone().into(),
+            "--api-owner-group".into(),
+            self.api_owner_group.clone().into(),
+            "--api-reader-group".into(),
+            self.api_reader_group.clone().into(),
+        ];
+        if self.no_api {
+            args.push("--no-api".into());
+        }
+        if let Some(listen) = self.api_tcp {
+            args.extend(["--api-tcp".into(), listen.to_string().into()]);
+        }
+        for (flag, path) in [
+            ("--api-tls-cert", &self.api_tls_cert),
+            ("--api-tls-key", &self.api_tls_key),
+            ("--api-client-ca", &self.api_client_ca),
+        ] {
+            if let Some(path) = path {
+                args.extend([flag.into(), path.clone().into_os_string()]);
+            }
+        }
+        for (fingerprint, role) in &self.api_clients {
+            args.extend([
+                "--api-client".into(),
+                format!("{fingerprint}={role}").into(),
+            ]);
+        }
+        args
+    }
 }
 
 /// Logs to `writer`; `FIM_LOG` sets the filter (default info).

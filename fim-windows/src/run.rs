@@ -10,7 +10,9 @@ use fim_engine::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::{file_source, registry_source, service_source::ServiceSource, usn_source, RunArgs};
+use crate::{
+    api::Api, file_source, registry_source, service_source::ServiceSource, usn_source, RunArgs,
+};
 
 /// Runs until `stop` completes; `started` is called once monitoring has begun (the service
 /// reports SERVICE_RUNNING then, not before). Pending work is drained before it returns.
@@ -35,6 +37,8 @@ pub async fn run(
     daemon.set_service_reader(Arc::new(WindowsServices));
     daemon.set_status("pid", &std::process::id().to_string());
     daemon.set_status("started", &fim_model::Timestamp::now().to_rfc3339());
+    // Bound before monitoring starts: a taken pipe or a bad TLS file fails start-up.
+    let api = Api::start(&daemon, &args.api).await?;
     let (events_in, events) = mpsc::channel(4096);
     let files = start_files(&daemon, &events_in).await?;
     // What the change journals say happened while fimsvc was stopped (gaps become notices).
@@ -92,7 +96,12 @@ pub async fn run(
             let _ = tokio::task::spawn_blocking(move || services.stop()).await;
         }
     });
-    daemon.run(events, root_updates, stopping).await?;
+    let result = daemon.run(events, root_updates, stopping).await;
+    // The engine has drained: now the API's streams end and its calls finish.
+    if let Some(api) = api {
+        api.stop().await;
+    }
+    result?;
     stopper.abort();
     save_cursors(&args.state_dir, &journal_roots).await;
     let _ = files.await;

@@ -58,7 +58,10 @@ pub fn install(name: &str, args: &RunArgs) -> anyhow::Result<()> {
             args.policy.clone().into_os_string(),
             OsString::from("--state-dir"),
             args.state_dir.clone().into_os_string(),
-        ],
+        ]
+        .into_iter()
+        .chain(args.api.to_args())
+        .collect(),
         dependencies: vec![],
         account_name: None,
         account_password: None,

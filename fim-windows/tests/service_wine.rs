@@ -66,6 +66,8 @@ fn installed_started_stopped_and_uninstalled_as_a_service_losing_nothing() {
     let policy = write_policy(dir.path(), &[("svc", "windows-registry", &key, true)]);
     let policy_text = policy.to_string_lossy().into_owned();
     let state_text = state.to_string_lossy().into_owned();
+    // The API options reach the installed service's command line.
+    let pipe = format!(r"\\.\pipe\{name}");
     fimsvc(&[
         "install",
         "--name",
@@ -74,8 +76,19 @@ fn installed_started_stopped_and_uninstalled_as_a_service_losing_nothing() {
         &policy_text,
         "--state-dir",
         &state_text,
+        "--api-pipe",
+        &pipe,
     ]);
     fimsvc(&["start", "--name", &name]);
+    let status = Command::new(common::fim_exe())
+        .args(["--socket", &pipe, "status"])
+        .output()
+        .expect("run fim.exe");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("daemon:     running"),
+        "the service's API: {status}"
+    );
 
     run_ok(
         "reg.exe",
@@ -125,6 +138,13 @@ fn installed_started_stopped_and_uninstalled_as_a_service_losing_nothing() {
     );
     let log = std::fs::read_to_string(state.join("fimsvc.log")).expect("the service's log");
     assert!(log.contains("monitoring started"), "{log}");
+    // The stop ended the API after the engine, and the restart could take the pipe again.
+    assert!(log.contains("api stopped"), "{log}");
+    assert_eq!(
+        log.matches(&format!("api listening on {pipe}")).count(),
+        2,
+        "{log}"
+    );
 
     fimsvc(&["uninstall", "--name", &name]);
     let query = Command::new("sc.exe")

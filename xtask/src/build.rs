@@ -1,6 +1,6 @@
 //! `cargo xtask build [--release]`: build the daemon and, through its build.rs (aya-build), the
-//! BPF object it embeds, the CLI, and the Windows companion (`fimsvc.exe`, for
-//! x86_64-pc-windows-gnu with mingw).
+//! BPF object it embeds, the CLI, and for x86_64-pc-windows-gnu (with mingw) the Windows
+//! companion `fimsvc.exe` and the CLI again as `fim.exe`.
 //!
 //! Why a task for a single cargo call: it is the one place that names the package to build, so
 //! `run` and `test` build exactly what a developer builds. It deliberately does not run setup,
@@ -17,5 +17,5 @@ pub fn run(release: bool) -> Result<()> {
         cmd.arg("--release");
     }
     run_cmd(&mut cmd)?;
-    crate::wine::build_fimsvc(release)
+    crate::wine::build_windows(release)
 }

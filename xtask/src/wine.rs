@@ -1,6 +1,6 @@
-//! The Wine lane: the engine's platform-neutral tests built for `x86_64-pc-windows-gnu` and run
-//! under Debian's Wine 8.0, from this Linux machine (`cargo xtask wine-test`, and a row of
-//! `cargo xtask test`).
+//! The Wine lane: the engine's platform-neutral tests, the API's named pipe, `fim.exe` and
+//! fimsvc built for `x86_64-pc-windows-gnu` and run under Debian's Wine 8.0, from this Linux
+//! machine (`cargo xtask wine-test`, and a row of `cargo xtask test`).
 //!
 //! Why Wine and not a Windows machine: CI has only this host, and what the engine shares with
 //! the Windows companion (policy, coalescing, diffing, the journal chain, the store, the
@@ -30,7 +30,13 @@ const LINKER: &str = "x86_64-w64-mingw32-gcc";
 const WINE: &str = "/usr/lib/wine/wine64";
 const WINESERVER: &str = "/usr/lib/wine/wineserver";
 /// The crates whose tests the lane runs.
-const CRATES: &[&str] = &["fim-model", "fim-engine", "fim-windows"];
+const CRATES: &[&str] = &[
+    "fim-model",
+    "fim-engine",
+    "fim-api",
+    "fim-cli",
+    "fim-windows",
+];
 /// Wine's debug channels off: its fixme lines would drown the test output.
 const WINEDEBUG: &str = "-all";
 /// No Mono or Gecko installer dialogs when the prefix is made (nothing here needs them).
@@ -168,9 +174,9 @@ fn ready() -> Result<()> {
     Ok(())
 }
 
-/// `fimsvc.exe` for x86_64-pc-windows-gnu (part of `cargo xtask build`; needs setup's rustup
-/// target and mingw, and says so when they are missing).
-pub(crate) fn build_fimsvc(release: bool) -> Result<()> {
+/// `fimsvc.exe` and `fim.exe` for x86_64-pc-windows-gnu (part of `cargo xtask build`; needs
+/// setup's rustup target and mingw, and says so when they are missing).
+pub(crate) fn build_windows(release: bool) -> Result<()> {
     let linker_works = Command::new(LINKER)
         .arg("--version")
         .stdout(Stdio::null())
@@ -180,21 +186,27 @@ pub(crate) fn build_fimsvc(release: bool) -> Result<()> {
         bail!("{LINKER} is missing: run `cargo xtask setup` (Debian package gcc-mingw-w64-x86-64)");
     }
     let mut cmd = cargo();
-    cmd.args(["build", "-p", "fim-windows", "--target", TARGET])
-        .env("AYA_BUILD_SKIP", "1")
-        .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER", LINKER);
+    cmd.args([
+        "build",
+        "-p",
+        "fim-windows",
+        "-p",
+        "fim-cli",
+        "--target",
+        TARGET,
+    ])
+    .env("AYA_BUILD_SKIP", "1")
+    .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER", LINKER);
     if release {
         cmd.arg("--release");
     }
     run_cmd(&mut cmd)?;
     let profile = if release { "release" } else { "debug" };
+    let built = target_dir().join(TARGET).join(profile);
     println!(
-        "xtask: fimsvc for Windows: {}",
-        target_dir()
-            .join(TARGET)
-            .join(profile)
-            .join("fimsvc.exe")
-            .display()
+        "xtask: for Windows: {} and {}",
+        built.join("fimsvc.exe").display(),
+        built.join("fim.exe").display()
     );
     Ok(())
 }
@@ -204,7 +216,7 @@ pub(crate) fn build_fimsvc(release: bool) -> Result<()> {
 pub(crate) fn bench(args: &[String]) -> Result<()> {
     setup()?;
     ready()?;
-    build_fimsvc(true)?;
+    build_windows(true)?;
     let mut build = cargo();
     build
         .args([
@@ -231,11 +243,19 @@ pub(crate) fn bench(args: &[String]) -> Result<()> {
     run_cmd(&mut bench)
 }
 
-/// `cargo test -p fim-model -p fim-engine --target x86_64-pc-windows-gnu` under Wine, each
+/// `cargo test -p fim-model -p fim-engine ... --target x86_64-pc-windows-gnu` under Wine, each
 /// line prefixed with `prefix`. Returns the number of tests that passed; fails if any test
 /// failed, if a test binary could not run, or if nothing ran at all.
+///
+/// fim.exe is built first: fim-windows's `api_wine.rs` runs it against fimsvc, and cargo
+/// builds only the binaries of the package whose integration tests it runs.
 pub(crate) fn test(prefix: &str) -> Result<u64> {
     ready()?;
+    let mut fim = cargo();
+    fim.args(["build", "-p", "fim-cli", "--bin", "fim", "--target", TARGET])
+        .env("AYA_BUILD_SKIP", "1")
+        .env("CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER", LINKER);
+    run_cmd(&mut fim)?;
     let mut cmd = cargo();
     cmd.arg("test");
     for krate in CRATES {

@@ -22,6 +22,19 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
+/// fim.exe, built beside fimsvc.exe (`cargo build -p fim-cli --target ...`; `cargo xtask
+/// wine-test` does it first).
+pub fn fim_exe() -> PathBuf {
+    let fim = Path::new(env!("CARGO_BIN_EXE_fimsvc")).with_file_name("fim.exe");
+    assert!(
+        fim.is_file(),
+        "{} is missing: build it first (cargo xtask wine-test does, or cargo build -p fim-cli \
+         --target x86_64-pc-windows-gnu)",
+        fim.display()
+    );
+    fim
+}
+
 /// `tool` (reg.exe, sc.exe) with `args`; panics unless it succeeds.
 pub fn run_ok(tool: &str, args: &[&str]) {
     let output = Command::new(tool)
@@ -61,15 +74,37 @@ impl Fimsvc {
         Self::start_with_env(policy, state, &[])
     }
 
-    /// [`Fimsvc::start`] with extra environment variables (test-only settings).
+    /// [`Fimsvc::start`] with extra environment variables (test-only settings). Without the
+    /// API: tests run in parallel, and only one fimsvc may hold a pipe name (`api_wine.rs`
+    /// gives each its own with [`Fimsvc::start_with_args`]).
     pub fn start_with_env(policy: &Path, state: &Path, env: &[(&str, &str)]) -> Self {
+        Self::launch(policy, state, &["--no-api"], env)
+    }
+
+    /// [`Fimsvc::start`] with extra `fimsvc run` arguments (and the API unless they say
+    /// `--no-api`).
+    pub fn start_with_args(policy: &Path, state: &Path, args: &[&str]) -> Self {
+        Self::launch(policy, state, args, &[])
+    }
+
+    pub fn start_with_args_env(
+        policy: &Path,
+        state: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(policy, state, args, env)
+    }
+
+    fn launch(policy: &Path, state: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fimsvc"))
             .args(["run", "--print-records", "--policy"])
             .arg(policy)
             .arg("--state-dir")
             .arg(state)
-            .envs(env.iter().copied())
+            .args(args)
             .env("FIM_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -129,6 +164,11 @@ impl Fimsvc {
         }
         std::thread::sleep(Duration::from_millis(1200));
         self.records.lock().expect("records")[from..].to_vec()
+    }
+
+    /// What fimsvc logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
     }
 
     pub fn count(&self) -> usize {

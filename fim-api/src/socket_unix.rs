@@ -1,4 +1,5 @@
-//! The local API socket: where it lives and who may connect to it.
+//! The local API socket (the Unix half of the local transport; `pipe_windows.rs` is the
+//! Windows one): where it lives and who may connect to it.
 //!
 //! The file's permissions are the first gate, the roles ([`crate::auth`]) the second: the
 //! socket is `root:OWNER_GROUP` mode 0660, and the reader group gets connect access through a
@@ -25,6 +26,12 @@ use std::{
 
 use fim_engine::path_text::display_path;
 use tokio::net::UnixListener;
+use tokio_stream::{wrappers::UnixListenerStream, StreamExt as _};
+
+use crate::{
+    limits::{Limited, Limiter, PeerKey},
+    peer::PeerStream,
+};
 
 /// Why the socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +139,26 @@ pub fn remove(path: &Path) {
             tracing::debug!("cannot remove {}: {error}", display_path(path));
         }
     }
+}
+
+/// Accepted connections with their peer credentials, each admitted by `limiter` (by uid) or
+/// closed.
+pub fn incoming(
+    listener: UnixListener,
+    limiter: Limiter,
+) -> impl tokio_stream::Stream<Item = io::Result<Limited<PeerStream>>> {
+    UnixListenerStream::new(listener).filter_map(move |accepted| {
+        let stream = match accepted {
+            Ok(stream) => PeerStream::new(stream),
+            Err(error) => return Some(Err(error)),
+        };
+        let peer = stream
+            .peer()
+            .map_or(PeerKey::Unknown, |peer| PeerKey::Uid(peer.uid));
+        limiter
+            .admit(peer)
+            .map(|slot| Ok(Limited::new(stream, slot)))
+    })
 }
 
 /// POSIX ACL tags and the xattr layout (linux/posix_acl_xattr.h).
