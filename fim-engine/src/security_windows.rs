@@ -80,59 +80,60 @@ pub(crate) unsafe fn descriptor_sddl(descriptor: PSECURITY_DESCRIPTOR) -> io::Re
     Ok(sddl)
 }
 
-/// The owner, group and DACL of the open object `file` (opened with READ_CONTROL).
-pub(crate) fn handle_sddl(file: &impl AsRawHandle) -> io::Result<String> {
+/// Runs `fetch` (a GetSecurityInfo-style call filling a LocalAlloc'd descriptor) and returns
+/// the descriptor's SDDL, freeing it.
+fn fetched_sddl(fetch: impl FnOnce(*mut PSECURITY_DESCRIPTOR) -> u32) -> io::Result<String> {
     let mut descriptor: PSECURITY_DESCRIPTOR = null_mut();
-    // SAFETY: the handle is open for the duration of the call; on success `descriptor` is a
-    // LocalAlloc'd self-relative descriptor freed by the guard.
-    let status = unsafe {
-        GetSecurityInfo(
-            file.as_raw_handle() as HANDLE,
-            SE_FILE_OBJECT,
-            WANTED,
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            &mut descriptor,
-        )
-    };
+    let status = fetch(&mut descriptor);
     if status != ERROR_SUCCESS {
         return Err(io::Error::from_raw_os_error(status as i32));
     }
     let guard = Local(descriptor);
-    // SAFETY: the descriptor is alive until the guard drops, after this call.
+    // SAFETY: the call succeeded, so `descriptor` is a valid descriptor, alive until the guard
+    // drops after this line.
     let sddl = unsafe { descriptor_sddl(descriptor) };
     drop(guard);
     sddl
 }
 
+/// The owner, group and DACL of the open object `file` (opened with READ_CONTROL).
+pub(crate) fn handle_sddl(file: &impl AsRawHandle) -> io::Result<String> {
+    fetched_sddl(|descriptor| {
+        // SAFETY: the handle is open for the duration of the call; `descriptor` is written on
+        // success only.
+        unsafe {
+            GetSecurityInfo(
+                file.as_raw_handle() as HANDLE,
+                SE_FILE_OBJECT,
+                WANTED,
+                null_mut(),
+                null_mut(),
+                null_mut(),
+                null_mut(),
+                descriptor,
+            )
+        }
+    })
+}
+
 /// The owner, group and DACL of the object at `path`.
 pub(crate) fn path_sddl(path: &Path) -> io::Result<String> {
     let wide = wide_path(path);
-    let mut descriptor: PSECURITY_DESCRIPTOR = null_mut();
-    // SAFETY: `wide` is NUL-terminated and outlives the call; the descriptor is freed by the
-    // guard.
-    let status = unsafe {
-        GetNamedSecurityInfoW(
-            wide.as_ptr(),
-            SE_FILE_OBJECT,
-            WANTED,
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            &mut descriptor,
-        )
-    };
-    if status != ERROR_SUCCESS {
-        return Err(io::Error::from_raw_os_error(status as i32));
-    }
-    let guard = Local(descriptor);
-    // SAFETY: as above.
-    let sddl = unsafe { descriptor_sddl(descriptor) };
-    drop(guard);
-    sddl
+    fetched_sddl(|descriptor| {
+        // SAFETY: `wide` is NUL-terminated and outlives the call.
+        unsafe {
+            GetNamedSecurityInfoW(
+                wide.as_ptr(),
+                SE_FILE_OBJECT,
+                WANTED,
+                null_mut(),
+                null_mut(),
+                null_mut(),
+                null_mut(),
+                descriptor,
+            )
+        }
+    })
 }
 
 /// The SID string of `sid`.
