@@ -28,6 +28,7 @@ mod peer_unix;
 pub mod pipe;
 #[cfg(windows)]
 pub mod pipe_windows;
+mod running;
 #[cfg(windows)]
 mod security_windows;
 pub mod server;
@@ -37,6 +38,7 @@ mod socket_unix;
 mod watch;
 
 pub use auth::Role;
+pub use running::{group_flag, RunningApi, API_GRACE};
 pub use server::{serve, ApiConfig, ApiError, ApiServer, TcpConfig};
 
 pub mod pb {

@@ -112,6 +112,8 @@ pub enum ApiError {
     Reflection(String),
     #[error("the API server failed: {0}")]
     Serve(#[source] tonic::transport::Error),
+    #[error("--api-tcp needs {0}")]
+    MissingFlag(&'static str),
 }
 
 /// The local listener of this platform.

@@ -11,7 +11,7 @@ use fim_engine::{
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    api::Api, file_source, registry_source, service_source::ServiceSource, usn_source, RunArgs,
+    api, file_source, registry_source, service_source::ServiceSource, usn_source, RunArgs,
 };
 
 /// Runs until `stop` completes; `started` is called once monitoring has begun (the service
@@ -38,7 +38,7 @@ pub async fn run(
     daemon.set_status("pid", &std::process::id().to_string());
     daemon.set_status("started", &fim_model::Timestamp::now().to_rfc3339());
     // Bound before monitoring starts: a taken pipe or a bad TLS file fails start-up.
-    let api = Api::start(&daemon, &args.api).await?;
+    let api = api::start(&daemon, &args.api).await?;
     let (events_in, events) = mpsc::channel(4096);
     let files = start_files(&daemon, &events_in).await?;
     // What the change journals say happened while fimsvc was stopped (gaps become notices).

@@ -4,15 +4,12 @@
 //! kernel roots, hands the event channel to [`Daemon::run`], applies root updates the engine
 //! sends after a policy change, serves the gRPC API over the daemon's handle, and turns
 //! signals into an orderly stop (the engine finishes first, then the API).
-use std::time::Duration;
-
 use anyhow::Context as _;
-use fim_api::{ApiConfig, ApiServer, TcpConfig};
+use fim_api::{group_flag, ApiConfig, RunningApi, TcpConfig};
 use fim_engine::daemon::{Daemon, DaemonConfig, PolicySource, WatchRoot};
 use tokio::{
     signal::unix::{signal, SignalKind},
-    sync::{mpsc, oneshot, watch},
-    task::JoinHandle,
+    sync::{mpsc, watch},
 };
 
 use crate::{args::Args, kernel::start_kernel_source};
@@ -23,72 +20,33 @@ fn notify_systemd(state: &[sd_notify::NotifyState]) {
     }
 }
 
-/// How long calls in flight may take to finish once the engine has stopped.
-const API_GRACE: Duration = Duration::from_secs(5);
-
-fn api_config(args: &Args) -> anyhow::Result<ApiConfig> {
-    let group = |name: &str| (!name.is_empty()).then(|| name.to_string());
-    let tcp = match args.api_tcp {
-        None => None,
-        Some(listen) => {
-            // clap enforces these with --api-tcp (requires_all).
-            let path = |value: &Option<std::path::PathBuf>, flag: &str| {
-                value
-                    .clone()
-                    .with_context(|| format!("--api-tcp needs {flag}"))
-            };
-            Some(TcpConfig {
-                listen,
-                cert: path(&args.api_tls_cert, "--api-tls-cert")?,
-                key: path(&args.api_tls_key, "--api-tls-key")?,
-                client_ca: path(&args.api_client_ca, "--api-client-ca")?,
-                clients: args.api_clients.clone(),
-            })
-        }
-    };
+fn api_config(args: &Args) -> Result<ApiConfig, fim_api::ApiError> {
     Ok(ApiConfig {
         socket: args.api_socket.clone(),
-        owner_group: group(&args.api_owner_group),
-        reader_group: group(&args.api_reader_group),
-        tcp,
+        owner_group: group_flag(&args.api_owner_group),
+        reader_group: group_flag(&args.api_reader_group),
+        tcp: TcpConfig::from_flags(
+            args.api_tcp,
+            &args.api_tls_cert,
+            &args.api_tls_key,
+            &args.api_client_ca,
+            &args.api_clients,
+        )?,
     })
 }
 
-/// The running API and the way to stop it.
-struct Api {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), fim_api::ApiError>>,
-}
-
-impl Api {
-    /// Binds now (a bad configuration stops start-up) and serves in the background.
-    async fn start(daemon: &Daemon, args: &Args) -> anyhow::Result<Option<Api>> {
-        if args.no_api {
-            tracing::info!("the gRPC API is off (--no-api)");
-            return Ok(None);
-        }
-        let server = ApiServer::bind(daemon.handle(), api_config(args)?)
-            .await
-            .context("starting the gRPC API")?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(async move {
-            let _ = stopped.await;
-        }));
-        Ok(Some(Api { stop, task }))
+/// Binds the API now (a bad configuration stops start-up) and serves it in the background;
+/// None with `--no-api`.
+async fn start_api(daemon: &Daemon, args: &Args) -> anyhow::Result<Option<RunningApi>> {
+    if args.no_api {
+        tracing::info!("the gRPC API is off (--no-api)");
+        return Ok(None);
     }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        match tokio::time::timeout(API_GRACE, self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => tracing::error!("{error}"),
-            Ok(Err(join)) => tracing::error!("the API task failed: {join}"),
-            Err(_) => tracing::warn!(
-                "API calls were still running after {}s; stopping anyway",
-                API_GRACE.as_secs()
-            ),
-        }
-    }
+    let config = api_config(args).context("starting the gRPC API")?;
+    RunningApi::start(daemon.handle(), config)
+        .await
+        .map(Some)
+        .context("starting the gRPC API")
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -109,7 +67,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         "started",
         &fim_engine::change::Timestamp::now().to_rfc3339(),
     );
-    let api = Api::start(&daemon, &args).await?;
+    let api = start_api(&daemon, &args).await?;
     let result = run_engine(
         daemon,
         &args,
