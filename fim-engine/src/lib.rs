@@ -8,6 +8,7 @@
 //! operating system lives in files named for it (`*_unix.rs`, `*_windows.rs`) behind one
 //! platform-neutral facade each ([`platform`], [`identity`], [`trust`], [`users`],
 //! `scan::observe`).
+pub mod attribution;
 pub mod change;
 pub mod daemon;
 pub mod diff;

@@ -237,6 +237,12 @@ impl Daemon {
         lock(&self.reconciler).set_key_reader(reader);
     }
 
+    /// Gives the engine a who-data source for real-time records whose event named nobody
+    /// (the Windows companion's ETW session).
+    pub fn set_attributor(&self, attributor: Arc<dyn crate::attribution::Attributor>) {
+        lock(&self.reconciler).set_attributor(attributor);
+    }
+
     /// Gives the engine the platform's service control manager, so service entities are
     /// scanned and service events reconciled (the Windows companion).
     pub fn set_service_reader(&self, reader: Arc<dyn crate::service::ServiceReader>) {

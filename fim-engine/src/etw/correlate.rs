@@ -139,7 +139,7 @@ impl WhoData {
     }
 
     /// A kernel file path with its device replaced by its drive letter.
-    fn dos_path(&self, kernel: &str) -> String {
+    pub fn dos_path(&self, kernel: &str) -> String {
         let upper_path = upper(kernel);
         for (device, drive) in &self.devices {
             if upper_path.starts_with(device.as_str()) && kernel[device.len()..].starts_with('\\') {

@@ -16,10 +16,10 @@ fn hex(text: &str) -> Vec<u8> {
 }
 
 /// The fixture's events, each with what it stands for.
-type Described = Vec<(&'static str, EtwEvent)>;
+pub(super) type Described = Vec<(&'static str, EtwEvent)>;
 
 /// The fixture's events and its device-to-drive map.
-fn events() -> (Described, Vec<(String, String)>) {
+pub(super) fn events() -> (Described, Vec<(String, String)>) {
     let session: Value = serde_json::from_str(SESSION).expect("fixture JSON");
     let devices = session["devices"]
         .as_array()
@@ -72,7 +72,7 @@ fn who_data() -> (WhoData, Described) {
     (who, events)
 }
 
-/// 150 ms after the fixture's first event: when a notification-driven read would see it.
+/// `after_ms` after the fixture's first event: when a notification-driven read would see it.
 fn detected(events: &[(&str, EtwEvent)], after_ms: i64) -> fim_model::Timestamp {
     fim_model::Timestamp::from_unix_nanos(events[0].1.time().unix_nanos() + after_ms * 1_000_000)
 }

@@ -20,7 +20,10 @@
 //! - The user: the SID extended data item every event carries when the session enables
 //!   `EVENT_ENABLE_PROPERTY_SID`.
 pub mod correlate;
+#[cfg(windows)]
+pub mod session_windows;
 pub mod fields;
+pub mod live;
 pub mod file;
 pub mod process;
 pub mod registry;

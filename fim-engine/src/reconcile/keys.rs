@@ -134,6 +134,7 @@ impl Reconciler {
         }
         let mut sweep = walk.sweep;
         for record in &mut sweep.records {
+            self.attribute(record);
             batch.append(record)?;
         }
         batch.commit()?;

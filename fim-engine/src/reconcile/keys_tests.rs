@@ -527,3 +527,61 @@ fn the_daemon_path_scans_registry_entities_and_reconciles_key_events() {
     assert_eq!(records[0].detected_by, Detection::Realtime);
     assert_eq!(records[0].entity, "run");
 }
+
+/// Hands out one fixed actor and counts who asked.
+struct FixedWho {
+    asked: std::sync::Mutex<Vec<String>>,
+}
+
+impl crate::attribution::Attributor for FixedWho {
+    fn actor_for(&self, record: &ChangeRecord) -> Option<fim_model::Actor> {
+        let mut asked = self.asked.lock().unwrap();
+        asked.push(record.subject().unwrap_or_default().to_string());
+        Some(fim_model::Actor {
+            process_id: 4242,
+            thread_id: 4300,
+            process_name: "reg.exe".into(),
+            executable: Some(r"C:\Windows\System32\reg.exe".into()),
+            parent_process_id: 1000,
+            user: fim_model::UserIdentity::Windows(fim_model::actor::WindowsUser {
+                user_sid: "S-1-5-21-1-2-3-500".into(),
+                logon_id: None,
+                account_name: None,
+            }),
+        })
+    }
+}
+
+#[test]
+fn real_time_records_take_their_actor_from_the_who_data_source_and_scans_do_not() {
+    let mut setup = setup();
+    setup.registry.create_key(ROOT);
+    setup.baseline(&root(false));
+    let who = std::sync::Arc::new(FixedWho {
+        asked: Default::default(),
+    });
+    setup.reconciler.set_attributor(who.clone());
+    setup
+        .registry
+        .set_value(ROOT, "Updater", REG_SZ, &utf16z(r"C:\evil.exe"));
+    let added = setup.sweep(&root(false));
+    let actor = added[0].actor.clone().expect("an actor");
+    assert_eq!((actor.process_id, actor.process_name.as_str()), (4242, "reg.exe"));
+    assert_eq!(
+        actor.windows().map(|user| user.user_sid.as_str()),
+        Some("S-1-5-21-1-2-3-500")
+    );
+    // Journaled with it: the chain's hash covers the actor.
+    assert!(added[0].sequence > 0);
+    setup
+        .registry
+        .set_value(ROOT, "Updater", REG_SZ, &utf16z(r"C:\other.exe"));
+    let scanned = setup
+        .reconciler
+        .reconcile_key_tree(&setup.registry, &root(false), Detection::Scan, KeyCause::default())
+        .expect("reconcile")
+        .records;
+    assert_eq!(scanned.len(), 1);
+    assert_eq!(scanned[0].actor, None, "a scan does not guess who");
+    assert_eq!(*who.asked.lock().unwrap(), vec![ROOT.to_string()]);
+}

@@ -110,6 +110,9 @@ pub struct Reconciler {
     key_reader: Option<std::sync::Arc<dyn crate::registry::KeyReader>>,
     /// Lists the services, on Windows (see `services`); None elsewhere.
     service_reader: Option<std::sync::Arc<dyn crate::service::ServiceReader>>,
+    /// Who-data for real-time records whose event named nobody (ETW on Windows); None: such
+    /// records carry no actor.
+    attributor: Option<std::sync::Arc<dyn crate::attribution::Attributor>>,
 }
 
 impl Reconciler {
@@ -126,6 +129,24 @@ impl Reconciler {
             previous_definitions: HashMap::new(),
             key_reader: None,
             service_reader: None,
+            attributor: None,
+        }
+    }
+
+    /// Gives the reconciler a who-data source (see [`crate::attribution`]).
+    pub fn set_attributor(&mut self, attributor: std::sync::Arc<dyn crate::attribution::Attributor>) {
+        self.attributor = Some(attributor);
+    }
+
+    /// Fills the actor of a real-time record that has none, from the who-data source. Scan
+    /// records are left alone: what a scan finds happened at an unknown time, and the latest
+    /// operation on the object would be a guess.
+    fn attribute(&self, record: &mut ChangeRecord) {
+        if record.actor.is_some() || record.detected_by != Detection::Realtime {
+            return;
+        }
+        if let Some(attributor) = &self.attributor {
+            record.actor = attributor.actor_for(record);
         }
     }
 
@@ -389,6 +410,7 @@ impl Reconciler {
                 None => {}
             }
             if let Some(mut record) = record {
+                self.attribute(&mut record);
                 batch.append(&mut record)?;
                 records.push(record);
             }

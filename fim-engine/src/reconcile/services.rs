@@ -84,6 +84,7 @@ impl Reconciler {
             batch.delete_service(&gone.snapshot.name)?;
         }
         for record in &mut records {
+            self.attribute(record);
             batch.append(record)?;
         }
         batch.commit()?;
