@@ -257,21 +257,30 @@ impl pb::fim_server::Fim for FimService {
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let live = self.handle.live_status();
         // A database that cannot be read is what status must report, not a reason to fail.
-        let (entries, scans, last_sequence, unreadable) = match self
+        let (entries, scans, last_sequence, who_data, unreadable) = match self
             .with_store(|store| {
+                // Where who-data comes from and what it lost (fimsvc's ETW session).
+                let who_data = (
+                    store.get_meta("daemon/who-data")?.unwrap_or_default(),
+                    store
+                        .get_meta("daemon/etw-events-lost")?
+                        .and_then(|lost| lost.parse().ok())
+                        .unwrap_or(0),
+                );
                 Ok((
                     store.count()?,
                     store.last_scans(STATUS_SCANS)?,
                     store.last_sequence()?,
+                    who_data,
                 ))
             })
             .await
         {
-            Ok((entries, scans, last)) => (entries, scans, last, None),
+            Ok((entries, scans, last, who_data)) => (entries, scans, last, who_data, None),
             Err(status) => {
                 let reason = format!("the database cannot be read: {}", status.message());
                 tracing::error!("{reason}");
-                (0, Vec::new(), 0, Some(reason))
+                (0, Vec::new(), 0, (String::new(), 0), Some(reason))
             }
         };
         let degraded = [live.degraded.clone(), unreadable]
@@ -304,6 +313,8 @@ impl pb::fim_server::Fim for FimService {
             version: env!("CARGO_PKG_VERSION").to_string(),
             hashing: live.hashing.iter().map(convert::hash_progress).collect(),
             hashes_queued: live.hashes_queued,
+            who_data: who_data.0,
+            who_data_events_lost: who_data.1,
         }))
     }
 

@@ -166,6 +166,8 @@ pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode>
             "path": file.path, "size": file.size, "done": file.done,
         })).collect::<Vec<_>>(),
         "hashes_queued": status.hashes_queued,
+        "who_data": (!status.who_data.is_empty()).then_some(&status.who_data),
+        "who_data_events_lost": status.who_data_events_lost,
         "last_scans": status.last_scans.iter().map(|scan| serde_json::json!({
             "kind": scan.kind, "files": scan.files, "changes": scan.changes, "errors": scan.errors,
         })).collect::<Vec<_>>(),
@@ -206,6 +208,12 @@ pub async fn status(client: &mut Client, json: bool) -> anyhow::Result<ExitCode>
         },
         status.scans_queued
     );
+    if !status.who_data.is_empty() {
+        println!(
+            "who-data:   {} ({} events lost)",
+            status.who_data, status.who_data_events_lost
+        );
+    }
     let hashing: Vec<(String, u64, u64)> = status
         .hashing
         .iter()

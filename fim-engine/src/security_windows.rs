@@ -140,7 +140,7 @@ pub(crate) fn path_sddl(path: &Path) -> io::Result<String> {
 ///
 /// # Safety
 /// `sid` must point at a valid SID.
-unsafe fn sid_string(sid: PSID) -> io::Result<String> {
+pub(crate) unsafe fn sid_string(sid: PSID) -> io::Result<String> {
     let mut text: *mut u16 = null_mut();
     // SAFETY: the caller vouches for `sid`; `text` is LocalAlloc'd on success.
     if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 || text.is_null() {

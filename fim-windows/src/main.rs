@@ -7,7 +7,8 @@
 //! notifications (`file_source`) say which files to look at. It runs as a Windows
 //! service (`service`: install, start, stop, uninstall) or in the foreground (`fimsvc run`, a
 //! console or Wine on the build machine). It serves the same gRPC API as fimd (`api`) on a
-//! named pipe (`\\.\pipe\fim`), which `fim.exe` talks to. ETW who-data comes next. Built on
+//! named pipe (`\\.\pipe\fim`), which `fim.exe` talks to; who made a change comes from an ETW
+//! session where the system can consume one (`who_data.rs`). Built on
 //! other platforms it only says that it runs on Windows.
 #[cfg(windows)]
 mod api;
@@ -25,6 +26,8 @@ mod service;
 mod service_source;
 #[cfg(windows)]
 mod usn_source;
+#[cfg(windows)]
+mod who_data;
 
 use std::{path::PathBuf, process::ExitCode};
 

@@ -11,7 +11,7 @@ use fim_engine::{
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    api, file_source, registry_source, service_source::ServiceSource, usn_source, RunArgs,
+    api, file_source, registry_source, service_source::ServiceSource, usn_source, who_data, RunArgs,
 };
 
 /// Runs until `stop` completes; `started` is called once monitoring has begun (the service
@@ -37,6 +37,8 @@ pub async fn run(
     daemon.set_service_reader(Arc::new(WindowsServices));
     daemon.set_status("pid", &std::process::id().to_string());
     daemon.set_status("started", &fim_model::Timestamp::now().to_rfc3339());
+    // Before any source starts: its first real-time records can already be attributed.
+    let etw = who_data::start(&daemon);
     // Bound before monitoring starts: a taken pipe or a bad TLS file fails start-up.
     let api = api::start(&daemon, &args.api).await?;
     let (events_in, events) = mpsc::channel(4096);
@@ -60,6 +62,13 @@ pub async fn run(
         None
     };
     let (stopping_in, stopping) = watch::channel(false);
+    let etw_lost = etw.clone().map(|session| {
+        tokio::spawn(who_data::watch_lost(
+            session,
+            daemon.status_handle(),
+            stopping.clone(),
+        ))
+    });
     let mut registry_stop = stopping.clone();
     let files_stop = stopping.clone();
     let files_events = events_in.clone();
@@ -103,6 +112,11 @@ pub async fn run(
     }
     result?;
     stopper.abort();
+    if let Some(task) = etw_lost {
+        let _ = task.await;
+    }
+    // The session stops (and its consumer thread ends) when the last handle goes.
+    drop(etw);
     save_cursors(&args.state_dir, &journal_roots).await;
     let _ = files.await;
     match registry.await {

@@ -143,6 +143,21 @@ pub enum DaemonError {
     Damaged { path: String, detail: String },
 }
 
+/// Sets `fim status` values while the daemon runs (see [`Daemon::status_handle`]).
+#[derive(Clone)]
+pub struct StatusHandle(Arc<Mutex<Reconciler>>);
+
+impl StatusHandle {
+    pub fn set(&self, key: &str, value: &str) {
+        if let Err(error) = lock(&self.0)
+            .store()
+            .set_meta(&format!("daemon/{key}"), value)
+        {
+            tracing::warn!("cannot save status {key}: {error}");
+        }
+    }
+}
+
 pub struct Daemon {
     config: DaemonConfig,
     reconciler: Arc<Mutex<Reconciler>>,
@@ -293,12 +308,12 @@ impl Daemon {
 
     /// Saves a status value for `fim status`.
     pub fn set_status(&self, key: &str, value: &str) {
-        if let Err(error) = lock(&self.reconciler)
-            .store()
-            .set_meta(&format!("daemon/{key}"), value)
-        {
-            tracing::warn!("cannot save status {key}: {error}");
-        }
+        self.status_handle().set(key, value);
+    }
+
+    /// Sets status values from another task or thread (fimsvc's ETW lost-event poll).
+    pub fn status_handle(&self) -> StatusHandle {
+        StatusHandle(self.reconciler.clone())
     }
 
     /// Runs until `shutdown` turns true and `events` is closed (the source drained).

@@ -140,7 +140,10 @@ impl Attributor for LiveWhoData {
 
 /// An attribution as a record's actor: the image as a drive path, the SID with its account.
 fn actor_of(attribution: &Attribution, who: &WhoData) -> Actor {
-    let executable = attribution.image.as_deref().map(|image| who.dos_path(image));
+    let executable = attribution
+        .image
+        .as_deref()
+        .map(|image| who.dos_path(image));
     let process_name = executable
         .as_deref()
         .and_then(|path| path.rsplit('\\').next())

@@ -135,9 +135,15 @@ fn a_session_caught_up_with_no_operation_on_the_object_names_nobody_at_once() {
     let mut far_ahead = value_record(&events, 60_000);
     far_ahead.registry = record.registry.clone();
     let started = Instant::now();
-    assert_eq!(who.actor_within(&far_ahead, Duration::from_millis(300)), None);
+    assert_eq!(
+        who.actor_within(&far_ahead, Duration::from_millis(300)),
+        None
+    );
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(2), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
     // A stopped session never holds records back.
     who.set_live(false);
     let started = Instant::now();

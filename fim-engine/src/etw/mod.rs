@@ -20,13 +20,13 @@
 //! - The user: the SID extended data item every event carries when the session enables
 //!   `EVENT_ENABLE_PROPERTY_SID`.
 pub mod correlate;
-#[cfg(windows)]
-pub mod session_windows;
 pub mod fields;
-pub mod live;
 pub mod file;
+pub mod live;
 pub mod process;
 pub mod registry;
+#[cfg(windows)]
+pub mod session_windows;
 
 use fim_model::Timestamp;
 

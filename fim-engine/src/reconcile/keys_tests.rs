@@ -566,7 +566,10 @@ fn real_time_records_take_their_actor_from_the_who_data_source_and_scans_do_not(
         .set_value(ROOT, "Updater", REG_SZ, &utf16z(r"C:\evil.exe"));
     let added = setup.sweep(&root(false));
     let actor = added[0].actor.clone().expect("an actor");
-    assert_eq!((actor.process_id, actor.process_name.as_str()), (4242, "reg.exe"));
+    assert_eq!(
+        (actor.process_id, actor.process_name.as_str()),
+        (4242, "reg.exe")
+    );
     assert_eq!(
         actor.windows().map(|user| user.user_sid.as_str()),
         Some("S-1-5-21-1-2-3-500")
@@ -578,7 +581,12 @@ fn real_time_records_take_their_actor_from_the_who_data_source_and_scans_do_not(
         .set_value(ROOT, "Updater", REG_SZ, &utf16z(r"C:\other.exe"));
     let scanned = setup
         .reconciler
-        .reconcile_key_tree(&setup.registry, &root(false), Detection::Scan, KeyCause::default())
+        .reconcile_key_tree(
+            &setup.registry,
+            &root(false),
+            Detection::Scan,
+            KeyCause::default(),
+        )
         .expect("reconcile")
         .records;
     assert_eq!(scanned.len(), 1);

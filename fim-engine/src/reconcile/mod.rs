@@ -134,7 +134,10 @@ impl Reconciler {
     }
 
     /// Gives the reconciler a who-data source (see [`crate::attribution`]).
-    pub fn set_attributor(&mut self, attributor: std::sync::Arc<dyn crate::attribution::Attributor>) {
+    pub fn set_attributor(
+        &mut self,
+        attributor: std::sync::Arc<dyn crate::attribution::Attributor>,
+    ) {
         self.attributor = Some(attributor);
     }
 
