@@ -178,6 +178,12 @@ mod tests {
         assert_eq!(service.hive(), None);
         let file = MonitoredObject::File(crate::path_text::path_from_bytes(b"/etc/a\nb"));
         assert_eq!(file.change_type(), ConfigChangeType::Files);
-        assert_eq!(file.to_string(), "/etc/a\\x0ab");
+        // The path escape: `\` on Unix, `|` on Windows (see path_text).
+        let escaped = if cfg!(unix) {
+            "/etc/a\\x0ab"
+        } else {
+            "/etc/a|x0ab"
+        };
+        assert_eq!(file.to_string(), escaped);
     }
 }

@@ -1,16 +1,27 @@
-//! Paths as text: UTF-8 as is, every other byte as `\xNN`, a backslash as `\\`.
+//! Paths as text. On Unix: UTF-8 as is, every other byte as `\xNN`, a backslash as `\\`. On
+//! Windows: the path as Windows shows it (single backslashes), a control character or a byte
+//! of an unpaired surrogate as `|xNN`.
 //!
 //! Linux names are bytes, records and JSON are text. The escape is reversible
 //! ([`parse_display`]), so a path printed in a record can be looked up again, and a newline or
 //! invalid byte in a hostile name can never forge a second line or column.
 //!
 //! On Windows a path is UTF-16 and its bytes here are its UTF-8 form: every name that is valid
-//! UTF-16 survives the round trip. A name with an unpaired surrogate (which Win32 permits but
-//! no tool creates by accident) is kept as its WTF-8 bytes when rendered, and read back with
-//! the replacement character: storing it still works, looking it up again by text does not.
+//! UTF-16 survives the round trip. The escape character is `|`, which Win32 forbids in names
+//! (as it forbids control characters), so `C:\Temp\x0a` stays a directory named `x0a` and no
+//! real name is mistaken for an escape. A name with an unpaired surrogate (which Win32 permits
+//! but no tool creates by accident) is shown as its WTF-8 bytes escaped, and read back with the
+//! replacement character: storing it still works, looking it up again by text does not.
 use std::path::{Path, PathBuf};
 
 use serde::Serializer;
+
+/// What starts an escape: `\` on Unix (where it is escaped itself), `|` on Windows (where no
+/// name may contain it and `\` is the separator).
+#[cfg(unix)]
+const ESCAPE: char = '\\';
+#[cfg(not(unix))]
+const ESCAPE: char = '|';
 
 /// Renders path bytes for humans and JSON.
 pub fn display_bytes(bytes: &[u8]) -> String {
@@ -18,14 +29,17 @@ pub fn display_bytes(bytes: &[u8]) -> String {
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
-                '\\' => out.push_str("\\\\"),
+                c if c == ESCAPE => {
+                    out.push(ESCAPE);
+                    out.push(ESCAPE);
+                }
                 // Control characters (newline, tab, escape) would break lines and terminals.
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c if c.is_control() => out.push_str(&format!("{ESCAPE}x{:02x}", c as u32)),
                 c => out.push(c),
             }
         }
         for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
+            out.push_str(&format!("{ESCAPE}x{byte:02x}"));
         }
     }
     out
@@ -40,15 +54,16 @@ pub fn parse_display(text: &str) -> Option<PathBuf> {
     let mut out = Vec::with_capacity(text.len());
     let bytes = text.as_bytes();
     let mut at = 0;
+    let escape = ESCAPE as u8;
     while at < bytes.len() {
-        if bytes[at] != b'\\' {
+        if bytes[at] != escape {
             out.push(bytes[at]);
             at += 1;
             continue;
         }
         match bytes.get(at + 1)? {
-            b'\\' => {
-                out.push(b'\\');
+            next if *next == escape => {
+                out.push(escape);
                 at += 2;
             }
             b'x' => {
@@ -112,11 +127,27 @@ mod tests {
         assert_eq!(parse_display("/bad\\q"), None);
     }
 
+    #[cfg(unix)]
     #[test]
-    fn control_characters_and_backslashes_are_escaped_on_every_platform() {
+    fn control_characters_and_backslashes_are_escaped_on_unix() {
         let raw = path_from_bytes("C:\\Temp\\a\nb".as_bytes());
         let text = display_path(&raw);
         assert_eq!(text, "C:\\\\Temp\\\\a\\x0ab");
         assert_eq!(parse_display(&text), Some(raw));
+    }
+
+    #[cfg(not(unix))]
+    #[test]
+    fn windows_paths_show_as_windows_shows_them_and_control_characters_are_escaped() {
+        let raw = path_from_bytes("C:\\Temp\\x0a\\a\nb|c".as_bytes());
+        let text = display_path(&raw);
+        // `\x0a` is a directory named x0a, not an escape; `|` cannot be in a real name.
+        assert_eq!(text, "C:\\Temp\\x0a\\a|x0ab||c");
+        assert_eq!(parse_display(&text), Some(raw));
+        assert_eq!(parse_display("C:\\bad|q"), None);
+        assert_eq!(
+            parse_display("C:\\Windows\\System32"),
+            Some(PathBuf::from("C:\\Windows\\System32"))
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! watched with ReadDirectoryChangesW, each change giving the exact record. These tests run
 //! where Windows runs (Wine here); on Linux this file compiles to nothing.
 //!
-//! Paths in records are the engine's display text, which escapes `\` as `\\` (see `shown`).
+//! Paths in records are shown as Windows shows them (`C:\Temp\a.txt`; see `shown`).
 #![cfg(windows)]
 // Test helpers panic by design: a failed step is the test's failure.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -50,10 +50,10 @@ fn row(
     )
 }
 
-/// A path as records show it: the engine's display text escapes `\` (as `\\`), so that
-/// any byte string round-trips on Linux; on Windows that doubles every separator.
+/// A path as records show it: as Windows shows it, single separators (only control
+/// characters and `|`, which no Win32 name holds, would be escaped).
 fn shown(path: &Path) -> String {
-    path.display().to_string().replace('\\', "\\\\")
+    path.display().to_string()
 }
 
 fn summaries(records: &[Value]) -> Vec<(String, String, String, String, String)> {

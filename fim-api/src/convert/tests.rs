@@ -37,10 +37,16 @@ fn filters_are_validated_with_the_field_named() {
 
 #[test]
 fn paths_use_the_record_escape() {
-    assert!(path_of("/etc/\\q", "path").is_err());
+    // The path escape is `\` on Unix and `|` on Windows (see fim_model::path_text).
+    let (bad, escaped) = if cfg!(unix) {
+        ("/etc/\\q", "/etc/a\\xffb")
+    } else {
+        ("C:\\etc|q", "C:\\etc\\a|x0ab")
+    };
+    assert!(path_of(bad, "path").is_err());
     assert_eq!(
-        path_of("/etc/a\\xffb", "path").unwrap(),
-        parse_display("/etc/a\\xffb").unwrap()
+        path_of(escaped, "path").unwrap(),
+        parse_display(escaped).unwrap()
     );
 }
 
