@@ -1,0 +1,569 @@
+//! Shared by the SQLite and PostgreSQL execution tests: the fixture records (Files, Registry
+//! and WindowsServices from four computers over 30 days), the table they are stored in, and
+//! every query with the rows it must return, so both backends are held to the same answers.
+#![allow(dead_code)]
+
+use fim_kql::{compile, Catalog, CompiledQuery, Dialect, Options, Rows, Value};
+use fim_model::Timestamp;
+use serde_json::{json, Value as Json};
+
+/// The tests' clock: 2026-12-07T12:00:00Z.
+pub fn now() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-12-07T12:00:00Z").unwrap()
+}
+
+const MINUTE: i64 = 60_000_000_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+
+pub fn options() -> Options {
+    Options {
+        now: now(),
+        row_cap: 1000,
+        timeout: std::time::Duration::from_secs(10),
+    }
+}
+
+/// One stored record: the real columns and the JSON.
+pub struct Fixture {
+    pub sequence: i64,
+    pub computer: &'static str,
+    pub time: Timestamp,
+    pub change_type: &'static str,
+    pub category: &'static str,
+    pub entity: &'static str,
+    pub path: Option<&'static str>,
+    pub record: Json,
+}
+
+fn actor(process: &str, user: &str) -> Json {
+    json!({"ProcessId": 100, "ThreadId": 100, "ProcessName": process, "ParentProcessId": 1,
+           "UserId": 0, "UserName": user, "GroupId": 0, "LoginUserId": null, "CgroupId": 1})
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fixture(
+    sequence: i64,
+    computer: &'static str,
+    ago_nanos: i64,
+    change_type: &'static str,
+    category: &'static str,
+    entity: &'static str,
+    path: Option<&'static str>,
+    fields: &[&str],
+    actor: Json,
+    group: (&str, Json),
+) -> Fixture {
+    let time = Timestamp::from_unix_nanos(now().unix_nanos() - ago_nanos);
+    let mut record = json!({
+        "Sequence": sequence,
+        "TimeGenerated": time.to_rfc3339(),
+        "Computer": computer,
+        "ComputerId": format!("id-{computer}"),
+        "ConfigChangeType": change_type,
+        "ChangeCategory": category,
+        "FieldsChanged": fields,
+        "Entity": entity,
+        "DetectedBy": "realtime",
+        "Actor": actor,
+    });
+    record[group.0] = group.1;
+    Fixture {
+        sequence,
+        computer,
+        time,
+        change_type,
+        category,
+        entity,
+        path,
+        record,
+    }
+}
+
+pub const RUN_KEY: &str = r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Run";
+pub const NETLOGON_KEY: &str =
+    r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\Netlogon\Parameters";
+pub const WINLOGON_KEY: &str =
+    r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon";
+pub const RUNONCE_KEY: &str =
+    r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\RunOnce";
+/// A value an attacker wrote to be run by a spreadsheet that opens the export.
+pub const FORMULA: &str = "=cmd|' /C calc'!A0";
+
+fn file(path: &str, extra: Json) -> (&'static str, Json) {
+    let mut group = json!({"FileSystemPath": path});
+    if let (Some(group), Some(extra)) = (group.as_object_mut(), extra.as_object()) {
+        group.extend(extra.clone());
+    }
+    ("File", group)
+}
+
+fn registry(key: &str, extra: Json) -> (&'static str, Json) {
+    let mut group = json!({"RegistryKey": key, "Hive": "HKEY_LOCAL_MACHINE"});
+    if let (Some(group), Some(extra)) = (group.as_object_mut(), extra.as_object()) {
+        group.extend(extra.clone());
+    }
+    ("Registry", group)
+}
+
+pub fn fixtures() -> Vec<Fixture> {
+    let unknown = json!("unknown");
+    vec![
+        fixture(
+            1,
+            "web-01",
+            HOUR,
+            "Files",
+            "Modified",
+            "linux-etc",
+            Some("/etc/ssh/sshd_config"),
+            &["Size", "FileContentChecksum"],
+            actor("vim", "root"),
+            file(
+                "/etc/ssh/sshd_config",
+                json!({"Size": 300, "PreviousSize": 280,
+                "DateModified": "2026-12-07T10:59:59.5Z", "Mode": "0644"}),
+            ),
+        ),
+        fixture(
+            2,
+            "web-01",
+            2 * DAY,
+            "Files",
+            "Added",
+            "linux-bin",
+            Some("/usr/bin/evil"),
+            &[],
+            actor("curl", "www-data"),
+            file(
+                "/usr/bin/evil",
+                json!({"Size": 1000, "DateModified": "2026-12-05T12:00:00Z"}),
+            ),
+        ),
+        fixture(
+            3,
+            "web-01",
+            20 * DAY,
+            "Files",
+            "Removed",
+            "linux-cron",
+            Some("/etc/cron.daily/logrotate"),
+            &[],
+            actor("rm", "root"),
+            file("/etc/cron.daily/logrotate", json!({})),
+        ),
+        fixture(
+            4,
+            "win-01",
+            3 * HOUR,
+            "Registry",
+            "Modified",
+            "run-keys",
+            Some(RUN_KEY),
+            &["ValueData"],
+            unknown.clone(),
+            registry(
+                RUN_KEY,
+                json!({"ValueName": "Updater", "ValueType": "REG_SZ",
+                "ValueData": FORMULA, "PreviousValueData": "C:\\old.exe"}),
+            ),
+        ),
+        fixture(
+            5,
+            "win-01",
+            5 * DAY,
+            "Registry",
+            "Added",
+            "netlogon",
+            Some(NETLOGON_KEY),
+            &[],
+            unknown.clone(),
+            registry(
+                NETLOGON_KEY,
+                json!({"ValueName": "RequireSignOrSeal", "ValueType": "REG_DWORD",
+                "ValueData": "1"}),
+            ),
+        ),
+        fixture(
+            6,
+            "win-02",
+            DAY,
+            "Registry",
+            "Removed",
+            "winlogon",
+            Some(WINLOGON_KEY),
+            &[],
+            unknown.clone(),
+            registry(WINLOGON_KEY, json!({"ValueName": "Shell"})),
+        ),
+        fixture(
+            7,
+            "win-02",
+            30 * DAY,
+            "Registry",
+            "Modified",
+            "run-keys",
+            Some(RUNONCE_KEY),
+            &["ValueData"],
+            unknown.clone(),
+            registry(RUNONCE_KEY, json!({"ValueName": "Once"})),
+        ),
+        fixture(
+            8,
+            "win-02",
+            2 * HOUR,
+            "WindowsServices",
+            "Modified",
+            "services",
+            Some("Spooler"),
+            &["SvcState"],
+            unknown.clone(),
+            (
+                "Service",
+                json!({"SvcName": "Spooler", "SvcState": "Running",
+                "PreviousSvcState": "Stopped"}),
+            ),
+        ),
+        fixture(
+            9,
+            "win-01",
+            6 * DAY,
+            "WindowsServices",
+            "Added",
+            "services",
+            Some("EvilSvc"),
+            &[],
+            unknown.clone(),
+            (
+                "Service",
+                json!({"SvcName": "EvilSvc", "SvcPath": "C:\\evil.exe",
+                "SvcState": "Stopped"}),
+            ),
+        ),
+        fixture(
+            10,
+            "db-01",
+            30 * MINUTE,
+            "Files",
+            "Modified",
+            "linux-etc",
+            Some("/etc/passwd"),
+            &["Mode"],
+            unknown.clone(),
+            file(
+                "/etc/passwd",
+                json!({"Size": 1500, "Mode": "0600", "PreviousMode": "0644"}),
+            ),
+        ),
+        fixture(
+            11,
+            "db-01",
+            10 * DAY,
+            "Files",
+            "Modified",
+            "linux-etc",
+            Some("/etc/hosts"),
+            &["Size"],
+            actor("@evil", "root"),
+            file("/etc/hosts", json!({"Size": 20})),
+        ),
+    ]
+}
+
+/// The table of the catalog's module docs, per dialect.
+pub fn create_table(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "CREATE TABLE configuration_change (sequence INTEGER NOT NULL, computer_id TEXT NOT NULL, \
+             computer TEXT NOT NULL, time_generated INTEGER NOT NULL, change_type TEXT NOT NULL, \
+             category TEXT NOT NULL, entity TEXT NOT NULL, path TEXT, record TEXT NOT NULL)"
+        }
+        Dialect::Postgres => {
+            "CREATE TABLE configuration_change (sequence bigint NOT NULL, computer_id text NOT NULL, \
+             computer text NOT NULL, time_generated timestamptz NOT NULL, change_type text NOT NULL, \
+             category text NOT NULL, entity text NOT NULL, path text, record jsonb NOT NULL)"
+        }
+    }
+}
+
+pub fn compile_for(dialect: Dialect, query: &str, options: &Options) -> CompiledQuery {
+    compile(query, &Catalog::configuration_change(), dialect, options)
+        .unwrap_or_else(|err| panic!("{query}\n{err}"))
+}
+
+pub fn cells(rows: &Rows) -> Vec<Vec<String>> {
+    rows.rows
+        .iter()
+        .map(|row| row.iter().map(Value::display).collect())
+        .collect()
+}
+
+/// Only the named columns of the result.
+pub fn pick(rows: &Rows, names: &[&str]) -> Vec<Vec<String>> {
+    let indexes: Vec<usize> = names
+        .iter()
+        .map(|name| {
+            rows.columns
+                .iter()
+                .position(|c| c.name == *name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+        })
+        .collect();
+    rows.rows
+        .iter()
+        .map(|row| indexes.iter().map(|i| row[*i].display()).collect())
+        .collect()
+}
+
+pub struct Case {
+    pub query: &'static str,
+    pub rows: Vec<Vec<&'static str>>,
+    /// The query fixes the order; otherwise both sides are sorted before comparing.
+    pub ordered: bool,
+}
+
+fn seqs(list: &[&'static str]) -> Vec<Vec<&'static str>> {
+    list.iter().map(|s| vec![*s]).collect()
+}
+
+fn case(query: &'static str, rows: Vec<Vec<&'static str>>, ordered: bool) -> Case {
+    Case {
+        query,
+        rows,
+        ordered,
+    }
+}
+
+/// Every operator, each with exactly the rows it must return.
+pub fn cases() -> Vec<Case> {
+    let q = |query, list: &[&'static str]| case(query, seqs(list), false);
+    let all_but_web = ["4", "5", "6", "7", "8", "9", "10", "11"];
+    vec![
+        q("ConfigurationChange | where Computer == 'web-01' | project Sequence", &["1", "2", "3"]),
+        q("ConfigurationChange | where Computer == \"web-01\" | project Sequence", &["1", "2", "3"]),
+        q("ConfigurationChange | where Computer != 'web-01' | project Sequence", &all_but_web),
+        q("ConfigurationChange | where Computer =~ 'WEB-01' | project Sequence", &["1", "2", "3"]),
+        q("ConfigurationChange | where Computer !~ 'WEB-01' | project Sequence", &all_but_web),
+        q("ConfigurationChange | where FileSystemPath contains 'SSH' | project Sequence", &["1"]),
+        q("ConfigurationChange | where FileSystemPath !contains 'etc' | project Sequence",
+            &["2", "4", "5", "6", "7", "8", "9"]),
+        q("ConfigurationChange | where Computer contains_cs 'WEB' | project Sequence", &[]),
+        q("ConfigurationChange | where Computer contains_cs 'web' | project Sequence", &["1", "2", "3"]),
+        q("ConfigurationChange | where RegistryKey has 'Run' | project Sequence", &["4"]),
+        q("ConfigurationChange | where RegistryKey has 'runonce' | project Sequence", &["7"]),
+        q("ConfigurationChange | where RegistryKey !has 'Run' | project Sequence",
+            &["1", "2", "3", "5", "6", "7", "8", "9", "10", "11"]),
+        q("ConfigurationChange | where FileSystemPath startswith '/ETC/' | project Sequence",
+            &["1", "3", "10", "11"]),
+        q("ConfigurationChange | where FileSystemPath !startswith '/etc/' | project Sequence",
+            &["2", "4", "5", "6", "7", "8", "9"]),
+        q("ConfigurationChange | where FileSystemPath endswith 'passwd' | project Sequence", &["10"]),
+        q("ConfigurationChange | where FileSystemPath !endswith 'passwd' and ConfigChangeType == 'Files' | project Sequence",
+            &["1", "2", "3", "11"]),
+        q("ConfigurationChange | where ConfigChangeType in ('Registry', 'WindowsServices') | project Sequence",
+            &["4", "5", "6", "7", "8", "9"]),
+        q("ConfigurationChange | where ConfigChangeType !in ('Registry', 'WindowsServices') | project Sequence",
+            &["1", "2", "3", "10", "11"]),
+        q("ConfigurationChange | where Size between (300 .. 1000) | project Sequence", &["1", "2"]),
+        q("ConfigurationChange | where Size !between (300 .. 1000) | project Sequence", &["10", "11"]),
+        q("ConfigurationChange | where TimeGenerated between (ago(3d) .. ago(1h)) | project Sequence",
+            &["1", "2", "4", "6", "8"]),
+        q("ConfigurationChange | where TimeGenerated between (datetime(2026-12-07 09:00) .. 2h) | project Sequence",
+            &["1", "4", "8"]),
+        q("ConfigurationChange | where Computer == 'win-01' and ConfigChangeType == 'Registry' or Computer == 'db-01' | project Sequence",
+            &["4", "5", "10", "11"]),
+        q("ConfigurationChange | where not(Computer startswith 'win') | project Sequence",
+            &["1", "2", "3", "10", "11"]),
+        q("ConfigurationChange | where Size > 300 | project Sequence", &["2", "10"]),
+        q("ConfigurationChange | where Size >= 300 | project Sequence", &["1", "2", "10"]),
+        q("ConfigurationChange | where Size < 300 | project Sequence", &["11"]),
+        q("ConfigurationChange | where Size <= 300 | project Sequence", &["1", "11"]),
+        q("ConfigurationChange | where TimeGenerated < ago(14d) | project Sequence", &["3", "7"]),
+        q("ConfigurationChange | where TimeGenerated >= datetime(2026-12-07 11:00) | project Sequence",
+            &["1", "10"]),
+        q("ConfigurationChange | where TimeGenerated > now(-1h) | project Sequence", &["10"]),
+        q("ConfigurationChange | where TimeGenerated > now() - 2h | project Sequence", &["1", "10"]),
+        q("ConfigurationChange | where DateModified > datetime(2026-12-07 10:59:59) | project Sequence", &["1"]),
+        q("ConfigurationChange | where DateModified < datetime(2026-12-06) | project Sequence", &["2"]),
+        q("ConfigurationChange | where FieldsChanged has 'mode' | project Sequence", &["10"]),
+        q("ConfigurationChange | where FieldsChanged contains 'Value' | project Sequence", &["4", "7"]),
+        q("ConfigurationChange | where ProcessName == 'curl' | project Sequence", &["2"]),
+        q("ConfigurationChange | where UserName == 'root' | project Sequence", &["1", "3", "11"]),
+        q("ConfigurationChange | where ChangeCategory == 'Removed' | project Sequence", &["3", "6"]),
+        q("ConfigurationChange | where SvcState == 'Running' and PreviousSvcState == 'Stopped' | project Sequence", &["8"]),
+        q("ConfigurationChange | where PreviousValueData == 'C:\\\\old.exe' | project Sequence", &["4"]),
+        q("ConfigurationChange | where ValueData startswith '=' | project Sequence", &["4"]),
+        q("ConfigurationChange | where isempty(FileSystemPath) | project Sequence",
+            &["4", "5", "6", "7", "8", "9"]),
+        q("ConfigurationChange | where isnotempty(SvcName) | project Sequence", &["8", "9"]),
+        q("ConfigurationChange | where Size == null | where ConfigChangeType == 'Files' | project Sequence", &["3"]),
+        q("ConfigurationChange | where Computer == \"x'; DROP TABLE configuration_change; --\" | project Sequence", &[]),
+        case("ConfigurationChange | where SvcName == 'EvilSvc' | project SvcPath, Computer",
+            vec![vec!["C:\\evil.exe", "win-01"]], true),
+        case("ConfigurationChange | project Sequence, Computer, Entity | project-away Entity | where Sequence == 1",
+            vec![vec!["1", "web-01"]], true),
+        case("ConfigurationChange | extend lower = tolower(Computer), up = toupper(Computer), n = strlen(Computer), s = strcat(Computer, ':', Sequence) | where Sequence == 1 | project lower, up, n, s",
+            vec![vec!["web-01", "WEB-01", "6", "web-01:1"]], true),
+        case("ConfigurationChange | extend c = tolower(Computer) | where c == 'db-01' | project Sequence, c | order by Sequence asc",
+            vec![vec!["10", "db-01"], vec!["11", "db-01"]], true),
+        case("ConfigurationChange | extend h = bin(TimeGenerated, 1h) | where Sequence == 10 | project h",
+            vec![vec!["2026-12-07T11:00:00Z"]], true),
+        case("ConfigurationChange | summarize count() by Computer",
+            vec![vec!["web-01", "3"], vec!["win-01", "3"], vec!["win-02", "3"], vec!["db-01", "2"]], false),
+        case("ConfigurationChange | summarize dcount(ConfigChangeType) by Computer",
+            vec![vec!["web-01", "1"], vec!["win-01", "2"], vec!["win-02", "2"], vec!["db-01", "1"]], false),
+        case("ConfigurationChange | summarize first = min(TimeGenerated), last = max(TimeGenerated), biggest = max(Size) by Computer | where Computer == 'db-01'",
+            vec![vec!["db-01", "2026-11-27T12:00:00Z", "2026-12-07T11:30:00Z", "1500"]], true),
+        case("ConfigurationChange | where TimeGenerated > ago(1d) | summarize count() by bin(TimeGenerated, 1h)",
+            vec![vec!["2026-12-07T11:00:00Z", "2"], vec!["2026-12-07T09:00:00Z", "1"], vec!["2026-12-07T10:00:00Z", "1"]], false),
+        case("ConfigurationChange | summarize n = count(), files = countif(ConfigChangeType == 'Files'), total = sum(Size)",
+            vec![vec!["11", "5", "2820"]], true),
+        case("ConfigurationChange | order by Sequence asc | take 3 | project Sequence",
+            seqs(&["1", "2", "3"]), true),
+        case("ConfigurationChange | sort by Sequence | take 2 | project Sequence", seqs(&["11", "10"]), true),
+        case("ConfigurationChange | top 2 by Size | project Sequence, Size",
+            vec![vec!["10", "1500"], vec!["2", "1000"]], true),
+        case("ConfigurationChange | top 2 by Size asc nulls last | project Sequence",
+            seqs(&["11", "1"]), true),
+        case("ConfigurationChange | top 3 by Sequence asc | project Sequence, Computer",
+            vec![vec!["1", "web-01"], vec!["2", "web-01"], vec!["3", "web-01"]], true),
+        case("ConfigurationChange | order by Sequence asc | take 4 | where ConfigChangeType == 'Registry' | project Sequence",
+            seqs(&["4"]), true),
+        case("ConfigurationChange | take 4 | count", seqs(&["4"]), true),
+        case("ConfigurationChange | count", seqs(&["11"]), true),
+        case("ConfigurationChange | limit 100 | where Computer == 'web-01' | count", seqs(&["3"]), true),
+        case("ConfigurationChange | distinct Computer",
+            seqs(&["web-01", "win-01", "win-02", "db-01"]), false),
+        case("ConfigurationChange | distinct ConfigChangeType, ChangeCategory | where ConfigChangeType == 'Files'",
+            vec![vec!["Files", "Modified"], vec!["Files", "Added"], vec!["Files", "Removed"]], false),
+        case("ConfigurationChange | summarize c = count() by Computer | where c > 2 | order by Computer asc",
+            vec![vec!["web-01", "3"], vec!["win-01", "3"], vec!["win-02", "3"]], true),
+        case("ConfigurationChange | summarize c = count() by Computer | order by c desc, Computer asc | take 1",
+            vec![vec!["web-01", "3"]], true),
+        case("ConfigurationChange | summarize count() by Computer | order by count_ asc, Computer asc | project Computer",
+            seqs(&["db-01", "web-01", "win-01", "win-02"]), true),
+        case("ConfigurationChange | where ConfigChangeType == 'Registry' | order by RegistryKey asc, Sequence asc | project Sequence, ValueName",
+            // "Windows NT" sorts before "Windows\": a space is below a backslash.
+            vec![vec!["6", "Shell"], vec!["4", "Updater"], vec!["7", "Once"], vec!["5", "RequireSignOrSeal"]], true),
+    ]
+}
+
+/// Runs every case through `run`, collecting every mismatch before failing.
+pub fn check_cases(dialect: Dialect, mut run: impl FnMut(&CompiledQuery) -> Rows) {
+    let mut failures = Vec::new();
+    let total = cases().len();
+    for case in cases() {
+        let compiled = compile_for(dialect, case.query, &options());
+        let rows = run(&compiled);
+        let mut got = cells(&rows);
+        let mut want: Vec<Vec<String>> = case
+            .rows
+            .iter()
+            .map(|row| row.iter().map(|s| s.to_string()).collect())
+            .collect();
+        if !case.ordered {
+            got.sort();
+            want.sort();
+        }
+        if got != want {
+            failures.push(format!(
+                "{}\n  sql: {}\n  want {want:?}\n  got  {got:?}",
+                case.query, compiled.sql
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{dialect:?}: {} of {total} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+pub const DOCUMENTED_SUMMARY: &str = "ConfigurationChange | where TimeGenerated > ago(14d) | where ConfigChangeType in ('Registry', 'Files') | summarize count() by Computer, ConfigChangeType";
+pub const DOCUMENTED_REGISTRY: &str = "ConfigurationChange | where TimeGenerated > ago(14d) | where ConfigChangeType in ('Registry') | order by Computer, RegistryKey";
+
+/// The two queries from the product documentation, verbatim.
+pub fn check_documented(dialect: Dialect, mut run: impl FnMut(&CompiledQuery) -> Rows) {
+    let summary = run(&compile_for(dialect, DOCUMENTED_SUMMARY, &options()));
+    let names: Vec<&str> = summary.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["Computer", "ConfigChangeType", "count_"]);
+    let mut got = cells(&summary);
+    got.sort();
+    let want = [
+        ["db-01", "Files", "2"],
+        ["web-01", "Files", "2"],
+        ["win-01", "Registry", "2"],
+        ["win-02", "Registry", "1"],
+    ];
+    assert_eq!(got, want.map(|row| row.map(String::from)));
+
+    let registry = run(&compile_for(dialect, DOCUMENTED_REGISTRY, &options()));
+    let catalog = Catalog::configuration_change();
+    let names: Vec<&str> = registry.columns.iter().map(|c| c.name.as_str()).collect();
+    let all: Vec<&str> = catalog.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, all, "no project: every catalog column");
+    // KQL sorts descending by default: win-02 first, and within win-01 SYSTEM before SOFTWARE.
+    assert_eq!(
+        pick(
+            &registry,
+            &["Sequence", "Computer", "RegistryKey", "ValueName"]
+        ),
+        [
+            ["6", "win-02", WINLOGON_KEY, "Shell"],
+            ["5", "win-01", NETLOGON_KEY, "RequireSignOrSeal"],
+            ["4", "win-01", RUN_KEY, "Updater"],
+        ]
+        .map(|row| row.map(String::from))
+    );
+}
+
+pub const CSV_QUERY: &str = "ConfigurationChange | where ConfigChangeType == 'Registry' or ProcessName startswith '@' | project Sequence, TimeGenerated, Computer, RegistryKey, ValueData, FieldsChanged, ProcessName | order by Sequence asc";
+
+/// The CSV a result must export to, built independently of the exporter.
+pub fn expected_csv(rows: &Rows) -> String {
+    let mut text = rows
+        .columns
+        .iter()
+        .map(|c| c.name.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    text.push('\n');
+    for row in &rows.rows {
+        let line: Vec<String> = row
+            .iter()
+            .map(|value| {
+                let mut cell = value.display();
+                if matches!(value, Value::Text(_) | Value::Json(_))
+                    && cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+                {
+                    cell.insert(0, '\'');
+                }
+                if cell.contains([',', '"', '\n', '\r']) {
+                    cell = format!("\"{}\"", cell.replace('"', "\"\""));
+                }
+                cell
+            })
+            .collect();
+        text.push_str(&line.join(","));
+        text.push('\n');
+    }
+    text
+}
+
+/// Checks an export against the query's rows, and that the attacker's cells are neutralised.
+pub fn check_csv(rows: &Rows, csv: &str) {
+    assert_eq!(csv, expected_csv(rows));
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("Sequence,TimeGenerated,Computer,RegistryKey,ValueData,FieldsChanged,ProcessName")
+    );
+    assert!(csv.contains("'=cmd|' /C calc'!A0"), "{csv}");
+    assert!(csv.contains(",'@evil\n"), "{csv}");
+    assert_eq!(
+        rows.rows.len(),
+        5,
+        "4 registry records and one '@evil' process"
+    );
+}

@@ -1,0 +1,102 @@
+//! The same execution tests against a real PostgreSQL 15 server, started for the test in a
+//! temporary directory (see `fim_kql::pg_test`) and stopped at the end. Missing PostgreSQL
+//! binaries fail the test: `cargo xtask setup` installs them.
+// Test helpers panic by design: a panic is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use fim_kql::pg_test::TestServer;
+use fim_kql::{postgres as pg, Dialect, ExecError, Options};
+use postgres::{Client, NoTls};
+
+fn database(server: &TestServer) -> Client {
+    let mut client = Client::connect(&server.connection_string(), NoTls).unwrap();
+    client
+        .batch_execute(create_table(Dialect::Postgres))
+        .unwrap();
+    for f in fixtures() {
+        let time = std::time::UNIX_EPOCH
+            + std::time::Duration::from_nanos(u64::try_from(f.time.unix_nanos()).unwrap());
+        let record = f.record.to_string();
+        client
+            .execute(
+                "INSERT INTO configuration_change VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)",
+                &[
+                    &f.sequence,
+                    &format!("id-{}", f.computer),
+                    &f.computer,
+                    &time,
+                    &f.change_type,
+                    &f.category,
+                    &f.entity,
+                    &f.path,
+                    &record,
+                ],
+            )
+            .unwrap();
+    }
+    client
+}
+
+/// One server for every check (starting one takes seconds), each check reported by name.
+#[test]
+fn postgresql_15_returns_the_same_rows_as_sqlite() {
+    let mut server = TestServer::start().expect("a throwaway PostgreSQL 15 server");
+    let mut client = database(&server);
+    let mut run = |query: &fim_kql::CompiledQuery| {
+        pg::query_rows(&mut client, query).unwrap_or_else(|err| panic!("{}\n{err:?}", query.sql))
+    };
+    check_cases(Dialect::Postgres, &mut run);
+    check_documented(Dialect::Postgres, &mut run);
+
+    // CSV export equals the query result.
+    let query = compile_for(Dialect::Postgres, CSV_QUERY, &options());
+    let rows = pg::query_rows(&mut client, &query).unwrap();
+    let (count, bytes) = pg::export_csv(&mut client, &query, Vec::new()).unwrap();
+    assert_eq!(count, rows.rows.len());
+    check_csv(&rows, &String::from_utf8(bytes).unwrap());
+
+    // The row cap.
+    let capped = Options {
+        row_cap: 5,
+        ..options()
+    };
+    let query = compile_for(
+        Dialect::Postgres,
+        "ConfigurationChange | project Sequence",
+        &capped,
+    );
+    let rows = pg::query_rows(&mut client, &query).unwrap();
+    assert_eq!((rows.rows.len(), rows.capped), (5, true));
+
+    // The injection attempt is a value; the table is still there.
+    let query = compile_for(
+        Dialect::Postgres,
+        "ConfigurationChange | where Computer == \"x'; DROP TABLE configuration_change; --\"",
+        &options(),
+    );
+    assert!(!query.sql.contains("DROP"));
+    assert!(pg::query_rows(&mut client, &query).unwrap().rows.is_empty());
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM configuration_change", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 11);
+
+    // The server's statement_timeout cancels a query past its limit.
+    let slow = Options {
+        timeout: std::time::Duration::from_millis(50),
+        ..options()
+    };
+    let mut query = compile_for(Dialect::Postgres, "ConfigurationChange | count", &slow);
+    query.sql =
+        "SELECT count(*) AS \"Count\" FROM (SELECT pg_sleep(2)) AS s LIMIT $1::bigint".to_string();
+    match pg::query_rows(&mut client, &query) {
+        Err(ExecError::Timeout(_)) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    drop(client);
+    server.stop().unwrap();
+}
