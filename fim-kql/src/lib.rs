@@ -8,6 +8,9 @@
 //! of that needs a database client (the `sqlite` and `postgres` features add adapters that
 //! run a compiled query; `pg-test` adds a throwaway PostgreSQL server for tests).
 //!
+//! [`schema`] is a storage layout the default catalog reads (deduplicated inserts, hourly
+//! counts exact under replays, daily partitions with retention in PostgreSQL).
+//!
 //! Safety by construction: the parser accepts only tabular operators (no control commands,
 //! no second statement), the compiler writes only SELECT, every literal is a bound
 //! parameter, and every query carries a row cap and a time limit.
@@ -45,6 +48,7 @@ pub mod parser;
 pub mod pg_test;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod schema;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod value;

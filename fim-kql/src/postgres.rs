@@ -13,7 +13,7 @@ use crate::exec::{json_cell, ExecError};
 use crate::value::{Param, Rows, Type, Value};
 use crate::Dialect;
 
-fn system_time(at: Timestamp) -> SystemTime {
+pub(crate) fn system_time(at: Timestamp) -> SystemTime {
     let nanos = at.unix_nanos();
     let magnitude = Duration::from_nanos(nanos.unsigned_abs());
     if nanos >= 0 {

@@ -98,5 +98,97 @@ fn postgresql_15_returns_the_same_rows_as_sqlite() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     drop(client);
+    suggested_schema(&server);
     server.stop().unwrap();
+}
+
+/// The suggested schema: partitions, replays dropped, hourly counts exact, retention.
+fn suggested_schema(server: &TestServer) {
+    use fim_kql::schema::{
+        postgres_drop_before, postgres_ensure_partitions, POSTGRES_INSERT, POSTGRES_SCHEMA,
+    };
+    let mut client = Client::connect(&server.connection_string(), NoTls).unwrap();
+    client
+        .batch_execute("CREATE SCHEMA suggested; SET search_path = suggested")
+        .unwrap();
+    client.batch_execute(POSTGRES_SCHEMA).unwrap();
+    client.batch_execute(POSTGRES_SCHEMA).unwrap();
+    let month_ago =
+        fim_model::Timestamp::from_unix_nanos(now().unix_nanos() - 31 * 86_400_000_000_000);
+    let days = postgres_ensure_partitions(&mut client, month_ago, now()).unwrap();
+    assert_eq!(days, 32);
+    let mut inserted = 0;
+    for _ in 0..2 {
+        for f in fixtures() {
+            let time = std::time::UNIX_EPOCH
+                + std::time::Duration::from_nanos(u64::try_from(f.time.unix_nanos()).unwrap());
+            inserted += client
+                .execute(
+                    POSTGRES_INSERT,
+                    &[
+                        &format!("id-{}", f.computer),
+                        &"journal-1",
+                        &f.sequence,
+                        &time,
+                        &f.computer,
+                        &f.change_type,
+                        &f.category,
+                        &f.entity,
+                        &f.path,
+                        &f.record.to_string(),
+                    ],
+                )
+                .unwrap();
+        }
+    }
+    assert_eq!(inserted, 11, "the replay inserted nothing");
+    let totals = |client: &mut Client| -> (i64, i64) {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM configuration_change), \
+                 (SELECT SUM(changes)::bigint FROM configuration_change_hourly)",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(totals(&mut client), (11, 11));
+    let start = std::time::UNIX_EPOCH
+        + std::time::Duration::from_nanos(u64::try_from(fourteen_days_ago().unix_nanos()).unwrap());
+    let hourly = |client: &mut Client| -> Vec<Vec<String>> {
+        client
+            .query(&hourly_summary_sql("$1"), &[&start])
+            .unwrap()
+            .iter()
+            .map(|row| {
+                vec![
+                    row.get::<_, String>(0),
+                    row.get::<_, String>(1),
+                    row.get::<_, i64>(2).to_string(),
+                ]
+            })
+            .collect()
+    };
+    assert_eq!(
+        hourly(&mut client),
+        SUMMARY_14D.map(|row| row.map(String::from))
+    );
+    check_documented(Dialect::Postgres, |query| {
+        pg::query_rows(&mut client, query).unwrap()
+    });
+
+    let dropped = postgres_drop_before(&mut client, fourteen_days_ago()).unwrap();
+    assert_eq!(dropped.len(), 17, "{dropped:?}");
+    assert_eq!(
+        totals(&mut client),
+        (9, 9),
+        "the 20- and 30-day-old records and their counts"
+    );
+    assert_eq!(
+        hourly(&mut client),
+        SUMMARY_14D.map(|row| row.map(String::from))
+    );
+    check_documented(Dialect::Postgres, |query| {
+        pg::query_rows(&mut client, query).unwrap()
+    });
 }

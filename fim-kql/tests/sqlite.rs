@@ -119,3 +119,84 @@ fn a_query_past_its_time_limit_is_interrupted() {
         other => panic!("expected a timeout, got {other:?}"),
     }
 }
+
+#[test]
+fn the_suggested_schema_drops_replays_keeps_exact_hourly_counts_and_expires_old_rows() {
+    use fim_kql::schema::{SQLITE_INSERT, SQLITE_RETENTION, SQLITE_SCHEMA};
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(SQLITE_SCHEMA).unwrap();
+    conn.execute_batch(SQLITE_SCHEMA).unwrap();
+    // The agent sends everything, reconnects, and sends it all again.
+    let mut inserted = 0;
+    for _ in 0..2 {
+        for f in fixtures() {
+            inserted += conn
+                .execute(
+                    SQLITE_INSERT,
+                    params![
+                        format!("id-{}", f.computer),
+                        "journal-1",
+                        f.sequence,
+                        f.time.unix_nanos(),
+                        f.computer,
+                        f.change_type,
+                        f.category,
+                        f.entity,
+                        f.path,
+                        f.record.to_string()
+                    ],
+                )
+                .unwrap();
+        }
+    }
+    assert_eq!(inserted, 11, "the replay inserted nothing");
+    let totals = |conn: &Connection| -> (i64, i64) {
+        let rows = conn
+            .query_row("SELECT count(*) FROM configuration_change", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let counted = conn
+            .query_row(
+                "SELECT SUM(changes) FROM configuration_change_hourly",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (rows, counted)
+    };
+    assert_eq!(totals(&conn), (11, 11));
+    let hourly = |conn: &Connection| -> Vec<Vec<String>> {
+        let mut statement = conn.prepare(&hourly_summary_sql("?1")).unwrap();
+        statement
+            .query_map([fourteen_days_ago().unix_nanos()], |row| {
+                Ok(vec![
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?.to_string(),
+                ])
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(hourly(&conn), SUMMARY_14D.map(|row| row.map(String::from)));
+    // The default catalog reads this schema: the documented queries agree with the counts.
+    check_documented(Dialect::Sqlite, |query| {
+        sqlite::query_rows(&conn, query).unwrap()
+    });
+
+    for statement in SQLITE_RETENTION {
+        conn.execute(statement, [fourteen_days_ago().unix_nanos()])
+            .unwrap();
+    }
+    assert_eq!(
+        totals(&conn),
+        (9, 9),
+        "the 20- and 30-day-old records and their counts"
+    );
+    assert_eq!(hourly(&conn), SUMMARY_14D.map(|row| row.map(String::from)));
+    check_documented(Dialect::Sqlite, |query| {
+        sqlite::query_rows(&conn, query).unwrap()
+    });
+}

@@ -567,3 +567,24 @@ pub fn check_csv(rows: &Rows, csv: &str) {
         "4 registry records and one '@evil' process"
     );
 }
+
+/// The documented summary, as the hourly counts must give it: (computer, type, changes).
+pub const SUMMARY_14D: [[&str; 3]; 4] = [
+    ["db-01", "Files", "2"],
+    ["web-01", "Files", "2"],
+    ["win-01", "Registry", "2"],
+    ["win-02", "Registry", "1"],
+];
+
+/// The hourly counts query both schema tests run (`{p}` is the placeholder of the start).
+pub fn hourly_summary_sql(placeholder: &str) -> String {
+    format!(
+        "SELECT computer, change_type, CAST(SUM(changes) AS BIGINT) FROM configuration_change_hourly \
+         WHERE hour >= {placeholder} AND change_type IN ('Registry', 'Files') \
+         GROUP BY computer, change_type ORDER BY computer, change_type"
+    )
+}
+
+pub fn fourteen_days_ago() -> Timestamp {
+    Timestamp::from_unix_nanos(now().unix_nanos() - 14 * DAY)
+}
