@@ -50,12 +50,11 @@ pub struct Token {
     pub pos: Pos,
 }
 
-struct Lexer<'a> {
+struct Lexer {
     chars: Vec<char>,
     at: usize,
     line: u32,
     column: u32,
-    _text: &'a str,
 }
 
 /// Splits `text` into tokens, ending with [`Tok::Eof`].
@@ -65,7 +64,6 @@ pub fn lex(text: &str) -> Result<Vec<Token>> {
         at: 0,
         line: 1,
         column: 1,
-        _text: text,
     };
     let mut tokens = Vec::new();
     loop {
@@ -75,7 +73,7 @@ pub fn lex(text: &str) -> Result<Vec<Token>> {
             tokens.push(Token { tok: Tok::Eof, pos });
             return Ok(tokens);
         };
-        let tok = lexer.token(c, pos, tokens.last())?;
+        let tok = lexer.token(c, pos)?;
         tokens.push(Token { tok, pos });
     }
 }
@@ -88,7 +86,7 @@ fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-impl Lexer<'_> {
+impl Lexer {
     fn pos(&self) -> Pos {
         Pos::new(self.line, self.column)
     }
@@ -123,7 +121,7 @@ impl Lexer<'_> {
         }
     }
 
-    fn token(&mut self, c: char, pos: Pos, previous: Option<&Token>) -> Result<Tok> {
+    fn token(&mut self, c: char, pos: Pos) -> Result<Tok> {
         if is_ident_start(c) {
             return self.word(pos);
         }
@@ -162,11 +160,11 @@ impl Lexer<'_> {
                     _ => Err(KqlError::syntax(pos, "expected an operator after '!'")),
                 }
             }
-            _ => self.punct(c, pos, previous),
+            _ => self.punct(c, pos),
         }
     }
 
-    fn punct(&mut self, c: char, pos: Pos, _previous: Option<&Token>) -> Result<Tok> {
+    fn punct(&mut self, c: char, pos: Pos) -> Result<Tok> {
         let next = self.peek(1);
         let (tok, len) = match (c, next) {
             ('=', Some('=')) => (Tok::EqEq, 2),

@@ -1,5 +1,6 @@
 //! Runs a compiled query on a rusqlite connection, row by row, under a deadline enforced by
-//! SQLite's progress handler (the query is interrupted once the time limit passes).
+//! SQLite's progress handler (the query is interrupted once the time limit passes). A
+//! statement SQLite does not judge read-only is refused before it runs.
 use std::time::Instant;
 
 use fim_model::Timestamp;
@@ -77,6 +78,10 @@ where
     F: FnMut(Vec<Value>) -> Result<(), ExecError>,
 {
     let mut statement = conn.prepare(&query.sql)?;
+    // Defence in depth: the compiler writes only SELECT, and SQLite confirms it.
+    if !statement.readonly() {
+        return Err(ExecError::NotReadOnly);
+    }
     let mut rows = statement.query(params_from_iter(query.params.iter().map(bind)))?;
     let mut count = 0;
     while let Some(row) = rows.next()? {

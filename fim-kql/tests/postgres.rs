@@ -97,6 +97,12 @@ fn postgresql_15_returns_the_same_rows_as_sqlite() {
         Err(ExecError::Timeout(_)) => {}
         other => panic!("expected a timeout, got {other:?}"),
     }
+    // The adapter's transaction is read-only: a statement that writes fails in the server.
+    let mut query = compile_for(Dialect::Postgres, "ConfigurationChange | count", &options());
+    query.sql = "DELETE FROM configuration_change RETURNING 1::bigint AS \"Count\"".to_string();
+    query.params.clear();
+    let err = pg::query_rows(&mut client, &query).unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
     drop(client);
     suggested_schema(&server);
     server.stop().unwrap();

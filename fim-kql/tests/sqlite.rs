@@ -200,3 +200,21 @@ fn the_suggested_schema_drops_replays_keeps_exact_hourly_counts_and_expires_old_
         sqlite::query_rows(&conn, query).unwrap()
     });
 }
+
+#[test]
+fn a_statement_that_would_write_is_refused_by_the_adapter() {
+    let conn = database();
+    let mut query = compile_for(Dialect::Sqlite, "ConfigurationChange | count", &options());
+    query.sql = "DELETE FROM configuration_change".to_string();
+    query.params.clear();
+    assert!(matches!(
+        sqlite::query_rows(&conn, &query),
+        Err(ExecError::NotReadOnly)
+    ));
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM configuration_change", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(count, 11);
+}
