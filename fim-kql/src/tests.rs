@@ -470,3 +470,23 @@ fn spreadsheet_formulas_are_neutralised() {
     assert_eq!(cell(&Value::Int(-5)), "-5");
     assert_eq!(cell(&Value::Text("-5".into())), "'-5");
 }
+
+#[test]
+fn a_subquery_computes_only_the_columns_read_after_it() {
+    let compiled = try_compile("ConfigurationChange | take 100 | count", Dialect::Sqlite).unwrap();
+    assert!(!compiled.sql.contains("json_extract"), "{}", compiled.sql);
+    let compiled = try_compile(
+        "ConfigurationChange | top 5 by Size | where Computer == 'a' | project Size",
+        Dialect::Postgres,
+    )
+    .unwrap();
+    assert!(!compiled.sql.contains("ValueData"), "{}", compiled.sql);
+    // The order survives the wrap: the outer SELECT sorts again.
+    assert!(
+        compiled
+            .sql
+            .ends_with("ORDER BY q1.\"Size\" DESC NULLS LAST LIMIT $3::bigint"),
+        "{}",
+        compiled.sql
+    );
+}

@@ -112,10 +112,17 @@ struct OrderItem {
     column: Option<String>,
 }
 
+/// What a stage reads: the table, or an earlier stage as a subquery with its alias.
+#[derive(Clone, Debug)]
+enum Source {
+    Table(String),
+    Sub(Box<Stage>, String),
+}
+
 /// One SELECT being built.
 #[derive(Clone, Debug)]
 struct Stage {
-    from: String,
+    from: Source,
     cols: Vec<Col>,
     wheres: Vec<String>,
     /// Some(n): aggregated, grouped by the first n columns.
@@ -160,7 +167,7 @@ impl<'a> Compiler<'a> {
             options,
             params: Vec::new(),
             stage: Stage {
-                from: catalog.sql_table.clone(),
+                from: Source::Table(catalog.sql_table.clone()),
                 cols,
                 wheres: Vec::new(),
                 group_keys: None,
@@ -185,9 +192,16 @@ impl<'a> Compiler<'a> {
         format!("Column{}", self.auto_names)
     }
 
-    /// The stage's SELECT text; `outer` converts result columns for the client.
-    fn render(&mut self, outer: bool, limit: Option<i64>) -> String {
-        let stage = self.stage.clone();
+    /// A stage's SELECT text; `outer` converts result columns for the client.
+    fn render(&mut self, stage: &Stage, outer: bool, limit: Option<i64>) -> String {
+        let from = match &stage.from {
+            Source::Table(table) => table.clone(),
+            Source::Sub(inner, alias) => {
+                let inner = prune(inner, alias, stage);
+                let sql = self.render(&inner, false, inner.limit);
+                format!("({sql}) AS {alias}")
+            }
+        };
         let columns: Vec<String> = stage
             .cols
             .iter()
@@ -201,10 +215,9 @@ impl<'a> Compiler<'a> {
             })
             .collect();
         let mut sql = format!(
-            "SELECT {}{} FROM {}",
+            "SELECT {}{} FROM {from}",
             if stage.distinct { "DISTINCT " } else { "" },
             columns.join(", "),
-            stage.from
         );
         if !stage.wheres.is_empty() {
             sql.push_str(" WHERE ");
@@ -242,8 +255,6 @@ impl<'a> Compiler<'a> {
 
     /// Turns the current stage into a subquery that a new, empty stage reads from.
     fn wrap(&mut self) {
-        let limit = self.stage.limit;
-        let inner = self.render(false, limit);
         self.wraps += 1;
         let alias = format!("q{}", self.wraps);
         let cols: Vec<Col> = self
@@ -256,27 +267,35 @@ impl<'a> Compiler<'a> {
                 ty: col.ty,
             })
             .collect();
-        // The subquery's ORDER BY does not bind the outer SELECT: sort again on its columns.
-        let order = if self.stage.order.iter().all(|item| item.column.is_some()) {
-            self.stage
-                .order
-                .iter()
-                .filter_map(|item| {
-                    let name = item.column.as_ref()?;
-                    cols.iter()
-                        .find(|col| &col.name == name)
-                        .map(|col| OrderItem {
-                            sql: col.sql.clone(),
-                            column: Some(col.name.clone()),
-                            ..item.clone()
-                        })
+        // A subquery's ORDER BY does not bind the outer SELECT: sort again on its columns,
+        // when every key is one of them (else the subquery's order is all there is).
+        let carried: Option<Vec<OrderItem>> = self
+            .stage
+            .order
+            .iter()
+            .map(|item| {
+                let name = item.column.as_ref()?;
+                let col = cols.iter().find(|col| &col.name == name)?;
+                Some(OrderItem {
+                    sql: col.sql.clone(),
+                    column: Some(col.name.clone()),
+                    ..item.clone()
                 })
-                .collect()
-        } else {
-            Vec::new()
+            })
+            .collect();
+        let mut inner = self.stage.clone();
+        let order = match carried {
+            Some(order) => {
+                // Sorting inside matters only to pick the rows a LIMIT keeps.
+                if inner.limit.is_none() {
+                    inner.order.clear();
+                }
+                order
+            }
+            None => Vec::new(),
         };
         self.stage = Stage {
-            from: format!("({inner}) AS {alias}"),
+            from: Source::Sub(Box::new(inner), alias),
             cols,
             wheres: Vec::new(),
             group_keys: None,
@@ -290,7 +309,8 @@ impl<'a> Compiler<'a> {
         let cap = self.options.row_cap.max(0);
         let limit = self.stage.limit.map_or(cap, |take| take.min(cap));
         let cap_applies = self.stage.limit.is_none_or(|take| take > cap);
-        let sql = self.render(true, Some(limit));
+        let stage = self.stage.clone();
+        let sql = self.render(&stage, true, Some(limit));
         let columns = self
             .stage
             .cols
@@ -310,4 +330,31 @@ impl<'a> Compiler<'a> {
             timeout: self.options.timeout,
         })
     }
+}
+
+/// The columns of `inner` that `outer` reads, when dropping the rest cannot change the rows
+/// (not under DISTINCT or GROUP BY): a `take 100 | count` must not compute every catalog
+/// column for each of the hundred rows.
+fn prune(inner: &Stage, alias: &str, outer: &Stage) -> Stage {
+    if inner.distinct || inner.group_keys.is_some() {
+        return inner.clone();
+    }
+    let mut text = String::new();
+    for col in &outer.cols {
+        text.push_str(&col.sql);
+    }
+    for item in &outer.order {
+        text.push_str(&item.sql);
+    }
+    for predicate in &outer.wheres {
+        text.push_str(predicate);
+    }
+    let mut pruned = inner.clone();
+    pruned
+        .cols
+        .retain(|col| text.contains(&format!("{alias}.{}", quote(&col.name))));
+    if pruned.cols.is_empty() {
+        pruned.cols.extend(inner.cols.first().cloned());
+    }
+    pruned
 }

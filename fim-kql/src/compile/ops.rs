@@ -24,6 +24,15 @@ impl Compiler<'_> {
             OpKind::Project(list) => {
                 self.wrap_if_aggregated();
                 let cols = self.assignments(list)?;
+                // A sort key now names another column, or none: it no longer survives a wrap.
+                for item in &mut self.stage.order {
+                    let same = item.column.as_ref().is_some_and(|name| {
+                        cols.iter().any(|c| &c.name == name && c.sql == item.sql)
+                    });
+                    if !same {
+                        item.column = None;
+                    }
+                }
                 self.stage.cols = cols;
             }
             OpKind::ProjectAway(names) => self.project_away(names)?,
@@ -70,6 +79,14 @@ impl Compiler<'_> {
         Ok(())
     }
 
+    fn forget_order_column(&mut self, name: &str) {
+        for item in &mut self.stage.order {
+            if item.column.as_deref() == Some(name) {
+                item.column = None;
+            }
+        }
+    }
+
     fn wrap_if_aggregated(&mut self) {
         if self.stage.group_keys.is_some() || self.stage.distinct {
             self.wrap();
@@ -80,6 +97,7 @@ impl Compiler<'_> {
         self.wrap_if_aggregated();
         for assignment in list {
             let col = self.assignment(assignment)?;
+            self.forget_order_column(&col.name);
             match self.stage.cols.iter_mut().find(|c| c.name == col.name) {
                 Some(existing) => *existing = col,
                 None => self.stage.cols.push(col),
