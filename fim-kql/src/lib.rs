@@ -35,6 +35,16 @@
 //! functions `ago now datetime bin tolower toupper strlen strcat isempty isnotempty`.
 //! The right side of `contains`, `has`, `startswith` and `endswith` must be a string
 //! literal. `has` matches whole terms bounded by ASCII non-alphanumerics.
+//!
+//! Where the backends differ (and the tests hold both to the same fixture rows):
+//! case-insensitive operators (`=~`, `contains`, `has`, `startswith`, `endswith`) fold only
+//! ASCII letters in SQLite, all letters in PostgreSQL; PostgreSQL keeps times to the
+//! microsecond, SQLite (Unix nanoseconds) to the nanosecond; strings sort by code point on
+//! both (PostgreSQL's ORDER BY uses the "C" collation; its `min`/`max` of strings use the
+//! database's, so create the database with `--locale=C` for the same answers).
+//!
+//! `now()`/`ago()` are evaluated once, at compile time, from [`Options::now`], and bound as
+//! parameters: the same query text and clock give the same SQL and rows on both backends.
 pub mod ast;
 pub mod catalog;
 mod compile;
