@@ -64,7 +64,7 @@ pub mod sqlite;
 pub mod value;
 
 pub use catalog::{Catalog, ColumnDef};
-pub use compile::{compile, CompiledQuery, Options};
+pub use compile::{compile, compile_with_rollup, CompiledQuery, Options, Rollup};
 pub use dialect::Dialect;
 pub use error::{ErrorKind, KqlError, Pos};
 pub use exec::ExecError;

@@ -182,6 +182,9 @@ fn suggested_schema(server: &TestServer) {
     check_documented(Dialect::Postgres, |query| {
         pg::query_rows(&mut client, query).unwrap()
     });
+    check_rollup(Dialect::Postgres, |query| {
+        pg::query_rows(&mut client, query).unwrap()
+    });
 
     let dropped = postgres_drop_before(&mut client, fourteen_days_ago()).unwrap();
     assert_eq!(dropped.len(), 17, "{dropped:?}");
@@ -195,6 +198,9 @@ fn suggested_schema(server: &TestServer) {
         SUMMARY_14D.map(|row| row.map(String::from))
     );
     check_documented(Dialect::Postgres, |query| {
+        pg::query_rows(&mut client, query).unwrap()
+    });
+    check_rollup(Dialect::Postgres, |query| {
         pg::query_rows(&mut client, query).unwrap()
     });
 }

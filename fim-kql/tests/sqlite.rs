@@ -185,6 +185,9 @@ fn the_suggested_schema_drops_replays_keeps_exact_hourly_counts_and_expires_old_
     check_documented(Dialect::Sqlite, |query| {
         sqlite::query_rows(&conn, query).unwrap()
     });
+    check_rollup(Dialect::Sqlite, |query| {
+        sqlite::query_rows(&conn, query).unwrap()
+    });
 
     for statement in SQLITE_RETENTION {
         conn.execute(statement, [fourteen_days_ago().unix_nanos()])
@@ -197,6 +200,9 @@ fn the_suggested_schema_drops_replays_keeps_exact_hourly_counts_and_expires_old_
     );
     assert_eq!(hourly(&conn), SUMMARY_14D.map(|row| row.map(String::from)));
     check_documented(Dialect::Sqlite, |query| {
+        sqlite::query_rows(&conn, query).unwrap()
+    });
+    check_rollup(Dialect::Sqlite, |query| {
         sqlite::query_rows(&conn, query).unwrap()
     });
 }

@@ -157,7 +157,7 @@ impl Compiler<'_> {
     }
 
     /// The given name, the column's own, the column a `bin()` rounds, or `ColumnN`.
-    fn column_name(&mut self, assignment: &Assignment) -> String {
+    pub(super) fn column_name(&mut self, assignment: &Assignment) -> String {
         if let Some(name) = &assignment.name {
             return name.text.clone();
         }

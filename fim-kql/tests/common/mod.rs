@@ -592,3 +592,46 @@ pub fn hourly_summary_sql(placeholder: &str) -> String {
 pub fn fourteen_days_ago() -> Timestamp {
     Timestamp::from_unix_nanos(now().unix_nanos() - 14 * DAY)
 }
+
+/// Queries the hourly rollup can answer; each must return what the plain query returns.
+pub const ROLLUP_QUERIES: &[&str] = &[
+    DOCUMENTED_SUMMARY,
+    "ConfigurationChange | where TimeGenerated > datetime(2026-12-07 11:15) | summarize count() by Computer, ConfigChangeType",
+    "ConfigurationChange | where TimeGenerated > datetime(2026-12-07 09:00) | summarize n = count() by ConfigChangeType",
+    "ConfigurationChange | where TimeGenerated >= datetime(2026-12-07 09:00) | summarize count() by ConfigChangeType",
+    "ConfigurationChange | where TimeGenerated > ago(3d) and Computer startswith 'win' | summarize count() by bin(TimeGenerated, 1h), Computer | order by TimeGenerated asc, Computer asc",
+    "ConfigurationChange | where TimeGenerated > ago(90m) | summarize count() by Computer",
+    "ConfigurationChange | summarize count() by ChangeCategory",
+    "ConfigurationChange | where TimeGenerated > ago(14d) | summarize count() by Computer | where count_ > 1 | order by Computer asc",
+];
+
+/// Every rollup query gives the plain query's rows; other shapes do not use the rollup.
+pub fn check_rollup(dialect: Dialect, mut run: impl FnMut(&CompiledQuery) -> Rows) {
+    let catalog = Catalog::configuration_change();
+    let rollup = fim_kql::Rollup::configuration_change_hourly();
+    for query in ROLLUP_QUERIES {
+        let plain = compile_for(dialect, query, &options());
+        let fast = fim_kql::compile_with_rollup(query, &catalog, &rollup, dialect, &options())
+            .unwrap_or_else(|err| panic!("{query}\n{err}"));
+        assert!(fast.used_rollup, "{query}");
+        assert!(
+            fast.sql.contains("configuration_change_hourly"),
+            "{}",
+            fast.sql
+        );
+        let (mut want, mut got) = (cells(&run(&plain)), cells(&run(&fast)));
+        assert!(!want.is_empty(), "{query}");
+        if !query.contains("order by") {
+            want.sort();
+            got.sort();
+        }
+        assert_eq!(got, want, "{query}\n  rollup sql: {}", fast.sql);
+    }
+    let other = "ConfigurationChange | where Size > 1 | summarize count() by Computer";
+    let fast = fim_kql::compile_with_rollup(other, &catalog, &rollup, dialect, &options()).unwrap();
+    assert!(
+        !fast.used_rollup && !fast.sql.contains("hourly"),
+        "{}",
+        fast.sql
+    );
+}
