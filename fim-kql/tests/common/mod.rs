@@ -7,6 +7,9 @@ use fim_kql::{compile, Catalog, CompiledQuery, Dialect, Options, Rows, Value};
 use fim_model::Timestamp;
 use serde_json::{json, Value as Json};
 
+mod cases;
+pub use cases::cases;
+
 /// The tests' clock: 2026-12-07T12:00:00Z.
 pub fn now() -> Timestamp {
     Timestamp::parse_rfc3339("2026-12-07T12:00:00Z").unwrap()
@@ -313,143 +316,6 @@ pub fn pick(rows: &Rows, names: &[&str]) -> Vec<Vec<String>> {
         .iter()
         .map(|row| indexes.iter().map(|i| row[*i].display()).collect())
         .collect()
-}
-
-pub struct Case {
-    pub query: &'static str,
-    pub rows: Vec<Vec<&'static str>>,
-    /// The query fixes the order; otherwise both sides are sorted before comparing.
-    pub ordered: bool,
-}
-
-fn seqs(list: &[&'static str]) -> Vec<Vec<&'static str>> {
-    list.iter().map(|s| vec![*s]).collect()
-}
-
-fn case(query: &'static str, rows: Vec<Vec<&'static str>>, ordered: bool) -> Case {
-    Case {
-        query,
-        rows,
-        ordered,
-    }
-}
-
-/// Every operator, each with exactly the rows it must return.
-pub fn cases() -> Vec<Case> {
-    let q = |query, list: &[&'static str]| case(query, seqs(list), false);
-    let all_but_web = ["4", "5", "6", "7", "8", "9", "10", "11"];
-    vec![
-        q("ConfigurationChange | where Computer == 'web-01' | project Sequence", &["1", "2", "3"]),
-        q("ConfigurationChange | where Computer == \"web-01\" | project Sequence", &["1", "2", "3"]),
-        q("ConfigurationChange | where Computer != 'web-01' | project Sequence", &all_but_web),
-        q("ConfigurationChange | where Computer =~ 'WEB-01' | project Sequence", &["1", "2", "3"]),
-        q("ConfigurationChange | where Computer !~ 'WEB-01' | project Sequence", &all_but_web),
-        q("ConfigurationChange | where FileSystemPath contains 'SSH' | project Sequence", &["1"]),
-        q("ConfigurationChange | where FileSystemPath !contains 'etc' | project Sequence",
-            &["2", "4", "5", "6", "7", "8", "9"]),
-        q("ConfigurationChange | where Computer contains_cs 'WEB' | project Sequence", &[]),
-        q("ConfigurationChange | where Computer contains_cs 'web' | project Sequence", &["1", "2", "3"]),
-        q("ConfigurationChange | where RegistryKey has 'Run' | project Sequence", &["4"]),
-        q("ConfigurationChange | where RegistryKey has 'runonce' | project Sequence", &["7"]),
-        q("ConfigurationChange | where RegistryKey !has 'Run' | project Sequence",
-            &["1", "2", "3", "5", "6", "7", "8", "9", "10", "11"]),
-        q("ConfigurationChange | where FileSystemPath startswith '/ETC/' | project Sequence",
-            &["1", "3", "10", "11"]),
-        q("ConfigurationChange | where FileSystemPath !startswith '/etc/' | project Sequence",
-            &["2", "4", "5", "6", "7", "8", "9"]),
-        q("ConfigurationChange | where FileSystemPath endswith 'passwd' | project Sequence", &["10"]),
-        q("ConfigurationChange | where FileSystemPath !endswith 'passwd' and ConfigChangeType == 'Files' | project Sequence",
-            &["1", "2", "3", "11"]),
-        q("ConfigurationChange | where ConfigChangeType in ('Registry', 'WindowsServices') | project Sequence",
-            &["4", "5", "6", "7", "8", "9"]),
-        q("ConfigurationChange | where ConfigChangeType !in ('Registry', 'WindowsServices') | project Sequence",
-            &["1", "2", "3", "10", "11"]),
-        q("ConfigurationChange | where Size between (300 .. 1000) | project Sequence", &["1", "2"]),
-        q("ConfigurationChange | where Size !between (300 .. 1000) | project Sequence", &["10", "11"]),
-        q("ConfigurationChange | where TimeGenerated between (ago(3d) .. ago(1h)) | project Sequence",
-            &["1", "2", "4", "6", "8"]),
-        q("ConfigurationChange | where TimeGenerated between (datetime(2026-12-07 09:00) .. 2h) | project Sequence",
-            &["1", "4", "8"]),
-        q("ConfigurationChange | where Computer == 'win-01' and ConfigChangeType == 'Registry' or Computer == 'db-01' | project Sequence",
-            &["4", "5", "10", "11"]),
-        q("ConfigurationChange | where not(Computer startswith 'win') | project Sequence",
-            &["1", "2", "3", "10", "11"]),
-        q("ConfigurationChange | where Size > 300 | project Sequence", &["2", "10"]),
-        q("ConfigurationChange | where Size >= 300 | project Sequence", &["1", "2", "10"]),
-        q("ConfigurationChange | where Size < 300 | project Sequence", &["11"]),
-        q("ConfigurationChange | where Size <= 300 | project Sequence", &["1", "11"]),
-        q("ConfigurationChange | where TimeGenerated < ago(14d) | project Sequence", &["3", "7"]),
-        q("ConfigurationChange | where TimeGenerated >= datetime(2026-12-07 11:00) | project Sequence",
-            &["1", "10"]),
-        q("ConfigurationChange | where TimeGenerated > now(-1h) | project Sequence", &["10"]),
-        q("ConfigurationChange | where TimeGenerated > now() - 2h | project Sequence", &["1", "10"]),
-        q("ConfigurationChange | where DateModified > datetime(2026-12-07 10:59:59) | project Sequence", &["1"]),
-        q("ConfigurationChange | where DateModified < datetime(2026-12-06) | project Sequence", &["2"]),
-        q("ConfigurationChange | where FieldsChanged has 'mode' | project Sequence", &["10"]),
-        q("ConfigurationChange | where FieldsChanged contains 'Value' | project Sequence", &["4", "7"]),
-        q("ConfigurationChange | where ProcessName == 'curl' | project Sequence", &["2"]),
-        q("ConfigurationChange | where UserName == 'root' | project Sequence", &["1", "3", "11"]),
-        q("ConfigurationChange | where ChangeCategory == 'Removed' | project Sequence", &["3", "6"]),
-        q("ConfigurationChange | where SvcState == 'Running' and PreviousSvcState == 'Stopped' | project Sequence", &["8"]),
-        q("ConfigurationChange | where PreviousValueData == 'C:\\\\old.exe' | project Sequence", &["4"]),
-        q("ConfigurationChange | where ValueData startswith '=' | project Sequence", &["4"]),
-        q("ConfigurationChange | where isempty(FileSystemPath) | project Sequence",
-            &["4", "5", "6", "7", "8", "9"]),
-        q("ConfigurationChange | where isnotempty(SvcName) | project Sequence", &["8", "9"]),
-        q("ConfigurationChange | where Size == null | where ConfigChangeType == 'Files' | project Sequence", &["3"]),
-        q("ConfigurationChange | where Computer == \"x'; DROP TABLE configuration_change; --\" | project Sequence", &[]),
-        case("ConfigurationChange | where SvcName == 'EvilSvc' | project SvcPath, Computer",
-            vec![vec!["C:\\evil.exe", "win-01"]], true),
-        case("ConfigurationChange | project Sequence, Computer, Entity | project-away Entity | where Sequence == 1",
-            vec![vec!["1", "web-01"]], true),
-        case("ConfigurationChange | extend lower = tolower(Computer), up = toupper(Computer), n = strlen(Computer), s = strcat(Computer, ':', Sequence) | where Sequence == 1 | project lower, up, n, s",
-            vec![vec!["web-01", "WEB-01", "6", "web-01:1"]], true),
-        case("ConfigurationChange | extend c = tolower(Computer) | where c == 'db-01' | project Sequence, c | order by Sequence asc",
-            vec![vec!["10", "db-01"], vec!["11", "db-01"]], true),
-        case("ConfigurationChange | extend h = bin(TimeGenerated, 1h) | where Sequence == 10 | project h",
-            vec![vec!["2026-12-07T11:00:00Z"]], true),
-        case("ConfigurationChange | summarize count() by Computer",
-            vec![vec!["web-01", "3"], vec!["win-01", "3"], vec!["win-02", "3"], vec!["db-01", "2"]], false),
-        case("ConfigurationChange | summarize dcount(ConfigChangeType) by Computer",
-            vec![vec!["web-01", "1"], vec!["win-01", "2"], vec!["win-02", "2"], vec!["db-01", "1"]], false),
-        case("ConfigurationChange | summarize first = min(TimeGenerated), last = max(TimeGenerated), biggest = max(Size) by Computer | where Computer == 'db-01'",
-            vec![vec!["db-01", "2026-11-27T12:00:00Z", "2026-12-07T11:30:00Z", "1500"]], true),
-        case("ConfigurationChange | where TimeGenerated > ago(1d) | summarize count() by bin(TimeGenerated, 1h)",
-            vec![vec!["2026-12-07T11:00:00Z", "2"], vec!["2026-12-07T09:00:00Z", "1"], vec!["2026-12-07T10:00:00Z", "1"]], false),
-        case("ConfigurationChange | summarize n = count(), files = countif(ConfigChangeType == 'Files'), total = sum(Size)",
-            vec![vec!["11", "5", "2820"]], true),
-        case("ConfigurationChange | order by Sequence asc | take 3 | project Sequence",
-            seqs(&["1", "2", "3"]), true),
-        case("ConfigurationChange | sort by Sequence | take 2 | project Sequence", seqs(&["11", "10"]), true),
-        case("ConfigurationChange | top 2 by Size | project Sequence, Size",
-            vec![vec!["10", "1500"], vec!["2", "1000"]], true),
-        case("ConfigurationChange | top 2 by Size asc nulls last | project Sequence",
-            seqs(&["11", "1"]), true),
-        case("ConfigurationChange | top 3 by Sequence asc | project Sequence, Computer",
-            vec![vec!["1", "web-01"], vec!["2", "web-01"], vec!["3", "web-01"]], true),
-        case("ConfigurationChange | order by Sequence asc | take 4 | where ConfigChangeType == 'Registry' | project Sequence",
-            seqs(&["4"]), true),
-        case("ConfigurationChange | take 4 | count", seqs(&["4"]), true),
-        case("ConfigurationChange | order by Sequence asc | take 5 | where ConfigChangeType != 'Files' | project Sequence",
-            seqs(&["4", "5"]), true),
-        case("ConfigurationChange | top 6 by Sequence asc | where Computer startswith 'win' | top 2 by Sequence | project Sequence",
-            vec![vec!["6"], vec!["5"]], true),
-        case("ConfigurationChange | count", seqs(&["11"]), true),
-        case("ConfigurationChange | limit 100 | where Computer == 'web-01' | count", seqs(&["3"]), true),
-        case("ConfigurationChange | distinct Computer",
-            seqs(&["web-01", "win-01", "win-02", "db-01"]), false),
-        case("ConfigurationChange | distinct ConfigChangeType, ChangeCategory | where ConfigChangeType == 'Files'",
-            vec![vec!["Files", "Modified"], vec!["Files", "Added"], vec!["Files", "Removed"]], false),
-        case("ConfigurationChange | summarize c = count() by Computer | where c > 2 | order by Computer asc",
-            vec![vec!["web-01", "3"], vec!["win-01", "3"], vec!["win-02", "3"]], true),
-        case("ConfigurationChange | summarize c = count() by Computer | order by c desc, Computer asc | take 1",
-            vec![vec!["web-01", "3"]], true),
-        case("ConfigurationChange | summarize count() by Computer | order by count_ asc, Computer asc | project Computer",
-            seqs(&["db-01", "web-01", "win-01", "win-02"]), true),
-        case("ConfigurationChange | where ConfigChangeType == 'Registry' | order by RegistryKey asc, Sequence asc | project Sequence, ValueName",
-            // "Windows NT" sorts before "Windows\": a space is below a backslash.
-            vec![vec!["6", "Shell"], vec!["4", "Updater"], vec!["7", "Once"], vec!["5", "RequireSignOrSeal"]], true),
-    ]
 }
 
 /// Runs every case through `run`, collecting every mismatch before failing.
