@@ -9,7 +9,10 @@
 //! run a compiled query; `pg-test` adds a throwaway PostgreSQL server for tests).
 //!
 //! [`schema`] is a storage layout the default catalog reads (deduplicated inserts, hourly
-//! counts exact under replays, daily partitions with retention in PostgreSQL).
+//! counts exact under replays, daily partitions with retention in PostgreSQL), and
+//! [`compile_with_rollup`] answers counts over a time range from those hourly counts (the
+//! documented 14-day summary over 1M records: 1.9 s plain against 28 ms in SQLite, 0.36 s
+//! against 0.03 s in PostgreSQL, on this project's 2-core machines).
 //!
 //! Safety by construction: the parser accepts only tabular operators (no control commands,
 //! no second statement), the compiler writes only SELECT, every literal is a bound

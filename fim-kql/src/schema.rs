@@ -9,8 +9,10 @@
 //!   unchanged, time included, so it is still caught. (A sequence seen again with another
 //!   time is a rewritten journal, which the collector's chain check flags before inserting.)
 //! - **Hourly counts** (`configuration_change_hourly`: UTC hour, computer, type, category,
-//!   changes) kept by an AFTER INSERT row trigger. A skipped duplicate fires no trigger, so
-//!   the counts stay exact under replays. "Changes in the last 14 days by computer and type"
+//!   changes) kept by an AFTER INSERT trigger: in PostgreSQL once per statement over its
+//!   transition table (one upsert per group of a batch, not per row: with a row trigger a
+//!   1M-row INSERT ... SELECT took 50 s here, with this one 14 s), in SQLite per row. A skipped duplicate is in no
+//!   transition table and fires no row trigger, so the counts stay exact under replays. "Changes in the last 14 days by computer and type"
 //!   reads about 14 x 24 x computers x types rows instead of the records.
 //! - **Partitioned by day** in PostgreSQL (`configuration_change_pYYYYMMDD`, UTC days), so
 //!   retention drops whole partitions ([`postgres_drop_before`]) instead of deleting rows;
@@ -108,16 +110,19 @@ CREATE OR REPLACE FUNCTION configuration_change_count() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO configuration_change_hourly
-    VALUES (date_trunc('hour', NEW.time_generated, 'UTC'), NEW.computer_id, NEW.computer,
-            NEW.change_type, NEW.category, 1)
+    SELECT date_trunc('hour', time_generated, 'UTC'), computer_id, computer, change_type,
+           category, count(*)
+    FROM inserted_rows
+    GROUP BY 1, 2, 3, 4, 5
     ON CONFLICT (hour, computer_id, computer, change_type, category)
-    DO UPDATE SET changes = configuration_change_hourly.changes + 1;
+    DO UPDATE SET changes = configuration_change_hourly.changes + EXCLUDED.changes;
     RETURN NULL;
 END
 $$;
 CREATE OR REPLACE TRIGGER configuration_change_count
     AFTER INSERT ON configuration_change
-    FOR EACH ROW EXECUTE FUNCTION configuration_change_count();
+    REFERENCING NEW TABLE AS inserted_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION configuration_change_count();
 ";
 
 /// The PostgreSQL insert, with the same parameters as [`SQLITE_INSERT`] (the time a

@@ -203,4 +203,17 @@ fn suggested_schema(server: &TestServer) {
     check_rollup(Dialect::Postgres, |query| {
         pg::query_rows(&mut client, query).unwrap()
     });
+
+    // One batch of nine replays and one new record: the statement's counts add exactly one.
+    let inserted = client
+        .execute(
+            "INSERT INTO configuration_change SELECT * FROM configuration_change \
+             UNION ALL SELECT computer_id, 'journal-2', sequence, time_generated, computer, \
+             change_type, category, entity, path, record FROM configuration_change \
+             WHERE sequence = 1 ON CONFLICT DO NOTHING",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(inserted, 1);
+    assert_eq!(totals(&mut client), (10, 10));
 }
