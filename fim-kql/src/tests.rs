@@ -490,3 +490,45 @@ fn a_subquery_computes_only_the_columns_read_after_it() {
         compiled.sql
     );
 }
+
+#[test]
+fn the_rollup_takes_only_the_shapes_it_answers_exactly() {
+    let rollup = crate::Rollup::configuration_change_hourly();
+    let with_rollup = |query: &str| {
+        crate::compile_with_rollup(
+            query,
+            &Catalog::configuration_change(),
+            &rollup,
+            Dialect::Sqlite,
+            &options(),
+        )
+    };
+    for query in [
+        "ConfigurationChange | where TimeGenerated > ago(14d) | summarize count() by Computer",
+        "ConfigurationChange | where TimeGenerated >= now(-2h) and ConfigChangeType != 'Files' | summarize n = count() by bin(TimeGenerated, 1d)",
+        "ConfigurationChange | summarize count()",
+    ] {
+        assert!(with_rollup(query).unwrap().used_rollup, "{query}");
+    }
+    for query in [
+        "ConfigurationChange | where Size > 1 | summarize count() by Computer",
+        "ConfigurationChange | where TimeGenerated < ago(1d) | summarize count() by Computer",
+        "ConfigurationChange | summarize count() by bin(TimeGenerated, 30m)",
+        "ConfigurationChange | summarize dcount(Computer) by ConfigChangeType",
+        "ConfigurationChange | take 5 | summarize count() by Computer",
+        "ConfigurationChange | where Computer == 'a'",
+    ] {
+        assert!(!with_rollup(query).unwrap().used_rollup, "{query}");
+    }
+    // Errors are the plain compiler's.
+    let err =
+        with_rollup("ConfigurationChange | summarize Computer = count() by Computer").unwrap_err();
+    assert!(err.to_string().contains("named twice"), "{err}");
+    let err =
+        with_rollup("ConfigurationChange | where Computr == 'a' | summarize count()").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("1:29: unknown column 'Computr'"),
+        "{err}"
+    );
+}

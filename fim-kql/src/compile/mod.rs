@@ -12,6 +12,7 @@
 //! names (identifiers the lexer limited to `[A-Za-z_][A-Za-z0-9_]*`) and placeholders.
 mod expr;
 mod ops;
+mod params;
 mod rollup;
 
 pub use rollup::Rollup;
@@ -343,6 +344,7 @@ impl<'a> Compiler<'a> {
         let cap_applies = self.stage.limit.is_none_or(|take| take > cap);
         let stage = self.stage.clone();
         let sql = self.render(&stage, true, Some(limit));
+        let (sql, params) = params::compact(&sql, std::mem::take(&mut self.params), self.dialect);
         let columns = self
             .stage
             .cols
@@ -355,7 +357,7 @@ impl<'a> Compiler<'a> {
         Ok(CompiledQuery {
             dialect: self.dialect,
             sql,
-            params: self.params,
+            params,
             columns,
             limit,
             cap_applies,

@@ -187,6 +187,15 @@ impl Compiler<'_> {
         if !by.iter().all(|key| rollup_key(key, rollup)) {
             return Ok(false);
         }
+        // A count named like a key is an error the plain compilation reports.
+        let key_named = |key: &Assignment| match (&key.name, &key.expr.kind) {
+            (Some(name), _) => name.text == count_name,
+            (None, ExprKind::Column(column)) => *column == count_name,
+            (None, _) => count_name == "TimeGenerated",
+        };
+        if by.iter().any(key_named) {
+            return Ok(false);
+        }
         self.summarize_rollup(&filter, by, count_name, rollup)?;
         for op in &ops[at + 1..] {
             self.op(op)?;
@@ -220,25 +229,23 @@ impl Compiler<'_> {
             Some(col) => col.sql.clone(),
             None => return Err(self.unknown_column("TimeGenerated", Default::default())),
         };
-        let mut hourly = Branch::new(format!("{} AS n", rollup.count), &rollup.sql_table);
-        let mut raw = Branch::new("1 AS n".to_string(), self.table());
-        let mut names = Vec::new();
-        for key in by {
-            let name = self.column_name(key);
-            hourly.key(&self.expr_in(&key.expr, hourly_scope.clone())?.sql, &name);
-            let typed = self.expr_in(&key.expr, raw_scope.clone())?;
-            raw.key(&typed.sql, &name);
-            names.push((name, typed.ty));
-        }
-        for predicate in &filter.dimensions {
-            hourly
-                .wheres
-                .push(self.expr_in(predicate, hourly_scope.clone())?.sql);
-            raw.wheres
-                .push(self.expr_in(predicate, raw_scope.clone())?.sql);
-        }
+        let names: Vec<String> = by.iter().map(|key| self.column_name(key)).collect();
+        let count_sql = format!("{} AS n", rollup.count);
+        let (mut hourly, types) = self.branch(
+            by,
+            &names,
+            filter,
+            hourly_scope,
+            count_sql,
+            &rollup.sql_table,
+        )?;
         let mut source = hourly.clone();
         if let Some((bound, inclusive)) = filter.lower {
+            // Compiled only here: a placeholder the SQL never uses would leave PostgreSQL
+            // unable to type it.
+            let table = self.table().to_string();
+            let (mut raw, _) =
+                self.branch(by, &names, filter, raw_scope, "1 AS n".to_string(), &table)?;
             // B: the first whole hour of which every record is inside the range.
             let mut first_hour = bound.div_euclid(HOUR_NS) * HOUR_NS;
             if first_hour < bound || !inclusive {
@@ -252,8 +259,33 @@ impl Compiler<'_> {
             raw.wheres.push(format!("({time_sql} < {b})"));
             source = hourly.union(&raw);
         }
-        self.stage_from_rollup(source, names, count_name);
+        let keys = names.into_iter().zip(types).collect();
+        self.stage_from_rollup(source, keys, count_name);
         Ok(())
+    }
+
+    /// One SELECT of the union: the keys and dimension predicates over `scope`.
+    fn branch(
+        &mut self,
+        by: &[Assignment],
+        names: &[String],
+        filter: &Filter<'_>,
+        scope: Vec<Col>,
+        count_sql: String,
+        from: &str,
+    ) -> Result<(Branch, Vec<Type>)> {
+        let mut branch = Branch::new(count_sql, from);
+        let mut types = Vec::new();
+        for (key, name) in by.iter().zip(names) {
+            let typed = self.expr_in(&key.expr, scope.clone())?;
+            branch.key(&typed.sql, name);
+            types.push(typed.ty);
+        }
+        for predicate in &filter.dimensions {
+            let typed = self.expr_in(predicate, scope.clone())?;
+            branch.wheres.push(typed.sql);
+        }
+        Ok((branch, types))
     }
 
     fn table(&self) -> &str {
@@ -265,8 +297,8 @@ impl Compiler<'_> {
 
     fn stage_from_rollup(&mut self, source: Branch, keys: Vec<(String, Type)>, count: String) {
         let sum = match self.dialect {
-            crate::Dialect::Sqlite => "SUM(r.n)".to_string(),
-            crate::Dialect::Postgres => "(SUM(r.n))::bigint".to_string(),
+            crate::Dialect::Sqlite => "COALESCE(SUM(r.n), 0)".to_string(),
+            crate::Dialect::Postgres => "(COALESCE(SUM(r.n), 0))::bigint".to_string(),
         };
         let group_keys = keys.len();
         let mut cols: Vec<Col> = keys

@@ -115,6 +115,13 @@ pub fn cases() -> Vec<Case> {
         case("ConfigurationChange | order by Sequence asc | take 4 | where ConfigChangeType == 'Registry' | project Sequence",
             seqs(&["4"]), true),
         case("ConfigurationChange | take 4 | count", seqs(&["4"]), true),
+        // Values bound for columns that a later operator drops.
+        case("ConfigurationChange | extend x = strcat(Computer, 'z') | project Sequence | where Sequence == 2",
+            seqs(&["2"]), true),
+        case("ConfigurationChange | extend a = 'foo' | extend a = 'bar' | where Sequence == 3 | project a",
+            seqs(&["bar"]), true),
+        case("ConfigurationChange | extend a = 'foo' | top 2 by Sequence asc | where Computer != 'x' | project Sequence",
+            seqs(&["1", "2"]), true),
         case("ConfigurationChange | order by Sequence asc | take 5 | where ConfigChangeType != 'Files' | project Sequence",
             seqs(&["4", "5"]), true),
         case("ConfigurationChange | top 6 by Sequence asc | where Computer startswith 'win' | top 2 by Sequence | project Sequence",
