@@ -10,26 +10,7 @@ use fim_kql::{sqlite, Dialect, ExecError, Options};
 use rusqlite::{params, Connection};
 
 fn database() -> Connection {
-    let conn = Connection::open_in_memory().unwrap();
-    conn.execute_batch(create_table(Dialect::Sqlite)).unwrap();
-    for f in fixtures() {
-        conn.execute(
-            "INSERT INTO configuration_change VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                f.sequence,
-                format!("id-{}", f.computer),
-                f.computer,
-                f.time.unix_nanos(),
-                f.change_type,
-                f.category,
-                f.entity,
-                f.path,
-                f.record.to_string()
-            ],
-        )
-        .unwrap();
-    }
-    conn
+    sqlite_database()
 }
 
 #[test]

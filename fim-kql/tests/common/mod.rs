@@ -506,3 +506,27 @@ pub fn check_rollup(dialect: Dialect, mut run: impl FnMut(&CompiledQuery) -> Row
         fast.sql
     );
 }
+
+/// An in-memory SQLite database holding the fixtures.
+pub fn sqlite_database() -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    conn.execute_batch(create_table(Dialect::Sqlite)).unwrap();
+    for f in fixtures() {
+        conn.execute(
+            "INSERT INTO configuration_change VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params![
+                f.sequence,
+                format!("id-{}", f.computer),
+                f.computer,
+                f.time.unix_nanos(),
+                f.change_type,
+                f.category,
+                f.entity,
+                f.path,
+                f.record.to_string()
+            ],
+        )
+        .unwrap();
+    }
+    conn
+}
