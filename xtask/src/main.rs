@@ -9,6 +9,7 @@
 mod bench;
 mod bench_scan;
 mod build;
+mod postgres;
 mod run;
 mod setup;
 mod test;

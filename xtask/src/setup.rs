@@ -63,6 +63,7 @@ pub fn run() -> Result<()> {
     let started = Instant::now();
     let mut apt = Apt::default();
     apt_packages(&mut apt)?;
+    crate::postgres::ensure()?;
     nightly_toolchain()?;
     crate::wine::setup()?;
     bpf_linker()?;
