@@ -126,16 +126,26 @@ fn write_and_undo(path: &Path) -> (u32, Duration) {
     (pid as u32, took)
 }
 
+/// A coalescing window of 2 s instead of 50 ms, so that steps meant to fall in one window do
+/// on a loaded machine too (under a parallel CI run two process spawns took 261 ms).
+fn wide_window(workspace: &Workspace) {
+    workspace.write_policy(&format!(
+        "[settings]\nscan_idle_io = false\ncoalesce_ms = 2000\n\n[[entity]]\nname = \"tree\"\nkind = \"linux-file\"\npath = \"{}\"\n",
+        workspace.tree.display()
+    ));
+}
+
 #[test]
 fn a_write_undone_within_the_window_is_a_change_time_record() {
     let workspace = Workspace::new("undo");
+    wide_window(&workspace);
     let file = workspace.tree.join("passwd");
     std::fs::write(&file, "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     let engine = Engine::start(&workspace);
     let name = path_of(&file);
 
     let (pid, took) = write_and_undo(&file);
-    assert!(took < Duration::from_millis(40), "the undo took {took:?}");
+    assert!(took < Duration::from_millis(1500), "the undo took {took:?}");
     let records = records_from(&engine, 0, 1);
     assert_eq!(
         summary(&records),
@@ -200,6 +210,7 @@ fn a_scan_also_records_a_write_that_was_undone() {
 #[test]
 fn moving_the_original_away_and_back_is_recorded() {
     let workspace = Workspace::new("mvback");
+    wide_window(&workspace);
     let file = workspace.tree.join("sudoers");
     std::fs::write(&file, "root ALL=(ALL) ALL\n").unwrap();
     let inode = std::fs::metadata(&file).unwrap().ino();
@@ -247,6 +258,7 @@ fn moving_the_original_away_and_back_is_recorded() {
 #[test]
 fn a_writer_and_a_toucher_in_one_window_are_both_named() {
     let workspace = Workspace::new("two-actors");
+    wide_window(&workspace);
     let file = workspace.tree.join("hosts");
     std::fs::write(&file, "127.0.0.1 localhost\n").unwrap();
     let reference = workspace.base.join("ref");
@@ -260,7 +272,7 @@ fn a_writer_and_a_toucher_in_one_window_are_both_named() {
     let writer = run("sh", &["-c", "echo x >> hosts"], &workspace.tree);
     let toucher = run("touch", &["-r", &reference_name, &name], &workspace.base);
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(40), "the two took {took:?}");
+    assert!(took < Duration::from_millis(1500), "the two took {took:?}");
     let records = records_from(&engine, 0, 1);
     // mtime was put back by touch -r; size and content tell.
     assert_eq!(
