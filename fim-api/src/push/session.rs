@@ -1,0 +1,182 @@
+//! One Report stream: Hello, Welcome (or Busy), then batch after batch, each sent only after
+//! the previous one was acknowledged, until the journal has nothing more.
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{transport::Channel, Streaming};
+
+use super::{JournalHead, JournalReader, PushConfig, PushError};
+use crate::collector_pb::{
+    agent_message, collector_client::CollectorClient, collector_message, Ack, AgentMessage, Batch,
+    CollectorMessage, Hello, JournalRecord,
+};
+
+/// How a session ended (failures are errors).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every record of the journal is acknowledged.
+    CaughtUp,
+    /// The collector's admission limit: come back after this long.
+    Busy(Duration),
+    /// The collector refused records (the reasons): they will not be accepted as they are.
+    Refused(String),
+}
+
+/// What the collector acknowledged during the session.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub acknowledged: Option<u64>,
+}
+
+/// The largest message the agent accepts from the collector.
+const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+pub(super) async fn run(
+    channel: Channel,
+    address: &str,
+    config: &PushConfig,
+    journal: &JournalReader,
+    progress: &mut Progress,
+) -> Result<Outcome, PushError> {
+    let head = journal.head().await?;
+    let (requests, outgoing) = mpsc::channel::<AgentMessage>(2);
+    let closed = || PushError::Protocol {
+        address: address.to_string(),
+        reason: "it closed the stream".to_string(),
+    };
+    requests
+        .send(message(agent_message::Kind::Hello(hello(config, &head))))
+        .await
+        .map_err(|_| closed())?;
+    let mut client = CollectorClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES);
+    let mut replies = client
+        .report(ReceiverStream::new(outgoing))
+        .await
+        .map_err(|status| stream_error(address, status))?
+        .into_inner();
+    let welcome = match next(&mut replies, address).await? {
+        collector_message::Kind::Welcome(welcome) => welcome,
+        collector_message::Kind::Busy(busy) => {
+            return Ok(Outcome::Busy(Duration::from_millis(
+                busy.retry_after_ms.into(),
+            )));
+        }
+        collector_message::Kind::Ack(_) => return Err(protocol(address, "an Ack before Welcome")),
+    };
+    let mut resume = welcome.resume_after_sequence;
+    progress.acknowledged = Some(resume);
+    if welcome.flagged {
+        tracing::error!(collector = %address, "the workspace flags this journal: {}", welcome.flag_reason);
+    }
+    if resume > head.sequence {
+        return Ok(Outcome::Refused(format!(
+            "the workspace holds this journal up to record {resume}, past its head {}",
+            head.sequence
+        )));
+    }
+    tracing::info!(
+        collector = %address,
+        acknowledged = resume,
+        head = head.sequence,
+        "the workspace is {} records behind this journal",
+        head.sequence - resume
+    );
+    let limit = config
+        .batch_records
+        .min(usize::try_from(welcome.max_batch_records).unwrap_or(usize::MAX))
+        .max(1);
+    let mut batch_id = 0;
+    loop {
+        let rows = journal.rows_after(resume, limit).await?;
+        let Some(last) = rows.last().map(|row| row.sequence) else {
+            drop(requests);
+            tracing::info!(collector = %address, acknowledged = resume, "the workspace has every record of this journal (0 behind)");
+            return Ok(Outcome::CaughtUp);
+        };
+        batch_id += 1;
+        let records = rows
+            .into_iter()
+            .map(|row| JournalRecord {
+                sequence: row.sequence,
+                record_json: row.record.into_bytes(),
+                prev_hash: row.prev_hash.to_vec(),
+                hash: row.hash.to_vec(),
+            })
+            .collect();
+        let batch = Batch { batch_id, records };
+        requests
+            .send(message(agent_message::Kind::Batch(batch)))
+            .await
+            .map_err(|_| closed())?;
+        let ack = match next(&mut replies, address).await? {
+            collector_message::Kind::Ack(ack) if ack.batch_id == batch_id => ack,
+            _ => return Err(protocol(address, "a reply that is not this batch's Ack")),
+        };
+        resume = ack.acknowledged_sequence;
+        progress.acknowledged = Some(resume);
+        if let Some(reasons) = refusals(&ack) {
+            return Ok(Outcome::Refused(reasons));
+        }
+        if resume < last {
+            return Ok(Outcome::Refused(format!(
+                "the collector acknowledged through {resume}, not {last}"
+            )));
+        }
+        tracing::debug!(collector = %address, acknowledged = resume, head = head.sequence, "batch acknowledged");
+    }
+}
+
+fn hello(config: &PushConfig, head: &JournalHead) -> Hello {
+    Hello {
+        computer_id: config.identity.computer_id.clone(),
+        computer: config.identity.computer.clone(),
+        journal_id: head.journal_id.clone(),
+        head_sequence: head.sequence,
+        head_hash: head.hash.to_vec(),
+        agent_version: config.identity.agent_version.clone(),
+        platform: config.identity.platform.clone(),
+        strategy: head.strategy.clone(),
+    }
+}
+
+fn message(kind: agent_message::Kind) -> AgentMessage {
+    AgentMessage { kind: Some(kind) }
+}
+
+/// The refusals of an Ack that are not mere duplicates, joined; None when there are none.
+fn refusals(ack: &Ack) -> Option<String> {
+    let reasons: Vec<&str> = ack
+        .refused
+        .iter()
+        .filter(|refusal| !refusal.duplicate)
+        .map(|refusal| refusal.reason.as_str())
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+async fn next(
+    replies: &mut Streaming<CollectorMessage>,
+    address: &str,
+) -> Result<collector_message::Kind, PushError> {
+    match replies.message().await {
+        Ok(Some(CollectorMessage { kind: Some(kind) })) => Ok(kind),
+        Ok(Some(CollectorMessage { kind: None })) => Err(protocol(address, "an empty message")),
+        Ok(None) => Err(protocol(address, "it ended the stream")),
+        Err(status) => Err(stream_error(address, status)),
+    }
+}
+
+fn protocol(address: &str, reason: &str) -> PushError {
+    PushError::Protocol {
+        address: address.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn stream_error(address: &str, status: tonic::Status) -> PushError {
+    PushError::Stream {
+        address: address.to_string(),
+        status: Box::new(status),
+    }
+}
