@@ -76,6 +76,7 @@ fn an_agent_offline_collector_catches_up_with_exactly_its_journal() {
     assert_eq!(machine["records"], head);
     assert_eq!(machine["platform"], "linux");
     assert_same_journal(&workspace, &collector_state, head);
+    eprintln!("caught up: {head} records, head {head_hash}");
 
     // Live: records made while the collector runs arrive too.
     write_files(&workspace, "live", 10);
@@ -107,6 +108,7 @@ fn a_collector_killed_mid_ingest_loses_and_duplicates_nothing() {
     });
     collector.kill9();
     let at_kill = collector_count(&collector_state);
+    eprintln!("collector killed with {at_kill} of {head} records stored");
     assert!(
         (200..head).contains(&at_kill),
         "the kill landed mid-ingest: {at_kill} of {head} stored"

@@ -172,17 +172,26 @@ fn read_machine(conn: &Connection, key: &JournalKey) -> rusqlite::Result<Option<
 }
 
 /// Flags the journal unless it is flagged already (the first reason is the evidence).
+/// Later reasons go to the log only.
 fn flag(conn: &Connection, key: &JournalKey, reason: &str, now_ns: i64) -> rusqlite::Result<()> {
-    tracing::error!(
-        computer_id = %key.computer_id,
-        journal_id = %key.journal_id,
-        "journal flagged: {reason}"
-    );
-    conn.execute(
+    let changed = conn.execute(
         "UPDATE machine SET chain_status = 'flagged', flag_reason = ?3, flagged_ns = ?4 \
          WHERE computer_id = ?1 AND journal_id = ?2 AND flag_reason IS NULL",
         params![key.computer_id, key.journal_id, reason, now_ns],
     )?;
+    if changed > 0 {
+        tracing::error!(
+            computer_id = %key.computer_id,
+            journal_id = %key.journal_id,
+            "journal flagged: {reason}"
+        );
+    } else {
+        tracing::warn!(
+            computer_id = %key.computer_id,
+            journal_id = %key.journal_id,
+            "flagged journal, again: {reason}"
+        );
+    }
     Ok(())
 }
 
