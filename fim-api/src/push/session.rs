@@ -41,14 +41,10 @@ pub(super) async fn run(
 ) -> Result<Outcome, PushError> {
     let head = journal.head().await?;
     let (requests, outgoing) = mpsc::channel::<AgentMessage>(2);
-    let closed = || PushError::Protocol {
-        address: address.to_string(),
-        reason: "it closed the stream".to_string(),
-    };
     requests
         .send(message(agent_message::Kind::Hello(hello(config, &head))))
         .await
-        .map_err(|_| closed())?;
+        .map_err(|_| closed(address))?;
     let mut client = CollectorClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES);
     let mut replies = client
         .report(ReceiverStream::new(outgoing))
@@ -64,7 +60,7 @@ pub(super) async fn run(
         }
         collector_message::Kind::Ack(_) => return Err(protocol(address, "an Ack before Welcome")),
     };
-    let mut resume = welcome.resume_after_sequence;
+    let resume = welcome.resume_after_sequence;
     progress.acknowledged = Some(resume);
     if welcome.flagged {
         tracing::error!(collector = %address, "the workspace flags this journal: {}", welcome.flag_reason);
@@ -75,56 +71,89 @@ pub(super) async fn run(
             head.sequence
         )));
     }
-    tracing::info!(
-        collector = %address,
-        acknowledged = resume,
-        head = head.sequence,
-        "the workspace is {} records behind this journal",
-        head.sequence - resume
-    );
+    if head.sequence > resume {
+        tracing::info!(
+            collector = %address,
+            acknowledged = resume,
+            head = head.sequence,
+            "the workspace is {} records behind this journal",
+            head.sequence - resume
+        );
+    }
     let limit = config
         .batch_records
         .min(usize::try_from(welcome.max_batch_records).unwrap_or(usize::MAX))
         .max(1);
-    let mut batch_id = 0;
-    loop {
-        let rows = journal.rows_after(resume, limit).await?;
-        let Some(last) = rows.last().map(|row| row.sequence) else {
-            drop(requests);
-            tracing::info!(collector = %address, acknowledged = resume, "the workspace has every record of this journal (0 behind)");
-            return Ok(Outcome::CaughtUp);
-        };
-        batch_id += 1;
-        let records = rows
-            .into_iter()
-            .map(|row| JournalRecord {
-                sequence: row.sequence,
-                record_json: row.record.into_bytes(),
-                prev_hash: row.prev_hash.to_vec(),
-                hash: row.hash.to_vec(),
-            })
-            .collect();
-        let batch = Batch { batch_id, records };
-        requests
-            .send(message(agent_message::Kind::Batch(batch)))
-            .await
-            .map_err(|_| closed())?;
-        let ack = match next(&mut replies, address).await? {
-            collector_message::Kind::Ack(ack) if ack.batch_id == batch_id => ack,
-            _ => return Err(protocol(address, "a reply that is not this batch's Ack")),
-        };
-        resume = ack.acknowledged_sequence;
-        progress.acknowledged = Some(resume);
-        if let Some(reasons) = refusals(&ack) {
-            return Ok(Outcome::Refused(reasons));
+    let mut link = Link {
+        address,
+        requests,
+        replies,
+    };
+    link.send_batches(journal, resume, limit, progress).await
+}
+
+/// An open stream past its Welcome.
+struct Link<'a> {
+    address: &'a str,
+    requests: mpsc::Sender<AgentMessage>,
+    replies: Streaming<CollectorMessage>,
+}
+
+impl Link<'_> {
+    /// Sends the rows after `resume`, a batch at a time, each after the previous Ack.
+    async fn send_batches(
+        &mut self,
+        journal: &JournalReader,
+        mut resume: u64,
+        limit: usize,
+        progress: &mut Progress,
+    ) -> Result<Outcome, PushError> {
+        let address = self.address;
+        let mut batch_id = 0;
+        loop {
+            let rows = journal.rows_after(resume, limit).await?;
+            let Some(last) = rows.last().map(|row| row.sequence) else {
+                if batch_id > 0 {
+                    tracing::info!(collector = %address, acknowledged = resume, "the workspace has every record of this journal (0 behind)");
+                }
+                return Ok(Outcome::CaughtUp);
+            };
+            batch_id += 1;
+            let records = rows
+                .into_iter()
+                .map(|row| JournalRecord {
+                    sequence: row.sequence,
+                    record_json: row.record.into_bytes(),
+                    prev_hash: row.prev_hash.to_vec(),
+                    hash: row.hash.to_vec(),
+                })
+                .collect();
+            let batch = Batch { batch_id, records };
+            self.requests
+                .send(message(agent_message::Kind::Batch(batch)))
+                .await
+                .map_err(|_| closed(address))?;
+            let ack = match next(&mut self.replies, address).await? {
+                collector_message::Kind::Ack(ack) if ack.batch_id == batch_id => ack,
+                _ => return Err(protocol(address, "a reply that is not this batch's Ack")),
+            };
+            resume = ack.acknowledged_sequence;
+            progress.acknowledged = Some(resume);
+            if let Some(reasons) = refusals(&ack) {
+                return Ok(Outcome::Refused(reasons));
+            }
+            if resume < last {
+                return Ok(Outcome::Refused(format!(
+                    "the collector acknowledged through {resume}, not {last}"
+                )));
+            }
+            tracing::debug!(collector = %address, acknowledged = resume, "batch acknowledged");
         }
-        if resume < last {
-            return Ok(Outcome::Refused(format!(
-                "the collector acknowledged through {resume}, not {last}"
-            )));
-        }
-        tracing::debug!(collector = %address, acknowledged = resume, head = head.sequence, "batch acknowledged");
     }
+}
+
+fn closed(address: &str) -> PushError {
+    protocol(address, "it closed the stream")
 }
 
 fn hello(config: &PushConfig, head: &JournalHead) -> Hello {

@@ -53,7 +53,7 @@ async fn run(
         move || store.hello(&hello, now_ns())
     })
     .await?;
-    tracing::info!(
+    tracing::debug!(
         computer = %machine.computer,
         computer_id = %key.computer_id,
         journal_id = %key.journal_id,

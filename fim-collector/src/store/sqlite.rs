@@ -172,6 +172,35 @@ fn read_machine(conn: &Connection, key: &JournalKey) -> rusqlite::Result<Option<
 }
 
 /// Flags the journal unless it is flagged already (the first reason is the evidence).
+fn insert_records(
+    conn: &Connection,
+    key: &JournalKey,
+    records: &[chain::CheckedRecord],
+) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO record (computer_id, journal_id, sequence, time_generated_ns, computer, \
+         config_change_type, change_category, entity, path, record, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for record in records {
+        insert.execute(params![
+            key.computer_id,
+            key.journal_id,
+            to_i64(record.sequence),
+            record.time_generated_ns,
+            record.computer,
+            record.config_change_type,
+            record.change_category,
+            record.entity,
+            record.path,
+            record.record_json,
+            record.prev_hash.to_vec(),
+            record.hash.to_vec()
+        ])?;
+    }
+    Ok(())
+}
+
 /// Later reasons go to the log only.
 fn flag(conn: &Connection, key: &JournalKey, reason: &str, now_ns: i64) -> rusqlite::Result<()> {
     let changed = conn.execute(
@@ -270,33 +299,7 @@ impl CollectorStore for SqliteStore {
             stored_hash,
         )
         .map_err(&fail)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO record (computer_id, journal_id, sequence, time_generated_ns, \
-                     computer, config_change_type, change_category, entity, path, record, \
-                     prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )
-                .map_err(&fail)?;
-            for record in &checked.accepted {
-                insert
-                    .execute(params![
-                        key.computer_id,
-                        key.journal_id,
-                        to_i64(record.sequence),
-                        record.time_generated_ns,
-                        record.computer,
-                        record.config_change_type,
-                        record.change_category,
-                        record.entity,
-                        record.path,
-                        record.record_json,
-                        record.prev_hash.to_vec(),
-                        record.hash.to_vec()
-                    ])
-                    .map_err(&fail)?;
-            }
-        }
+        insert_records(&tx, key, &checked.accepted).map_err(&fail)?;
         tx.execute(
             "UPDATE machine SET acked_sequence = ?3, acked_hash = ?4, last_seen_ns = ?5 \
              WHERE computer_id = ?1 AND journal_id = ?2",

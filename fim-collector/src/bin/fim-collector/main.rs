@@ -124,6 +124,7 @@ fn serve_agents(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+#[cfg(unix)]
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match (
@@ -137,6 +138,13 @@ async fn shutdown_signal() {
             tracing::warn!("cannot install signal handlers: stop with SIGKILL");
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
