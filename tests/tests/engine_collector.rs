@@ -101,20 +101,21 @@ fn a_collector_killed_mid_ingest_loses_and_duplicates_nothing() {
     write_files(&workspace, "kill", 3000);
     let (head, head_hash) = settled_head(&workspace.state, 3000, Duration::from_secs(120));
 
-    // Small batches, so that ingest takes hundreds of commits and the kill lands inside it.
-    let collector = Collector::start(&collector_state, &address, &["--max-batch-records", "10"]);
+    // One record per batch, so that ingest takes thousands of commits and the kill lands
+    // inside it.
+    let collector = Collector::start(&collector_state, &address, &["--max-batch-records", "1"]);
     wait_until("ingest to begin", Duration::from_secs(60), || {
-        collector_count(&collector_state) >= 200
+        collector_count(&collector_state) >= 100
     });
     collector.kill9();
     let at_kill = collector_count(&collector_state);
     eprintln!("collector killed with {at_kill} of {head} records stored");
     assert!(
-        (200..head).contains(&at_kill),
+        (100..head).contains(&at_kill),
         "the kill landed mid-ingest: {at_kill} of {head} stored"
     );
 
-    let _collector = Collector::start(&collector_state, &address, &["--max-batch-records", "10"]);
+    let _collector = Collector::start(&collector_state, &address, &[]);
     let machine = acknowledged(&collector_state, head, Duration::from_secs(180));
     assert_eq!(machine["acknowledged_hash"], head_hash.as_str());
     assert_eq!(machine["chain_status"], "intact");

@@ -125,7 +125,13 @@ pub async fn run(config: PushConfig) {
     let mut acknowledged: Option<u64> = None;
     loop {
         let address = &config.collectors[index % config.collectors.len()];
-        let delay = match attempt(&config, &journal, address, &mut acknowledged).await {
+        let before = acknowledged;
+        let outcome = attempt(&config, &journal, address, &mut acknowledged).await;
+        if acknowledged > before {
+            // The collector took records: a failure now is a new one, not the same outage.
+            backoff.reset();
+        }
+        let delay = match outcome {
             Ok(Outcome::CaughtUp) => {
                 backoff.reset();
                 wait_for_news(&journal, acknowledged, config.poll).await;
