@@ -281,3 +281,23 @@ fn a_missing_or_corrupt_workspace_database_is_refused_loudly() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn an_agent_fails_over_to_the_next_collector_in_its_list() {
+    let workspace = Workspace::new("collector-failover");
+    let down = free_address();
+    let up = free_address();
+    let collector_state = workspace.base.join("collector");
+    let _collector = Collector::start(&collector_state, &up, &[]);
+    let mut engine = Engine::start_with(&workspace, &["--collector", &down, "--collector", &up]);
+    write_files(&workspace, "failover", 50);
+    let (head, head_hash) = settled_head(&workspace.state, 50, Duration::from_secs(60));
+    let machine = acknowledged(&collector_state, head, Duration::from_secs(60));
+    assert_eq!(machine["acknowledged_hash"], head_hash.as_str());
+    assert_same_journal(&workspace, &collector_state, head);
+    engine.wait_for_log(
+        &format!("cannot connect to the collector at {down}"),
+        Duration::from_secs(5),
+    );
+    engine.stop();
+}

@@ -32,6 +32,24 @@ pub struct Progress {
 /// The largest message the agent accepts from the collector.
 const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
 
+/// What the records of one batch may add up to: half the collector's default message limit,
+/// so records with file content in them split into several batches rather than one the
+/// collector refuses as too large.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// How many of `rows` fit in `budget` bytes (always at least one).
+fn within_bytes(rows: &[fim_engine::store::JournalRow], budget: usize) -> usize {
+    let mut total = 0;
+    let fitting = rows
+        .iter()
+        .take_while(|row| {
+            total += row.record.len() + 96;
+            total <= budget
+        })
+        .count();
+    fitting.max(1)
+}
+
 pub(super) async fn run(
     channel: Channel,
     address: &str,
@@ -111,7 +129,8 @@ impl Link<'_> {
         let address = self.address;
         let mut batch_id = 0;
         loop {
-            let rows = journal.rows_after(resume, limit).await?;
+            let mut rows = journal.rows_after(resume, limit).await?;
+            rows.truncate(within_bytes(&rows, MAX_BATCH_BYTES));
             let Some(last) = rows.last().map(|row| row.sequence) else {
                 if batch_id > 0 {
                     tracing::info!(collector = %address, acknowledged = resume, "the workspace has every record of this journal (0 behind)");
@@ -207,5 +226,28 @@ fn stream_error(address: &str, status: tonic::Status) -> PushError {
     PushError::Stream {
         address: address.to_string(),
         status: Box::new(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fim_engine::store::JournalRow;
+
+    fn row(bytes: usize) -> JournalRow {
+        JournalRow {
+            sequence: 1,
+            record: "x".repeat(bytes),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn batches_stay_within_the_byte_budget_but_never_empty() {
+        let rows = vec![row(400), row(400), row(400)];
+        assert_eq!(within_bytes(&rows, 1000), 2);
+        assert_eq!(within_bytes(&rows, 10), 1);
+        assert_eq!(within_bytes(&rows, 1 << 20), 3);
     }
 }
