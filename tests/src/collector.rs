@@ -169,7 +169,7 @@ pub fn agent_rows(agent_state: &Path) -> Vec<Row> {
 pub fn collector_rows(state: &Path) -> Vec<Row> {
     rows(
         &state.join("collector.db"),
-        "SELECT sequence, record, prev_hash, hash FROM record ORDER BY journal_id, sequence",
+        "SELECT sequence, record, prev_hash, hash FROM configuration_change ORDER BY journal_id, sequence",
     )
 }
 
@@ -185,7 +185,7 @@ pub fn collector_count(state: &Path) -> u64 {
         return 0;
     };
     let _ = conn.busy_timeout(Duration::from_secs(5));
-    conn.query_row("SELECT count(*) FROM record", [], |row| {
+    conn.query_row("SELECT count(*) FROM configuration_change", [], |row| {
         row.get::<_, i64>(0)
     })
     .map(|count| count as u64)

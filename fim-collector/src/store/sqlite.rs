@@ -136,7 +136,7 @@ fn to_i64(value: u64) -> i64 {
 
 const MACHINE_COLUMNS: &str = "m.computer_id, m.journal_id, m.computer, m.acked_sequence, \
      m.acked_hash, m.first_seen_ns, m.last_seen_ns, m.agent_version, m.platform, m.strategy, \
-     m.flag_reason, (SELECT count(*) FROM record r WHERE r.computer_id = m.computer_id AND \
+     m.flag_reason, (SELECT count(*) FROM configuration_change r WHERE r.computer_id = m.computer_id AND \
      r.journal_id = m.journal_id)";
 
 fn machine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
@@ -178,8 +178,8 @@ fn insert_records(
     records: &[chain::CheckedRecord],
 ) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(
-        "INSERT INTO record (computer_id, journal_id, sequence, time_generated_ns, computer, \
-         config_change_type, change_category, entity, path, record, prev_hash, hash) \
+        "INSERT INTO configuration_change (computer_id, journal_id, sequence, time_generated, \
+         computer, change_type, category, entity, path, record, prev_hash, hash) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     for record in records {
@@ -285,7 +285,7 @@ impl CollectorStore for SqliteStore {
         };
         let stored_hash = |sequence: u64| {
             tx.query_row(
-                "SELECT hash FROM record WHERE computer_id = ?1 AND journal_id = ?2 AND sequence = ?3",
+                "SELECT hash FROM configuration_change WHERE computer_id = ?1 AND journal_id = ?2 AND sequence = ?3",
                 params![key.computer_id, key.journal_id, to_i64(sequence)],
                 |row| digest(row.get(0)?),
             )

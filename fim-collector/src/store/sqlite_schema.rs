@@ -31,24 +31,26 @@ CREATE TABLE machine (
 );
 
 -- Every record as the agent journaled it: `record` is the JSON that was hashed,
--- hash = BLAKE3(prev_hash || record). The other columns copy fields for queries. The key
--- makes a replayed batch unable to duplicate anything.
-CREATE TABLE record (
-    computer_id        TEXT    NOT NULL,
-    journal_id         TEXT    NOT NULL,
-    sequence           INTEGER NOT NULL,
-    time_generated_ns  INTEGER NOT NULL,
-    computer           TEXT    NOT NULL,
-    config_change_type TEXT    NOT NULL,
-    change_category    TEXT    NOT NULL,
-    entity             TEXT    NOT NULL,
-    path               TEXT,
-    record             TEXT    NOT NULL,
-    prev_hash          BLOB    NOT NULL,
-    hash               BLOB    NOT NULL,
+-- hash = BLAKE3(prev_hash || record). The other columns copy fields for queries, named and
+-- typed as fim-kql's `configuration_change` layout (time_generated in Unix nanoseconds), so
+-- its catalog reads this table. The key makes a replayed batch unable to duplicate anything.
+CREATE TABLE configuration_change (
+    computer_id    TEXT    NOT NULL,
+    journal_id     TEXT    NOT NULL,
+    sequence       INTEGER NOT NULL,
+    time_generated INTEGER NOT NULL,
+    computer       TEXT    NOT NULL,
+    change_type    TEXT    NOT NULL,
+    category       TEXT    NOT NULL,
+    entity         TEXT    NOT NULL,
+    path           TEXT,
+    record         TEXT    NOT NULL,
+    prev_hash      BLOB    NOT NULL,
+    hash           BLOB    NOT NULL,
     PRIMARY KEY (computer_id, journal_id, sequence)
 );
-CREATE INDEX record_time ON record (time_generated_ns);
+CREATE INDEX configuration_change_time_type ON configuration_change (time_generated, change_type);
+CREATE INDEX configuration_change_computer_time ON configuration_change (computer, time_generated);
 "#;
 
 /// Why an existing file is not a usable workspace database, None when it is.
