@@ -4,6 +4,7 @@
 //! - [`convert`]: engine types to messages and validated requests back;
 //! - [`service`]: the fim.v1.Fim calls over a [`fim_engine::daemon::DaemonHandle`];
 //! - [`auth`]: owner and reader roles, applied in one tower layer;
+//! - [`push`]: the agent's side of fim.collector.v1, shipping the journal to collectors;
 //! - [`server`]: the local transport (the Unix socket, or a named pipe on Windows) and the
 //!   optional mutual-TLS TCP listener.
 //!
@@ -28,6 +29,7 @@ mod peer_unix;
 pub mod pipe;
 #[cfg(windows)]
 pub mod pipe_windows;
+pub mod push;
 mod running;
 #[cfg(windows)]
 mod security_windows;
@@ -47,6 +49,17 @@ pub mod pb {
 
     /// The encoded descriptor set, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fim_v1_descriptor");
+}
+
+/// fim.collector.v1: agents reporting their journals to a workspace collector (the agent's
+/// side is [`push`]; the collector is the `fim-collector` crate).
+pub mod collector_pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("fim.collector.v1");
+
+    /// The encoded descriptor set, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("fim_collector_v1_descriptor");
 }
 
 pub mod client;

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod api;
 pub mod attack;
+pub mod collector;
 pub mod engine;
 
 /// Fails the test loudly when not root: these tests load BPF programs.

@@ -1,6 +1,6 @@
 //! `cargo xtask build [--release]`: build the daemon and, through its build.rs (aya-build), the
 //! BPF object it embeds, the CLI, and for x86_64-pc-windows-gnu (with mingw) the Windows
-//! companion `fimsvc.exe` and the CLI again as `fim.exe`.
+//! companion `fimsvc.exe` and the CLI again as `fim.exe`; also the workspace collector.
 //!
 //! Why a task for a single cargo call: it is the one place that names the package to build, so
 //! `run` and `test` build exactly what a developer builds. It deliberately does not run setup,
@@ -12,7 +12,15 @@ use crate::{cargo, run_cmd};
 
 pub fn run(release: bool) -> Result<()> {
     let mut cmd = cargo();
-    cmd.args(["build", "-p", "fim-userspace", "-p", "fim-cli"]);
+    cmd.args([
+        "build",
+        "-p",
+        "fim-userspace",
+        "-p",
+        "fim-cli",
+        "-p",
+        "fim-collector",
+    ]);
     if release {
         cmd.arg("--release");
     }

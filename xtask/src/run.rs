@@ -1,16 +1,23 @@
-//! `cargo xtask run [-- fimd args...]`: set up, build release, and become fimd.
+//! `cargo xtask run [-- fimd args...]`: set up, build release, start the workspace collector,
+//! and become fimd reporting to it.
 //!
 //! Why exec rather than spawn: fimd then owns the terminal and receives Ctrl-C directly, and its
 //! exit status is the command's. With no arguments fimd runs the engine on its embedded default:
 //! the built-in policy (while /etc/fim/policy.toml does not exist) and the SQLite store in
-//! /var/lib/fim.
+//! /var/lib/fim. The collector runs beside it (same process group, so Ctrl-C stops it too) on
+//! its embedded SQLite store in /var/lib/fim-collector, and fimd gets `--collector ADDR`.
 
+use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 use crate::{is_root, setup, show, target_dir};
+
+/// Where `cargo xtask run`'s collector keeps its database, and where it listens.
+const COLLECTOR_STATE: &str = "/var/lib/fim-collector";
+const COLLECTOR_LISTEN: &str = "127.0.0.1:7700";
 
 pub fn run(args: &[String]) -> Result<()> {
     if !is_root() {
@@ -18,14 +25,46 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     setup::run()?;
     crate::build::run(true)?;
-    let fimd = target_dir().join("release").join("fimd");
+    let release = target_dir().join("release");
+    let fimd = release.join("fimd");
     if !fimd.is_file() {
         bail!("{} was not built", fimd.display());
     }
+    let address = start_collector(&release.join("fim-collector"))?;
+    println!("xtask: the workspace collector listens on {address} (state in {COLLECTOR_STATE})");
     let mut cmd = Command::new(&fimd);
-    cmd.args(args);
+    cmd.arg("--collector").arg(&address).args(args);
     eprintln!("xtask: exec {}", show(&cmd));
     // exec only returns on failure.
     let err = cmd.exec();
     Err(anyhow::Error::new(err).context(format!("exec {}", fimd.display())))
+}
+
+/// Starts `fim-collector serve` and returns the address it printed.
+fn start_collector(binary: &std::path::Path) -> Result<String> {
+    let mut cmd = Command::new(binary);
+    cmd.args([
+        "serve",
+        "--state-dir",
+        COLLECTOR_STATE,
+        "--listen",
+        COLLECTOR_LISTEN,
+    ]);
+    cmd.stdout(Stdio::piped());
+    eprintln!("xtask: $ {}", show(&cmd));
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("the collector's stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .context("reading the collector's address")?;
+    match line.trim().strip_prefix("fim-collector listening on ") {
+        Some(address) => Ok(address.to_string()),
+        None => {
+            let status = child.wait().context("waiting for the collector")?;
+            bail!("the collector did not start ({status}); its log is above")
+        }
+    }
 }

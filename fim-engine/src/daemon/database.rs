@@ -40,7 +40,7 @@ pub const MARKER: &str = "fim.db.marker";
 pub const ANCHOR_EVERY: Duration = Duration::from_secs(600);
 /// Where syslog(3) writes; the daemon writes the same datagram itself.
 pub const SYSLOG_SOCKET: &str = "/dev/log";
-const DATABASE_ID: &str = "database/id";
+const DATABASE_ID: &str = crate::store::JOURNAL_ID_META;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Marker {

@@ -9,7 +9,7 @@
 //!
 //! Layout: [`schema`] (tables, migrations), [`baseline`] (reads of the baseline), [`batch`]
 //! (all writes), [`journal`] (hashing and `verify`), [`query`] (`fim changes`/`fim summary`),
-//! [`meta`] (key/value settings and scan history).
+//! [`meta`] (key/value settings and scan history), [`rows`] (rows as hashed, for the collector).
 use std::{
     cell::RefCell,
     collections::HashMap,
@@ -27,6 +27,7 @@ pub mod meta;
 pub mod query;
 pub mod registry;
 mod retention;
+pub mod rows;
 pub mod schema;
 pub mod service;
 
@@ -41,6 +42,7 @@ pub use journal::{Anchor, EditDetail, VerifyProblem, VerifyReport};
 pub use meta::ScanRun;
 pub use query::{ChangeFilter, GroupKey, SubjectGlob, SummaryRow};
 pub use retention::{Retention, PRUNED_THROUGH};
+pub use rows::{JournalRow, JOURNAL_ID_META};
 
 /// How long a writer waits for another writer's lock before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

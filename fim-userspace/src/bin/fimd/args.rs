@@ -63,6 +63,10 @@ pub(crate) struct Args {
     /// allowed) and "owner" or "reader", e.g. `ab12...=reader` (repeatable).
     #[arg(long = "api-client", value_name = "FINGERPRINT=ROLE", value_parser = parse_api_client)]
     pub(crate) api_clients: Vec<(String, fim_api::Role)>,
+    /// Report the journal to the workspace collector at ADDR (host:port, plain TCP for now;
+    /// repeatable: the next one is tried when one fails).
+    #[arg(long = "collector", value_name = "ADDR", env = "FIM_COLLECTOR")]
+    pub(crate) collectors: Vec<String>,
 }
 
 fn parse_api_client(text: &str) -> Result<(String, fim_api::Role), String> {

@@ -68,6 +68,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         &fim_engine::change::Timestamp::now().to_rfc3339(),
     );
     let api = start_api(&daemon, &args).await?;
+    let push = start_push(&args);
     let result = run_engine(
         daemon,
         &args,
@@ -78,10 +79,32 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         stopping,
     )
     .await;
+    if let Some(push) = push {
+        push.abort();
+    }
     if let Some(api) = api {
         api.stop().await;
     }
     result
+}
+
+/// Starts shipping the journal to the collectors (`--collector`), None without any. The
+/// task reads the journal through its own read-only connection: journaling never waits on it.
+fn start_push(args: &Args) -> Option<tokio::task::JoinHandle<()>> {
+    if args.collectors.is_empty() {
+        return None;
+    }
+    let computer = fim_engine::identity::Computer::of_this_host();
+    let identity = fim_api::push::AgentIdentity {
+        computer_id: computer.id,
+        computer: computer.name,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        platform: "linux".to_string(),
+    };
+    let database = args.state_dir.join(fim_engine::daemon::DATABASE_FILE);
+    tracing::info!(collectors = ?args.collectors, "reporting the journal to the workspace");
+    let config = fim_api::push::PushConfig::new(args.collectors.clone(), database, identity);
+    Some(fim_api::push::spawn(config))
 }
 
 async fn run_engine(

@@ -1,0 +1,253 @@
+//! One Report stream: Hello, Welcome (or Busy), then batch after batch, each sent only after
+//! the previous one was acknowledged, until the journal has nothing more.
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{transport::Channel, Streaming};
+
+use super::{JournalHead, JournalReader, PushConfig, PushError};
+use crate::collector_pb::{
+    agent_message, collector_client::CollectorClient, collector_message, Ack, AgentMessage, Batch,
+    CollectorMessage, Hello, JournalRecord,
+};
+
+/// How a session ended (failures are errors).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every record of the journal is acknowledged.
+    CaughtUp,
+    /// The collector's admission limit: come back after this long.
+    Busy(Duration),
+    /// The collector refused records (the reasons): they will not be accepted as they are.
+    Refused(String),
+}
+
+/// What the collector acknowledged during the session.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub acknowledged: Option<u64>,
+}
+
+/// The largest message the agent accepts from the collector.
+const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// What the records of one batch may add up to: half the collector's default message limit,
+/// so records with file content in them split into several batches rather than one the
+/// collector refuses as too large.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// How many of `rows` fit in `budget` bytes (always at least one).
+fn within_bytes(rows: &[fim_engine::store::JournalRow], budget: usize) -> usize {
+    let mut total = 0;
+    let fitting = rows
+        .iter()
+        .take_while(|row| {
+            total += row.record.len() + 96;
+            total <= budget
+        })
+        .count();
+    fitting.max(1)
+}
+
+pub(super) async fn run(
+    channel: Channel,
+    address: &str,
+    config: &PushConfig,
+    journal: &JournalReader,
+    progress: &mut Progress,
+) -> Result<Outcome, PushError> {
+    let head = journal.head().await?;
+    let (requests, outgoing) = mpsc::channel::<AgentMessage>(2);
+    requests
+        .send(message(agent_message::Kind::Hello(hello(config, &head))))
+        .await
+        .map_err(|_| closed(address))?;
+    let mut client = CollectorClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES);
+    let mut replies = client
+        .report(ReceiverStream::new(outgoing))
+        .await
+        .map_err(|status| stream_error(address, status))?
+        .into_inner();
+    let welcome = match next(&mut replies, address).await? {
+        collector_message::Kind::Welcome(welcome) => welcome,
+        collector_message::Kind::Busy(busy) => {
+            return Ok(Outcome::Busy(Duration::from_millis(
+                busy.retry_after_ms.into(),
+            )));
+        }
+        collector_message::Kind::Ack(_) => return Err(protocol(address, "an Ack before Welcome")),
+    };
+    let resume = welcome.resume_after_sequence;
+    progress.acknowledged = Some(resume);
+    if welcome.flagged {
+        tracing::error!(collector = %address, "the workspace flags this journal: {}", welcome.flag_reason);
+    }
+    if resume > head.sequence {
+        return Ok(Outcome::Refused(format!(
+            "the workspace holds this journal up to record {resume}, past its head {}",
+            head.sequence
+        )));
+    }
+    if head.sequence > resume {
+        tracing::info!(
+            collector = %address,
+            acknowledged = resume,
+            head = head.sequence,
+            "the workspace is {} records behind this journal",
+            head.sequence - resume
+        );
+    }
+    let limit = config
+        .batch_records
+        .min(usize::try_from(welcome.max_batch_records).unwrap_or(usize::MAX))
+        .max(1);
+    let mut link = Link {
+        address,
+        requests,
+        replies,
+    };
+    link.send_batches(journal, resume, limit, progress).await
+}
+
+/// An open stream past its Welcome.
+struct Link<'a> {
+    address: &'a str,
+    requests: mpsc::Sender<AgentMessage>,
+    replies: Streaming<CollectorMessage>,
+}
+
+impl Link<'_> {
+    /// Sends the rows after `resume`, a batch at a time, each after the previous Ack.
+    async fn send_batches(
+        &mut self,
+        journal: &JournalReader,
+        mut resume: u64,
+        limit: usize,
+        progress: &mut Progress,
+    ) -> Result<Outcome, PushError> {
+        let address = self.address;
+        let mut batch_id = 0;
+        loop {
+            let mut rows = journal.rows_after(resume, limit).await?;
+            rows.truncate(within_bytes(&rows, MAX_BATCH_BYTES));
+            let Some(last) = rows.last().map(|row| row.sequence) else {
+                if batch_id > 0 {
+                    tracing::info!(collector = %address, acknowledged = resume, "the workspace has every record of this journal (0 behind)");
+                }
+                return Ok(Outcome::CaughtUp);
+            };
+            batch_id += 1;
+            let records = rows
+                .into_iter()
+                .map(|row| JournalRecord {
+                    sequence: row.sequence,
+                    record_json: row.record.into_bytes(),
+                    prev_hash: row.prev_hash.to_vec(),
+                    hash: row.hash.to_vec(),
+                })
+                .collect();
+            let batch = Batch { batch_id, records };
+            self.requests
+                .send(message(agent_message::Kind::Batch(batch)))
+                .await
+                .map_err(|_| closed(address))?;
+            let ack = match next(&mut self.replies, address).await? {
+                collector_message::Kind::Ack(ack) if ack.batch_id == batch_id => ack,
+                _ => return Err(protocol(address, "a reply that is not this batch's Ack")),
+            };
+            resume = ack.acknowledged_sequence;
+            progress.acknowledged = Some(resume);
+            if let Some(reasons) = refusals(&ack) {
+                return Ok(Outcome::Refused(reasons));
+            }
+            if resume < last {
+                return Ok(Outcome::Refused(format!(
+                    "the collector acknowledged through {resume}, not {last}"
+                )));
+            }
+            tracing::debug!(collector = %address, acknowledged = resume, "batch acknowledged");
+        }
+    }
+}
+
+fn closed(address: &str) -> PushError {
+    protocol(address, "it closed the stream")
+}
+
+fn hello(config: &PushConfig, head: &JournalHead) -> Hello {
+    Hello {
+        computer_id: config.identity.computer_id.clone(),
+        computer: config.identity.computer.clone(),
+        journal_id: head.journal_id.clone(),
+        head_sequence: head.sequence,
+        head_hash: head.hash.to_vec(),
+        agent_version: config.identity.agent_version.clone(),
+        platform: config.identity.platform.clone(),
+        strategy: head.strategy.clone(),
+    }
+}
+
+fn message(kind: agent_message::Kind) -> AgentMessage {
+    AgentMessage { kind: Some(kind) }
+}
+
+/// The refusals of an Ack that are not mere duplicates, joined; None when there are none.
+fn refusals(ack: &Ack) -> Option<String> {
+    let reasons: Vec<&str> = ack
+        .refused
+        .iter()
+        .filter(|refusal| !refusal.duplicate)
+        .map(|refusal| refusal.reason.as_str())
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+async fn next(
+    replies: &mut Streaming<CollectorMessage>,
+    address: &str,
+) -> Result<collector_message::Kind, PushError> {
+    match replies.message().await {
+        Ok(Some(CollectorMessage { kind: Some(kind) })) => Ok(kind),
+        Ok(Some(CollectorMessage { kind: None })) => Err(protocol(address, "an empty message")),
+        Ok(None) => Err(protocol(address, "it ended the stream")),
+        Err(status) => Err(stream_error(address, status)),
+    }
+}
+
+fn protocol(address: &str, reason: &str) -> PushError {
+    PushError::Protocol {
+        address: address.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn stream_error(address: &str, status: tonic::Status) -> PushError {
+    PushError::Stream {
+        address: address.to_string(),
+        status: Box::new(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fim_engine::store::JournalRow;
+
+    fn row(bytes: usize) -> JournalRow {
+        JournalRow {
+            sequence: 1,
+            record: "x".repeat(bytes),
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn batches_stay_within_the_byte_budget_but_never_empty() {
+        let rows = vec![row(400), row(400), row(400)];
+        assert_eq!(within_bytes(&rows, 1000), 2);
+        assert_eq!(within_bytes(&rows, 10), 1);
+        assert_eq!(within_bytes(&rows, 1 << 20), 3);
+    }
+}

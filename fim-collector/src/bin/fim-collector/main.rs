@@ -1,0 +1,163 @@
+//! fim-collector: the workspace's collector service.
+//!
+//! `serve` opens (or, on a first run, creates) the workspace database in the state
+//! directory, binds the TCP address, prints it on stdout and serves agents until SIGTERM or
+//! SIGINT. `machines` lists the journals the workspace knows, flagged ones with the reason.
+//! A database that is missing where one was expected, or unusable, stops it with a non-zero
+//! exit: a silent fresh start would forget every acknowledged head.
+use std::{io::Write as _, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use fim_collector::{
+    server::{self, CollectorService, Limits},
+    store::{sqlite::DATABASE_FILE, CollectorStore, SqliteStore},
+};
+
+mod machines;
+
+#[derive(Parser, Debug)]
+#[command(name = "fim-collector", version, about = "The fim workspace collector")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve agents.
+    Serve(ServeArgs),
+    /// List the journals the workspace knows (computer, head, chain status).
+    Machines {
+        #[arg(
+            long,
+            env = "FIM_COLLECTOR_STATE_DIR",
+            default_value = "/var/lib/fim-collector"
+        )]
+        state_dir: PathBuf,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Where the workspace database (collector.db) lives.
+    #[arg(
+        long,
+        env = "FIM_COLLECTOR_STATE_DIR",
+        default_value = "/var/lib/fim-collector"
+    )]
+    state_dir: PathBuf,
+    /// The TCP address agents connect to (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: String,
+    /// Create the database even though the state directory is not empty (it is created
+    /// without this only when the directory is missing or empty). Never replaces one.
+    #[arg(long)]
+    init: bool,
+    /// Report streams served at once; agents beyond it are told to retry later.
+    #[arg(long, default_value_t = Limits::default().max_streams)]
+    max_streams: usize,
+    /// TCP connections held at once.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// The most records per batch.
+    #[arg(long, default_value_t = Limits::default().max_batch_records)]
+    max_batch_records: usize,
+    /// The largest message an agent may send, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// What a Busy answer asks agents to wait, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    retry_after_ms: u64,
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Serve(serve) => serve_agents(serve),
+        Command::Machines { state_dir, json } => machines::print(&state_dir, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_agents(args: ServeArgs) -> anyhow::Result<()> {
+    let store = SqliteStore::open(&args.state_dir, args.init)?;
+    let machines = store.machines()?;
+    tracing::info!(
+        database = %store.path().display(),
+        journals = machines.len(),
+        "workspace database open"
+    );
+    let limits = Limits {
+        max_batch_records: args.max_batch_records.max(1),
+        max_message_bytes: args.max_message_bytes,
+        max_streams: args.max_streams,
+        max_connections: args.max_connections.max(1),
+        retry_after: Duration::from_millis(args.retry_after_ms),
+        ..Limits::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let bound = server::bind(&args.listen).await?;
+        // The address on stdout, for `cargo xtask run` and for scripts (port 0).
+        println!("fim-collector listening on {}", bound.address);
+        let _ = std::io::stdout().flush();
+        tracing::info!(address = %bound.address, "serving agents (fim.collector.v1)");
+        let service = CollectorService::new(Arc::new(store), limits);
+        server::serve(bound, service, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+#[cfg(unix)]
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! { _ = terminate.recv() => {}, _ = interrupt.recv() => {} }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers: stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The database file a state directory holds (for messages).
+pub(crate) fn database_path(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join(DATABASE_FILE)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

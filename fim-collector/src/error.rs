@@ -1,0 +1,33 @@
+//! The collector's errors: each names the database or address and what was being done.
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error("the workspace database {}: {action}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        action: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("refusing the workspace database {}: {reason}", path.display())]
+    Unusable { path: PathBuf, reason: String },
+    #[error("no workspace database at {}: {reason}", path.display())]
+    Missing { path: PathBuf, reason: String },
+    #[error("cannot create the state directory {}: {source}", path.display())]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal {journal_id} of computer {computer_id} is not registered (no Hello)")]
+    UnknownJournal {
+        computer_id: String,
+        journal_id: String,
+    },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("the collector's server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}

@@ -1,0 +1,192 @@
+//! One agent's Report stream: the Hello, then each batch checked and committed before its
+//! Ack goes out. The admission permit is held for as long as the stream runs.
+use std::sync::Arc;
+
+use fim_api::collector_pb::{
+    agent_message, collector_message, Ack, AgentMessage, CollectorMessage, Hello, JournalRecord,
+    Refusal, Welcome,
+};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tonic::{Status, Streaming};
+
+use super::Limits;
+use crate::{
+    chain::{Head, IncomingRecord},
+    store::{AgentHello, CollectorStore, Ingested, JournalKey},
+};
+
+pub(super) type Replies = mpsc::Sender<Result<CollectorMessage, Status>>;
+
+pub(super) async fn serve(
+    store: Arc<dyn CollectorStore>,
+    limits: Limits,
+    mut inbound: Streaming<AgentMessage>,
+    replies: Replies,
+    _permit: OwnedSemaphorePermit,
+) {
+    if let Err(status) = run(store, &limits, &mut inbound, &replies).await {
+        if status.code() != tonic::Code::Ok {
+            tracing::warn!("agent stream ended: {}", status.message());
+        }
+        let _ = replies.send(Err(status)).await;
+    }
+}
+
+async fn run(
+    store: Arc<dyn CollectorStore>,
+    limits: &Limits,
+    inbound: &mut Streaming<AgentMessage>,
+    replies: &Replies,
+) -> Result<(), Status> {
+    let hello = match receive(inbound, limits).await? {
+        Some(agent_message::Kind::Hello(hello)) => agent_hello(hello)?,
+        Some(agent_message::Kind::Batch(_)) => {
+            return Err(Status::invalid_argument(
+                "the first message must be a Hello",
+            ))
+        }
+        None => return Ok(()),
+    };
+    let key = hello.key.clone();
+    let machine = blocking({
+        let store = Arc::clone(&store);
+        move || store.hello(&hello, now_ns())
+    })
+    .await?;
+    tracing::debug!(
+        computer = %machine.computer,
+        computer_id = %key.computer_id,
+        journal_id = %key.journal_id,
+        acknowledged = machine.acknowledged.sequence,
+        "agent connected"
+    );
+    let welcome = Welcome {
+        resume_after_sequence: machine.acknowledged.sequence,
+        resume_hash: machine.acknowledged.hash.to_vec(),
+        max_batch_records: u32::try_from(limits.max_batch_records).unwrap_or(u32::MAX),
+        flagged: machine.flag_reason.is_some(),
+        flag_reason: machine.flag_reason.unwrap_or_default(),
+    };
+    send(replies, collector_message::Kind::Welcome(welcome)).await?;
+    while let Some(kind) = receive(inbound, limits).await? {
+        let agent_message::Kind::Batch(batch) = kind else {
+            return Err(Status::invalid_argument("a second Hello on one stream"));
+        };
+        let records: Vec<IncomingRecord> = batch.records.into_iter().map(incoming).collect();
+        let ingested = blocking({
+            let store = Arc::clone(&store);
+            let key = key.clone();
+            let max = limits.max_batch_records;
+            move || store.ingest(&key, &records, max, now_ns())
+        })
+        .await?;
+        send(
+            replies,
+            collector_message::Kind::Ack(ack(batch.batch_id, ingested)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The next message, None at the end of the stream; an idle stream is ended.
+async fn receive(
+    inbound: &mut Streaming<AgentMessage>,
+    limits: &Limits,
+) -> Result<Option<agent_message::Kind>, Status> {
+    match tokio::time::timeout(limits.idle_timeout, inbound.message()).await {
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no message for {:?}: the stream is closed",
+            limits.idle_timeout
+        ))),
+        Ok(Err(status)) => Err(status),
+        Ok(Ok(None)) => Ok(None),
+        Ok(Ok(Some(AgentMessage { kind: None }))) => {
+            Err(Status::invalid_argument("an empty message"))
+        }
+        Ok(Ok(Some(AgentMessage { kind: Some(kind) }))) => Ok(Some(kind)),
+    }
+}
+
+async fn send(replies: &Replies, kind: collector_message::Kind) -> Result<(), Status> {
+    replies
+        .send(Ok(CollectorMessage { kind: Some(kind) }))
+        .await
+        .map_err(|_| Status::cancelled("the agent went away"))
+}
+
+/// Runs store work on the blocking pool; a store failure is UNAVAILABLE for the agent (it
+/// keeps its journal and retries) and an error in the collector's log.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::CollectorError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => {
+            tracing::error!("{error}");
+            Err(Status::unavailable(error.to_string()))
+        }
+        Err(error) => Err(Status::internal(format!("the store task failed: {error}"))),
+    }
+}
+
+fn agent_hello(hello: Hello) -> Result<AgentHello, Status> {
+    if hello.computer_id.is_empty() || hello.journal_id.is_empty() {
+        return Err(Status::invalid_argument(
+            "the Hello must name the computer id and the journal id",
+        ));
+    }
+    let hash = hello
+        .head_hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| Status::invalid_argument("the Hello's head hash is not 32 bytes"))?;
+    Ok(AgentHello {
+        key: JournalKey {
+            computer_id: hello.computer_id,
+            journal_id: hello.journal_id,
+        },
+        computer: hello.computer,
+        agent_version: hello.agent_version,
+        platform: hello.platform,
+        strategy: hello.strategy,
+        head: Head {
+            sequence: hello.head_sequence,
+            hash,
+        },
+    })
+}
+
+fn incoming(record: JournalRecord) -> IncomingRecord {
+    IncomingRecord {
+        sequence: record.sequence,
+        record_json: record.record_json,
+        prev_hash: record.prev_hash,
+        hash: record.hash,
+    }
+}
+
+fn ack(batch_id: u64, ingested: Ingested) -> Ack {
+    let checked = ingested.checked;
+    Ack {
+        batch_id,
+        acknowledged_sequence: ingested.acknowledged.sequence,
+        acknowledged_hash: ingested.acknowledged.hash.to_vec(),
+        accepted: u32::try_from(checked.accepted.len()).unwrap_or(u32::MAX),
+        duplicates: checked.duplicates,
+        refused: checked
+            .refused
+            .into_iter()
+            .map(|refusal| Refusal {
+                sequence: refusal.sequence,
+                reason: refusal.reason,
+                duplicate: refusal.duplicate,
+            })
+            .collect(),
+        flag_reason: checked.flag.unwrap_or_default(),
+    }
+}
+
+pub(super) fn now_ns() -> i64 {
+    fim_model::Timestamp::now().unix_nanos()
+}

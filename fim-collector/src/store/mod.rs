@@ -1,0 +1,77 @@
+//! Where the workspace keeps machines and records: one trait, one backend per database.
+//!
+//! The trait is the whole contract a backend meets, so PostgreSQL can be added beside
+//! SQLite with the same features: [`CollectorStore::hello`] registers a journal and checks
+//! its head, [`CollectorStore::ingest`] checks a batch with [`crate::chain`] and commits the
+//! records, the new acknowledged head and any flag in one transaction, and reads the head
+//! inside that transaction (not from memory), so several collectors can share one database.
+//! Methods are blocking: the server calls them on tokio's blocking pool.
+use crate::{
+    chain::{Checked, Head, IncomingRecord},
+    error::CollectorError,
+};
+
+pub mod sqlite;
+mod sqlite_schema;
+
+pub use sqlite::SqliteStore;
+
+/// One journal of one machine.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JournalKey {
+    pub computer_id: String,
+    pub journal_id: String,
+}
+
+/// What an agent says about itself in its Hello.
+#[derive(Clone, Debug)]
+pub struct AgentHello {
+    pub key: JournalKey,
+    pub computer: String,
+    pub agent_version: String,
+    pub platform: String,
+    pub strategy: String,
+    pub head: Head,
+}
+
+/// A journal as the workspace knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    pub key: JournalKey,
+    pub computer: String,
+    pub acknowledged: Head,
+    pub first_seen_ns: i64,
+    pub last_seen_ns: i64,
+    pub agent_version: String,
+    pub platform: String,
+    pub strategy: String,
+    /// Why the chain is flagged (the first reason found), None while intact.
+    pub flag_reason: Option<String>,
+    pub records: u64,
+}
+
+/// A committed batch.
+#[derive(Debug)]
+pub struct Ingested {
+    pub checked: Checked,
+    /// The acknowledged head after the commit.
+    pub acknowledged: Head,
+}
+
+pub trait CollectorStore: Send + Sync {
+    /// Registers the journal (or updates what the agent says about itself), flags it when
+    /// its head contradicts what was acknowledged, and returns it.
+    fn hello(&self, hello: &AgentHello, now_ns: i64) -> Result<Machine, CollectorError>;
+
+    /// Checks the batch against the committed head and commits what chains.
+    fn ingest(
+        &self,
+        key: &JournalKey,
+        records: &[IncomingRecord],
+        max_records: usize,
+        now_ns: i64,
+    ) -> Result<Ingested, CollectorError>;
+
+    /// Every journal, ordered by computer then journal id.
+    fn machines(&self) -> Result<Vec<Machine>, CollectorError>;
+}

@@ -1,0 +1,344 @@
+//! The embedded backend: one SQLite file in the collector's state directory.
+//!
+//! One connection behind a mutex: SQLite has one writer at a time anyway, and every ingest
+//! is one IMMEDIATE transaction that reads the acknowledged head, checks the batch and
+//! writes, so two streams for one journal (or two collector processes on one file) cannot
+//! both extend it. WAL with `synchronous=FULL`: an Ack is sent only after a commit that is
+//! on disk, so a collector killed at any point has either the whole batch or none of it.
+use std::{
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{sqlite_schema, AgentHello, CollectorStore, Ingested, JournalKey, Machine};
+use crate::{
+    chain::{self, Head, IncomingRecord},
+    error::CollectorError,
+};
+use fim_engine::state::Digest;
+
+/// The database's name in the state directory.
+pub const DATABASE_FILE: &str = "collector.db";
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens `state_dir/collector.db`. A missing database is created only on a first run
+    /// (the state directory missing or empty) or with `init`; an existing file that is not a
+    /// sound workspace database is refused, never replaced.
+    pub fn open(state_dir: &Path, init: bool) -> Result<SqliteStore, CollectorError> {
+        let path = state_dir.join(DATABASE_FILE);
+        let exists = path.exists();
+        if !exists && !init && !first_run(state_dir) {
+            return Err(CollectorError::Missing {
+                path,
+                reason: "the state directory holds other files but not the database, which \
+                         may have been deleted or moved; pass --init to start a new workspace"
+                    .to_string(),
+            });
+        }
+        if !exists {
+            create_private_dir(state_dir)?;
+        }
+        let fail = |action| {
+            let path = path.clone();
+            move |source| CollectorError::Sqlite {
+                path,
+                action,
+                source,
+            }
+        };
+        let mut conn = Connection::open(&path).map_err(fail("opening"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(fail("setting the busy timeout"))?;
+        if exists {
+            let problem =
+                sqlite_schema::problem(&conn).map_err(|source| CollectorError::Unusable {
+                    path: path.clone(),
+                    reason: source.to_string(),
+                })?;
+            if let Some(reason) = problem {
+                return Err(CollectorError::Unusable { path, reason });
+            }
+        } else {
+            sqlite_schema::create(&mut conn).map_err(fail("creating the schema"))?;
+            tracing::info!(path = %path.display(), "created a new workspace database");
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail("switching to WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(fail("setting synchronous=FULL"))?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction half-applied (SQLite
+        // rolls it back when it is dropped), so the connection is still sound.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn fail(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> CollectorError + '_ {
+        move |source| CollectorError::Sqlite {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+}
+
+fn first_run(state_dir: &Path) -> bool {
+    match std::fs::read_dir(state_dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(error) => error.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), CollectorError> {
+    fim_engine::platform::create_private_dir(dir)
+        .or_else(|error| match error.kind() {
+            std::io::ErrorKind::AlreadyExists => Ok(()),
+            _ => Err(error),
+        })
+        .map_err(|source| CollectorError::StateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+fn digest(bytes: Vec<u8>) -> rusqlite::Result<Digest> {
+    Digest::try_from(bytes.as_slice()).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            bytes.len(),
+            rusqlite::types::Type::Blob,
+            "a hash is not 32 bytes".into(),
+        )
+    })
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+const MACHINE_COLUMNS: &str = "m.computer_id, m.journal_id, m.computer, m.acked_sequence, \
+     m.acked_hash, m.first_seen_ns, m.last_seen_ns, m.agent_version, m.platform, m.strategy, \
+     m.flag_reason, (SELECT count(*) FROM configuration_change r WHERE r.computer_id = m.computer_id AND \
+     r.journal_id = m.journal_id)";
+
+fn machine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
+    Ok(Machine {
+        key: JournalKey {
+            computer_id: row.get(0)?,
+            journal_id: row.get(1)?,
+        },
+        computer: row.get(2)?,
+        acknowledged: Head {
+            sequence: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+            hash: digest(row.get(4)?)?,
+        },
+        first_seen_ns: row.get(5)?,
+        last_seen_ns: row.get(6)?,
+        agent_version: row.get(7)?,
+        platform: row.get(8)?,
+        strategy: row.get(9)?,
+        flag_reason: row.get(10)?,
+        records: u64::try_from(row.get::<_, i64>(11)?).unwrap_or(0),
+    })
+}
+
+fn read_machine(conn: &Connection, key: &JournalKey) -> rusqlite::Result<Option<Machine>> {
+    conn.query_row(
+        &format!(
+            "SELECT {MACHINE_COLUMNS} FROM machine m WHERE m.computer_id = ?1 AND m.journal_id = ?2"
+        ),
+        params![key.computer_id, key.journal_id],
+        machine_row,
+    )
+    .optional()
+}
+
+/// Flags the journal unless it is flagged already (the first reason is the evidence).
+fn insert_records(
+    conn: &Connection,
+    key: &JournalKey,
+    records: &[chain::CheckedRecord],
+) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO configuration_change (computer_id, journal_id, sequence, time_generated, \
+         computer, change_type, category, entity, path, record, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for record in records {
+        insert.execute(params![
+            key.computer_id,
+            key.journal_id,
+            to_i64(record.sequence),
+            record.time_generated_ns,
+            record.computer,
+            record.config_change_type,
+            record.change_category,
+            record.entity,
+            record.path,
+            record.record_json,
+            record.prev_hash.to_vec(),
+            record.hash.to_vec()
+        ])?;
+    }
+    Ok(())
+}
+
+/// Later reasons go to the log only.
+fn flag(conn: &Connection, key: &JournalKey, reason: &str, now_ns: i64) -> rusqlite::Result<()> {
+    let changed = conn.execute(
+        "UPDATE machine SET chain_status = 'flagged', flag_reason = ?3, flagged_ns = ?4 \
+         WHERE computer_id = ?1 AND journal_id = ?2 AND flag_reason IS NULL",
+        params![key.computer_id, key.journal_id, reason, now_ns],
+    )?;
+    if changed > 0 {
+        tracing::error!(
+            computer_id = %key.computer_id,
+            journal_id = %key.journal_id,
+            "journal flagged: {reason}"
+        );
+    } else {
+        tracing::warn!(
+            computer_id = %key.computer_id,
+            journal_id = %key.journal_id,
+            "flagged journal, again: {reason}"
+        );
+    }
+    Ok(())
+}
+
+impl CollectorStore for SqliteStore {
+    fn hello(&self, hello: &AgentHello, now_ns: i64) -> Result<Machine, CollectorError> {
+        let mut conn = self.lock();
+        let fail = self.fail("registering a journal");
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&fail)?;
+        let key = &hello.key;
+        tx.execute(
+            "INSERT INTO machine (computer_id, journal_id, computer, acked_sequence, acked_hash, \
+             first_seen_ns, last_seen_ns, agent_version, platform, strategy, chain_status) \
+             VALUES (?1, ?2, ?3, 0, ?4, ?5, ?5, ?6, ?7, ?8, 'intact') \
+             ON CONFLICT (computer_id, journal_id) DO UPDATE SET computer = excluded.computer, \
+             last_seen_ns = excluded.last_seen_ns, agent_version = excluded.agent_version, \
+             platform = excluded.platform, strategy = excluded.strategy",
+            params![
+                key.computer_id,
+                key.journal_id,
+                hello.computer,
+                Head::GENESIS.hash.to_vec(),
+                now_ns,
+                hello.agent_version,
+                hello.platform,
+                hello.strategy
+            ],
+        )
+        .map_err(&fail)?;
+        let acknowledged = read_machine(&tx, key)
+            .map_err(&fail)?
+            .map(|m| m.acknowledged);
+        if let Some(reason) = acknowledged.and_then(|head| chain::check_hello(head, hello.head)) {
+            flag(&tx, key, &reason, now_ns).map_err(&fail)?;
+        }
+        let machine = read_machine(&tx, key).map_err(&fail)?;
+        tx.commit().map_err(&fail)?;
+        machine.ok_or_else(|| CollectorError::UnknownJournal {
+            computer_id: key.computer_id.clone(),
+            journal_id: key.journal_id.clone(),
+        })
+    }
+
+    fn ingest(
+        &self,
+        key: &JournalKey,
+        records: &[IncomingRecord],
+        max_records: usize,
+        now_ns: i64,
+    ) -> Result<Ingested, CollectorError> {
+        let mut conn = self.lock();
+        let fail = self.fail("ingesting a batch");
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&fail)?;
+        let Some(machine) = read_machine(&tx, key).map_err(&fail)? else {
+            return Err(CollectorError::UnknownJournal {
+                computer_id: key.computer_id.clone(),
+                journal_id: key.journal_id.clone(),
+            });
+        };
+        let stored_hash = |sequence: u64| {
+            tx.query_row(
+                "SELECT hash FROM configuration_change WHERE computer_id = ?1 AND journal_id = ?2 AND sequence = ?3",
+                params![key.computer_id, key.journal_id, to_i64(sequence)],
+                |row| digest(row.get(0)?),
+            )
+            .optional()
+        };
+        let (checked, head) = chain::check_batch(
+            machine.acknowledged,
+            &key.computer_id,
+            records,
+            max_records,
+            stored_hash,
+        )
+        .map_err(&fail)?;
+        insert_records(&tx, key, &checked.accepted).map_err(&fail)?;
+        tx.execute(
+            "UPDATE machine SET acked_sequence = ?3, acked_hash = ?4, last_seen_ns = ?5 \
+             WHERE computer_id = ?1 AND journal_id = ?2",
+            params![
+                key.computer_id,
+                key.journal_id,
+                to_i64(head.sequence),
+                head.hash.to_vec(),
+                now_ns
+            ],
+        )
+        .map_err(&fail)?;
+        if let Some(reason) = &checked.flag {
+            flag(&tx, key, reason, now_ns).map_err(&fail)?;
+        }
+        tx.commit().map_err(&fail)?;
+        Ok(Ingested {
+            checked,
+            acknowledged: head,
+        })
+    }
+
+    fn machines(&self) -> Result<Vec<Machine>, CollectorError> {
+        let conn = self.lock();
+        let fail = self.fail("listing machines");
+        let mut statement = conn
+            .prepare(&format!(
+                "SELECT {MACHINE_COLUMNS} FROM machine m ORDER BY m.computer_id, m.journal_id"
+            ))
+            .map_err(&fail)?;
+        let machines = statement
+            .query_map([], machine_row)
+            .map_err(&fail)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(&fail)?;
+        Ok(machines)
+    }
+}
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;
