@@ -47,6 +47,8 @@ pub struct Machine {
     pub strategy: String,
     /// Why the chain is flagged (the first reason found), None while intact.
     pub flag_reason: Option<String>,
+    /// Records stored for the journal: counted by `machines` only (0 from `hello`), since a
+    /// count costs O(records) and Hello runs inside the write transaction.
     pub records: u64,
 }
 

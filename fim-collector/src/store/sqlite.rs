@@ -136,8 +136,12 @@ fn to_i64(value: u64) -> i64 {
 
 const MACHINE_COLUMNS: &str = "m.computer_id, m.journal_id, m.computer, m.acked_sequence, \
      m.acked_hash, m.first_seen_ns, m.last_seen_ns, m.agent_version, m.platform, m.strategy, \
-     m.flag_reason, (SELECT count(*) FROM configuration_change r WHERE r.computer_id = m.computer_id AND \
-     r.journal_id = m.journal_id)";
+     m.flag_reason";
+
+/// The record count, read only where status is displayed: counting is O(records of the
+/// journal), and Hello and every ingest read the head inside the write transaction.
+const RECORD_COUNT: &str = "(SELECT count(*) FROM configuration_change r \
+     WHERE r.computer_id = m.computer_id AND r.journal_id = m.journal_id)";
 
 fn machine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
     Ok(Machine {
@@ -163,7 +167,8 @@ fn machine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
 fn read_machine(conn: &Connection, key: &JournalKey) -> rusqlite::Result<Option<Machine>> {
     conn.query_row(
         &format!(
-            "SELECT {MACHINE_COLUMNS} FROM machine m WHERE m.computer_id = ?1 AND m.journal_id = ?2"
+            "SELECT {MACHINE_COLUMNS}, 0 FROM machine m \
+             WHERE m.computer_id = ?1 AND m.journal_id = ?2"
         ),
         params![key.computer_id, key.journal_id],
         machine_row,
@@ -327,7 +332,8 @@ impl CollectorStore for SqliteStore {
         let fail = self.fail("listing machines");
         let mut statement = conn
             .prepare(&format!(
-                "SELECT {MACHINE_COLUMNS} FROM machine m ORDER BY m.computer_id, m.journal_id"
+                "SELECT {MACHINE_COLUMNS}, {RECORD_COUNT} FROM machine m \
+                 ORDER BY m.computer_id, m.journal_id"
             ))
             .map_err(&fail)?;
         let machines = statement
