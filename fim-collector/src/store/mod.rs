@@ -34,6 +34,10 @@ pub struct AgentHello {
     pub head: Head,
 }
 
+/// The most distinct journals one computer id may open: a new database is a new journal, so
+/// a few are normal, but an unbounded number would let one client fill the machine table.
+pub const MAX_JOURNALS_PER_COMPUTER: usize = 16;
+
 /// A journal as the workspace knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Machine {

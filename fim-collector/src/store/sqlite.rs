@@ -13,7 +13,10 @@ use std::{
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{sqlite_schema, AgentHello, CollectorStore, Ingested, JournalKey, Machine};
+use super::{
+    sqlite_schema, AgentHello, CollectorStore, Ingested, JournalKey, Machine,
+    MAX_JOURNALS_PER_COMPUTER,
+};
 use crate::{
     chain::{self, Head, IncomingRecord},
     error::CollectorError,
@@ -176,6 +179,32 @@ fn read_machine(conn: &Connection, key: &JournalKey) -> rusqlite::Result<Option<
     .optional()
 }
 
+enum CapError {
+    Sqlite(rusqlite::Error),
+    Refused(CollectorError),
+}
+
+/// Refuses a journal new to the workspace when its computer id has opened
+/// [`MAX_JOURNALS_PER_COMPUTER`] already (a known journal is always let back in).
+fn check_journal_cap(conn: &Connection, key: &JournalKey) -> Result<(), CapError> {
+    let (known, journals): (bool, i64) = conn
+        .query_row(
+            "SELECT coalesce(max(journal_id = ?2), 0), count(*) FROM machine \
+             WHERE computer_id = ?1",
+            params![key.computer_id, key.journal_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(CapError::Sqlite)?;
+    if known || usize::try_from(journals).unwrap_or(usize::MAX) < MAX_JOURNALS_PER_COMPUTER {
+        return Ok(());
+    }
+    Err(CapError::Refused(CollectorError::TooManyJournals {
+        computer_id: key.computer_id.clone(),
+        journal_id: key.journal_id.clone(),
+        max: MAX_JOURNALS_PER_COMPUTER,
+    }))
+}
+
 /// Flags the journal unless it is flagged already (the first reason is the evidence).
 fn insert_records(
     conn: &Connection,
@@ -237,6 +266,10 @@ impl CollectorStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&fail)?;
         let key = &hello.key;
+        check_journal_cap(&tx, key).map_err(|error| match error {
+            CapError::Sqlite(source) => fail(source),
+            CapError::Refused(error) => error,
+        })?;
         tx.execute(
             "INSERT INTO machine (computer_id, journal_id, computer, acked_sequence, acked_hash, \
              first_seen_ns, last_seen_ns, agent_version, platform, strategy, chain_status) \
