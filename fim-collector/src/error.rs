@@ -23,6 +23,15 @@ pub enum CollectorError {
         computer_id: String,
         journal_id: String,
     },
+    #[error(
+        "computer {computer_id} already has {max} journals in the workspace, the most one \
+         computer may open; refusing journal {journal_id}"
+    )]
+    TooManyJournals {
+        computer_id: String,
+        journal_id: String,
+        max: usize,
+    },
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,

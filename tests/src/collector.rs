@@ -173,23 +173,24 @@ pub fn collector_rows(state: &Path) -> Vec<Row> {
     )
 }
 
-/// How many records the workspace holds (0 before its database exists).
+/// How many records the workspace holds (0 before its database exists). Any other failure
+/// panics: a count of 0 on error would let a "nothing stored" assertion pass vacuously.
 pub fn collector_count(state: &Path) -> u64 {
     let path = state.join("collector.db");
     if !path.exists() {
         return 0;
     }
-    let Ok(conn) =
+    let conn =
         rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    let _ = conn.busy_timeout(Duration::from_secs(5));
-    conn.query_row("SELECT count(*) FROM configuration_change", [], |row| {
-        row.get::<_, i64>(0)
-    })
-    .map(|count| count as u64)
-    .unwrap_or(0)
+            .unwrap_or_else(|error| panic!("opening {}: {error}", path.display()));
+    conn.busy_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|error| panic!("busy timeout on {}: {error}", path.display()));
+    let count = conn
+        .query_row("SELECT count(*) FROM configuration_change", [], |row| {
+            row.get::<_, i64>(0)
+        })
+        .unwrap_or_else(|error| panic!("counting records in {}: {error}", path.display()));
+    u64::try_from(count).unwrap_or_else(|_| panic!("a negative count: {count}"))
 }
 
 /// The agent's committed head: (sequence, hash hex).

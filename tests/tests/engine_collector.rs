@@ -177,8 +177,13 @@ fn an_edited_agent_record_is_refused_and_flags_the_machine() {
     assert!(collector
         .log()
         .contains(&format!("journal flagged: {reason}")));
-    // The refusal is retried with back-off and refused again, never stored.
-    std::thread::sleep(Duration::from_secs(2));
+    // The refusal is retried with back-off and refused again (logged at warn as a repeat),
+    // never stored.
+    wait_until("the refusal repeated", Duration::from_secs(30), || {
+        collector
+            .log()
+            .contains(&format!("flagged journal, again: {reason}"))
+    });
     assert_eq!(collector_count(&collector_state), victim.sequence - 1);
     engine.stop();
 }

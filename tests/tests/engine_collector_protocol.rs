@@ -1,6 +1,7 @@
-//! fim.collector.v1 spoken directly to a real `fim-collector`: malformed and oversized
-//! batches, records that do not chain, replays, the admission limit. Each refusal names its
-//! reason, and good records sent afterwards on the same journal are still accepted.
+//! fim.collector.v1 spoken directly to a real `fim-collector`: oversized Hellos, too many
+//! journals, malformed and oversized batches, records that do not chain, replays, the
+//! admission limit. Each refusal names its reason, and good records sent afterwards on the
+//! same journal are still accepted.
 use std::time::Duration;
 
 use fim_api::collector_pb::{
@@ -318,5 +319,70 @@ async fn streams_past_the_admission_limit_are_told_when_to_retry() {
     assert_eq!(welcome.resume_after_sequence, 0);
     let ack = stream.send(records.clone()).await.unwrap();
     assert_eq!((ack.accepted, ack.acknowledged_sequence), (1, 1));
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Sends only a Hello; the collector's first answer or the status it ended the stream with.
+async fn hello_answer(
+    address: &str,
+    hello: Hello,
+) -> Result<collector_message::Kind, tonic::Status> {
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (requests, outgoing) = mpsc::channel(1);
+    requests
+        .send(AgentMessage {
+            kind: Some(agent_message::Kind::Hello(hello)),
+        })
+        .await
+        .unwrap();
+    let mut replies = CollectorClient::new(channel)
+        .report(ReceiverStream::new(outgoing))
+        .await?
+        .into_inner();
+    Ok(replies.message().await?.unwrap().kind.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_hellos_and_too_many_journals_are_refused_with_reasons() {
+    let base = std::env::temp_dir().join(format!("fim-collector-hello-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let address = free_address();
+    let _collector = Collector::start(&base, &address, &[]);
+    let hello = |journal: usize| Hello {
+        computer_id: COMPUTER_ID.into(),
+        computer: "test-agent".into(),
+        journal_id: format!("journal-{journal}"),
+        head_sequence: 0,
+        head_hash: GENESIS.to_vec(),
+        agent_version: "test".into(),
+        platform: "test".into(),
+        strategy: "replay".into(),
+    };
+    let mut oversized = hello(0);
+    oversized.computer = "x".repeat(257);
+    let status = hello_answer(&address, oversized).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("computer name"), "{status:?}");
+
+    for journal in 0..16 {
+        let answer = hello_answer(&address, hello(journal)).await.unwrap();
+        assert!(
+            matches!(answer, collector_message::Kind::Welcome(_)),
+            "{answer:?}"
+        );
+    }
+    let status = hello_answer(&address, hello(16)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("16 journals"), "{status:?}");
+    // A journal already open is still let back in.
+    let answer = hello_answer(&address, hello(3)).await.unwrap();
+    assert!(
+        matches!(answer, collector_message::Kind::Welcome(_)),
+        "{answer:?}"
+    );
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -72,9 +72,7 @@ pub(super) async fn run(
     let welcome = match next(&mut replies, address).await? {
         collector_message::Kind::Welcome(welcome) => welcome,
         collector_message::Kind::Busy(busy) => {
-            return Ok(Outcome::Busy(Duration::from_millis(
-                busy.retry_after_ms.into(),
-            )));
+            return Ok(Outcome::Busy(retry_after(busy.retry_after_ms)));
         }
         collector_message::Kind::Ack(_) => return Err(protocol(address, "an Ack before Welcome")),
     };
@@ -229,6 +227,14 @@ fn stream_error(address: &str, status: tonic::Status) -> PushError {
     }
 }
 
+/// The longest Busy wait obeyed: the retry-after comes from the network, and a collector
+/// (or anyone answering on its address) must not park the agent for up to 49 days.
+pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+pub(super) fn retry_after(millis: u32) -> Duration {
+    Duration::from_millis(millis.into()).min(MAX_RETRY_AFTER)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +247,13 @@ mod tests {
             prev_hash: [0; 32],
             hash: [0; 32],
         }
+    }
+
+    #[test]
+    fn busy_retry_after_is_capped_at_a_minute() {
+        assert_eq!(retry_after(1500), Duration::from_millis(1500));
+        assert_eq!(retry_after(60_000), MAX_RETRY_AFTER);
+        assert_eq!(retry_after(u32::MAX), MAX_RETRY_AFTER);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! fim.collector.v1 over TCP: the Report stream under an admission limit, and Machines.
+//! fim.collector.v1 over TCP: the Report stream under an admission limit. There is no
+//! Machines RPC: this listener is unauthenticated, and journal heads would let anyone forge
+//! records chaining onto another machine's journal; the owner reads the database instead.
 //!
 //! Admission: at most [`Limits::max_streams`] Report streams run at once; the next agent is
 //! answered `Busy` with a retry-after (jittered by the agent) instead of being queued, so a
@@ -10,7 +12,7 @@ use std::{net::SocketAddr, pin::Pin, sync::Arc};
 use fim_api::collector_pb::{
     collector_message,
     collector_server::{Collector, CollectorServer},
-    AgentMessage, Busy, CollectorMessage, MachinesReply, MachinesRequest,
+    AgentMessage, Busy, CollectorMessage,
 };
 use tokio::{
     net::TcpListener,
@@ -21,7 +23,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::{error::CollectorError, store::CollectorStore};
 
-mod convert;
 pub mod limits;
 mod listener;
 mod stream;
@@ -88,20 +89,6 @@ impl Collector for CollectorService {
             }
         }
         Ok(Response::new(Box::pin(ReceiverStream::new(outgoing))))
-    }
-
-    async fn machines(
-        &self,
-        _request: Request<MachinesRequest>,
-    ) -> Result<Response<MachinesReply>, Status> {
-        let store = Arc::clone(&self.store);
-        let machines = tokio::task::spawn_blocking(move || store.machines())
-            .await
-            .map_err(|error| Status::internal(error.to_string()))?
-            .map_err(|error| Status::unavailable(error.to_string()))?;
-        Ok(Response::new(MachinesReply {
-            machines: machines.iter().map(convert::machine).collect(),
-        }))
     }
 }
 

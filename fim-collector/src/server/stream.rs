@@ -122,6 +122,11 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Status> {
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(value)) => Ok(value),
+        Ok(Err(error @ crate::CollectorError::TooManyJournals { .. })) => {
+            // The client's doing, not the store's: refused with the reason, not retried soon.
+            tracing::warn!("{error}");
+            Err(Status::resource_exhausted(error.to_string()))
+        }
         Ok(Err(error)) => {
             tracing::error!("{error}");
             Err(Status::unavailable(error.to_string()))
@@ -130,12 +135,17 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// The longest string a Hello field may hold: ids, host names and versions are short, and
+/// each is stored in the machine row for good.
+pub(super) const MAX_HELLO_FIELD_BYTES: usize = 256;
+
 fn agent_hello(hello: Hello) -> Result<AgentHello, Status> {
     if hello.computer_id.is_empty() || hello.journal_id.is_empty() {
         return Err(Status::invalid_argument(
             "the Hello must name the computer id and the journal id",
         ));
     }
+    check_hello_sizes(&hello)?;
     let hash = hello
         .head_hash
         .as_slice()
@@ -155,6 +165,26 @@ fn agent_hello(hello: Hello) -> Result<AgentHello, Status> {
             hash,
         },
     })
+}
+
+fn check_hello_sizes(hello: &Hello) -> Result<(), Status> {
+    let fields = [
+        ("computer id", &hello.computer_id),
+        ("computer name", &hello.computer),
+        ("journal id", &hello.journal_id),
+        ("agent version", &hello.agent_version),
+        ("platform", &hello.platform),
+        ("strategy", &hello.strategy),
+    ];
+    for (name, value) in fields {
+        if value.len() > MAX_HELLO_FIELD_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "the Hello's {name} is {} bytes, more than the {MAX_HELLO_FIELD_BYTES} allowed",
+                value.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn incoming(record: JournalRecord) -> IncomingRecord {
@@ -189,4 +219,35 @@ fn ack(batch_id: u64, ingested: Ingested) -> Ack {
 
 pub(super) fn now_ns() -> i64 {
     fim_model::Timestamp::now().unix_nanos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Hello {
+        Hello {
+            computer_id: "host-1".into(),
+            journal_id: "j1".into(),
+            head_hash: vec![0; 32],
+            ..Hello::default()
+        }
+    }
+
+    #[test]
+    fn an_oversized_hello_field_is_refused_with_its_name() {
+        assert!(agent_hello(valid()).is_ok());
+        let mut hello = valid();
+        hello.platform = "x".repeat(MAX_HELLO_FIELD_BYTES + 1);
+        let status = agent_hello(hello).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().contains("platform"),
+            "{}",
+            status.message()
+        );
+        let mut hello = valid();
+        hello.computer_id = "x".repeat(MAX_HELLO_FIELD_BYTES + 1);
+        assert!(agent_hello(hello).is_err());
+    }
 }

@@ -34,6 +34,10 @@ pub struct AgentHello {
     pub head: Head,
 }
 
+/// The most distinct journals one computer id may open: a new database is a new journal, so
+/// a few are normal, but an unbounded number would let one client fill the machine table.
+pub const MAX_JOURNALS_PER_COMPUTER: usize = 16;
+
 /// A journal as the workspace knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Machine {
@@ -47,6 +51,8 @@ pub struct Machine {
     pub strategy: String,
     /// Why the chain is flagged (the first reason found), None while intact.
     pub flag_reason: Option<String>,
+    /// Records stored for the journal: counted by `machines` only (0 from `hello`), since a
+    /// count costs O(records) and Hello runs inside the write transaction.
     pub records: u64,
 }
 

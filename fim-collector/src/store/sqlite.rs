@@ -13,7 +13,10 @@ use std::{
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{sqlite_schema, AgentHello, CollectorStore, Ingested, JournalKey, Machine};
+use super::{
+    sqlite_schema, AgentHello, CollectorStore, Ingested, JournalKey, Machine,
+    MAX_JOURNALS_PER_COMPUTER,
+};
 use crate::{
     chain::{self, Head, IncomingRecord},
     error::CollectorError,
@@ -136,8 +139,12 @@ fn to_i64(value: u64) -> i64 {
 
 const MACHINE_COLUMNS: &str = "m.computer_id, m.journal_id, m.computer, m.acked_sequence, \
      m.acked_hash, m.first_seen_ns, m.last_seen_ns, m.agent_version, m.platform, m.strategy, \
-     m.flag_reason, (SELECT count(*) FROM configuration_change r WHERE r.computer_id = m.computer_id AND \
-     r.journal_id = m.journal_id)";
+     m.flag_reason";
+
+/// The record count, read only where status is displayed: counting is O(records of the
+/// journal), and Hello and every ingest read the head inside the write transaction.
+const RECORD_COUNT: &str = "(SELECT count(*) FROM configuration_change r \
+     WHERE r.computer_id = m.computer_id AND r.journal_id = m.journal_id)";
 
 fn machine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
     Ok(Machine {
@@ -163,12 +170,39 @@ fn machine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
 fn read_machine(conn: &Connection, key: &JournalKey) -> rusqlite::Result<Option<Machine>> {
     conn.query_row(
         &format!(
-            "SELECT {MACHINE_COLUMNS} FROM machine m WHERE m.computer_id = ?1 AND m.journal_id = ?2"
+            "SELECT {MACHINE_COLUMNS}, 0 FROM machine m \
+             WHERE m.computer_id = ?1 AND m.journal_id = ?2"
         ),
         params![key.computer_id, key.journal_id],
         machine_row,
     )
     .optional()
+}
+
+enum CapError {
+    Sqlite(rusqlite::Error),
+    Refused(CollectorError),
+}
+
+/// Refuses a journal new to the workspace when its computer id has opened
+/// [`MAX_JOURNALS_PER_COMPUTER`] already (a known journal is always let back in).
+fn check_journal_cap(conn: &Connection, key: &JournalKey) -> Result<(), CapError> {
+    let (known, journals): (bool, i64) = conn
+        .query_row(
+            "SELECT coalesce(max(journal_id = ?2), 0), count(*) FROM machine \
+             WHERE computer_id = ?1",
+            params![key.computer_id, key.journal_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(CapError::Sqlite)?;
+    if known || usize::try_from(journals).unwrap_or(usize::MAX) < MAX_JOURNALS_PER_COMPUTER {
+        return Ok(());
+    }
+    Err(CapError::Refused(CollectorError::TooManyJournals {
+        computer_id: key.computer_id.clone(),
+        journal_id: key.journal_id.clone(),
+        max: MAX_JOURNALS_PER_COMPUTER,
+    }))
 }
 
 /// Flags the journal unless it is flagged already (the first reason is the evidence).
@@ -232,6 +266,10 @@ impl CollectorStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&fail)?;
         let key = &hello.key;
+        check_journal_cap(&tx, key).map_err(|error| match error {
+            CapError::Sqlite(source) => fail(source),
+            CapError::Refused(error) => error,
+        })?;
         tx.execute(
             "INSERT INTO machine (computer_id, journal_id, computer, acked_sequence, acked_hash, \
              first_seen_ns, last_seen_ns, agent_version, platform, strategy, chain_status) \
@@ -327,7 +365,8 @@ impl CollectorStore for SqliteStore {
         let fail = self.fail("listing machines");
         let mut statement = conn
             .prepare(&format!(
-                "SELECT {MACHINE_COLUMNS} FROM machine m ORDER BY m.computer_id, m.journal_id"
+                "SELECT {MACHINE_COLUMNS}, {RECORD_COUNT} FROM machine m \
+                 ORDER BY m.computer_id, m.journal_id"
             ))
             .map_err(&fail)?;
         let machines = statement

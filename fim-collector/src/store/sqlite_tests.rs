@@ -101,3 +101,30 @@ fn a_missing_database_in_a_used_directory_and_a_foreign_file_are_refused() {
     std::fs::remove_file(dir.path().join(DATABASE_FILE)).unwrap();
     assert!(SqliteStore::open(dir.path(), true).is_ok());
 }
+
+#[test]
+fn one_computer_may_open_a_bounded_number_of_journals() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("state"), false).unwrap();
+    let journal = |id: usize| {
+        let mut hello = hello(Head::GENESIS);
+        hello.key.journal_id = format!("j{id}");
+        hello
+    };
+    for id in 0..MAX_JOURNALS_PER_COMPUTER {
+        store.hello(&journal(id), 1).unwrap();
+    }
+    let refused = store.hello(&journal(MAX_JOURNALS_PER_COMPUTER), 2);
+    assert!(
+        matches!(
+            refused,
+            Err(CollectorError::TooManyJournals { max: 16, .. })
+        ),
+        "{refused:?}"
+    );
+    // A journal it already opened comes back; another computer is not affected.
+    store.hello(&journal(0), 3).unwrap();
+    let mut other = journal(MAX_JOURNALS_PER_COMPUTER);
+    other.key.computer_id = "host-2".into();
+    store.hello(&other, 3).unwrap();
+}

@@ -64,8 +64,13 @@ pub(crate) struct Args {
     #[arg(long = "api-client", value_name = "FINGERPRINT=ROLE", value_parser = parse_api_client)]
     pub(crate) api_clients: Vec<(String, fim_api::Role)>,
     /// Report the journal to the workspace collector at ADDR (host:port, plain TCP for now;
-    /// repeatable: the next one is tried when one fails).
-    #[arg(long = "collector", value_name = "ADDR", env = "FIM_COLLECTOR")]
+    /// repeatable: the next one is tried when one fails; FIM_COLLECTOR takes a comma list).
+    #[arg(
+        long = "collector",
+        value_name = "ADDR",
+        env = "FIM_COLLECTOR",
+        value_delimiter = ','
+    )]
     pub(crate) collectors: Vec<String>,
 }
 
@@ -83,4 +88,17 @@ fn parse_api_client(text: &str) -> Result<(String, fim_api::Role), String> {
 
 fn parse_requested(text: &str) -> Result<Requested, String> {
     text.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // FIM_COLLECTOR goes through the same delimiter as the flag; the flag is tested because
+    // setting the environment in a test would race other tests.
+    #[test]
+    fn collectors_split_on_commas() {
+        let args = Args::try_parse_from(["fimd", "--collector", "a:1,b:2"]).unwrap();
+        assert_eq!(args.collectors, ["a:1", "b:2"]);
+    }
 }
