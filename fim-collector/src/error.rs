@@ -9,6 +9,15 @@ pub enum CollectorError {
         action: &'static str,
         source: rusqlite::Error,
     },
+    #[error(
+        "the workspace database {target}: {action}: {}",
+        postgres_message(source)
+    )]
+    Postgres {
+        target: String,
+        action: &'static str,
+        source: postgres::Error,
+    },
     #[error("refusing the workspace database {}: {reason}", path.display())]
     Unusable { path: PathBuf, reason: String },
     #[error("no workspace database at {}: {reason}", path.display())]
@@ -39,4 +48,15 @@ pub enum CollectorError {
     },
     #[error("the collector's server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+}
+
+/// The server's own message when there is one ("db error" alone says nothing).
+fn postgres_message(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => match std::error::Error::source(error) {
+            Some(cause) => format!("{error}: {cause}"),
+            None => error.to_string(),
+        },
+    }
 }

@@ -208,6 +208,15 @@ impl TestServer {
         format!("postgresql://{USER}@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Starts a stopped server again, on the same port and data.
+    pub fn start_again(&mut self) -> Result<(), PgTestError> {
+        if !self.running {
+            self.pg_ctl_start()?;
+            self.running = true;
+        }
+        Ok(())
+    }
+
     /// Stops the server now (drop does it too).
     pub fn stop(&mut self) -> Result<(), PgTestError> {
         if !self.running {

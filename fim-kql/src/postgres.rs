@@ -13,7 +13,8 @@ use crate::exec::{json_cell, ExecError};
 use crate::value::{Param, Rows, Type, Value};
 use crate::Dialect;
 
-pub(crate) fn system_time(at: Timestamp) -> SystemTime {
+/// A timestamp as the `postgres` client binds timestamptz.
+pub fn system_time(at: Timestamp) -> SystemTime {
     let nanos = at.unix_nanos();
     let magnitude = Duration::from_nanos(nanos.unsigned_abs());
     if nanos >= 0 {
@@ -23,7 +24,8 @@ pub(crate) fn system_time(at: Timestamp) -> SystemTime {
     }
 }
 
-fn timestamp(at: SystemTime) -> Timestamp {
+/// A timestamptz the client read, as a timestamp.
+pub fn timestamp(at: SystemTime) -> Timestamp {
     let nanos = match at.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
         Err(before) => i64::try_from(before.duration().as_nanos()).map_or(i64::MIN, |n| -n),

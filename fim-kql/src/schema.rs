@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS configuration_change (
     entity         TEXT    NOT NULL,
     path           TEXT,
     record         TEXT    NOT NULL,
+    prev_hash      BLOB    NOT NULL,
+    hash           BLOB    NOT NULL,
     UNIQUE (computer_id, journal_id, sequence)
 );
 CREATE INDEX IF NOT EXISTS configuration_change_time_type
@@ -64,10 +66,13 @@ END;
 ";
 
 /// Insert one record: computer_id, journal_id, sequence, time (ns), computer, change_type,
-/// category, entity, path, record JSON. A duplicate is skipped (0 rows changed).
+/// category, entity, path, record JSON, prev_hash, hash (the agent's hash-chain link:
+/// hash = BLAKE3(prev_hash || record), kept so the workspace can prove its copy). A
+/// duplicate is skipped (0 rows changed).
 pub const SQLITE_INSERT: &str = "INSERT INTO configuration_change \
     (computer_id, journal_id, sequence, time_generated, computer, change_type, category, \
-    entity, path, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+    entity, path, record, prev_hash, hash) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
     ON CONFLICT DO NOTHING";
 
 /// Retention, two statements each binding `?1`, the cutoff in Unix nanoseconds: records and
@@ -91,6 +96,8 @@ CREATE TABLE IF NOT EXISTS configuration_change (
     entity         text        NOT NULL,
     path           text,
     record         jsonb       NOT NULL,
+    prev_hash      bytea       NOT NULL,
+    hash           bytea       NOT NULL,
     PRIMARY KEY (computer_id, journal_id, sequence, time_generated)
 ) PARTITION BY RANGE (time_generated);
 CREATE INDEX IF NOT EXISTS configuration_change_time_type
@@ -106,6 +113,8 @@ CREATE TABLE IF NOT EXISTS configuration_change_hourly (
     changes     bigint      NOT NULL,
     PRIMARY KEY (hour, computer_id, computer, change_type, category)
 );
+CREATE TABLE IF NOT EXISTS configuration_change_default
+    PARTITION OF configuration_change DEFAULT;
 CREATE OR REPLACE FUNCTION configuration_change_count() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -129,8 +138,28 @@ CREATE OR REPLACE TRIGGER configuration_change_count
 /// timestamptz, the record text cast to jsonb).
 pub const POSTGRES_INSERT: &str = "INSERT INTO configuration_change \
     (computer_id, journal_id, sequence, time_generated, computer, change_type, category, \
-    entity, path, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb) \
+    entity, path, record, prev_hash, hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::jsonb, $11, $12) \
     ON CONFLICT DO NOTHING";
+
+/// The PostgreSQL insert of a whole batch in one statement (so the hourly-count trigger
+/// runs once per batch): twelve arrays of equal length, in [`POSTGRES_INSERT`]'s column
+/// order (text[], text[], bigint[], timestamptz[], text[] x 6 with the record JSON as text,
+/// bytea[] x 2). Duplicates are skipped.
+pub const POSTGRES_INSERT_BATCH: &str = "INSERT INTO configuration_change \
+    (computer_id, journal_id, sequence, time_generated, computer, change_type, category, \
+    entity, path, record, prev_hash, hash) \
+    SELECT computer_id, journal_id, sequence, time_generated, computer, change_type, \
+    category, entity, path, record::jsonb, prev_hash, hash \
+    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[], \
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[], $12::bytea[]) \
+    AS batch(computer_id, journal_id, sequence, time_generated, computer, change_type, \
+    category, entity, path, record, prev_hash, hash) \
+    ON CONFLICT DO NOTHING";
+
+/// Where records whose day has no partition go (a clock far off, or a day whose partition
+/// could not be made): they are kept, never refused. Created by [`POSTGRES_SCHEMA`].
+pub const POSTGRES_DEFAULT_PARTITION: &str = "configuration_change_default";
 
 /// The UTC day `at` falls in, as `YYYY-MM-DD`, and the start of that day in nanoseconds.
 fn day_of(at: Timestamp) -> (String, i64) {
@@ -189,6 +218,20 @@ pub fn partitions_before(partitions: &[String], cutoff: Timestamp) -> (Vec<Strin
     (expired, end)
 }
 
+/// The start (Unix ns) of the UTC day holding `at`.
+pub fn day_start(at: Timestamp) -> i64 {
+    day_of(at).1
+}
+
+/// The day starts of the partitions named in `names` (others, the default one included,
+/// are left out).
+pub fn partition_days(names: &[String]) -> Vec<i64> {
+    names
+        .iter()
+        .filter_map(|name| partition_start(name))
+        .collect()
+}
+
 /// Creates the partitions of every UTC day from `from` to `to` (both included).
 #[cfg(feature = "postgres")]
 pub fn postgres_ensure_partitions(
@@ -206,8 +249,8 @@ pub fn postgres_ensure_partitions(
     Ok(created)
 }
 
-/// Retention: drops the partitions wholly before `cutoff`, and their hourly counts, in one
-/// transaction. Returns the dropped partitions' names.
+/// Retention: drops the partitions wholly before `cutoff`, those days' rows in the default
+/// partition, and their hourly counts, in one transaction. Returns the dropped partitions' names.
 #[cfg(feature = "postgres")]
 pub fn postgres_drop_before(
     client: &mut postgres::Client,
@@ -231,6 +274,12 @@ pub fn postgres_drop_before(
     }
     if let Some(end) = end {
         let end = crate::postgres::system_time(Timestamp::from_unix_nanos(end));
+        // Rows of those days that sit in the default partition go too, or the counts
+        // dropped below would no longer equal the rows.
+        tx.execute(
+            "DELETE FROM configuration_change_default WHERE time_generated < $1",
+            &[&end],
+        )?;
         tx.execute(
             "DELETE FROM configuration_change_hourly WHERE hour < $1",
             &[&end],

@@ -142,6 +142,8 @@ fn suggested_schema(server: &TestServer) {
                         &f.entity,
                         &f.path,
                         &f.record.to_string(),
+                        &[0u8; 32].to_vec(),
+                        &[1u8; 32].to_vec(),
                     ],
                 )
                 .unwrap();
@@ -209,7 +211,7 @@ fn suggested_schema(server: &TestServer) {
         .execute(
             "INSERT INTO configuration_change SELECT * FROM configuration_change \
              UNION ALL SELECT computer_id, 'journal-2', sequence, time_generated, computer, \
-             change_type, category, entity, path, record FROM configuration_change \
+             change_type, category, entity, path, record, prev_hash, hash FROM configuration_change \
              WHERE sequence = 1 ON CONFLICT DO NOTHING",
             &[],
         )

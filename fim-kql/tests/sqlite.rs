@@ -124,7 +124,9 @@ fn the_suggested_schema_drops_replays_keeps_exact_hourly_counts_and_expires_old_
                         f.category,
                         f.entity,
                         f.path,
-                        f.record.to_string()
+                        f.record.to_string(),
+                        [0u8; 32].to_vec(),
+                        [1u8; 32].to_vec()
                     ],
                 )
                 .unwrap();

@@ -11,9 +11,15 @@ use crate::{
     error::CollectorError,
 };
 
+pub mod postgres;
+mod postgres_schema;
 pub mod sqlite;
 mod sqlite_schema;
 
+#[cfg(test)]
+mod contract_tests;
+
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// One journal of one machine.
@@ -80,4 +86,21 @@ pub trait CollectorStore: Send + Sync {
 
     /// Every journal, ordered by computer then journal id.
     fn machines(&self) -> Result<Vec<Machine>, CollectorError>;
+}
+
+/// Logs a flag: an error the first time (the reason kept as evidence), a warning after.
+fn log_flag(key: &JournalKey, reason: &str, first: bool) {
+    if first {
+        tracing::error!(
+            computer_id = %key.computer_id,
+            journal_id = %key.journal_id,
+            "journal flagged: {reason}"
+        );
+    } else {
+        tracing::warn!(
+            computer_id = %key.computer_id,
+            journal_id = %key.journal_id,
+            "flagged journal, again: {reason}"
+        );
+    }
 }

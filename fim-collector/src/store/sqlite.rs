@@ -69,6 +69,11 @@ impl SqliteStore {
             if let Some(reason) = problem {
                 return Err(CollectorError::Unusable { path, reason });
             }
+            let was = sqlite_schema::upgrade(&mut conn).map_err(fail("upgrading the schema"))?;
+            if was != sqlite_schema::VERSION {
+                tracing::info!(path = %path.display(), from = was, to = sqlite_schema::VERSION,
+                    "upgraded the workspace database (hourly counts filled from the records)");
+            }
         } else {
             sqlite_schema::create(&mut conn).map_err(fail("creating the schema"))?;
             tracing::info!(path = %path.display(), "created a new workspace database");
@@ -205,17 +210,13 @@ fn check_journal_cap(conn: &Connection, key: &JournalKey) -> Result<(), CapError
     }))
 }
 
-/// Flags the journal unless it is flagged already (the first reason is the evidence).
+/// Stores checked records; one already stored (a replay) is skipped by the insert itself.
 fn insert_records(
     conn: &Connection,
     key: &JournalKey,
     records: &[chain::CheckedRecord],
 ) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO configuration_change (computer_id, journal_id, sequence, time_generated, \
-         computer, change_type, category, entity, path, record, prev_hash, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?;
+    let mut insert = conn.prepare_cached(fim_kql::schema::SQLITE_INSERT)?;
     for record in records {
         insert.execute(params![
             key.computer_id,
@@ -235,26 +236,15 @@ fn insert_records(
     Ok(())
 }
 
-/// Later reasons go to the log only.
+/// Flags the journal unless it is flagged already (the first reason is the evidence);
+/// later reasons go to the log only.
 fn flag(conn: &Connection, key: &JournalKey, reason: &str, now_ns: i64) -> rusqlite::Result<()> {
     let changed = conn.execute(
         "UPDATE machine SET chain_status = 'flagged', flag_reason = ?3, flagged_ns = ?4 \
          WHERE computer_id = ?1 AND journal_id = ?2 AND flag_reason IS NULL",
         params![key.computer_id, key.journal_id, reason, now_ns],
     )?;
-    if changed > 0 {
-        tracing::error!(
-            computer_id = %key.computer_id,
-            journal_id = %key.journal_id,
-            "journal flagged: {reason}"
-        );
-    } else {
-        tracing::warn!(
-            computer_id = %key.computer_id,
-            journal_id = %key.journal_id,
-            "flagged journal, again: {reason}"
-        );
-    }
+    super::log_flag(key, reason, changed > 0);
     Ok(())
 }
 

@@ -8,11 +8,14 @@ use rusqlite::Connection;
 /// `PRAGMA application_id` of a workspace database ("FIMC").
 pub const APPLICATION_ID: i32 = 0x4649_4D43;
 
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
-pub const SCHEMA: &str = r#"
+/// The machine table; the records and their hourly counts are fim-kql's layout
+/// ([`fim_kql::schema::SQLITE_SCHEMA`]), so the workspace's queries and the dashboard read
+/// what the collector writes, with no copy.
+pub const MACHINES: &str = r#"
 -- One row per journal of a machine (a machine whose database was recreated has two).
-CREATE TABLE machine (
+CREATE TABLE IF NOT EXISTS machine (
     computer_id     TEXT    NOT NULL,
     journal_id      TEXT    NOT NULL,
     computer        TEXT    NOT NULL,
@@ -29,29 +32,13 @@ CREATE TABLE machine (
     flagged_ns      INTEGER,
     PRIMARY KEY (computer_id, journal_id)
 );
-
--- Every record as the agent journaled it: `record` is the JSON that was hashed,
--- hash = BLAKE3(prev_hash || record). The other columns copy fields for queries, named and
--- typed as fim-kql's `configuration_change` layout (time_generated in Unix nanoseconds), so
--- its catalog reads this table. The key makes a replayed batch unable to duplicate anything.
-CREATE TABLE configuration_change (
-    computer_id    TEXT    NOT NULL,
-    journal_id     TEXT    NOT NULL,
-    sequence       INTEGER NOT NULL,
-    time_generated INTEGER NOT NULL,
-    computer       TEXT    NOT NULL,
-    change_type    TEXT    NOT NULL,
-    category       TEXT    NOT NULL,
-    entity         TEXT    NOT NULL,
-    path           TEXT,
-    record         TEXT    NOT NULL,
-    prev_hash      BLOB    NOT NULL,
-    hash           BLOB    NOT NULL,
-    PRIMARY KEY (computer_id, journal_id, sequence)
-);
-CREATE INDEX configuration_change_time_type ON configuration_change (time_generated, change_type);
-CREATE INDEX configuration_change_computer_time ON configuration_change (computer, time_generated);
 "#;
+
+/// Version 1 kept the records without hourly counts: the schema statements add the counts
+/// table and its trigger (the rest exists), and this fills the counts from the rows.
+const BACKFILL_HOURLY: &str = "INSERT INTO configuration_change_hourly \
+     SELECT (time_generated / 3600000000000) * 3600000000000, computer_id, computer, \
+     change_type, category, count(*) FROM configuration_change GROUP BY 1, 2, 3, 4, 5";
 
 /// Why an existing file is not a usable workspace database, None when it is.
 pub fn problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
@@ -62,7 +49,7 @@ pub fn problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
             "it is not a fim workspace database (application id {application_id:#x})"
         )));
     }
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Ok(Some(format!(
             "its schema version is {version}; this collector knows version {VERSION}"
         )));
@@ -77,8 +64,23 @@ pub fn problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
 /// Creates the schema in a new, empty file.
 pub fn create(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(MACHINES)?;
+    tx.execute_batch(fim_kql::schema::SQLITE_SCHEMA)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()
+}
+
+/// Brings a database [`problem`] accepted to [`VERSION`], in one transaction; returns the
+/// version it was at.
+pub fn upgrade(conn: &mut Connection) -> rusqlite::Result<i32> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i32 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == 1 {
+        tx.execute_batch(fim_kql::schema::SQLITE_SCHEMA)?;
+        tx.execute(BACKFILL_HOURLY, [])?;
+        tx.pragma_update(None, "user_version", VERSION)?;
+    }
+    tx.commit()?;
+    Ok(version)
 }

@@ -1,82 +1,36 @@
 use super::*;
-use crate::chain::{Head, IncomingRecord};
-use fim_engine::store::journal::chain_hash;
+use crate::{chain::Head, store::contract_tests as contract};
 
-fn hello(head: Head) -> AgentHello {
-    AgentHello {
-        key: JournalKey {
-            computer_id: "host-1".into(),
-            journal_id: "j1".into(),
-        },
-        computer: "host".into(),
-        agent_version: "0.1.0".into(),
-        platform: "linux".into(),
-        strategy: "tracepoint".into(),
-        head,
-    }
-}
-
-fn chain(count: u64) -> Vec<IncomingRecord> {
-    let mut prev = Head::GENESIS.hash;
-    (1..=count)
-        .map(|sequence| {
-            let mut record = fim_model::samples::registry_record();
-            record.sequence = sequence;
-            record.computer_id = "host-1".into();
-            let json = serde_json::to_vec(&record).unwrap();
-            let hash = chain_hash(&prev, &json);
-            let incoming = IncomingRecord {
-                sequence,
-                record_json: json,
-                prev_hash: prev.to_vec(),
-                hash: hash.to_vec(),
-            };
-            prev = hash;
-            incoming
-        })
-        .collect()
+fn store_in(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join("state"), false).unwrap()
 }
 
 #[test]
-fn a_replayed_batch_is_stored_once_and_survives_a_reopen() {
+fn replays_are_stored_once_and_a_rollback_is_flagged() {
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let records = chain(5);
-    {
-        let store = SqliteStore::open(&state, false).unwrap();
-        store.hello(&hello(Head::GENESIS), 1).unwrap();
-        let key = hello(Head::GENESIS).key;
-        let first = store.ingest(&key, &records[..3], 10, 2).unwrap();
-        assert_eq!(
-            (first.checked.accepted.len(), first.acknowledged.sequence),
-            (3, 3)
-        );
-        let again = store.ingest(&key, &records, 10, 3).unwrap();
-        assert_eq!(
-            (again.checked.duplicates, again.checked.accepted.len()),
-            (3, 2)
-        );
-        assert_eq!(again.acknowledged.sequence, 5);
-    }
-    let store = SqliteStore::open(&state, false).unwrap();
-    let machines = store.machines().unwrap();
-    assert_eq!(machines.len(), 1);
-    assert_eq!(machines[0].records, 5);
-    assert_eq!(machines[0].acknowledged.hash.to_vec(), records[4].hash);
-    assert_eq!(machines[0].flag_reason, None);
-    let rolled = store
-        .hello(
-            &hello(Head {
-                sequence: 2,
-                hash: [0; 32],
-            }),
-            4,
-        )
-        .unwrap();
-    assert!(rolled
-        .flag_reason
-        .unwrap()
-        .starts_with("the journal was rolled back: the workspace acknowledged record 5"));
+    contract::replays_are_stored_once_and_a_rollback_is_flagged(&store_in(&dir));
+    // And it survives a reopen.
+    let store = store_in(&dir);
+    assert_eq!(store.machines().unwrap()[0].records, 5);
+}
+
+#[test]
+fn an_edited_record_is_refused_and_flags_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::an_edited_record_is_refused_and_flags_the_journal(&store_in(&dir));
+}
+
+#[test]
+fn one_computer_may_open_a_bounded_number_of_journals() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::one_computer_may_open_a_bounded_number_of_journals(&store_in(&dir));
+}
+
+#[test]
+fn two_collectors_on_one_file_store_each_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (store_in(&dir), store_in(&dir));
+    contract::two_stores_racing_on_one_journal_store_each_record_once(&first, &second);
 }
 
 #[test]
@@ -103,28 +57,75 @@ fn a_missing_database_in_a_used_directory_and_a_foreign_file_are_refused() {
 }
 
 #[test]
-fn one_computer_may_open_a_bounded_number_of_journals() {
+fn hourly_counts_equal_the_rows_and_a_version_1_database_is_upgraded_with_its_counts() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("state"), false).unwrap();
-    let journal = |id: usize| {
-        let mut hello = hello(Head::GENESIS);
-        hello.key.journal_id = format!("j{id}");
-        hello
-    };
-    for id in 0..MAX_JOURNALS_PER_COMPUTER {
-        store.hello(&journal(id), 1).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    // A database as version 1 made it: the records table without hourly counts.
+    {
+        let conn = Connection::open(state.join(DATABASE_FILE)).unwrap();
+        conn.execute_batch(sqlite_schema::MACHINES).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE configuration_change (computer_id TEXT NOT NULL, \
+             journal_id TEXT NOT NULL, sequence INTEGER NOT NULL, time_generated INTEGER NOT NULL, \
+             computer TEXT NOT NULL, change_type TEXT NOT NULL, category TEXT NOT NULL, \
+             entity TEXT NOT NULL, path TEXT, record TEXT NOT NULL, prev_hash BLOB NOT NULL, \
+             hash BLOB NOT NULL, PRIMARY KEY (computer_id, journal_id, sequence)); \
+             CREATE INDEX configuration_change_time_type ON configuration_change (time_generated, change_type); \
+             CREATE INDEX configuration_change_computer_time ON configuration_change (computer, time_generated); \
+             PRAGMA application_id = 1179209027; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO machine VALUES ('old', 'j1', 'old-host', 1, zeroblob(32), 1, 1, '0.1.0', \
+             'linux', 'tracepoint', 'intact', NULL, NULL)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO configuration_change VALUES ('old', 'j1', 1, 7200000000001, 'old-host', \
+             'Files', 'Added', 'etc', '/etc/x', '{}', zeroblob(32), zeroblob(32))",
+            [],
+        )
+        .unwrap();
     }
-    let refused = store.hello(&journal(MAX_JOURNALS_PER_COMPUTER), 2);
-    assert!(
-        matches!(
-            refused,
-            Err(CollectorError::TooManyJournals { max: 16, .. })
-        ),
-        "{refused:?}"
+    let store = SqliteStore::open(&state, false).unwrap();
+    let records = contract::chain("host-1", 5);
+    store
+        .hello(&contract::hello("host-1", Head::GENESIS), 1)
+        .unwrap();
+    let key = contract::hello("host-1", Head::GENESIS).key;
+    store.ingest(&key, &records[..3], 10, 2).unwrap();
+    store.ingest(&key, &records, 10, 3).unwrap();
+    let conn = store.lock();
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, sqlite_schema::VERSION);
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM configuration_change", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let counted: i64 = conn
+        .query_row(
+            "SELECT sum(changes) FROM configuration_change_hourly",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        (rows, counted),
+        (6, 6),
+        "the old row was counted by the upgrade"
     );
-    // A journal it already opened comes back; another computer is not affected.
-    store.hello(&journal(0), 3).unwrap();
-    let mut other = journal(MAX_JOURNALS_PER_COMPUTER);
-    other.key.computer_id = "host-2".into();
-    store.hello(&other, 3).unwrap();
+    let old_hour: i64 = conn
+        .query_row(
+            "SELECT changes FROM configuration_change_hourly WHERE computer_id = 'old' \
+             AND hour = 7200000000000",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_hour, 1);
 }

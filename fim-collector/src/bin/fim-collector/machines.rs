@@ -1,18 +1,15 @@
 //! `fim-collector machines`: the journals the workspace knows, read from its database.
-use std::path::Path;
-
-use fim_collector::{
-    chain::hex,
-    store::{CollectorStore, Machine, SqliteStore},
-};
+use fim_collector::{chain::hex, store::Machine};
 use fim_model::Timestamp;
 
-pub(crate) fn print(state_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let path = crate::database_path(state_dir);
-    if !path.exists() {
-        anyhow::bail!("no workspace database at {}", path.display());
+pub(crate) fn print(database: &crate::DatabaseArgs, json: bool) -> anyhow::Result<()> {
+    if database.database.is_none() {
+        let path = crate::database_path(&database.state_dir);
+        if !path.exists() {
+            anyhow::bail!("no workspace database at {}", path.display());
+        }
     }
-    let store = SqliteStore::open(state_dir, false)?;
+    let (store, _) = database.open(false)?;
     for machine in store.machines()? {
         if json {
             println!("{}", as_json(&machine));

@@ -1,7 +1,7 @@
 //! fim-collector: the workspace's collector service.
 //!
-//! `serve` opens (or, on a first run, creates) the workspace database in the state
-//! directory, binds the TCP address, prints it on stdout and serves agents until SIGTERM or
+//! `serve` opens (or, on a first run, creates) the workspace database, in the state
+//! directory (SQLite) or at `--database` (PostgreSQL), binds the TCP address, prints it on stdout and serves agents until SIGTERM or
 //! SIGINT. `machines` lists the journals the workspace knows, flagged ones with the reason.
 //! A database that is missing where one was expected, or unusable, stops it with a non-zero
 //! exit: a silent fresh start would forget every acknowledged head.
@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use fim_collector::{
     server::{self, CollectorService, Limits},
-    store::{sqlite::DATABASE_FILE, CollectorStore, SqliteStore},
+    store::{sqlite::DATABASE_FILE, CollectorStore, PostgresStore, SqliteStore},
 };
 
 mod machines;
@@ -29,27 +29,57 @@ enum Command {
     Serve(ServeArgs),
     /// List the journals the workspace knows (computer, head, chain status).
     Machines {
-        #[arg(
-            long,
-            env = "FIM_COLLECTOR_STATE_DIR",
-            default_value = "/var/lib/fim-collector"
-        )]
-        state_dir: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
     },
 }
 
+/// Where the workspace lives: the embedded SQLite file in the state directory, or a
+/// PostgreSQL database several collectors share.
 #[derive(clap::Args, Debug)]
-struct ServeArgs {
-    /// Where the workspace database (collector.db) lives.
+struct DatabaseArgs {
+    /// Where the embedded workspace database (collector.db) lives.
     #[arg(
         long,
         env = "FIM_COLLECTOR_STATE_DIR",
         default_value = "/var/lib/fim-collector"
     )]
     state_dir: PathBuf,
+    /// A PostgreSQL connection URL (postgresql://user@host:port/db) or libpq string; when
+    /// given, the workspace lives there instead of in the state directory. An empty
+    /// database gets the schema; one holding anything else is refused.
+    #[arg(long, env = "FIM_COLLECTOR_DATABASE")]
+    database: Option<String>,
+    /// PostgreSQL connections this collector holds.
+    #[arg(long, default_value_t = fim_collector::store::postgres::DEFAULT_CONNECTIONS)]
+    pg_connections: usize,
+}
+
+impl DatabaseArgs {
+    /// Opens the store; `init` lets SQLite create a database in a used state directory.
+    fn open(&self, init: bool) -> anyhow::Result<(Arc<dyn CollectorStore>, String)> {
+        Ok(match &self.database {
+            Some(url) => {
+                let store = PostgresStore::open(url, self.pg_connections)?;
+                let target = store.target().to_string();
+                (Arc::new(store), target)
+            }
+            None => {
+                let store = SqliteStore::open(&self.state_dir, init)?;
+                let target = store.path().display().to_string();
+                (Arc::new(store), target)
+            }
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
     /// The TCP address agents connect to (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:7700")]
     listen: String,
@@ -79,7 +109,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Command::Serve(serve) => serve_agents(serve),
-        Command::Machines { state_dir, json } => machines::print(&state_dir, json),
+        Command::Machines { database, json } => machines::print(&database, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,10 +121,10 @@ fn main() -> ExitCode {
 }
 
 fn serve_agents(args: ServeArgs) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&args.state_dir, args.init)?;
+    let (store, target) = args.database.open(args.init)?;
     let machines = store.machines()?;
     tracing::info!(
-        database = %store.path().display(),
+        database = %target,
         journals = machines.len(),
         "workspace database open"
     );
@@ -117,7 +147,7 @@ fn serve_agents(args: ServeArgs) -> anyhow::Result<()> {
         println!("fim-collector listening on {}", bound.address);
         let _ = std::io::stdout().flush();
         tracing::info!(address = %bound.address, "serving agents (fim.collector.v1)");
-        let service = CollectorService::new(Arc::new(store), limits);
+        let service = CollectorService::new(store, limits);
         server::serve(bound, service, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())

@@ -1,0 +1,174 @@
+//! The storage contract, run against every backend (sqlite_tests.rs, postgres_tests.rs):
+//! the same batches must give the same rows, heads, flags and counts on both.
+use super::*;
+use crate::chain::{Head, IncomingRecord};
+use fim_engine::store::journal::chain_hash;
+
+pub fn hello(computer_id: &str, head: Head) -> AgentHello {
+    AgentHello {
+        key: JournalKey {
+            computer_id: computer_id.into(),
+            journal_id: "j1".into(),
+        },
+        computer: format!("name-of-{computer_id}"),
+        agent_version: "0.1.0".into(),
+        platform: "linux".into(),
+        strategy: "tracepoint".into(),
+        head,
+    }
+}
+
+/// A chain of `count` records of `computer_id`, timed `time_ns` plus one second each.
+pub fn chain_at(computer_id: &str, count: u64, time_ns: i64) -> Vec<IncomingRecord> {
+    let mut prev = Head::GENESIS.hash;
+    (1..=count)
+        .map(|sequence| {
+            let mut record = fim_model::samples::registry_record();
+            record.sequence = sequence;
+            record.computer_id = computer_id.into();
+            record.computer = format!("name-of-{computer_id}");
+            record.time_generated = fim_model::Timestamp::from_unix_nanos(
+                time_ns + i64::try_from(sequence).unwrap() * 1_000_000_000,
+            );
+            let json = serde_json::to_vec(&record).unwrap();
+            let hash = chain_hash(&prev, &json);
+            let incoming = IncomingRecord {
+                sequence,
+                record_json: json,
+                prev_hash: prev.to_vec(),
+                hash: hash.to_vec(),
+            };
+            prev = hash;
+            incoming
+        })
+        .collect()
+}
+
+pub fn chain(computer_id: &str, count: u64) -> Vec<IncomingRecord> {
+    chain_at(
+        computer_id,
+        count,
+        fim_model::Timestamp::now().unix_nanos() - 3_600_000_000_000,
+    )
+}
+
+/// A replay stores nothing twice, the head follows, and a rolled-back head is flagged.
+pub fn replays_are_stored_once_and_a_rollback_is_flagged(store: &dyn CollectorStore) {
+    let records = chain("host-1", 5);
+    store.hello(&hello("host-1", Head::GENESIS), 1).unwrap();
+    let key = hello("host-1", Head::GENESIS).key;
+    let first = store.ingest(&key, &records[..3], 10, 2).unwrap();
+    assert_eq!(
+        (first.checked.accepted.len(), first.acknowledged.sequence),
+        (3, 3)
+    );
+    let again = store.ingest(&key, &records, 10, 3).unwrap();
+    assert_eq!(
+        (again.checked.duplicates, again.checked.accepted.len()),
+        (3, 2)
+    );
+    assert_eq!(again.acknowledged.sequence, 5);
+    let machines = store.machines().unwrap();
+    assert_eq!(machines.len(), 1);
+    assert_eq!(machines[0].records, 5);
+    assert_eq!(machines[0].computer, "name-of-host-1");
+    assert_eq!(machines[0].acknowledged.hash.to_vec(), records[4].hash);
+    assert_eq!(machines[0].flag_reason, None);
+    let rolled = store
+        .hello(
+            &hello(
+                "host-1",
+                Head {
+                    sequence: 2,
+                    hash: [0; 32],
+                },
+            ),
+            4,
+        )
+        .unwrap();
+    assert!(rolled
+        .flag_reason
+        .unwrap()
+        .starts_with("the journal was rolled back: the workspace acknowledged record 5"));
+}
+
+/// An edited record is refused with its reason and the journal flagged; the records before
+/// it are kept.
+pub fn an_edited_record_is_refused_and_flags_the_journal(store: &dyn CollectorStore) {
+    let mut records = chain("host-e", 4);
+    records[2].record_json = records[2]
+        .record_json
+        .iter()
+        .map(|b| if *b == b'7' { b'8' } else { *b })
+        .collect();
+    store.hello(&hello("host-e", Head::GENESIS), 1).unwrap();
+    let key = hello("host-e", Head::GENESIS).key;
+    let ingested = store.ingest(&key, &records, 10, 2).unwrap();
+    assert_eq!(ingested.acknowledged.sequence, 2);
+    assert_eq!(ingested.checked.refused[0].sequence, 3);
+    let machine = &store.machines().unwrap()[0];
+    assert_eq!(machine.records, 2);
+    assert!(
+        machine
+            .flag_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("record 3 does not match its hash"),
+        "{machine:?}"
+    );
+}
+
+/// Journal cap per computer id.
+pub fn one_computer_may_open_a_bounded_number_of_journals(store: &dyn CollectorStore) {
+    let journal = |id: usize| {
+        let mut hello = hello("host-c", Head::GENESIS);
+        hello.key.journal_id = format!("j{id}");
+        hello
+    };
+    for id in 0..MAX_JOURNALS_PER_COMPUTER {
+        store.hello(&journal(id), 1).unwrap();
+    }
+    let refused = store.hello(&journal(MAX_JOURNALS_PER_COMPUTER), 2);
+    assert!(
+        matches!(
+            refused,
+            Err(CollectorError::TooManyJournals { max: 16, .. })
+        ),
+        "{refused:?}"
+    );
+    // A journal it already opened comes back; another computer is not affected.
+    store.hello(&journal(0), 3).unwrap();
+    let mut other = journal(MAX_JOURNALS_PER_COMPUTER);
+    other.key.computer_id = "host-d".into();
+    store.hello(&other, 3).unwrap();
+}
+
+/// Two collectors (two stores on one database) handed the same journal at once, each
+/// sending every batch: every record is stored once and the head is the chain's.
+pub fn two_stores_racing_on_one_journal_store_each_record_once(
+    first: &dyn CollectorStore,
+    second: &dyn CollectorStore,
+) {
+    let records = chain("host-r", 400);
+    first.hello(&hello("host-r", Head::GENESIS), 1).unwrap();
+    second.hello(&hello("host-r", Head::GENESIS), 1).unwrap();
+    let key = hello("host-r", Head::GENESIS).key;
+    std::thread::scope(|scope| {
+        for store in [first, second] {
+            let (records, key) = (&records, &key);
+            scope.spawn(move || {
+                for batch in records.chunks(25) {
+                    let ingested = store.ingest(key, batch, 25, 2).unwrap();
+                    // The other store may have stored a batch first: a replay, never a flag.
+                    let checked = &ingested.checked;
+                    assert!(checked.flag.is_none(), "{ingested:?}");
+                    assert!(checked.refused.iter().all(|r| r.duplicate), "{ingested:?}");
+                }
+            });
+        }
+    });
+    let machine = first.machines().unwrap().remove(0);
+    assert_eq!((machine.records, machine.acknowledged.sequence), (400, 400));
+    assert_eq!(machine.acknowledged.hash.to_vec(), records[399].hash);
+    assert_eq!(machine.flag_reason, None);
+}

@@ -1,0 +1,586 @@
+//! The backend for large estates: a PostgreSQL database several collectors share.
+//!
+//! Collectors keep nothing of their own: every acknowledged head is read inside the
+//! transaction that extends it, under a row lock (`SELECT ... FOR UPDATE` on the journal's
+//! machine row), so two collectors handed the same agent one after the other, or at once,
+//! serialise on that row and the second sees what the first committed: a batch
+//! acknowledged by one is never re-inserted through another. A Hello takes an advisory lock
+//! on its computer id, so the journal cap holds across collectors too.
+//!
+//! A batch is one `INSERT ... SELECT FROM unnest(...)` (the hourly-count trigger runs once
+//! per batch). Its days' partitions are created outside the transaction, for days
+//! within [`PARTITION_PAST_DAYS`] before now and [`PARTITION_FUTURE_DAYS`] after; a record
+//! dated outside that window (a clock far off, or a hostile agent trying to make a
+//! partition per day for a thousand years) lands in the default partition instead.
+//!
+//! Connections come from a small pool; one found closed (PostgreSQL restarted) is reopened
+//! and the operation retried once, which is safe because Hello and ingest are idempotent
+//! (the chain check skips what is already stored).
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex, MutexGuard, TryLockError,
+    },
+    time::Duration,
+};
+
+use fim_kql::schema as layout;
+use fim_model::Timestamp;
+use postgres::{Client, GenericClient, NoTls};
+
+use super::{
+    postgres_schema::{self, Found},
+    AgentHello, CollectorStore, Ingested, JournalKey, Machine, MAX_JOURNALS_PER_COMPUTER,
+};
+use crate::{
+    chain::{self, CheckedRecord, Head, IncomingRecord},
+    error::CollectorError,
+};
+use fim_engine::state::Digest;
+
+/// Partitions are made for records at most this many days old...
+pub const PARTITION_PAST_DAYS: i64 = 400;
+/// ...and at most this many days ahead of the collector's clock.
+pub const PARTITION_FUTURE_DAYS: i64 = 2;
+
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// Connections per collector by default: enough for the blocking pool's concurrent
+/// batches on two cores without holding many server processes per collector.
+pub const DEFAULT_CONNECTIONS: usize = 4;
+
+pub struct PostgresStore {
+    config: postgres::Config,
+    /// The URL without its password, for messages.
+    target: String,
+    slots: Vec<Mutex<Option<Client>>>,
+    next: AtomicUsize,
+    /// Day starts (Unix ns) whose partition exists.
+    partitions: Mutex<HashSet<i64>>,
+}
+
+/// Why an operation failed: the database, or a refusal to pass on as it is.
+enum Fail {
+    Db(postgres::Error),
+    Refused(CollectorError),
+}
+
+impl From<postgres::Error> for Fail {
+    fn from(error: postgres::Error) -> Self {
+        Fail::Db(error)
+    }
+}
+
+/// The URL as it can be shown: user, hosts, ports and database, never the password.
+fn redacted(config: &postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432u16)))
+        .map(|(host, port)| match host {
+            postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+            #[cfg(unix)]
+            postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+        })
+        .collect();
+    format!(
+        "postgresql://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+fn digest(target: &str, bytes: &[u8]) -> Result<Digest, Fail> {
+    Digest::try_from(bytes).map_err(|_| {
+        Fail::Refused(CollectorError::Unusable {
+            path: target.into(),
+            reason: format!("a stored hash is {} bytes, not 32", bytes.len()),
+        })
+    })
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+const MACHINE_COLUMNS: &str = "m.computer_id, m.journal_id, m.computer, m.acked_sequence, \
+     m.acked_hash, m.first_seen_ns, m.last_seen_ns, m.agent_version, m.platform, m.strategy, \
+     m.flag_reason";
+
+fn machine_row(target: &str, row: &postgres::Row, records: i64) -> Result<Machine, Fail> {
+    Ok(Machine {
+        key: JournalKey {
+            computer_id: row.try_get(0)?,
+            journal_id: row.try_get(1)?,
+        },
+        computer: row.try_get(2)?,
+        acknowledged: Head {
+            sequence: u64::try_from(row.try_get::<_, i64>(3)?).unwrap_or(0),
+            hash: digest(target, row.try_get::<_, &[u8]>(4)?)?,
+        },
+        first_seen_ns: row.try_get(5)?,
+        last_seen_ns: row.try_get(6)?,
+        agent_version: row.try_get(7)?,
+        platform: row.try_get(8)?,
+        strategy: row.try_get(9)?,
+        flag_reason: row.try_get(10)?,
+        records: u64::try_from(records).unwrap_or(0),
+    })
+}
+
+/// The journal's machine row, locked until the transaction ends.
+fn lock_machine(
+    target: &str,
+    tx: &mut impl GenericClient,
+    key: &JournalKey,
+) -> Result<Option<Machine>, Fail> {
+    let row = tx.query_opt(
+        &format!(
+            "SELECT {MACHINE_COLUMNS} FROM machine m \
+             WHERE m.computer_id = $1 AND m.journal_id = $2 FOR UPDATE"
+        ),
+        &[&key.computer_id, &key.journal_id],
+    )?;
+    row.map(|row| machine_row(target, &row, 0)).transpose()
+}
+
+/// Flags the journal unless it is flagged already (the first reason is the evidence);
+/// later reasons go to the log only.
+fn flag(
+    tx: &mut impl GenericClient,
+    key: &JournalKey,
+    reason: &str,
+    now_ns: i64,
+) -> Result<(), Fail> {
+    let changed = tx.execute(
+        "UPDATE machine SET chain_status = 'flagged', flag_reason = $3, flagged_ns = $4 \
+         WHERE computer_id = $1 AND journal_id = $2 AND flag_reason IS NULL",
+        &[&key.computer_id, &key.journal_id, &reason, &now_ns],
+    )?;
+    super::log_flag(key, reason, changed > 0);
+    Ok(())
+}
+
+/// Refuses a journal new to the workspace when its computer id has opened
+/// [`MAX_JOURNALS_PER_COMPUTER`] already (a known journal is always let back in).
+fn check_journal_cap(tx: &mut impl GenericClient, key: &JournalKey) -> Result<(), Fail> {
+    let row = tx.query_one(
+        "SELECT coalesce(bool_or(journal_id = $2), false), count(*) FROM machine \
+         WHERE computer_id = $1",
+        &[&key.computer_id, &key.journal_id],
+    )?;
+    let (known, journals): (bool, i64) = (row.try_get(0)?, row.try_get(1)?);
+    if known || usize::try_from(journals).unwrap_or(usize::MAX) < MAX_JOURNALS_PER_COMPUTER {
+        return Ok(());
+    }
+    Err(Fail::Refused(CollectorError::TooManyJournals {
+        computer_id: key.computer_id.clone(),
+        journal_id: key.journal_id.clone(),
+        max: MAX_JOURNALS_PER_COMPUTER,
+    }))
+}
+
+/// Stores checked records in one statement; one already stored is skipped by the insert.
+fn insert_records(
+    tx: &mut impl GenericClient,
+    key: &JournalKey,
+    records: &[CheckedRecord],
+) -> Result<(), Fail> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let column = |f: &dyn Fn(&CheckedRecord) -> String| records.iter().map(f).collect::<Vec<_>>();
+    let computer_ids = vec![key.computer_id.clone(); records.len()];
+    let journal_ids = vec![key.journal_id.clone(); records.len()];
+    let sequences: Vec<i64> = records.iter().map(|r| to_i64(r.sequence)).collect();
+    let times: Vec<std::time::SystemTime> = records
+        .iter()
+        .map(|r| fim_kql::postgres::system_time(Timestamp::from_unix_nanos(r.time_generated_ns)))
+        .collect();
+    let computers = column(&|r| r.computer.clone());
+    let types = column(&|r| r.config_change_type.clone());
+    let categories = column(&|r| r.change_category.clone());
+    let entities = column(&|r| r.entity.clone());
+    let paths: Vec<Option<String>> = records.iter().map(|r| r.path.clone()).collect();
+    let jsons = column(&|r| r.record_json.clone());
+    let prev_hashes: Vec<Vec<u8>> = records.iter().map(|r| r.prev_hash.to_vec()).collect();
+    let hashes: Vec<Vec<u8>> = records.iter().map(|r| r.hash.to_vec()).collect();
+    tx.execute(
+        layout::POSTGRES_INSERT_BATCH,
+        &[
+            &computer_ids,
+            &journal_ids,
+            &sequences,
+            &times,
+            &computers,
+            &types,
+            &categories,
+            &entities,
+            &paths,
+            &jsons,
+            &prev_hashes,
+            &hashes,
+        ],
+    )?;
+    Ok(())
+}
+
+enum Attempt {
+    Done(Ingested),
+    NeedPartitions(Vec<i64>),
+}
+
+/// The chain check of a batch against the locked head and the stored hashes of records it
+/// repeats.
+fn check_against_stored(
+    target: &str,
+    tx: &mut postgres::Transaction<'_>,
+    key: &JournalKey,
+    machine: &Machine,
+    records: &[IncomingRecord],
+    max_records: usize,
+) -> Result<(chain::Checked, Head), Fail> {
+    let lookup = tx.prepare(
+        "SELECT hash FROM configuration_change \
+         WHERE computer_id = $1 AND journal_id = $2 AND sequence = $3 LIMIT 1",
+    )?;
+    let stored_hash = |sequence: u64| -> Result<Option<Digest>, Fail> {
+        let row = tx.query_opt(
+            &lookup,
+            &[&key.computer_id, &key.journal_id, &to_i64(sequence)],
+        )?;
+        row.map(|row| digest(target, row.try_get::<_, &[u8]>(0)?))
+            .transpose()
+    };
+    chain::check_batch(
+        machine.acknowledged,
+        &key.computer_id,
+        records,
+        max_records,
+        stored_hash,
+    )
+}
+
+/// Whether `error` says the object exists already (another collector made it first).
+fn already_exists(error: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    error.code().is_some_and(|code| {
+        code == &SqlState::DUPLICATE_TABLE || code == &SqlState::UNIQUE_VIOLATION
+    })
+}
+
+impl PostgresStore {
+    /// Connects to `url`, creates the schema in an empty database, and refuses a database
+    /// that holds anything else. `connections` is the pool's size.
+    pub fn open(url: &str, connections: usize) -> Result<PostgresStore, CollectorError> {
+        let mut config: postgres::Config =
+            url.parse()
+                .map_err(|source: postgres::Error| CollectorError::Postgres {
+                    target: "the --database URL".to_string(),
+                    action: "parsing the URL",
+                    source,
+                })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("fim-collector");
+        }
+        let store = PostgresStore {
+            target: redacted(&config),
+            config,
+            slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            partitions: Mutex::new(HashSet::new()),
+        };
+        let found = store.run("creating the schema", |client| {
+            Ok(postgres_schema::create_if_empty(client)?)
+        })?;
+        match found {
+            Found::Refused(reason) => {
+                return Err(CollectorError::Unusable {
+                    path: store.target.clone().into(),
+                    reason,
+                })
+            }
+            Found::Empty => {
+                tracing::info!(database = %store.target, "created a new workspace database")
+            }
+            Found::Ours => {}
+        }
+        store.load_partitions()?;
+        let today = layout::day_start(Timestamp::now());
+        store.create_partitions(&[today, today + DAY_NS]);
+        Ok(store)
+    }
+
+    /// The database as messages name it (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Option<Client>> {
+        for slot in &self.slots {
+            match slot.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        // A panic while holding a client cannot leave a transaction open on it: the
+        // transaction is rolled back when dropped.
+        self.slots[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn error(&self, action: &'static str, source: postgres::Error) -> CollectorError {
+        CollectorError::Postgres {
+            target: self.target.clone(),
+            action,
+            source,
+        }
+    }
+
+    /// Runs `operation` on a pooled connection; a connection found closed is reopened and
+    /// the operation retried once.
+    fn run<T>(
+        &self,
+        action: &'static str,
+        mut operation: impl FnMut(&mut Client) -> Result<T, Fail>,
+    ) -> Result<T, CollectorError> {
+        let mut slot = self.slot();
+        let mut retried = false;
+        loop {
+            let client = match &mut *slot {
+                Some(client) => client,
+                empty => empty.insert(
+                    self.config
+                        .connect(NoTls)
+                        .map_err(|source| self.error("connecting", source))?,
+                ),
+            };
+            match operation(client) {
+                Ok(value) => return Ok(value),
+                Err(Fail::Refused(error)) => return Err(error),
+                Err(Fail::Db(source)) => {
+                    if !client.is_closed() {
+                        return Err(self.error(action, source));
+                    }
+                    *slot = None;
+                    if retried {
+                        return Err(self.error(action, source));
+                    }
+                    tracing::warn!(database = %self.target, "the connection was closed \
+                        ({source}); reconnecting to retry {action}");
+                    retried = true;
+                }
+            }
+        }
+    }
+
+    fn load_partitions(&self) -> Result<(), CollectorError> {
+        let names: Vec<String> = self.run("listing partitions", |client| {
+            Ok(client
+                .query(
+                    "SELECT c.relname::text FROM pg_inherits i \
+                     JOIN pg_class c ON c.oid = i.inhrelid \
+                     WHERE i.inhparent = 'configuration_change'::regclass",
+                    &[],
+                )?
+                .iter()
+                .map(|row| row.get(0))
+                .collect())
+        })?;
+        let mut known = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        known.extend(layout::partition_days(&names));
+        Ok(())
+    }
+
+    /// The days of `records` inside the partition window whose partition is not known.
+    fn missing_days(&self, records: &[CheckedRecord], now_ns: i64) -> Vec<i64> {
+        let window =
+            now_ns - PARTITION_PAST_DAYS * DAY_NS..=now_ns + PARTITION_FUTURE_DAYS * DAY_NS;
+        let known = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut days: Vec<i64> = records
+            .iter()
+            .map(|record| record.time_generated_ns)
+            .filter(|at| window.contains(at))
+            .map(|at| layout::day_start(Timestamp::from_unix_nanos(at)))
+            .filter(|day| !known.contains(day))
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        days
+    }
+
+    /// Creates the partitions of `days` (day starts). A failure is logged, not returned:
+    /// those records go to the default partition, which is correct, only slower to expire.
+    fn create_partitions(&self, days: &[i64]) {
+        for &day in days {
+            let ddl = layout::postgres_partition(Timestamp::from_unix_nanos(day));
+            let made = self.run("creating a partition", |client| {
+                match client.batch_execute(&ddl) {
+                    Err(error) if already_exists(&error) => Ok(()),
+                    other => Ok(other?),
+                }
+            });
+            match made {
+                Ok(()) => {
+                    self.partitions
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(day);
+                }
+                Err(error) => {
+                    tracing::warn!("{error}; that day's records go to the default partition")
+                }
+            }
+        }
+    }
+}
+
+impl CollectorStore for PostgresStore {
+    fn hello(&self, hello: &AgentHello, now_ns: i64) -> Result<Machine, CollectorError> {
+        let key = &hello.key;
+        self.run("registering a journal", |client| {
+            let mut tx = client.transaction()?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&key.computer_id],
+            )?;
+            check_journal_cap(&mut tx, key)?;
+            tx.execute(
+                "INSERT INTO machine (computer_id, journal_id, computer, acked_sequence, \
+                 acked_hash, first_seen_ns, last_seen_ns, agent_version, platform, strategy, \
+                 chain_status) VALUES ($1, $2, $3, 0, $4, $5, $5, $6, $7, $8, 'intact') \
+                 ON CONFLICT (computer_id, journal_id) DO UPDATE SET \
+                 computer = excluded.computer, last_seen_ns = excluded.last_seen_ns, \
+                 agent_version = excluded.agent_version, platform = excluded.platform, \
+                 strategy = excluded.strategy",
+                &[
+                    &key.computer_id,
+                    &key.journal_id,
+                    &hello.computer,
+                    &Head::GENESIS.hash.as_slice(),
+                    &now_ns,
+                    &hello.agent_version,
+                    &hello.platform,
+                    &hello.strategy,
+                ],
+            )?;
+            let acknowledged = lock_machine(&self.target, &mut tx, key)?.map(|m| m.acknowledged);
+            if let Some(reason) = acknowledged.and_then(|head| chain::check_hello(head, hello.head))
+            {
+                flag(&mut tx, key, &reason, now_ns)?;
+            }
+            let machine = lock_machine(&self.target, &mut tx, key)?;
+            tx.commit()?;
+            machine.ok_or_else(|| {
+                Fail::Refused(CollectorError::UnknownJournal {
+                    computer_id: key.computer_id.clone(),
+                    journal_id: key.journal_id.clone(),
+                })
+            })
+        })
+    }
+
+    fn ingest(
+        &self,
+        key: &JournalKey,
+        records: &[IncomingRecord],
+        max_records: usize,
+        now_ns: i64,
+    ) -> Result<Ingested, CollectorError> {
+        // Days come from the records' own times, known only after the chain check; a
+        // batch with a day lacking its partition is rolled back, the partition made
+        // outside any transaction (DDL on the parent would lock out every other
+        // collector's inserts until commit), and the batch checked again.
+        let mut make_partitions = true;
+        loop {
+            let attempt = self.run("ingesting a batch", |client| {
+                let mut tx = client.transaction()?;
+                let Some(machine) = lock_machine(&self.target, &mut tx, key)? else {
+                    return Err(Fail::Refused(CollectorError::UnknownJournal {
+                        computer_id: key.computer_id.clone(),
+                        journal_id: key.journal_id.clone(),
+                    }));
+                };
+                let (checked, head) = check_against_stored(
+                    &self.target,
+                    &mut tx,
+                    key,
+                    &machine,
+                    records,
+                    max_records,
+                )?;
+                if make_partitions {
+                    let days = self.missing_days(&checked.accepted, now_ns);
+                    if !days.is_empty() {
+                        return Ok(Attempt::NeedPartitions(days));
+                    }
+                }
+                insert_records(&mut tx, key, &checked.accepted)?;
+                tx.execute(
+                    "UPDATE machine SET acked_sequence = $3, acked_hash = $4, last_seen_ns = $5 \
+                     WHERE computer_id = $1 AND journal_id = $2",
+                    &[
+                        &key.computer_id,
+                        &key.journal_id,
+                        &to_i64(head.sequence),
+                        &head.hash.as_slice(),
+                        &now_ns,
+                    ],
+                )?;
+                if let Some(reason) = &checked.flag {
+                    flag(&mut tx, key, reason, now_ns)?;
+                }
+                tx.commit()?;
+                Ok(Attempt::Done(Ingested {
+                    checked,
+                    acknowledged: head,
+                }))
+            })?;
+            match attempt {
+                Attempt::Done(ingested) => return Ok(ingested),
+                Attempt::NeedPartitions(days) => {
+                    self.create_partitions(&days);
+                    make_partitions = false;
+                }
+            }
+        }
+    }
+
+    fn machines(&self) -> Result<Vec<Machine>, CollectorError> {
+        self.run("listing machines", |client| {
+            let rows = client.query(
+                &format!(
+                    "SELECT {MACHINE_COLUMNS}, (SELECT count(*) FROM configuration_change r \
+                     WHERE r.computer_id = m.computer_id AND r.journal_id = m.journal_id) \
+                     FROM machine m ORDER BY m.computer_id, m.journal_id"
+                ),
+                &[],
+            )?;
+            rows.iter()
+                .map(|row| {
+                    let records: i64 = row.try_get(11)?;
+                    machine_row(&self.target, row, records)
+                })
+                .collect()
+        })
+    }
+}
+
+// The throwaway server is Unix-only.
+#[cfg(all(test, unix))]
+#[path = "postgres_tests.rs"]
+mod tests;
