@@ -41,6 +41,10 @@ pub enum CollectorError {
         journal_id: String,
         max: usize,
     },
+    #[error("an API token named {0:?} exists already")]
+    TokenExists(String),
+    #[error("the query failed: {0}")]
+    Query(#[from] fim_kql::ExecError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: String,

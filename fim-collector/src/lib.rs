@@ -7,10 +7,12 @@
 //! - [`chain`]: the check of every link as records arrive (the engine's `chain_hash`), and of
 //!   an agent's head against what the workspace acknowledged: breaks, edits, rollbacks and
 //!   rewrites flag the machine and are refused;
-//! - [`store`]: the storage contract ([`store::CollectorStore`]) and its SQLite backend;
+//! - [`store`]: the storage contract ([`store::CollectorStore`]) and its SQLite and PostgreSQL backends;
 //!   acknowledged heads live in the database only, so collectors can share one;
-//! - [`server`]: the gRPC service over TCP with its limits (admission, connections, message
-//!   and batch sizes).
+//! - [`server`]: the gRPC services over TCP with their limits (admission, connections,
+//!   message and batch sizes): agents' Report stream, and the Workspace API (queries,
+//!   machines) for holders of an API token ([`auth`]).
+pub mod auth;
 pub mod chain;
 mod error;
 pub mod server;

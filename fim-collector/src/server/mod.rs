@@ -1,6 +1,8 @@
-//! fim.collector.v1 over TCP: the Report stream under an admission limit. There is no
-//! Machines RPC: this listener is unauthenticated, and journal heads would let anyone forge
-//! records chaining onto another machine's journal; the owner reads the database instead.
+//! fim.collector.v1 over TCP: agents' Report stream under an admission limit, and the
+//! Workspace API ([`workspace`]: queries, machines) for holders of an API token. The Report
+//! stream itself is not authenticated yet (enrollment will add it), which is why machine
+//! heads are served only to token holders: a head would let anyone forge records chaining
+//! onto another machine's journal.
 //!
 //! Admission: at most [`Limits::max_streams`] Report streams run at once; the next agent is
 //! answered `Busy` with a retry-after (jittered by the agent) instead of being queued, so a
@@ -26,8 +28,10 @@ use crate::{error::CollectorError, store::CollectorStore};
 pub mod limits;
 mod listener;
 mod stream;
+pub mod workspace;
 
 pub use limits::Limits;
+pub use workspace::{QueryLimits, WorkspaceService};
 
 pub struct CollectorService {
     store: Arc<dyn CollectorStore>,
@@ -113,6 +117,7 @@ pub async fn bind(address: &str) -> Result<Bound, CollectorError> {
 pub async fn serve(
     bound: Bound,
     service: CollectorService,
+    workspace: WorkspaceService,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), CollectorError> {
     let limits = service.limits.clone();
@@ -124,6 +129,7 @@ pub async fn serve(
         .max_concurrent_streams(Some(16))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(server)
+        .add_service(fim_api::collector_pb::workspace_server::WorkspaceServer::new(workspace))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -7,9 +7,12 @@
 //! inside that transaction (not from memory), so several collectors can share one database.
 //! Methods are blocking: the server calls them on tokio's blocking pool.
 use crate::{
+    auth::ApiToken,
     chain::{Checked, Head, IncomingRecord},
     error::CollectorError,
 };
+use fim_engine::state::Digest;
+use fim_kql::{CompiledQuery, Dialect, Rows};
 
 pub mod postgres;
 mod postgres_schema;
@@ -86,6 +89,46 @@ pub trait CollectorStore: Send + Sync {
 
     /// Every journal, ordered by computer then journal id.
     fn machines(&self) -> Result<Vec<Machine>, CollectorError>;
+
+    /// The SQL dialect queries must be compiled for.
+    fn dialect(&self) -> Dialect;
+
+    /// Runs a compiled (read-only, capped, time-limited) query. SQLite runs it on a
+    /// read-only connection of its own, so a slow query never holds up ingest.
+    fn query(&self, query: &CompiledQuery) -> Result<Rows, CollectorError>;
+
+    /// Stores a new token under its hash; a name already used is refused.
+    fn add_token(&self, token: &ApiToken, hash: &Digest) -> Result<(), CollectorError>;
+
+    /// The token with this hash, revoked and expired ones included (the caller says why
+    /// they are refused).
+    fn token(&self, hash: &Digest) -> Result<Option<ApiToken>, CollectorError>;
+
+    /// Every token, by name.
+    fn tokens(&self) -> Result<Vec<ApiToken>, CollectorError>;
+
+    /// Revokes the named token; false when there is none (or it was revoked already).
+    fn revoke_token(&self, name: &str, now_ns: i64) -> Result<bool, CollectorError>;
+}
+
+/// The token table's columns, in [`token_from`]'s order.
+const TOKEN_COLUMNS: &str = "name, role, created_ns, expires_ns, revoked_ns";
+
+/// A token row; an unknown role (a newer collector's) reads as a reader, the least power.
+fn token_from(
+    name: String,
+    role: String,
+    created_ns: i64,
+    expires_ns: Option<i64>,
+    revoked_ns: Option<i64>,
+) -> ApiToken {
+    ApiToken {
+        name,
+        role: role.parse().unwrap_or(crate::auth::Role::Reader),
+        created_ns,
+        expires_ns,
+        revoked_ns,
+    }
 }
 
 /// Logs a flag: an error the first time (the reason kept as evidence), a warning after.

@@ -31,8 +31,11 @@ use postgres::{Client, GenericClient, NoTls};
 
 use super::{
     postgres_schema::{self, Found},
-    AgentHello, CollectorStore, Ingested, JournalKey, Machine, MAX_JOURNALS_PER_COMPUTER,
+    token_from, AgentHello, CollectorStore, Ingested, JournalKey, Machine,
+    MAX_JOURNALS_PER_COMPUTER, TOKEN_COLUMNS,
 };
+use crate::auth::ApiToken;
+use fim_kql::{CompiledQuery, Dialect, Rows};
 use crate::{
     chain::{self, CheckedRecord, Head, IncomingRecord},
     error::CollectorError,
@@ -578,6 +581,82 @@ impl CollectorStore for PostgresStore {
                 .collect()
         })
     }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn query(&self, query: &CompiledQuery) -> Result<Rows, CollectorError> {
+        let outcome = self.run("running a query", |client| {
+            match fim_kql::postgres::query_rows(client, query) {
+                // The server's error goes through `run`, which retries on a closed
+                // connection; the adapter's own (a timeout, a decode) is passed on as is.
+                Err(fim_kql::ExecError::Postgres(error)) => Err(Fail::Db(error)),
+                other => Ok(other),
+            }
+        })?;
+        Ok(outcome?)
+    }
+
+    fn add_token(&self, token: &ApiToken, hash: &Digest) -> Result<(), CollectorError> {
+        let added = self.run("adding an API token", |client| {
+            Ok(client.execute(
+                "INSERT INTO api_token (name, token_hash, role, created_ns, expires_ns) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                &[
+                    &token.name,
+                    &hash.as_slice(),
+                    &token.role.as_str(),
+                    &token.created_ns,
+                    &token.expires_ns,
+                ],
+            )?)
+        })?;
+        match added {
+            0 => Err(CollectorError::TokenExists(token.name.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    fn token(&self, hash: &Digest) -> Result<Option<ApiToken>, CollectorError> {
+        self.run("looking up an API token", |client| {
+            let row = client.query_opt(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_token WHERE token_hash = $1"),
+                &[&hash.as_slice()],
+            )?;
+            Ok(row.map(|row| token_row(&row)).transpose()?)
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<ApiToken>, CollectorError> {
+        self.run("listing API tokens", |client| {
+            let rows = client.query(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_token ORDER BY name"),
+                &[],
+            )?;
+            Ok(rows.iter().map(token_row).collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn revoke_token(&self, name: &str, now_ns: i64) -> Result<bool, CollectorError> {
+        let changed = self.run("revoking an API token", |client| {
+            Ok(client.execute(
+                "UPDATE api_token SET revoked_ns = $2 WHERE name = $1 AND revoked_ns IS NULL",
+                &[&name, &now_ns],
+            )?)
+        })?;
+        Ok(changed > 0)
+    }
+}
+
+fn token_row(row: &postgres::Row) -> Result<ApiToken, postgres::Error> {
+    Ok(token_from(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    ))
 }
 
 // The throwaway server is Unix-only.

@@ -41,6 +41,15 @@ CREATE TABLE machine (
     flagged_ns      bigint,
     PRIMARY KEY (computer_id, journal_id)
 );
+-- API tokens: only the BLAKE3 hash of each secret (crate::auth).
+CREATE TABLE api_token (
+    name        text    PRIMARY KEY,
+    token_hash  bytea   NOT NULL UNIQUE,
+    role        text    NOT NULL,
+    created_ns  bigint  NOT NULL,
+    expires_ns  bigint,
+    revoked_ns  bigint
+);
 "#;
 
 /// What was found in the database.

@@ -11,12 +11,14 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::{
-    sqlite_schema, AgentHello, CollectorStore, Ingested, JournalKey, Machine,
-    MAX_JOURNALS_PER_COMPUTER,
+    sqlite_schema, token_from, AgentHello, CollectorStore, Ingested, JournalKey, Machine,
+    MAX_JOURNALS_PER_COMPUTER, TOKEN_COLUMNS,
 };
+use crate::auth::ApiToken;
+use fim_kql::{CompiledQuery, Dialect, Rows};
 use crate::{
     chain::{self, Head, IncomingRecord},
     error::CollectorError,
@@ -28,6 +30,9 @@ pub const DATABASE_FILE: &str = "collector.db";
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Queries run here, read-only: WAL lets them read beside the writer, and a query
+    /// running to its time limit never holds the writer's lock.
+    reader: Mutex<Connection>,
     path: PathBuf,
 }
 
@@ -82,8 +87,14 @@ impl SqliteStore {
             .map_err(fail("switching to WAL"))?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(fail("setting synchronous=FULL"))?;
+        let reader = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(fail("opening the query connection"))?;
+        reader
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(fail("setting the busy timeout"))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             path,
         })
     }
@@ -366,6 +377,83 @@ impl CollectorStore for SqliteStore {
             .map_err(&fail)?;
         Ok(machines)
     }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn query(&self, query: &CompiledQuery) -> Result<Rows, CollectorError> {
+        let reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(fim_kql::sqlite::query_rows(&reader, query)?)
+    }
+
+    fn add_token(&self, token: &ApiToken, hash: &Digest) -> Result<(), CollectorError> {
+        let conn = self.lock();
+        let added = conn.execute(
+            "INSERT INTO api_token (name, token_hash, role, created_ns, expires_ns) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+            params![
+                token.name,
+                hash.to_vec(),
+                token.role.as_str(),
+                token.created_ns,
+                token.expires_ns
+            ],
+        );
+        match added.map_err(self.fail("adding an API token"))? {
+            0 => Err(CollectorError::TokenExists(token.name.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    fn token(&self, hash: &Digest) -> Result<Option<ApiToken>, CollectorError> {
+        let conn = self.lock();
+        conn.query_row(
+            &format!("SELECT {TOKEN_COLUMNS} FROM api_token WHERE token_hash = ?1"),
+            params![hash.to_vec()],
+            token_row,
+        )
+        .optional()
+        .map_err(self.fail("looking up an API token"))
+    }
+
+    fn tokens(&self) -> Result<Vec<ApiToken>, CollectorError> {
+        let conn = self.lock();
+        let fail = self.fail("listing API tokens");
+        let mut statement = conn
+            .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM api_token ORDER BY name"))
+            .map_err(&fail)?;
+        let tokens = statement
+            .query_map([], token_row)
+            .map_err(&fail)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(&fail)?;
+        Ok(tokens)
+    }
+
+    fn revoke_token(&self, name: &str, now_ns: i64) -> Result<bool, CollectorError> {
+        let conn = self.lock();
+        let changed = conn
+            .execute(
+                "UPDATE api_token SET revoked_ns = ?2 WHERE name = ?1 AND revoked_ns IS NULL",
+                params![name, now_ns],
+            )
+            .map_err(self.fail("revoking an API token"))?;
+        Ok(changed > 0)
+    }
+}
+
+fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
+    Ok(token_from(
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
 }
 
 #[cfg(test)]

@@ -32,6 +32,15 @@ CREATE TABLE IF NOT EXISTS machine (
     flagged_ns      INTEGER,
     PRIMARY KEY (computer_id, journal_id)
 );
+-- API tokens: only the BLAKE3 hash of each secret (crate::auth).
+CREATE TABLE IF NOT EXISTS api_token (
+    name        TEXT    PRIMARY KEY,
+    token_hash  BLOB    NOT NULL UNIQUE,
+    role        TEXT    NOT NULL,
+    created_ns  INTEGER NOT NULL,
+    expires_ns  INTEGER,
+    revoked_ns  INTEGER
+);
 "#;
 
 /// Version 1 kept the records without hourly counts: the schema statements add the counts
@@ -76,6 +85,8 @@ pub fn create(conn: &mut Connection) -> rusqlite::Result<()> {
 pub fn upgrade(conn: &mut Connection) -> rusqlite::Result<i32> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i32 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    // Idempotent: tables added within a version (the token table) appear in older files.
+    tx.execute_batch(MACHINES)?;
     if version == 1 {
         tx.execute_batch(fim_kql::schema::SQLITE_SCHEMA)?;
         tx.execute(BACKFILL_HOURLY, [])?;

@@ -2,7 +2,8 @@
 //!
 //! `serve` opens (or, on a first run, creates) the workspace database, in the state
 //! directory (SQLite) or at `--database` (PostgreSQL), binds the TCP address, prints it on stdout and serves agents until SIGTERM or
-//! SIGINT. `machines` lists the journals the workspace knows, flagged ones with the reason.
+//! SIGINT. `machines` lists the journals the workspace knows, flagged ones with the reason;
+//! `token` makes, lists and revokes the API tokens of the Workspace API.
 //! A database that is missing where one was expected, or unusable, stops it with a non-zero
 //! exit: a silent fresh start would forget every acknowledged head.
 use std::{io::Write as _, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -10,11 +11,12 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode, sync::Arc, time::Dur
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use fim_collector::{
-    server::{self, CollectorService, Limits},
+    server::{self, CollectorService, Limits, QueryLimits, WorkspaceService},
     store::{sqlite::DATABASE_FILE, CollectorStore, PostgresStore, SqliteStore},
 };
 
 mod machines;
+mod tokens;
 
 #[derive(Parser, Debug)]
 #[command(name = "fim-collector", version, about = "The fim workspace collector")]
@@ -34,6 +36,13 @@ enum Command {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// API tokens for the Workspace API (`fim --workspace`).
+    Token {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(subcommand)]
+        command: tokens::TokenCommand,
     },
 }
 
@@ -110,6 +119,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Serve(serve) => serve_agents(serve),
         Command::Machines { database, json } => machines::print(&database, json),
+        Command::Token { database, command } => tokens::run(&database, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,8 +157,9 @@ fn serve_agents(args: ServeArgs) -> anyhow::Result<()> {
         println!("fim-collector listening on {}", bound.address);
         let _ = std::io::stdout().flush();
         tracing::info!(address = %bound.address, "serving agents (fim.collector.v1)");
+        let workspace = WorkspaceService::new(Arc::clone(&store), QueryLimits::default());
         let service = CollectorService::new(store, limits);
-        server::serve(bound, service, shutdown_signal()).await?;
+        server::serve(bound, service, workspace, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })
