@@ -11,6 +11,10 @@
 //! closed: the server pings every [`KEEPALIVE`], so a live client, even one only
 //! waiting on a quiet change stream, always has something to answer.
 //!
+//! The collector's agent listener (fim-collector) uses the same pieces with its own numbers
+//! ([`Limiter::named`], [`Limited::with_timers`]): one accounting of slots and silence for
+//! every server this project runs, rather than a second hand-written limiter that drifts.
+//!
 //! WatchChanges streams are the other thing a client can multiply (64 per connection would
 //! be 2,048 per peer), so they take slots of their own ([`Limiter::streams`]). Root is never
 //! refused for the total, only for its own per-peer share: readers filling the server must not
@@ -118,6 +122,12 @@ impl Limiter {
         }
     }
 
+    /// The same limiter, naming its slots `what` in its warnings ("API connection" unless
+    /// told), so a server's log says which listener refused.
+    pub fn named(self, what: &'static str) -> Self {
+        Limiter { what, ..self }
+    }
+
     pub fn per_peer(&self) -> usize {
         self.per_peer
     }
@@ -187,20 +197,44 @@ impl Drop for Slot {
     }
 }
 
+/// How long a connection may stay silent: before its first byte, and between bytes after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timers {
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
+impl Default for Timers {
+    /// The API's: [`FIRST_BYTE`] and [`IDLE`].
+    fn default() -> Self {
+        Timers {
+            first_byte: FIRST_BYTE,
+            idle: IDLE,
+        }
+    }
+}
+
 /// An admitted connection: its slot, and the silence timer that closes it.
 pub struct Limited<S> {
     inner: S,
-    _slot: Slot,
+    slot: Slot,
     silence: Pin<Box<tokio::time::Sleep>>,
+    idle: Duration,
     heard: bool,
 }
 
 impl<S> Limited<S> {
+    /// With the API's timers ([`Timers::default`]).
     pub fn new(inner: S, slot: Slot) -> Self {
+        Limited::with_timers(inner, slot, Timers::default())
+    }
+
+    pub fn with_timers(inner: S, slot: Slot, timers: Timers) -> Self {
         Limited {
             inner,
-            _slot: slot,
-            silence: Box::pin(tokio::time::sleep(FIRST_BYTE)),
+            slot,
+            silence: Box::pin(tokio::time::sleep(timers.first_byte)),
+            idle: timers.idle,
             heard: false,
         }
     }
@@ -217,7 +251,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
             Poll::Ready(result) => {
                 if buf.filled().len() > before {
                     self.heard = true;
-                    let deadline = tokio::time::Instant::now() + IDLE;
+                    let deadline = tokio::time::Instant::now() + self.idle;
                     self.silence.as_mut().reset(deadline);
                 }
                 Poll::Ready(result)
@@ -229,7 +263,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
                     } else {
                         "sent nothing after connecting"
                     };
-                    tracing::debug!("closing an API connection: {what}");
+                    let slots = self.slot.limiter.what;
+                    tracing::debug!(peer = ?self.slot.peer, "{slots} closed: {what}");
                     Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
                 }
                 Poll::Pending => Poll::Pending,
@@ -306,6 +341,68 @@ mod tests {
         );
         drop(root_again);
         assert!(limiter.admit(a).is_some(), "a slot came back");
+    }
+
+    /// A read on `limited`, to its end or its error.
+    async fn read(limited: &mut Limited<tokio::net::TcpStream>) -> io::Result<usize> {
+        let mut bytes = [0u8; 16];
+        std::future::poll_fn(|cx| {
+            let mut buf = ReadBuf::new(&mut bytes);
+            Pin::new(&mut *limited)
+                .poll_read(cx, &mut buf)
+                .map_ok(|()| buf.filled().len())
+        })
+        .await
+    }
+
+    async fn accept(
+        listener: &tokio::net::TcpListener,
+        limiter: &Limiter,
+        timers: Timers,
+    ) -> Limited<tokio::net::TcpStream> {
+        let (stream, peer) = listener.accept().await.unwrap();
+        let slot = limiter.admit(PeerKey::Address(peer.ip())).unwrap();
+        Limited::with_timers(stream, slot, timers)
+    }
+
+    #[tokio::test]
+    async fn silence_closes_a_connection_at_the_first_byte_limit_then_at_the_idle_one() {
+        use std::io::Write as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let limiter = Limiter::new(2, 2).named("test connection");
+        let timers = Timers {
+            first_byte: Duration::from_millis(200),
+            idle: Duration::from_millis(500),
+        };
+
+        // Each clock is read before the timer it measures is set: tokio's never fire early.
+        let _silent = std::net::TcpStream::connect(address).unwrap();
+        let started = Instant::now();
+        let mut limited = accept(&listener, &limiter, timers).await;
+        let error = read(&mut limited).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= timers.first_byte && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        drop(limited);
+        assert_eq!(limiter.open(), 0, "the slot came back");
+
+        // Once heard from, the idle limit applies instead of the first-byte one.
+        let mut talker = std::net::TcpStream::connect(address).unwrap();
+        let mut limited = accept(&listener, &limiter, timers).await;
+        talker.write_all(b"x").unwrap();
+        let heard = Instant::now();
+        assert_eq!(read(&mut limited).await.unwrap(), 1);
+        let error = read(&mut limited).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        let waited = heard.elapsed();
+        assert!(
+            waited >= timers.idle && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
     }
 
     #[test]

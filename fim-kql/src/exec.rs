@@ -1,4 +1,10 @@
-//! What running a compiled query can fail with, for the database adapters.
+//! What running a compiled query can fail with, and what every database adapter does the
+//! same way around its own client: decoding a row's cells in column order, collecting rows
+//! into [`Rows`](crate::Rows) (with the cap flag), streaming them as CSV. An adapter provides only its
+//! `for_each_row` and its cell decoding, so the backends cannot drift apart on the rest.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::{compile::CompiledQuery, OutputColumn, Rows, Value};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("the query was compiled for {compiled:?}, not for this database")]
@@ -17,6 +23,55 @@ pub enum ExecError {
     Decode { column: String, message: String },
     #[error(transparent)]
     Csv(#[from] crate::csv::CsvError),
+}
+
+/// Receives one decoded row: the callback an adapter's `for_each_row` is given.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) type EachRow<'a> = &'a mut dyn FnMut(Vec<Value>) -> Result<(), ExecError>;
+
+/// One row's cells in column order, `cell(index, column)` decoding each.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn decode_row(
+    columns: &[OutputColumn],
+    mut cell: impl FnMut(usize, &OutputColumn) -> Result<Value, ExecError>,
+) -> Result<Vec<Value>, ExecError> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(index, column)| cell(index, column))
+        .collect()
+}
+
+/// The rows `for_each_row` yields for `query`, collected; `capped` when the row cap (not the
+/// query's own `take`) may have cut the result short.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn collect_rows(
+    query: &CompiledQuery,
+    for_each_row: impl FnOnce(EachRow<'_>) -> Result<usize, ExecError>,
+) -> Result<Rows, ExecError> {
+    let mut rows = Vec::new();
+    let count = for_each_row(&mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    Ok(Rows {
+        columns: query.columns.clone(),
+        rows,
+        capped: query.cap_applies && i64::try_from(count).is_ok_and(|n| n >= query.limit),
+    })
+}
+
+/// Streams the rows `for_each_row` yields for `query` as CSV into `out`, as they arrive;
+/// returns the row count and `out`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn export_csv<W: std::io::Write>(
+    query: &CompiledQuery,
+    out: W,
+    for_each_row: impl FnOnce(EachRow<'_>) -> Result<usize, ExecError>,
+) -> Result<(usize, W), ExecError> {
+    let mut export = crate::csv::CsvExport::new(out, &query.columns)?;
+    let count = for_each_row(&mut |row| Ok(export.row(&row)?))?;
+    Ok((count, export.finish()?))
 }
 
 /// A dynamic cell's JSON text as a value.

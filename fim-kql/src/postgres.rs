@@ -113,11 +113,9 @@ where
         .map_err(map)?;
     let mut count = 0;
     while let Some(row) = rows.next().map_err(map)? {
-        let mut cells = Vec::with_capacity(query.columns.len());
-        for (index, column) in query.columns.iter().enumerate() {
-            cells.push(decode(&row, index, &column.name, column.ty)?);
-        }
-        each(cells)?;
+        each(crate::exec::decode_row(&query.columns, |index, column| {
+            decode(&row, index, &column.name, column.ty)
+        })?)?;
         count += 1;
     }
     drop(rows);
@@ -127,16 +125,7 @@ where
 
 /// Runs `query` and collects its rows.
 pub fn query_rows(client: &mut Client, query: &CompiledQuery) -> Result<Rows, ExecError> {
-    let mut rows = Vec::new();
-    let count = for_each_row(client, query, |row| {
-        rows.push(row);
-        Ok(())
-    })?;
-    Ok(Rows {
-        columns: query.columns.clone(),
-        rows,
-        capped: query.cap_applies && i64::try_from(count).is_ok_and(|n| n >= query.limit),
-    })
+    crate::exec::collect_rows(query, |each| for_each_row(client, query, each))
 }
 
 /// Streams `query`'s result as CSV into `out`; returns the row count.
@@ -145,7 +134,5 @@ pub fn export_csv<W: std::io::Write>(
     query: &CompiledQuery,
     out: W,
 ) -> Result<(usize, W), ExecError> {
-    let mut export = crate::csv::CsvExport::new(out, &query.columns)?;
-    let count = for_each_row(client, query, |row| Ok(export.row(&row)?))?;
-    Ok((count, export.finish()?))
+    crate::exec::export_csv(query, out, |each| for_each_row(client, query, each))
 }

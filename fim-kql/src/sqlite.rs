@@ -8,7 +8,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params_from_iter, Connection, ErrorCode};
 
 use crate::compile::CompiledQuery;
-use crate::exec::{json_cell, ExecError};
+use crate::exec::{self, json_cell, ExecError};
 use crate::value::{Param, Rows, Type, Value};
 use crate::Dialect;
 
@@ -85,11 +85,9 @@ where
     let mut rows = statement.query(params_from_iter(query.params.iter().map(bind)))?;
     let mut count = 0;
     while let Some(row) = rows.next()? {
-        let mut cells = Vec::with_capacity(query.columns.len());
-        for (index, column) in query.columns.iter().enumerate() {
-            cells.push(decode(&column.name, column.ty, row.get_ref(index)?)?);
-        }
-        each(cells)?;
+        each(exec::decode_row(&query.columns, |index, column| {
+            decode(&column.name, column.ty, row.get_ref(index)?)
+        })?)?;
         count += 1;
     }
     Ok(count)
@@ -97,16 +95,7 @@ where
 
 /// Runs `query` and collects its rows.
 pub fn query_rows(conn: &Connection, query: &CompiledQuery) -> Result<Rows, ExecError> {
-    let mut rows = Vec::new();
-    let count = for_each_row(conn, query, |row| {
-        rows.push(row);
-        Ok(())
-    })?;
-    Ok(Rows {
-        columns: query.columns.clone(),
-        rows,
-        capped: query.cap_applies && i64::try_from(count).is_ok_and(|n| n >= query.limit),
-    })
+    exec::collect_rows(query, |each| for_each_row(conn, query, each))
 }
 
 /// Streams `query`'s result as CSV into `out`; returns the row count.
@@ -115,7 +104,5 @@ pub fn export_csv<W: std::io::Write>(
     query: &CompiledQuery,
     out: W,
 ) -> Result<(usize, W), ExecError> {
-    let mut export = crate::csv::CsvExport::new(out, &query.columns)?;
-    let count = for_each_row(conn, query, |row| Ok(export.row(&row)?))?;
-    Ok((count, export.finish()?))
+    exec::export_csv(query, out, |each| for_each_row(conn, query, each))
 }

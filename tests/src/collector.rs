@@ -34,6 +34,30 @@ pub fn free_address() -> String {
     address.to_string()
 }
 
+/// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client sends first.
+pub const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+/// Whether the collector at `address` admits a new TCP connection now: one it admits answers
+/// the preface with its own SETTINGS; one past its limits is closed without a byte.
+pub fn admits_a_connection(address: &str) -> bool {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the collector");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    if stream.write_all(HTTP2_PREFACE).is_err() {
+        return false;
+    }
+    let mut first = [0u8; 9];
+    loop {
+        match stream.read(&mut first) {
+            Ok(read) => return read > 0,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// A running collector.
 pub struct Collector {
     child: Child,

@@ -306,3 +306,26 @@ pub fn raw_write(path: &CString, flags: i32, bytes: &[u8]) -> i32 {
     }
     0
 }
+
+/// Reads `stream` (its read timeout set by the caller) until the server closes it. How it
+/// ended ("end of stream", or the error that ended it), or None when the read timed out with
+/// the connection still open. For the servers' silent-connection tests (fimd's socket, the
+/// collector's TCP port): one reading of "closed" for all of them.
+pub fn read_until_closed(stream: &mut impl std::io::Read) -> Option<String> {
+    use std::io::ErrorKind;
+    let mut buffer = [0u8; 64];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Some("end of stream".to_string()),
+            Ok(_) => continue,
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None
+            }
+            // A signal interrupts a read with SO_RCVTIMEO set even under SA_RESTART: that is
+            // not the server closing us (CI once took one for a close 4.8 s into a 10 s limit).
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            // Any other end says how, for the caller's assertion.
+            Err(error) => return Some(error.to_string()),
+        }
+    }
+}

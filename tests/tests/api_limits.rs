@@ -4,7 +4,6 @@
 //! connections and two hundred change streams they never read leave fimd's memory bounded,
 //! and a change made meanwhile is still recorded with its hash.
 use std::{
-    io::Read,
     os::unix::net::UnixStream,
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -14,6 +13,7 @@ use fim_api::limits::{FIRST_BYTE, MAX_CONNECTIONS, MAX_PER_PEER, MAX_STREAMS_PER
 use fim_tests::{
     api::{ensure_group, start_with_role_groups},
     engine::{path_of, Engine, Workspace},
+    read_until_closed,
 };
 
 const OWNERS: &str = "fim-test-owners";
@@ -153,19 +153,8 @@ fn a_connection_that_sends_nothing_is_closed() {
         .set_read_timeout(Some(FIRST_BYTE + Duration::from_secs(20)))
         .unwrap();
     let started = Instant::now();
-    let mut buffer = [0u8; 64];
     // The server speaks first in HTTP/2 only after the preface; it closes us instead.
-    let closed = loop {
-        match silent.read(&mut buffer) {
-            Ok(0) => break Some("end of stream".to_string()),
-            Ok(_) => continue,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break None,
-            // A signal interrupts a read with SO_RCVTIMEO set even under SA_RESTART: that is
-            // not the server closing us. Any other end says how, for the assertion below.
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => break Some(error.to_string()),
-        }
-    };
+    let closed = read_until_closed(&mut silent);
     let waited = started.elapsed();
     let Some(how) = closed else {
         panic!("still open after {waited:?}");

@@ -1,14 +1,24 @@
 //! fim.collector.v1 spoken directly to a real `fim-collector`: oversized Hellos, too many
 //! journals, malformed and oversized batches, records that do not chain, replays, the
-//! admission limit. Each refusal names its reason, and good records sent afterwards on the
-//! same journal are still accepted.
-use std::time::Duration;
+//! admission limit, the connection limits. Each refusal names its reason, and good records
+//! sent afterwards on the same journal are still accepted.
+use std::{
+    io::Write as _,
+    net::TcpStream,
+    time::{Duration, Instant},
+};
 
 use fim_api::collector_pb::{
     agent_message, collector_client::CollectorClient, collector_message, Ack, AgentMessage, Batch,
     CollectorMessage, Hello, JournalRecord,
 };
-use fim_tests::collector::{collector_rows, free_address, hex, machines, Collector, Row};
+use fim_tests::{
+    collector::{
+        admits_a_connection, collector_rows, free_address, hex, machines, Collector, Row,
+        HTTP2_PREFACE,
+    },
+    read_until_closed,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{transport::Channel, Streaming};
@@ -384,5 +394,119 @@ async fn oversized_hellos_and_too_many_journals_are_refused_with_reasons() {
         matches!(answer, collector_message::Kind::Welcome(_)),
         "{answer:?}"
     );
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_at_the_first_byte_limit() {
+    const LIMIT: Duration = Duration::from_millis(1000);
+    let base = std::env::temp_dir().join(format!("fim-collector-silent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let address = free_address();
+    let collector = Collector::start(&base, &address, &["--first-byte-timeout-ms", "1000"]);
+    // An agent that has spoken stays connected past the limit, quiet as it may be.
+    let records = journal(1);
+    let (mut agent, welcome) = Stream::open(&address, "journal-quiet", &records[0]).await;
+    assert!(
+        matches!(welcome, collector_message::Kind::Welcome(_)),
+        "{welcome:?}"
+    );
+
+    let mut silent = TcpStream::connect(&address).unwrap();
+    silent
+        .set_read_timeout(Some(LIMIT + Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    // Blocking, on the test's own thread: the agent's connection is driven by the workers.
+    let closed = read_until_closed(&mut silent);
+    let waited = started.elapsed();
+    let Some(how) = closed else {
+        panic!("still open after {waited:?}");
+    };
+    // The timer starts at accept, after connect returned here: never before the limit.
+    assert!(
+        waited >= LIMIT - Duration::from_millis(100),
+        "closed too early ({how}): {waited:?}"
+    );
+    assert!(
+        waited < LIMIT + Duration::from_secs(5),
+        "closed long after the limit ({how}): {waited:?}"
+    );
+
+    let ack = agent.send(records.clone()).await.unwrap();
+    assert_eq!((ack.accepted, ack.acknowledged_sequence), (1, 1));
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_per_address_cap_are_closed_at_once_and_an_agent_keeps_reporting() {
+    const CAP: usize = 4;
+    let base = std::env::temp_dir().join(format!("fim-collector-cap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let address = free_address();
+    let collector = Collector::start(
+        &base,
+        &address,
+        &["--max-connections-per-address", &CAP.to_string()],
+    );
+    let records = journal(2);
+    let (mut agent, welcome) = Stream::open(&address, "journal-capped", &records[1]).await;
+    assert!(
+        matches!(welcome, collector_message::Kind::Welcome(_)),
+        "{welcome:?}"
+    );
+    // The agent holds one of the address's connections; these speak and hold the rest.
+    let holders: Vec<TcpStream> = (1..CAP)
+        .map(|_| {
+            let mut holder = TcpStream::connect(&address).unwrap();
+            holder.write_all(HTTP2_PREFACE).unwrap();
+            holder
+        })
+        .collect();
+    // Accepted in order: once one past the cap is refused, every holder was admitted.
+    for extra in 0..8 {
+        let mut refused = TcpStream::connect(&address).unwrap();
+        refused
+            .set_read_timeout(Some(Duration::from_secs(8)))
+            .unwrap();
+        let started = Instant::now();
+        let closed = read_until_closed(&mut refused);
+        let waited = started.elapsed();
+        let Some(how) = closed else {
+            panic!("connection {extra} past the cap still open after {waited:?}");
+        };
+        // At once, not at the first-byte limit (10 s by default).
+        assert!(
+            waited < Duration::from_secs(3),
+            "connection {extra} past the cap closed after {waited:?} ({how})"
+        );
+    }
+    for holder in &holders {
+        holder.set_nonblocking(true).unwrap();
+        let mut peek = [0u8; 1];
+        let still_open = match holder.peek(&mut peek) {
+            Ok(read) => read > 0,
+            Err(error) => error.kind() == std::io::ErrorKind::WouldBlock,
+        };
+        assert!(still_open, "an admitted connection was closed");
+    }
+    assert!(
+        collector.log().contains("collector connection refused"),
+        "{}",
+        collector.log()
+    );
+
+    // The agent already connected reports on, on its own connection.
+    let ack = agent.send(records.clone()).await.unwrap();
+    assert_eq!((ack.accepted, ack.acknowledged_sequence), (2, 2));
+    // Slots come back when connections close.
+    drop(holders);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !admits_a_connection(&address) {
+        assert!(Instant::now() < deadline, "no slot came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(collector);
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -7,8 +7,9 @@
 //! Admission: at most [`Limits::max_streams`] Report streams run at once; the next agent is
 //! answered `Busy` with a retry-after (jittered by the agent) instead of being queued, so a
 //! thousand agents returning together are drained a slice at a time rather than all holding
-//! memory and database time. Connections are limited on accept ([`listener`]); messages by
-//! size (tonic's decoding limit); batches by record count ([`crate::chain`]).
+//! memory and database time. Connections are limited on accept, in total and per address,
+//! and closed when silent ([`listener`]); messages by size (tonic's decoding limit); batches
+//! by record count ([`crate::chain`]).
 use std::{net::SocketAddr, pin::Pin, sync::Arc};
 
 use fim_api::collector_pb::{
@@ -121,13 +122,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), CollectorError> {
     let limits = service.limits.clone();
-    let incoming = listener::limited_incoming(bound.listener, limits.max_connections);
+    let incoming = listener::LimitedIncoming::new(bound.listener, &limits);
     let server = CollectorServer::new(service)
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(16))
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(self::limits::KEEPALIVE))
         .add_service(server)
         .add_service(fim_api::collector_pb::workspace_server::WorkspaceServer::new(workspace))
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -99,9 +99,16 @@ struct ServeArgs {
     /// Report streams served at once; agents beyond it are told to retry later.
     #[arg(long, default_value_t = Limits::default().max_streams)]
     max_streams: usize,
-    /// TCP connections held at once.
+    /// TCP connections held at once, all agents together.
     #[arg(long, default_value_t = Limits::default().max_connections)]
     max_connections: usize,
+    /// TCP connections held at once from one IP address (agents behind one NAT share one).
+    #[arg(long, default_value_t = Limits::default().max_connections_per_address)]
+    max_connections_per_address: usize,
+    /// How long a new connection may take to send its first byte, in milliseconds, before it
+    /// is closed (agents send theirs at once).
+    #[arg(long, default_value_t = millis(Limits::default().first_byte_timeout))]
+    first_byte_timeout_ms: u64,
     /// The most records per batch.
     #[arg(long, default_value_t = Limits::default().max_batch_records)]
     max_batch_records: usize,
@@ -111,6 +118,11 @@ struct ServeArgs {
     /// What a Busy answer asks agents to wait, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     retry_after_ms: u64,
+}
+
+/// A default duration as a flag's milliseconds.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn main() -> ExitCode {
@@ -143,6 +155,8 @@ fn serve_agents(args: ServeArgs) -> anyhow::Result<()> {
         max_message_bytes: args.max_message_bytes,
         max_streams: args.max_streams,
         max_connections: args.max_connections.max(1),
+        max_connections_per_address: args.max_connections_per_address.max(1),
+        first_byte_timeout: Duration::from_millis(args.first_byte_timeout_ms.max(1)),
         retry_after: Duration::from_millis(args.retry_after_ms),
         ..Limits::default()
     };
