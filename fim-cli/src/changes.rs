@@ -31,7 +31,7 @@ pub struct FilterArgs {
     categories: Vec<String>,
     /// A glob over FileSystemPath, e.g. '/etc/**' or '*.conf'.
     #[arg(long)]
-    path: Option<String>,
+    pub(crate) path: Option<String>,
     /// Only this computer (host name).
     #[arg(long)]
     computer: Option<String>,
@@ -63,7 +63,7 @@ impl FilterArgs {
         })
     }
 
-    fn build(&self) -> anyhow::Result<ChangeFilter> {
+    pub(crate) fn build(&self) -> anyhow::Result<ChangeFilter> {
         let now = time::OffsetDateTime::now_utc();
         let mut types = Vec::new();
         for text in &self.types {

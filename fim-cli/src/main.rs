@@ -12,6 +12,7 @@ mod remote;
 mod scan;
 mod status;
 mod timespec;
+mod workspace;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -53,6 +54,14 @@ struct Cli {
     /// Do not use a running daemon: read the store and edit the policy file directly.
     #[arg(long, global = true)]
     local: bool,
+    /// A workspace collector's address (http://127.0.0.1:7700): `changes`, `summary`,
+    /// `query` and `machines` then cover every machine reporting to it. The API token comes
+    /// from FIM_WORKSPACE_TOKEN or --token-file.
+    #[arg(long, global = true, env = "FIM_WORKSPACE")]
+    workspace: Option<String>,
+    /// A file whose first line is the workspace API token.
+    #[arg(long, global = true, env = "FIM_WORKSPACE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +87,27 @@ enum Command {
     Policy(entities::PolicyCommand),
     /// Follow the live stream of changes from a running daemon (resuming after --from-seq).
     Watch(WatchArgs),
+    /// Run a KQL query over the workspace's ConfigurationChange table (with --workspace).
+    Query(QueryArgs),
+    /// The machines reporting to the workspace, with their chain status (with --workspace).
+    Machines {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct QueryArgs {
+    /// The query, e.g. "ConfigurationChange | where TimeGenerated > ago(14d) | summarize
+    /// count() by Computer, ConfigChangeType".
+    kql: String,
+    /// table, json, jsonl or csv (Azure's column names; formula-like cells neutralised).
+    #[arg(long, default_value = "table")]
+    format: output::Format,
+    /// At most this many rows (0: the collector's cap).
+    #[arg(long, default_value_t = 0)]
+    max_rows: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -116,8 +146,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Through the daemon when one answers (and --local is not given), else on the files.
+const NEEDS_WORKSPACE: &str =
+    "fim query and fim machines read a workspace: pass --workspace URL (or set FIM_WORKSPACE)";
+
+/// With --workspace: the collector. Otherwise through the daemon when one answers (and
+/// --local is not given), else on the files.
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &cli.workspace {
+        return dispatch_workspace(url, cli.token_file.as_deref(), cli.command).await;
+    }
+    if matches!(cli.command, Command::Query(_) | Command::Machines { .. }) {
+        anyhow::bail!(NEEDS_WORKSPACE);
+    }
     let needs_no_daemon = matches!(cli.command, Command::Policy(_));
     let client = if cli.local || needs_no_daemon {
         None
@@ -133,6 +173,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Verify(args) => status::verify(&cli.state_dir, args),
             Command::Entities(command) => entities::run(&cli.policy, command),
             Command::Policy(command) => entities::policy(command),
+            Command::Query(_) | Command::Machines { .. } => anyhow::bail!(NEEDS_WORKSPACE),
             Command::Watch(_) => anyhow::bail!(
                 "fim watch needs a running daemon, and none answers on {}",
                 fim_engine::path_text::display_path(&cli.socket)
@@ -150,5 +191,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => {
             remote::watch(&mut client, args.from_seq, &args.filter, args.format).await
         }
+        Command::Query(_) | Command::Machines { .. } => anyhow::bail!(NEEDS_WORKSPACE),
+    }
+}
+
+async fn dispatch_workspace(
+    url: &str,
+    token_file: Option<&std::path::Path>,
+    command: Command,
+) -> anyhow::Result<ExitCode> {
+    let kql = match &command {
+        Command::Changes(args) => Some((workspace::changes_query(args)?, 0, args.format)),
+        Command::Summary(args) => Some((workspace::summary_query(args)?, 0, args.format)),
+        Command::Query(args) => Some((args.kql.clone(), args.max_rows, args.format)),
+        Command::Machines { .. } => None,
+        _ => anyhow::bail!(
+            "with --workspace, fim runs changes, summary, query and machines; the other \
+             commands work on one machine (drop --workspace)"
+        ),
+    };
+    let mut client = workspace::connect(url, token_file).await?;
+    match (kql, command) {
+        (Some((kql, max_rows, format)), _) => {
+            workspace::query(&mut client, &kql, max_rows, format).await
+        }
+        (None, Command::Machines { json }) => workspace::machines(&mut client, json).await,
+        (None, _) => anyhow::bail!(NEEDS_WORKSPACE),
     }
 }

@@ -170,6 +170,10 @@ const JSON_COLUMNS: &[(&str, Type, &[&str])] = &[
     ("FieldsChanged", Type::Dynamic, &["FieldsChanged"]),
     ("DetectedBy", Type::String, &["DetectedBy"]),
     ("Operations", Type::Dynamic, &["Operations"]),
+    // Who made the change (null when a scan found it: the record's Actor is "unknown").
+    ("ProcessName", Type::String, &["Actor", "ProcessName"]),
+    ("ProcessId", Type::Long, &["Actor", "ProcessId"]),
+    ("ProcessPath", Type::String, &["Actor", "Executable"]),
     ("RenamedFrom", Type::String, &["File", "RenamedFrom"]),
     ("RenamedTo", Type::String, &["File", "RenamedTo"]),
     ("FileType", Type::String, &["File", "FileType"]),

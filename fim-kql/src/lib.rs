@@ -61,6 +61,7 @@ pub mod parser;
 pub mod pg_test;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod quote;
 pub mod schema;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

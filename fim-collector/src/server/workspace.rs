@@ -111,9 +111,9 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Status> {
     match tokio::task::spawn_blocking(call).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(crate::CollectorError::Query(error))) => {
-            Err(Status::invalid_argument(format!("the query failed: {error}")))
-        }
+        Ok(Err(crate::CollectorError::Query(error))) => Err(Status::invalid_argument(format!(
+            "the query failed: {error}"
+        ))),
         Ok(Err(error)) => {
             tracing::error!("{error}");
             Err(Status::unavailable(error.to_string()))

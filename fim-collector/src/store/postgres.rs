@@ -35,12 +35,12 @@ use super::{
     MAX_JOURNALS_PER_COMPUTER, TOKEN_COLUMNS,
 };
 use crate::auth::ApiToken;
-use fim_kql::{CompiledQuery, Dialect, Rows};
 use crate::{
     chain::{self, CheckedRecord, Head, IncomingRecord},
     error::CollectorError,
 };
 use fim_engine::state::Digest;
+use fim_kql::{CompiledQuery, Dialect, Rows};
 
 /// Partitions are made for records at most this many days old...
 pub const PARTITION_PAST_DAYS: i64 = 400;
@@ -660,6 +660,7 @@ fn token_row(row: &postgres::Row) -> Result<ApiToken, postgres::Error> {
 }
 
 // The throwaway server is Unix-only.
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 #[path = "postgres_tests.rs"]
 mod tests;

@@ -18,12 +18,12 @@ use super::{
     MAX_JOURNALS_PER_COMPUTER, TOKEN_COLUMNS,
 };
 use crate::auth::ApiToken;
-use fim_kql::{CompiledQuery, Dialect, Rows};
 use crate::{
     chain::{self, Head, IncomingRecord},
     error::CollectorError,
 };
 use fim_engine::state::Digest;
+use fim_kql::{CompiledQuery, Dialect, Rows};
 
 /// The database's name in the state directory.
 pub const DATABASE_FILE: &str = "collector.db";
@@ -424,7 +424,9 @@ impl CollectorStore for SqliteStore {
         let conn = self.lock();
         let fail = self.fail("listing API tokens");
         let mut statement = conn
-            .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM api_token ORDER BY name"))
+            .prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM api_token ORDER BY name"
+            ))
             .map_err(&fail)?;
         let tokens = statement
             .query_map([], token_row)
