@@ -32,12 +32,55 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let address = start_collector(&release.join("fim-collector"))?;
     println!("xtask: the workspace collector listens on {address} (state in {COLLECTOR_STATE})");
+    match local_owner_token(&release.join("fim-collector")) {
+        Ok(token_file) => println!(
+            "xtask: query the workspace: fim --workspace http://{address} --token-file {} \
+             changes   (or summary, query 'KQL', machines)",
+            token_file.display()
+        ),
+        Err(error) => eprintln!("xtask: no workspace API token for the local owner: {error:#}"),
+    }
     let mut cmd = Command::new(&fimd);
     cmd.arg("--collector").arg(&address).args(args);
     eprintln!("xtask: exec {}", show(&cmd));
     // exec only returns on failure.
     let err = cmd.exec();
     Err(anyhow::Error::new(err).context(format!("exec {}", fimd.display())))
+}
+
+/// An owner API token for whoever ran `cargo xtask run`, in a root-only file beside the
+/// collector's database (made once; a new one, under a new name, if the file was removed).
+fn local_owner_token(binary: &std::path::Path) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = std::path::Path::new(COLLECTOR_STATE).join("local-owner.token");
+    if path.is_file() {
+        return Ok(path);
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let output = Command::new(binary)
+        .args(["token", "--state-dir", COLLECTOR_STATE, "create", "--role", "owner"])
+        .arg("--name")
+        .arg(format!("local-owner-{stamp}"))
+        .output()
+        .context("running fim-collector token create")?;
+    if !output.status.success() {
+        bail!(
+            "fim-collector token create: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut file, &output.stdout)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// Starts `fim-collector serve` and returns the address it printed.
