@@ -74,6 +74,25 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Why an agent's Hello flags its journal: its head is before what the workspace
 /// acknowledged (rolled back), or at it with another hash (rewritten). None otherwise; a
 /// head further on is checked record by record.
+/// What an agent's Pruned message asks of a journal acknowledged through `acknowledged`:
+/// Ok(None) when the gap ends at or before it (a repeat, nothing to do), Ok(Some(first))
+/// when records `first` to `through` are to be recorded as never received, Err with the
+/// reason when the message contradicts the workspace (it claims a head the workspace never
+/// acknowledged).
+pub fn check_gap(acknowledged: Head, after: u64, through: u64) -> Result<Option<u64>, String> {
+    if through <= acknowledged.sequence {
+        return Ok(None);
+    }
+    if after > acknowledged.sequence {
+        return Err(format!(
+            "the agent says records after {after} were pruned, but the workspace holds this \
+             journal only through record {}",
+            acknowledged.sequence
+        ));
+    }
+    Ok(Some(acknowledged.sequence + 1))
+}
+
 pub fn check_hello(acknowledged: Head, agent: Head) -> Option<String> {
     if agent.sequence < acknowledged.sequence {
         return Some(format!(

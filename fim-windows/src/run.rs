@@ -31,6 +31,8 @@ pub async fn run(
         trusted_config_only: true,
         // No syslog on Windows: the chain head goes to fimsvc's own log.
         syslog_socket: std::path::PathBuf::new(),
+        // fimsvc does not report to a workspace yet.
+        workspace_acknowledged: None,
     })
     .context("starting the engine")?;
     daemon.set_key_reader(Arc::new(WindowsRegistry));

@@ -61,7 +61,14 @@ fn local_owner_token(binary: &std::path::Path) -> Result<std::path::PathBuf> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let output = Command::new(binary)
-        .args(["token", "--state-dir", COLLECTOR_STATE, "create", "--role", "owner"])
+        .args([
+            "token",
+            "--state-dir",
+            COLLECTOR_STATE,
+            "create",
+            "--role",
+            "owner",
+        ])
         .arg("--name")
         .arg(format!("local-owner-{stamp}"))
         .output()

@@ -18,6 +18,8 @@ pub struct JournalHead {
     pub sequence: u64,
     pub hash: Digest,
     pub strategy: String,
+    /// The last record retention pruned, and its hash (0 and genesis when none was).
+    pub base: (u64, Digest),
 }
 
 #[derive(Clone)]
@@ -51,11 +53,13 @@ impl JournalReader {
             let (sequence, hash) = store.head()?;
             let journal_id = store.journal_id()?.unwrap_or_default();
             let strategy = store.get_meta("daemon/strategy")?.unwrap_or_default();
+            let base = store.chain_base()?;
             Ok(JournalHead {
                 journal_id,
                 sequence,
                 hash,
                 strategy,
+                base,
             })
         })
         .await

@@ -93,6 +93,8 @@ pub struct PushConfig {
     pub poll: Duration,
     /// The longest back-off between failed attempts.
     pub max_backoff: Duration,
+    /// Where the workspace's acknowledged sequence is told to retention.
+    pub acknowledged: fim_engine::store::Acknowledged,
 }
 
 impl PushConfig {
@@ -105,6 +107,7 @@ impl PushConfig {
             batch_records: 500,
             poll: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
+            acknowledged: fim_engine::store::Acknowledged::default(),
         }
     }
 }

@@ -9,7 +9,7 @@ use tonic::{transport::Channel, Streaming};
 use super::{JournalHead, JournalReader, PushConfig, PushError};
 use crate::collector_pb::{
     agent_message, collector_client::CollectorClient, collector_message, Ack, AgentMessage, Batch,
-    CollectorMessage, Hello, JournalRecord,
+    CollectorMessage, Hello, JournalRecord, Pruned,
 };
 
 /// How a session ended (failures are errors).
@@ -76,8 +76,11 @@ pub(super) async fn run(
         }
         collector_message::Kind::Ack(_) => return Err(protocol(address, "an Ack before Welcome")),
     };
-    let resume = welcome.resume_after_sequence;
+    let mut resume = welcome.resume_after_sequence;
     progress.acknowledged = Some(resume);
+    // What the workspace holds, for retention: a Welcome may lower it (a workspace that
+    // lost records gets them again, as long as the journal still has them).
+    config.acknowledged.set(resume);
     if welcome.flagged {
         tracing::error!(collector = %address, "the workspace flags this journal: {}", welcome.flag_reason);
     }
@@ -96,16 +99,23 @@ pub(super) async fn run(
             head.sequence - resume
         );
     }
-    let limit = config
-        .batch_records
-        .min(usize::try_from(welcome.max_batch_records).unwrap_or(usize::MAX))
-        .max(1);
     let mut link = Link {
         address,
         requests,
         replies,
     };
-    link.send_batches(journal, resume, limit, progress).await
+    let (base, base_hash) = head.base;
+    if base > resume {
+        resume = link.report_gap(resume, base, base_hash).await?;
+        progress.acknowledged = Some(resume);
+        config.acknowledged.raise(resume);
+    }
+    let limit = config
+        .batch_records
+        .min(usize::try_from(welcome.max_batch_records).unwrap_or(usize::MAX))
+        .max(1);
+    link.send_batches(journal, resume, limit, &config.acknowledged, progress)
+        .await
 }
 
 /// An open stream past its Welcome.
@@ -116,12 +126,50 @@ struct Link<'a> {
 }
 
 impl Link<'_> {
+    /// Tells the workspace that records after `after` through `through` were pruned here
+    /// before it received them; returns the head it acknowledges after recording the gap.
+    async fn report_gap(
+        &mut self,
+        after: u64,
+        through: u64,
+        through_hash: fim_engine::state::Digest,
+    ) -> Result<u64, PushError> {
+        let address = self.address;
+        tracing::error!(
+            collector = %address,
+            "records {} to {through} were pruned from this journal before the workspace \
+             received them (journal_hard_cap_records): reporting the gap",
+            after + 1
+        );
+        let pruned = Pruned {
+            after_sequence: after,
+            through_sequence: through,
+            through_hash: through_hash.to_vec(),
+        };
+        self.requests
+            .send(message(agent_message::Kind::Pruned(pruned)))
+            .await
+            .map_err(|_| closed(address))?;
+        let ack = match next(&mut self.replies, address).await? {
+            collector_message::Kind::Ack(ack) if ack.batch_id == 0 => ack,
+            _ => return Err(protocol(address, "a reply that is not the gap's Ack")),
+        };
+        if let Some(reason) = refusals(&ack) {
+            return Err(protocol(address, &format!("it refused the gap: {reason}")));
+        }
+        if ack.acknowledged_sequence < through {
+            return Err(protocol(address, "it did not move past the gap"));
+        }
+        Ok(ack.acknowledged_sequence)
+    }
+
     /// Sends the rows after `resume`, a batch at a time, each after the previous Ack.
     async fn send_batches(
         &mut self,
         journal: &JournalReader,
         mut resume: u64,
         limit: usize,
+        acknowledged: &fim_engine::store::Acknowledged,
         progress: &mut Progress,
     ) -> Result<Outcome, PushError> {
         let address = self.address;
@@ -156,6 +204,7 @@ impl Link<'_> {
             };
             resume = ack.acknowledged_sequence;
             progress.acknowledged = Some(resume);
+            acknowledged.raise(resume);
             if let Some(reasons) = refusals(&ack) {
                 return Ok(Outcome::Refused(reasons));
             }

@@ -40,7 +40,7 @@ async fn run(
 ) -> Result<(), Status> {
     let hello = match receive(inbound, limits).await? {
         Some(agent_message::Kind::Hello(hello)) => agent_hello(hello)?,
-        Some(agent_message::Kind::Batch(_)) => {
+        Some(agent_message::Kind::Batch(_) | agent_message::Kind::Pruned(_)) => {
             return Err(Status::invalid_argument(
                 "the first message must be a Hello",
             ))
@@ -69,8 +69,16 @@ async fn run(
     };
     send(replies, collector_message::Kind::Welcome(welcome)).await?;
     while let Some(kind) = receive(inbound, limits).await? {
-        let agent_message::Kind::Batch(batch) = kind else {
-            return Err(Status::invalid_argument("a second Hello on one stream"));
+        let batch = match kind {
+            agent_message::Kind::Batch(batch) => batch,
+            agent_message::Kind::Pruned(pruned) => {
+                let ack = record_gap(&store, &key, pruned).await?;
+                send(replies, collector_message::Kind::Ack(ack)).await?;
+                continue;
+            }
+            agent_message::Kind::Hello(_) => {
+                return Err(Status::invalid_argument("a second Hello on one stream"))
+            }
         };
         let records: Vec<IncomingRecord> = batch.records.into_iter().map(incoming).collect();
         let ingested = blocking({
@@ -87,6 +95,43 @@ async fn run(
         .await?;
     }
     Ok(())
+}
+
+/// Records a Pruned message's gap; the Ack (batch 0) carries the head after it, or the
+/// refusal's reason.
+async fn record_gap(
+    store: &Arc<dyn CollectorStore>,
+    key: &crate::store::JournalKey,
+    pruned: fim_api::collector_pb::Pruned,
+) -> Result<Ack, Status> {
+    let through_hash = fim_engine::state::Digest::try_from(pruned.through_hash.as_slice())
+        .map_err(|_| Status::invalid_argument("the Pruned message's hash is not 32 bytes"))?;
+    let gap = crate::store::PrunedGap {
+        after: pruned.after_sequence,
+        through: pruned.through_sequence,
+        through_hash,
+    };
+    let outcome = blocking({
+        let store = Arc::clone(store);
+        let key = key.clone();
+        move || store.record_gap(&key, &gap, now_ns())
+    })
+    .await?;
+    Ok(Ack {
+        batch_id: 0,
+        acknowledged_sequence: outcome.acknowledged.sequence,
+        acknowledged_hash: outcome.acknowledged.hash.to_vec(),
+        refused: outcome
+            .refused
+            .into_iter()
+            .map(|reason| Refusal {
+                sequence: 0,
+                reason,
+                duplicate: false,
+            })
+            .collect(),
+        ..Ack::default()
+    })
 }
 
 /// The next message, None at the end of the stream; an idle stream is ended.

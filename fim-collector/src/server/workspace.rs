@@ -150,6 +150,8 @@ fn machine_pb(machine: Machine) -> MachinePb {
         strategy: machine.strategy,
         flag_reason: machine.flag_reason.unwrap_or_default(),
         records: machine.records,
+        pruned_unreceived: machine.pruned_unreceived,
+        gaps: u32::try_from(machine.gaps).unwrap_or(u32::MAX),
     }
 }
 

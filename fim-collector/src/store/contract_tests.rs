@@ -172,3 +172,51 @@ pub fn two_stores_racing_on_one_journal_store_each_record_once(
     assert_eq!(machine.acknowledged.hash.to_vec(), records[399].hash);
     assert_eq!(machine.flag_reason, None);
 }
+
+/// A gap the agent's hard cap made is recorded, moves the head past it, and the records
+/// after it chain on; a gap claiming a head the workspace never acknowledged is refused.
+pub fn a_pruned_gap_is_recorded_and_the_chain_continues_after_it(store: &dyn CollectorStore) {
+    let records = chain("host-g", 10);
+    store.hello(&hello("host-g", Head::GENESIS), 1).unwrap();
+    let key = hello("host-g", Head::GENESIS).key;
+    store.ingest(&key, &records[..3], 10, 2).unwrap();
+    let hash_of = |sequence: usize| {
+        fim_engine::state::Digest::try_from(records[sequence - 1].hash.as_slice()).unwrap()
+    };
+    let claims_more = PrunedGap {
+        after: 5,
+        through: 7,
+        through_hash: hash_of(7),
+    };
+    let refused = store.record_gap(&key, &claims_more, 3).unwrap();
+    assert_eq!(refused.acknowledged.sequence, 3);
+    assert_eq!(
+        refused.refused.as_deref(),
+        Some(
+            "the agent says records after 5 were pruned, but the workspace holds this journal \
+             only through record 3"
+        )
+    );
+    let gap = PrunedGap {
+        after: 3,
+        through: 7,
+        through_hash: hash_of(7),
+    };
+    let recorded = store.record_gap(&key, &gap, 4).unwrap();
+    assert_eq!(
+        (recorded.acknowledged.sequence, recorded.refused),
+        (7, None)
+    );
+    // Sent again (a lost Ack): nothing more.
+    let again = store.record_gap(&key, &gap, 5).unwrap();
+    assert_eq!((again.acknowledged.sequence, again.refused), (7, None));
+    let ingested = store.ingest(&key, &records[7..], 10, 6).unwrap();
+    assert_eq!(ingested.acknowledged.sequence, 10);
+    assert!(ingested.checked.refused.is_empty(), "{ingested:?}");
+    let machine = store.machines().unwrap().remove(0);
+    assert_eq!(
+        (machine.records, machine.pruned_unreceived, machine.gaps),
+        (6, 4, 1)
+    );
+    assert_eq!(machine.flag_reason, None, "a gap is not tampering");
+}

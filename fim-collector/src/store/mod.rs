@@ -63,6 +63,28 @@ pub struct Machine {
     /// Records stored for the journal: counted by `machines` only (0 from `hello`), since a
     /// count costs O(records) and Hello runs inside the write transaction.
     pub records: u64,
+    /// Records the agent pruned before the workspace received them, and in how many gaps
+    /// (from `machines` only, like `records`).
+    pub pruned_unreceived: u64,
+    pub gaps: u64,
+}
+
+/// An agent's Pruned message: records after `after` through `through` are gone from its
+/// journal, which continues from `through_hash`.
+#[derive(Clone, Debug)]
+pub struct PrunedGap {
+    pub after: u64,
+    pub through: u64,
+    pub through_hash: Digest,
+}
+
+/// What became of a Pruned message.
+#[derive(Debug)]
+pub struct GapOutcome {
+    /// The acknowledged head after it (the gap's end when it was recorded).
+    pub acknowledged: Head,
+    /// Why it was refused, None when recorded or a repeat.
+    pub refused: Option<String>,
 }
 
 /// A committed batch.
@@ -90,6 +112,15 @@ pub trait CollectorStore: Send + Sync {
     /// Every journal, ordered by computer then journal id.
     fn machines(&self) -> Result<Vec<Machine>, CollectorError>;
 
+    /// Records a gap the agent's retention made ([`crate::chain::check_gap`]) and moves the
+    /// acknowledged head past it, in one transaction.
+    fn record_gap(
+        &self,
+        key: &JournalKey,
+        gap: &PrunedGap,
+        now_ns: i64,
+    ) -> Result<GapOutcome, CollectorError>;
+
     /// The SQL dialect queries must be compiled for.
     fn dialect(&self) -> Dialect;
 
@@ -110,6 +141,24 @@ pub trait CollectorStore: Send + Sync {
     /// Revokes the named token; false when there is none (or it was revoked already).
     fn revoke_token(&self, name: &str, now_ns: i64) -> Result<bool, CollectorError>;
 }
+
+/// The machine table's columns, in the backends' row readers' order (SQL both accept).
+const MACHINE_COLUMNS: &str = "m.computer_id, m.journal_id, m.computer, m.acked_sequence, \
+     m.acked_hash, m.first_seen_ns, m.last_seen_ns, m.agent_version, m.platform, m.strategy, \
+     m.flag_reason";
+
+/// Columns 11 to 13: the record count and the gaps, read only where status is displayed
+/// (counting is O(records of the journal), and Hello and every ingest read the head inside
+/// the write transaction).
+const MACHINE_STATS: &str = "(SELECT count(*) FROM configuration_change r \
+     WHERE r.computer_id = m.computer_id AND r.journal_id = m.journal_id), \
+     (SELECT CAST(coalesce(sum(g.through_sequence - g.after_sequence), 0) AS BIGINT) \
+     FROM journal_gap g WHERE g.computer_id = m.computer_id AND g.journal_id = m.journal_id), \
+     (SELECT count(*) FROM journal_gap g \
+     WHERE g.computer_id = m.computer_id AND g.journal_id = m.journal_id)";
+
+/// Columns 11 to 13 where they are not needed.
+const NO_STATS: &str = "CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT)";
 
 /// The token table's columns, in [`token_from`]'s order.
 const TOKEN_COLUMNS: &str = "name, role, created_ns, expires_ns, revoked_ns";
@@ -146,4 +195,14 @@ fn log_flag(key: &JournalKey, reason: &str, first: bool) {
             "flagged journal, again: {reason}"
         );
     }
+}
+
+/// The gap text the logs give.
+fn log_gap(key: &JournalKey, first: u64, through: u64) {
+    tracing::warn!(
+        computer_id = %key.computer_id,
+        journal_id = %key.journal_id,
+        "records {first} to {through} were pruned on the agent before the workspace received \
+         them (its journal_hard_cap_records): recorded as a gap"
+    );
 }

@@ -31,8 +31,8 @@ use postgres::{Client, GenericClient, NoTls};
 
 use super::{
     postgres_schema::{self, Found},
-    token_from, AgentHello, CollectorStore, Ingested, JournalKey, Machine,
-    MAX_JOURNALS_PER_COMPUTER, TOKEN_COLUMNS,
+    token_from, AgentHello, CollectorStore, GapOutcome, Ingested, JournalKey, Machine, PrunedGap,
+    MACHINE_COLUMNS, MACHINE_STATS, MAX_JOURNALS_PER_COMPUTER, NO_STATS, TOKEN_COLUMNS,
 };
 use crate::auth::ApiToken;
 use crate::{
@@ -108,11 +108,10 @@ fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-const MACHINE_COLUMNS: &str = "m.computer_id, m.journal_id, m.computer, m.acked_sequence, \
-     m.acked_hash, m.first_seen_ns, m.last_seen_ns, m.agent_version, m.platform, m.strategy, \
-     m.flag_reason";
-
-fn machine_row(target: &str, row: &postgres::Row, records: i64) -> Result<Machine, Fail> {
+fn machine_row(target: &str, row: &postgres::Row) -> Result<Machine, Fail> {
+    let count = |index: usize| -> Result<u64, Fail> {
+        Ok(u64::try_from(row.try_get::<_, i64>(index)?).unwrap_or(0))
+    };
     Ok(Machine {
         key: JournalKey {
             computer_id: row.try_get(0)?,
@@ -129,7 +128,9 @@ fn machine_row(target: &str, row: &postgres::Row, records: i64) -> Result<Machin
         platform: row.try_get(8)?,
         strategy: row.try_get(9)?,
         flag_reason: row.try_get(10)?,
-        records: u64::try_from(records).unwrap_or(0),
+        records: count(11)?,
+        pruned_unreceived: count(12)?,
+        gaps: count(13)?,
     })
 }
 
@@ -141,12 +142,12 @@ fn lock_machine(
 ) -> Result<Option<Machine>, Fail> {
     let row = tx.query_opt(
         &format!(
-            "SELECT {MACHINE_COLUMNS} FROM machine m \
-             WHERE m.computer_id = $1 AND m.journal_id = $2 FOR UPDATE"
+            "SELECT {MACHINE_COLUMNS}, {NO_STATS} FROM machine m \
+             WHERE m.computer_id = $1 AND m.journal_id = $2 FOR UPDATE OF m"
         ),
         &[&key.computer_id, &key.journal_id],
     )?;
-    row.map(|row| machine_row(target, &row, 0)).transpose()
+    row.map(|row| machine_row(target, &row)).transpose()
 }
 
 /// Flags the journal unless it is flagged already (the first reason is the evidence);
@@ -567,18 +568,77 @@ impl CollectorStore for PostgresStore {
         self.run("listing machines", |client| {
             let rows = client.query(
                 &format!(
-                    "SELECT {MACHINE_COLUMNS}, (SELECT count(*) FROM configuration_change r \
-                     WHERE r.computer_id = m.computer_id AND r.journal_id = m.journal_id) \
+                    "SELECT {MACHINE_COLUMNS}, {MACHINE_STATS} \
                      FROM machine m ORDER BY m.computer_id, m.journal_id"
                 ),
                 &[],
             )?;
             rows.iter()
-                .map(|row| {
-                    let records: i64 = row.try_get(11)?;
-                    machine_row(&self.target, row, records)
-                })
+                .map(|row| machine_row(&self.target, row))
                 .collect()
+        })
+    }
+
+    fn record_gap(
+        &self,
+        key: &JournalKey,
+        gap: &PrunedGap,
+        now_ns: i64,
+    ) -> Result<GapOutcome, CollectorError> {
+        self.run("recording a gap", |client| {
+            let mut tx = client.transaction()?;
+            let Some(machine) = lock_machine(&self.target, &mut tx, key)? else {
+                return Err(Fail::Refused(CollectorError::UnknownJournal {
+                    computer_id: key.computer_id.clone(),
+                    journal_id: key.journal_id.clone(),
+                }));
+            };
+            let acknowledged = machine.acknowledged;
+            let first = match chain::check_gap(acknowledged, gap.after, gap.through) {
+                Ok(Some(first)) => first,
+                Ok(None) => {
+                    return Ok(GapOutcome {
+                        acknowledged,
+                        refused: None,
+                    })
+                }
+                Err(reason) => {
+                    return Ok(GapOutcome {
+                        acknowledged,
+                        refused: Some(reason),
+                    })
+                }
+            };
+            tx.execute(
+                "INSERT INTO journal_gap VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &key.computer_id,
+                    &key.journal_id,
+                    &to_i64(first - 1),
+                    &to_i64(gap.through),
+                    &now_ns,
+                ],
+            )?;
+            tx.execute(
+                "UPDATE machine SET acked_sequence = $3, acked_hash = $4, last_seen_ns = $5 \
+                 WHERE computer_id = $1 AND journal_id = $2",
+                &[
+                    &key.computer_id,
+                    &key.journal_id,
+                    &to_i64(gap.through),
+                    &gap.through_hash.as_slice(),
+                    &now_ns,
+                ],
+            )?;
+            tx.commit()?;
+            super::log_gap(key, first, gap.through);
+            Ok(GapOutcome {
+                acknowledged: Head {
+                    sequence: gap.through,
+                    hash: gap.through_hash,
+                },
+                refused: None,
+            })
         })
     }
 

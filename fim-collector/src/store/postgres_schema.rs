@@ -41,6 +41,15 @@ CREATE TABLE machine (
     flagged_ns      bigint,
     PRIMARY KEY (computer_id, journal_id)
 );
+-- Records an agent pruned before the workspace received them (its hard cap).
+CREATE TABLE journal_gap (
+    computer_id      text    NOT NULL,
+    journal_id       text    NOT NULL,
+    after_sequence   bigint  NOT NULL,
+    through_sequence bigint  NOT NULL,
+    noticed_ns       bigint  NOT NULL,
+    PRIMARY KEY (computer_id, journal_id, after_sequence)
+);
 -- API tokens: only the BLAKE3 hash of each secret (crate::auth).
 CREATE TABLE api_token (
     name        text    PRIMARY KEY,

@@ -48,6 +48,11 @@ fn the_storage_contract_holds_on_postgres() {
         &PostgresStore::open(&url, 2).unwrap(),
     );
 
+    let url = database(&server, "gaps");
+    contract::a_pruned_gap_is_recorded_and_the_chain_continues_after_it(
+        &PostgresStore::open(&url, 2).unwrap(),
+    );
+
     let url = database(&server, "journals");
     contract::one_computer_may_open_a_bounded_number_of_journals(
         &PostgresStore::open(&url, 2).unwrap(),

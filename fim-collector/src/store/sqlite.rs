@@ -14,8 +14,9 @@ use std::{
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::{
-    sqlite_schema, token_from, AgentHello, CollectorStore, Ingested, JournalKey, Machine,
-    MAX_JOURNALS_PER_COMPUTER, TOKEN_COLUMNS,
+    sqlite_schema, token_from, AgentHello, CollectorStore, GapOutcome, Ingested, JournalKey,
+    Machine, PrunedGap, MACHINE_COLUMNS, MACHINE_STATS, MAX_JOURNALS_PER_COMPUTER, NO_STATS,
+    TOKEN_COLUMNS,
 };
 use crate::auth::ApiToken;
 use crate::{
@@ -153,15 +154,6 @@ fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-const MACHINE_COLUMNS: &str = "m.computer_id, m.journal_id, m.computer, m.acked_sequence, \
-     m.acked_hash, m.first_seen_ns, m.last_seen_ns, m.agent_version, m.platform, m.strategy, \
-     m.flag_reason";
-
-/// The record count, read only where status is displayed: counting is O(records of the
-/// journal), and Hello and every ingest read the head inside the write transaction.
-const RECORD_COUNT: &str = "(SELECT count(*) FROM configuration_change r \
-     WHERE r.computer_id = m.computer_id AND r.journal_id = m.journal_id)";
-
 fn machine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
     Ok(Machine {
         key: JournalKey {
@@ -180,13 +172,15 @@ fn machine_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Machine> {
         strategy: row.get(9)?,
         flag_reason: row.get(10)?,
         records: u64::try_from(row.get::<_, i64>(11)?).unwrap_or(0),
+        pruned_unreceived: u64::try_from(row.get::<_, i64>(12)?).unwrap_or(0),
+        gaps: u64::try_from(row.get::<_, i64>(13)?).unwrap_or(0),
     })
 }
 
 fn read_machine(conn: &Connection, key: &JournalKey) -> rusqlite::Result<Option<Machine>> {
     conn.query_row(
         &format!(
-            "SELECT {MACHINE_COLUMNS}, 0 FROM machine m \
+            "SELECT {MACHINE_COLUMNS}, {NO_STATS} FROM machine m \
              WHERE m.computer_id = ?1 AND m.journal_id = ?2"
         ),
         params![key.computer_id, key.journal_id],
@@ -366,7 +360,7 @@ impl CollectorStore for SqliteStore {
         let fail = self.fail("listing machines");
         let mut statement = conn
             .prepare(&format!(
-                "SELECT {MACHINE_COLUMNS}, {RECORD_COUNT} FROM machine m \
+                "SELECT {MACHINE_COLUMNS}, {MACHINE_STATS} FROM machine m \
                  ORDER BY m.computer_id, m.journal_id"
             ))
             .map_err(&fail)?;
@@ -376,6 +370,73 @@ impl CollectorStore for SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(&fail)?;
         Ok(machines)
+    }
+
+    fn record_gap(
+        &self,
+        key: &JournalKey,
+        gap: &PrunedGap,
+        now_ns: i64,
+    ) -> Result<GapOutcome, CollectorError> {
+        let mut conn = self.lock();
+        let fail = self.fail("recording a gap");
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&fail)?;
+        let Some(machine) = read_machine(&tx, key).map_err(&fail)? else {
+            return Err(CollectorError::UnknownJournal {
+                computer_id: key.computer_id.clone(),
+                journal_id: key.journal_id.clone(),
+            });
+        };
+        let acknowledged = machine.acknowledged;
+        let first = match chain::check_gap(acknowledged, gap.after, gap.through) {
+            Ok(Some(first)) => first,
+            Ok(None) => {
+                return Ok(GapOutcome {
+                    acknowledged,
+                    refused: None,
+                })
+            }
+            Err(reason) => {
+                return Ok(GapOutcome {
+                    acknowledged,
+                    refused: Some(reason),
+                })
+            }
+        };
+        tx.execute(
+            "INSERT INTO journal_gap VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![
+                key.computer_id,
+                key.journal_id,
+                to_i64(first - 1),
+                to_i64(gap.through),
+                now_ns
+            ],
+        )
+        .map_err(&fail)?;
+        tx.execute(
+            "UPDATE machine SET acked_sequence = ?3, acked_hash = ?4, last_seen_ns = ?5 \
+             WHERE computer_id = ?1 AND journal_id = ?2",
+            params![
+                key.computer_id,
+                key.journal_id,
+                to_i64(gap.through),
+                gap.through_hash.to_vec(),
+                now_ns
+            ],
+        )
+        .map_err(&fail)?;
+        tx.commit().map_err(&fail)?;
+        super::log_gap(key, first, gap.through);
+        Ok(GapOutcome {
+            acknowledged: Head {
+                sequence: gap.through,
+                hash: gap.through_hash,
+            },
+            refused: None,
+        })
     }
 
     fn dialect(&self) -> Dialect {

@@ -32,6 +32,15 @@ CREATE TABLE IF NOT EXISTS machine (
     flagged_ns      INTEGER,
     PRIMARY KEY (computer_id, journal_id)
 );
+-- Records an agent pruned before the workspace received them (its hard cap).
+CREATE TABLE IF NOT EXISTS journal_gap (
+    computer_id      TEXT    NOT NULL,
+    journal_id       TEXT    NOT NULL,
+    after_sequence   INTEGER NOT NULL,
+    through_sequence INTEGER NOT NULL,
+    noticed_ns       INTEGER NOT NULL,
+    PRIMARY KEY (computer_id, journal_id, after_sequence)
+);
 -- API tokens: only the BLAKE3 hash of each secret (crate::auth).
 CREATE TABLE IF NOT EXISTS api_token (
     name        TEXT    PRIMARY KEY,

@@ -21,6 +21,12 @@ fn an_edited_record_is_refused_and_flags_the_journal() {
 }
 
 #[test]
+fn a_pruned_gap_is_recorded_and_the_chain_continues_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::a_pruned_gap_is_recorded_and_the_chain_continues_after_it(&store_in(&dir));
+}
+
+#[test]
 fn one_computer_may_open_a_bounded_number_of_journals() {
     let dir = tempfile::tempdir().unwrap();
     contract::one_computer_may_open_a_bounded_number_of_journals(&store_in(&dir));

@@ -269,11 +269,14 @@ impl DatabaseWatch {
     }
 }
 
-/// Prunes the journal as the retention settings say (at start and then every minute).
+/// Prunes the journal as the retention settings say (at start and then every minute). With
+/// a workspace (`acknowledged`), only what it acknowledged goes, unless the hard cap forces
+/// more; the marker record then says how many records the workspace never had.
 pub(super) fn prune(
     reconciler: &mut Reconciler,
     settings: &crate::policy::Settings,
     computer: &Computer,
+    acknowledged: Option<&crate::store::Acknowledged>,
 ) {
     const NS_PER_DAY: i64 = 86_400 * 1_000_000_000;
     let retention = crate::store::Retention {
@@ -283,8 +286,13 @@ pub(super) fn prune(
                 .saturating_mul(NS_PER_DAY)
         }),
         max_records: settings.journal_keep_records,
+        acknowledged: acknowledged.map(crate::store::Acknowledged::get),
+        hard_cap_records: settings.journal_hard_cap_records,
     };
-    if retention == crate::store::Retention::default() {
+    if retention.max_age_ns.is_none()
+        && retention.max_records.is_none()
+        && retention.hard_cap_records.is_none()
+    {
         return;
     }
     let now_ns = std::time::SystemTime::now()
@@ -301,21 +309,36 @@ pub(super) fn prune(
         }
     };
     let (base, _) = store.chain_base().unwrap_or_default();
-    let detail = format!(
+    let mut detail = format!(
         "records {} to {through} were pruned by the retention settings \
-         (journal_keep_days {:?}, journal_keep_records {:?}); the chain continues from record \
-         {through}'s hash",
+         (journal_keep_days {:?}, journal_keep_records {:?}, journal_hard_cap_records {:?}); \
+         the chain continues from record {through}'s hash",
         base + 1,
         settings.journal_keep_days,
-        settings.journal_keep_records
+        settings.journal_keep_records,
+        settings.journal_hard_cap_records
     );
+    let mut unshipped = false;
+    if let Some(acknowledged) = retention.acknowledged.filter(|&acked| acked < through) {
+        unshipped = true;
+        let first = acknowledged.max(base) + 1;
+        detail.push_str(&format!(
+            "; records {first} to {through} ({} records) had not been acknowledged by the \
+             workspace and never reached it (the hard cap)",
+            through - first + 1
+        ));
+    }
     let mut record = monitor_record(computer, MonitorEvent::JournalPruned, detail.clone());
     if let Some(monitor) = record.monitor.as_mut() {
         monitor.source = "retention".to_string();
     }
     match store.prune_through(through, &mut record) {
         Ok(()) => {
-            tracing::info!("{detail}");
+            if unshipped {
+                tracing::error!("{detail}");
+            } else {
+                tracing::info!("{detail}");
+            }
             reconciler.announce_record(record);
         }
         Err(error) => tracing::error!("cannot prune the journal: {error}"),

@@ -122,6 +122,9 @@ pub struct DaemonConfig {
     /// Where the chain head is written every [`database::ANCHOR_EVERY`] (a syslog datagram
     /// socket; [`database::SYSLOG_SOCKET`] normally).
     pub syslog_socket: PathBuf,
+    /// How far a workspace has acknowledged the journal, when it is reported to one: the
+    /// retention settings then prune only acknowledged records (see `journal_hard_cap_records`).
+    pub workspace_acknowledged: Option<crate::store::Acknowledged>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -390,7 +393,12 @@ impl Daemon {
                     if last_prune.elapsed() >= PRUNE_EVERY {
                         last_prune = Instant::now();
                         let settings = self.policy.compiled().settings.clone();
-                        database::prune(&mut lock(&self.reconciler), &settings, &self.handle.computer);
+                        database::prune(
+                            &mut lock(&self.reconciler),
+                            &settings,
+                            &self.handle.computer,
+                            self.config.workspace_acknowledged.as_ref(),
+                        );
                     }
                     if self.policy.changed() {
                         self.begin_reload(&mut reloading);

@@ -139,9 +139,16 @@ pub struct Settings {
     /// Journal retention: records older than this many days are pruned (None: kept).
     #[serde(default)]
     pub journal_keep_days: Option<u64>,
-    /// Journal retention: at most this many records are kept (None: all).
+    /// Journal retention: at most this many records are kept (None: all). On an agent that
+    /// reports to a workspace, only records the workspace acknowledged are pruned by this
+    /// and by `journal_keep_days`.
     #[serde(default)]
     pub journal_keep_records: Option<u64>,
+    /// The most records kept even when the workspace has not acknowledged them (None: no
+    /// cap, so an agent cut off from its workspace keeps everything until its disk is full).
+    /// Records pruned past it before the workspace had them show there as a gap.
+    #[serde(default)]
+    pub journal_hard_cap_records: Option<u64>,
 }
 
 impl Default for Settings {
@@ -157,6 +164,7 @@ impl Default for Settings {
             coalesce_ms: 50,
             journal_keep_days: None,
             journal_keep_records: None,
+            journal_hard_cap_records: None,
         }
     }
 }

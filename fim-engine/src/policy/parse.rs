@@ -54,6 +54,7 @@ const SETTING_KEYS: &[&str] = &[
     "coalesce_ms",
     "journal_keep_days",
     "journal_keep_records",
+    "journal_hard_cap_records",
 ];
 
 pub(crate) fn parse_with(
@@ -257,6 +258,7 @@ impl Reader {
                 "rehash_interval_secs" => settings.rehash_interval_secs = value,
                 "journal_keep_days" => settings.journal_keep_days = Some(value),
                 "journal_keep_records" => settings.journal_keep_records = Some(value),
+                "journal_hard_cap_records" => settings.journal_hard_cap_records = Some(value),
                 _ => settings.coalesce_ms = value,
             }
         }

@@ -150,6 +150,21 @@ fn check_settings(settings: &Settings, issues: &mut Vec<Issue>) {
             "must be at least 1 (leave it out to keep everything)",
         );
     }
+    match (
+        settings.journal_hard_cap_records,
+        settings.journal_keep_records,
+    ) {
+        (Some(0), _) => error(
+            "journal_hard_cap_records",
+            "must be at least 1 (leave it out for no cap)",
+        ),
+        (Some(cap), Some(keep)) if cap < keep => error(
+            "journal_hard_cap_records",
+            "must be at least journal_keep_records (the cap is what is kept when the \
+             workspace is unreachable, beyond the usual retention)",
+        ),
+        _ => {}
+    }
     // Upper bounds: beyond these a value is a typo (ms for s, an extra zero) that would make
     // the engine stall, exhaust threads or memory, or effectively never check.
     let too_big = |value: u64, max: u64| value > max;

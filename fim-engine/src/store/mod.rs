@@ -41,7 +41,7 @@ pub use error::{Result, StoreError};
 pub use journal::{Anchor, EditDetail, VerifyProblem, VerifyReport};
 pub use meta::ScanRun;
 pub use query::{ChangeFilter, GroupKey, SubjectGlob, SummaryRow};
-pub use retention::{Retention, PRUNED_THROUGH};
+pub use retention::{Acknowledged, Retention, PRUNED_THROUGH};
 pub use rows::{JournalRow, JOURNAL_ID_META};
 
 /// How long a writer waits for another writer's lock before failing with "database is locked".

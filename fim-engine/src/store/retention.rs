@@ -6,6 +6,11 @@
 //! says so in the chain itself; `verify` then checks everything after the base. An attacker
 //! who deletes old records by hand and forges the base still has to explain the missing
 //! `JournalPruned` record, and any chain head kept elsewhere.
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
 use rusqlite::params;
 
 use super::{Result, Store};
@@ -21,6 +26,34 @@ pub struct Retention {
     pub max_age_ns: Option<i64>,
     /// At most this many records stay.
     pub max_records: Option<u64>,
+    /// The last sequence a workspace acknowledged, when the journal is reported to one:
+    /// `max_age_ns` and `max_records` prune no further than it.
+    pub acknowledged: Option<u64>,
+    /// At most this many records stay even when the workspace has not acknowledged them.
+    pub hard_cap_records: Option<u64>,
+}
+
+/// How far the workspace has acknowledged this journal: set by the push task from each
+/// Welcome and Ack, read by retention. Kept in memory only: after a restart it is 0 until a
+/// collector answers, so a restart can make retention wait, never prune early.
+#[derive(Clone, Debug, Default)]
+pub struct Acknowledged(Arc<AtomicU64>);
+
+impl Acknowledged {
+    /// What a collector said it holds (a Welcome: may be lower than before, when the
+    /// workspace lost records, which are then kept for it).
+    pub fn set(&self, sequence: u64) {
+        self.0.store(sequence, Ordering::Release);
+    }
+
+    /// An Ack: never lowers what a Welcome set.
+    pub fn raise(&self, sequence: u64) {
+        self.0.fetch_max(sequence, Ordering::AcqRel);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Store {
@@ -62,7 +95,15 @@ impl Store {
             }
             None => 0,
         };
-        let through = by_count.max(by_age);
+        let by_cap = retention
+            .hard_cap_records
+            .map(|keep| head.saturating_sub(keep))
+            .unwrap_or(0);
+        let wanted = by_count.max(by_age);
+        let through = match retention.acknowledged {
+            Some(acknowledged) => wanted.min(acknowledged).max(by_cap),
+            None => wanted.max(by_cap),
+        };
         Ok((through > base).then_some(through))
     }
 

@@ -21,9 +21,16 @@ pub(crate) fn print(database: &crate::DatabaseArgs, json: bool) -> anyhow::Resul
 }
 
 fn status(machine: &Machine) -> String {
-    match &machine.flag_reason {
+    let chain = match &machine.flag_reason {
         Some(reason) => format!("FLAGGED: {reason}"),
         None => "intact".to_string(),
+    };
+    match machine.gaps {
+        0 => chain,
+        gaps => format!(
+            "{chain}; {} records pruned on the agent before the workspace received them ({gaps} gaps)",
+            machine.pruned_unreceived
+        ),
     }
 }
 
@@ -55,5 +62,7 @@ fn as_json(machine: &Machine) -> serde_json::Value {
         "chain_status": if machine.flag_reason.is_some() { "flagged" } else { "intact" },
         "flag_reason": machine.flag_reason,
         "records": machine.records,
+        "pruned_unreceived": machine.pruned_unreceived,
+        "gaps": machine.gaps,
     })
 }

@@ -15,7 +15,7 @@ fn settings_default_when_absent_and_read_when_present() {
     let text = "[settings]\nscan_workers = 3\nscan_bytes_per_second = 1000\nscan_idle_io = false\n\
                 cross_filesystems = true\ncontent_limit = 10\nsweep_interval_secs = 60\n\
                 rehash_interval_secs = 3600\ncoalesce_ms = 0\njournal_keep_days = 90\n\
-                journal_keep_records = 1000000\n";
+                journal_keep_records = 1000000\njournal_hard_cap_records = 2000000\n";
     let expected = Settings {
         scan_workers: 3,
         scan_bytes_per_second: Some(1000),
@@ -27,6 +27,7 @@ fn settings_default_when_absent_and_read_when_present() {
         coalesce_ms: 0,
         journal_keep_days: Some(90),
         journal_keep_records: Some(1_000_000),
+        journal_hard_cap_records: Some(2_000_000),
     };
     assert_eq!(parse_ok(text).policy.settings, expected);
     let partial = parse_ok("settings = { coalesce_ms = 7 }\n").policy.settings;
@@ -100,7 +101,7 @@ fn unknown_keys_are_errors() {
             "{FILE}:2:1: settings: unknown key \"scan_worker\" (expected scan_workers, \
              scan_bytes_per_second, scan_idle_io, cross_filesystems, content_limit, \
              sweep_interval_secs, rehash_interval_secs, coalesce_ms, journal_keep_days, \
-             journal_keep_records)"
+             journal_keep_records, journal_hard_cap_records)"
         )
     );
     assert_eq!(
@@ -157,6 +158,15 @@ fn out_of_range_settings_are_errors() {
             format!("{FILE}:3:23: settings: \"sweep_interval_secs\" must be at least 1"),
         ]
         .join("\n")
+    );
+    let capped =
+        parse_err("[settings]\njournal_keep_records = 100\njournal_hard_cap_records = 10\n");
+    assert!(
+        capped.ends_with(
+            "settings: \"journal_hard_cap_records\" must be at least journal_keep_records (the \
+             cap is what is kept when the workspace is unreachable, beyond the usual retention)"
+        ),
+        "{capped}"
     );
 }
 

@@ -442,6 +442,7 @@ fn pruning_keeps_the_chain_verifiable_from_its_new_base() {
     let keep = crate::store::Retention {
         max_age_ns: None,
         max_records: Some(4),
+        ..Default::default()
     };
     assert_eq!(store.prunable_through(keep, 0).unwrap(), Some(6));
     let mut marker = record("/", ChangeCategory::Modified, 9_000_000_000);
@@ -470,7 +471,50 @@ fn pruning_keeps_the_chain_verifiable_from_its_new_base() {
     let old = crate::store::Retention {
         max_age_ns: Some(1),
         max_records: None,
+        ..Default::default()
     };
     assert_eq!(store.prunable_through(old, i64::MAX).unwrap(), Some(3));
     assert_eq!(store.prunable_through(old, 0).unwrap(), None);
+}
+
+#[test]
+fn with_a_workspace_only_acknowledged_records_are_pruned_unless_the_hard_cap_forces_more() {
+    let (_dir, _path, store) = temp_store();
+    journal_of(&store, 100);
+    let keep = |acknowledged, hard_cap_records| crate::store::Retention {
+        max_records: Some(10),
+        acknowledged,
+        hard_cap_records,
+        ..Default::default()
+    };
+    // No workspace: the usual retention.
+    assert_eq!(
+        store.prunable_through(keep(None, None), 0).unwrap(),
+        Some(90)
+    );
+    // The workspace holds records 1 to 40: those go, no more.
+    assert_eq!(
+        store.prunable_through(keep(Some(40), None), 0).unwrap(),
+        Some(40)
+    );
+    // It holds nothing (unreachable since the start): nothing goes...
+    assert_eq!(
+        store.prunable_through(keep(Some(0), None), 0).unwrap(),
+        None
+    );
+    // ...until the hard cap: at most 60 records stay, acknowledged or not.
+    assert_eq!(
+        store.prunable_through(keep(Some(0), Some(60)), 0).unwrap(),
+        Some(40)
+    );
+    assert_eq!(
+        store.prunable_through(keep(Some(70), Some(60)), 0).unwrap(),
+        Some(70)
+    );
+    // A hard cap alone also bounds a journal with no workspace.
+    let cap_only = crate::store::Retention {
+        hard_cap_records: Some(25),
+        ..Default::default()
+    };
+    assert_eq!(store.prunable_through(cap_only, 0).unwrap(), Some(75));
 }

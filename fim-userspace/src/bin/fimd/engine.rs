@@ -50,6 +50,8 @@ async fn start_api(daemon: &Daemon, args: &Args) -> anyhow::Result<Option<Runnin
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    // Shared by the push task (which learns it) and retention (which waits for it).
+    let acknowledged = (!args.collectors.is_empty()).then(fim_engine::store::Acknowledged::default);
     let daemon = Daemon::open(DaemonConfig {
         state_dir: args.state_dir.clone(),
         policy: PolicySource::File(args.policy.clone()),
@@ -57,6 +59,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         scan_workers_override: None,
         trusted_config_only: true,
         syslog_socket: args.syslog_socket.clone(),
+        workspace_acknowledged: acknowledged.clone(),
     })
     .context("starting the engine")?;
     let roots = daemon.watch_roots();
@@ -68,7 +71,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         &fim_engine::change::Timestamp::now().to_rfc3339(),
     );
     let api = start_api(&daemon, &args).await?;
-    let push = start_push(&args);
+    let push = acknowledged.and_then(|acknowledged| start_push(&args, acknowledged));
     let result = run_engine(
         daemon,
         &args,
@@ -90,7 +93,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
 /// Starts shipping the journal to the collectors (`--collector`), None without any. The
 /// task reads the journal through its own read-only connection: journaling never waits on it.
-fn start_push(args: &Args) -> Option<tokio::task::JoinHandle<()>> {
+fn start_push(
+    args: &Args,
+    acknowledged: fim_engine::store::Acknowledged,
+) -> Option<tokio::task::JoinHandle<()>> {
     if args.collectors.is_empty() {
         return None;
     }
@@ -103,7 +109,8 @@ fn start_push(args: &Args) -> Option<tokio::task::JoinHandle<()>> {
     };
     let database = args.state_dir.join(fim_engine::daemon::DATABASE_FILE);
     tracing::info!(collectors = ?args.collectors, "reporting the journal to the workspace");
-    let config = fim_api::push::PushConfig::new(args.collectors.clone(), database, identity);
+    let mut config = fim_api::push::PushConfig::new(args.collectors.clone(), database, identity);
+    config.acknowledged = acknowledged;
     Some(fim_api::push::spawn(config))
 }
 
