@@ -319,14 +319,21 @@ pub(super) fn prune(
         settings.journal_hard_cap_records
     );
     let mut unshipped = false;
-    if let Some(acknowledged) = retention.acknowledged.filter(|&acked| acked < through) {
+    if let Some(acked) = retention.acknowledged.filter(|&acked| acked < through) {
         unshipped = true;
-        let first = acknowledged.max(base) + 1;
-        detail.push_str(&format!(
-            "; records {first} to {through} ({} records) had not been acknowledged by the \
-             workspace and never reached it (the hard cap)",
-            through - first + 1
-        ));
+        let first = acked.max(base) + 1;
+        let known = acknowledged.is_some_and(crate::store::Acknowledged::known);
+        detail.push_str(&if known {
+            format!(
+                "; records {first} to {through} ({} records) had not been acknowledged by the \
+                 workspace and never reached it (the hard cap)",
+                through - first + 1
+            )
+        } else {
+            "; no collector has answered since fimd started, so the hard cap may have pruned \
+             records the workspace never received: any such records show there as a gap"
+                .to_string()
+        });
     }
     let mut record = monitor_record(computer, MonitorEvent::JournalPruned, detail.clone());
     if let Some(monitor) = record.monitor.as_mut() {

@@ -7,7 +7,7 @@
 //! who deletes old records by hand and forges the base still has to explain the missing
 //! `JournalPruned` record, and any chain head kept elsewhere.
 use std::sync::{
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
     Arc,
 };
 
@@ -37,22 +37,30 @@ pub struct Retention {
 /// Welcome and Ack, read by retention. Kept in memory only: after a restart it is 0 until a
 /// collector answers, so a restart can make retention wait, never prune early.
 #[derive(Clone, Debug, Default)]
-pub struct Acknowledged(Arc<AtomicU64>);
+pub struct Acknowledged(Arc<(AtomicU64, AtomicBool)>);
 
 impl Acknowledged {
     /// What a collector said it holds (a Welcome: may be lower than before, when the
     /// workspace lost records, which are then kept for it).
     pub fn set(&self, sequence: u64) {
-        self.0.store(sequence, Ordering::Release);
+        self.0 .0.store(sequence, Ordering::Release);
+        self.0 .1.store(true, Ordering::Release);
     }
 
     /// An Ack: never lowers what a Welcome set.
     pub fn raise(&self, sequence: u64) {
-        self.0.fetch_max(sequence, Ordering::AcqRel);
+        self.0 .0.fetch_max(sequence, Ordering::AcqRel);
     }
 
+    /// The acknowledged sequence (0 until a collector answered).
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.0 .0.load(Ordering::Acquire)
+    }
+
+    /// Whether a collector has answered since the start (before, [`Self::get`] is 0
+    /// because nothing is known, not because the workspace holds nothing).
+    pub fn known(&self) -> bool {
+        self.0 .1.load(Ordering::Acquire)
     }
 }
 
