@@ -197,6 +197,42 @@ fn log_flag(key: &JournalKey, reason: &str, first: bool) {
     }
 }
 
+/// The decision on a Pruned message: `Err(outcome)` answers at once (a repeat, a refusal),
+/// `Ok(first)` records `first` to `gap.through` as never received.
+fn plan_gap(acknowledged: Head, gap: &PrunedGap) -> Result<u64, GapOutcome> {
+    match crate::chain::check_gap(acknowledged, gap.after, gap.through) {
+        Ok(Some(first)) => Ok(first),
+        Ok(None) => Err(GapOutcome {
+            acknowledged,
+            refused: None,
+        }),
+        Err(reason) => Err(GapOutcome {
+            acknowledged,
+            refused: Some(reason),
+        }),
+    }
+}
+
+/// A gap once committed: the head at its end (and the log line).
+fn gap_recorded(key: &JournalKey, first: u64, gap: &PrunedGap) -> GapOutcome {
+    log_gap(key, first, gap.through);
+    GapOutcome {
+        acknowledged: Head {
+            sequence: gap.through,
+            hash: gap.through_hash,
+        },
+        refused: None,
+    }
+}
+
+/// The error for a journal that sent no Hello.
+fn unknown_journal(key: &JournalKey) -> CollectorError {
+    CollectorError::UnknownJournal {
+        computer_id: key.computer_id.clone(),
+        journal_id: key.journal_id.clone(),
+    }
+}
+
 /// The gap text the logs give.
 fn log_gap(key: &JournalKey, first: u64, through: u64) {
     tracing::warn!(

@@ -489,12 +489,7 @@ impl CollectorStore for PostgresStore {
             }
             let machine = lock_machine(&self.target, &mut tx, key)?;
             tx.commit()?;
-            machine.ok_or_else(|| {
-                Fail::Refused(CollectorError::UnknownJournal {
-                    computer_id: key.computer_id.clone(),
-                    journal_id: key.journal_id.clone(),
-                })
-            })
+            machine.ok_or_else(|| Fail::Refused(super::unknown_journal(key)))
         })
     }
 
@@ -514,10 +509,7 @@ impl CollectorStore for PostgresStore {
             let attempt = self.run("ingesting a batch", |client| {
                 let mut tx = client.transaction()?;
                 let Some(machine) = lock_machine(&self.target, &mut tx, key)? else {
-                    return Err(Fail::Refused(CollectorError::UnknownJournal {
-                        computer_id: key.computer_id.clone(),
-                        journal_id: key.journal_id.clone(),
-                    }));
+                    return Err(Fail::Refused(super::unknown_journal(key)));
                 };
                 let (checked, head) = check_against_stored(
                     &self.target,
@@ -588,26 +580,11 @@ impl CollectorStore for PostgresStore {
         self.run("recording a gap", |client| {
             let mut tx = client.transaction()?;
             let Some(machine) = lock_machine(&self.target, &mut tx, key)? else {
-                return Err(Fail::Refused(CollectorError::UnknownJournal {
-                    computer_id: key.computer_id.clone(),
-                    journal_id: key.journal_id.clone(),
-                }));
+                return Err(Fail::Refused(super::unknown_journal(key)));
             };
-            let acknowledged = machine.acknowledged;
-            let first = match chain::check_gap(acknowledged, gap.after, gap.through) {
-                Ok(Some(first)) => first,
-                Ok(None) => {
-                    return Ok(GapOutcome {
-                        acknowledged,
-                        refused: None,
-                    })
-                }
-                Err(reason) => {
-                    return Ok(GapOutcome {
-                        acknowledged,
-                        refused: Some(reason),
-                    })
-                }
+            let first = match super::plan_gap(machine.acknowledged, gap) {
+                Ok(first) => first,
+                Err(outcome) => return Ok(outcome),
             };
             tx.execute(
                 "INSERT INTO journal_gap VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -631,14 +608,7 @@ impl CollectorStore for PostgresStore {
                 ],
             )?;
             tx.commit()?;
-            super::log_gap(key, first, gap.through);
-            Ok(GapOutcome {
-                acknowledged: Head {
-                    sequence: gap.through,
-                    hash: gap.through_hash,
-                },
-                refused: None,
-            })
+            Ok(super::gap_recorded(key, first, gap))
         })
     }
 

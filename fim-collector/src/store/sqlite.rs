@@ -292,10 +292,7 @@ impl CollectorStore for SqliteStore {
         }
         let machine = read_machine(&tx, key).map_err(&fail)?;
         tx.commit().map_err(&fail)?;
-        machine.ok_or_else(|| CollectorError::UnknownJournal {
-            computer_id: key.computer_id.clone(),
-            journal_id: key.journal_id.clone(),
-        })
+        machine.ok_or_else(|| super::unknown_journal(key))
     }
 
     fn ingest(
@@ -311,10 +308,7 @@ impl CollectorStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&fail)?;
         let Some(machine) = read_machine(&tx, key).map_err(&fail)? else {
-            return Err(CollectorError::UnknownJournal {
-                computer_id: key.computer_id.clone(),
-                journal_id: key.journal_id.clone(),
-            });
+            return Err(super::unknown_journal(key));
         };
         let stored_hash = |sequence: u64| {
             tx.query_row(
@@ -384,26 +378,11 @@ impl CollectorStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&fail)?;
         let Some(machine) = read_machine(&tx, key).map_err(&fail)? else {
-            return Err(CollectorError::UnknownJournal {
-                computer_id: key.computer_id.clone(),
-                journal_id: key.journal_id.clone(),
-            });
+            return Err(super::unknown_journal(key));
         };
-        let acknowledged = machine.acknowledged;
-        let first = match chain::check_gap(acknowledged, gap.after, gap.through) {
-            Ok(Some(first)) => first,
-            Ok(None) => {
-                return Ok(GapOutcome {
-                    acknowledged,
-                    refused: None,
-                })
-            }
-            Err(reason) => {
-                return Ok(GapOutcome {
-                    acknowledged,
-                    refused: Some(reason),
-                })
-            }
+        let first = match super::plan_gap(machine.acknowledged, gap) {
+            Ok(first) => first,
+            Err(outcome) => return Ok(outcome),
         };
         tx.execute(
             "INSERT INTO journal_gap VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
@@ -429,14 +408,7 @@ impl CollectorStore for SqliteStore {
         )
         .map_err(&fail)?;
         tx.commit().map_err(&fail)?;
-        super::log_gap(key, first, gap.through);
-        Ok(GapOutcome {
-            acknowledged: Head {
-                sequence: gap.through,
-                hash: gap.through_hash,
-            },
-            refused: None,
-        })
+        Ok(super::gap_recorded(key, first, gap))
     }
 
     fn dialect(&self) -> Dialect {

@@ -1,4 +1,4 @@
-//! `fim --workspace`: a real fimd reports to a real collector (SQLite, then PostgreSQL), and
+//! `fim --workspace` (host only, like every engine_* suite): a real fimd reports to a real collector (SQLite, then PostgreSQL), and
 //! the `fim` CLI reads the fleet back over the Workspace API with an API token.
 //!
 //! Expected values come from the agent's own journal (its SQLite file): the documented
