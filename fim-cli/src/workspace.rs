@@ -73,7 +73,9 @@ pub async fn connect(url: &str, token_file: Option<&Path>) -> anyhow::Result<Cli
         .connect()
         .await
         .with_context(|| format!("cannot connect to the workspace at {url}"))?;
-    Ok(WorkspaceClient::with_interceptor(channel, Bearer(header)))
+    // A result may hold up to the collector's 32 MiB of cells, more once encoded as JSON.
+    Ok(WorkspaceClient::with_interceptor(channel, Bearer(header))
+        .max_decoding_message_size(128 * 1024 * 1024))
 }
 
 /// The filters as KQL `where` clauses (every value quoted).

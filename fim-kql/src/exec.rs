@@ -23,6 +23,10 @@ pub enum ExecError {
     Decode { column: String, message: String },
     #[error(transparent)]
     Csv(#[from] crate::csv::CsvError),
+    /// Internal: [`collect_rows`] stops reading at the result's byte budget with this (the
+    /// caller sees a capped result, not this error).
+    #[error("the result passed its size limit of {0} bytes")]
+    TooLarge(usize),
 }
 
 /// Receives one decoded row: the callback an adapter's `for_each_row` is given.
@@ -50,15 +54,35 @@ pub(crate) fn collect_rows(
     for_each_row: impl FnOnce(EachRow<'_>) -> Result<usize, ExecError>,
 ) -> Result<Rows, ExecError> {
     let mut rows = Vec::new();
-    let count = for_each_row(&mut |row| {
+    let mut bytes = 0usize;
+    let outcome = for_each_row(&mut |row| {
+        bytes = bytes.saturating_add(row.iter().map(cell_bytes).sum::<usize>());
+        if bytes > query.max_bytes {
+            return Err(ExecError::TooLarge(query.max_bytes));
+        }
         rows.push(row);
         Ok(())
-    })?;
+    });
+    let capped = match outcome {
+        Ok(count) => query.cap_applies && i64::try_from(count).is_ok_and(|n| n >= query.limit),
+        Err(ExecError::TooLarge(_)) => true,
+        Err(error) => return Err(error),
+    };
     Ok(Rows {
         columns: query.columns.clone(),
         rows,
-        capped: query.cap_applies && i64::try_from(count).is_ok_and(|n| n >= query.limit),
+        capped,
     })
+}
+
+/// About what a cell costs in memory and on the wire.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn cell_bytes(value: &Value) -> usize {
+    16 + match value {
+        Value::Text(text) => text.len(),
+        Value::Json(json) => json.to_string().len(),
+        _ => 8,
+    }
 }
 
 /// Streams the rows `for_each_row` yields for `query` as CSV into `out`, as they arrive;

@@ -18,6 +18,7 @@ fn options() -> Options {
         now: Timestamp::parse_rfc3339("2026-12-07T12:00:00Z").unwrap(),
         row_cap: 1000,
         timeout: Duration::from_secs(30),
+        ..Options::default()
     }
 }
 

@@ -82,6 +82,24 @@ fn the_row_cap_bounds_every_result() {
 }
 
 #[test]
+fn the_byte_budget_cuts_a_large_result_and_says_so() {
+    let conn = database();
+    let kql = "ConfigurationChange | extend Padding = strcat(Computer, '________________________________________') \
+               | project Sequence, Padding | order by Sequence asc";
+    let all = sqlite::query_rows(&conn, &compile_for(Dialect::Sqlite, kql, &options())).unwrap();
+    assert!(all.rows.len() >= 4 && !all.capped, "{}", all.rows.len());
+    // Each row costs about 16 + 8 + 16 + 45 bytes: room for two, not three.
+    let small = Options {
+        max_bytes: 200,
+        ..options()
+    };
+    let cut = sqlite::query_rows(&conn, &compile_for(Dialect::Sqlite, kql, &small)).unwrap();
+    assert_eq!(cut.rows.len(), 2, "{:?}", cut.rows);
+    assert!(cut.capped, "a result cut by its size is marked capped");
+    assert_eq!(cut.rows[..], all.rows[..2], "the first rows, in order");
+}
+
+#[test]
 fn a_query_past_its_time_limit_is_interrupted() {
     let conn = database();
     let slow = Options {

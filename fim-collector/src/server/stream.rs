@@ -173,8 +173,12 @@ async fn blocking<T: Send + 'static>(
             Err(Status::resource_exhausted(error.to_string()))
         }
         Ok(Err(error)) => {
+            // The detail (the database's address, its error) stays in the collector's log:
+            // the agent only needs to know to keep its journal and retry.
             tracing::error!("{error}");
-            Err(Status::unavailable(error.to_string()))
+            Err(Status::unavailable(
+                "the workspace database is unavailable: keep the journal and retry",
+            ))
         }
         Err(error) => Err(Status::internal(format!("the store task failed: {error}"))),
     }

@@ -32,6 +32,8 @@ pub struct QueryLimits {
     pub timeout: Duration,
     /// Queries run at once; more wait for a slot.
     pub concurrent: usize,
+    /// The most bytes of cells one result holds (then it is cut and marked capped).
+    pub max_bytes: usize,
 }
 
 impl Default for QueryLimits {
@@ -40,6 +42,7 @@ impl Default for QueryLimits {
             row_cap: 10_000,
             timeout: Duration::from_secs(30),
             concurrent: 4,
+            max_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -115,8 +118,11 @@ async fn blocking<T: Send + 'static>(
             "the query failed: {error}"
         ))),
         Ok(Err(error)) => {
+            // The detail (the database's address, its error) stays in the collector's log.
             tracing::error!("{error}");
-            Err(Status::unavailable(error.to_string()))
+            Err(Status::unavailable(
+                "the workspace database is unavailable (the collector's log says why)",
+            ))
         }
         Err(error) => Err(Status::internal(format!("the store task failed: {error}"))),
     }
@@ -171,6 +177,7 @@ impl Workspace for WorkspaceService {
             now: Timestamp::now(),
             row_cap: i64::from(row_cap),
             timeout: self.limits.timeout,
+            max_bytes: self.limits.max_bytes,
         };
         let compiled = fim_kql::compile_with_rollup(
             &request.kql,

@@ -36,6 +36,9 @@ pub struct Options {
     pub row_cap: i64,
     /// How long the database may run the query.
     pub timeout: Duration,
+    /// The most bytes of cells a collected result holds: rows past it are dropped and the
+    /// result marked capped, so ten thousand rows of file content cannot exhaust memory.
+    pub max_bytes: usize,
 }
 
 impl Default for Options {
@@ -44,6 +47,7 @@ impl Default for Options {
             now: Timestamp::now(),
             row_cap: 10_000,
             timeout: Duration::from_secs(30),
+            max_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct CompiledQuery {
     /// True when `limit` is the row cap, so a full result may have been cut.
     pub cap_applies: bool,
     pub timeout: Duration,
+    /// [`Options::max_bytes`].
+    pub max_bytes: usize,
     /// The counts came from the hourly rollup ([`compile_with_rollup`]).
     pub used_rollup: bool,
 }
@@ -362,6 +368,7 @@ impl<'a> Compiler<'a> {
             limit,
             cap_applies,
             timeout: self.options.timeout,
+            max_bytes: self.options.max_bytes,
             used_rollup,
         })
     }

@@ -24,6 +24,7 @@ pub fn options() -> Options {
         now: now(),
         row_cap: 1000,
         timeout: std::time::Duration::from_secs(10),
+        ..Options::default()
     }
 }
 
