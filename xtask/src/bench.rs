@@ -25,9 +25,11 @@ pub(crate) fn run(name: &str, args: &[String]) -> Result<()> {
         }
         "windows" => crate::wine::bench(args),
         "copy" => copy(args),
+        "workspace" => workspace(args),
         other => {
             bail!(
-                "unknown benchmark `{other}`; available: kernel, scan, grpc, policy, windows, copy"
+                "unknown benchmark `{other}`; available: kernel, scan, grpc, policy, windows, \
+                 copy, workspace"
             )
         }
     }
@@ -52,6 +54,29 @@ fn copy(args: &[String]) -> Result<()> {
         std::process::Command::new(release.join("bench_copy"))
             .env("FIMD_BIN", release.join("fimd"))
             .env("FIM_BIN", release.join("fim"))
+            .args(args),
+    )
+}
+
+/// workspace: agents streaming flat out to a release collector on SQLite and on PostgreSQL
+/// beside COPY (and a one-transaction SQLite insert), then the documented summary and a
+/// drill-down through the Workspace API (`bench_workspace`).
+fn workspace(args: &[String]) -> Result<()> {
+    setup::run()?;
+    run_cmd(cargo().args(["build", "--release", "-p", "fim-collector"]))?;
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "fim-tests",
+        "--bin",
+        "bench_workspace",
+    ]))?;
+    let release = target_dir().join("release");
+    run_cmd(
+        std::process::Command::new(release.join("bench_workspace"))
+            .arg("--collector")
+            .arg(release.join("fim-collector"))
             .args(args),
     )
 }
