@@ -118,6 +118,25 @@ pub fn an_edited_record_is_refused_and_flags_the_journal(store: &dyn CollectorSt
     );
 }
 
+/// Retention drops what is older than the cutoff, counts included, and keeps the rest and
+/// the head.
+pub fn retention_expires_old_records_and_their_counts(store: &dyn CollectorStore) -> String {
+    let now = fim_model::Timestamp::now().unix_nanos();
+    const DAY: i64 = 86_400_000_000_000;
+    for (id, at) in [("old", now - 20 * DAY), ("new", now - 3_600_000_000_000)] {
+        store.hello(&hello(id, Head::GENESIS), now).unwrap();
+        let key = hello(id, Head::GENESIS).key;
+        store.ingest(&key, &chain_at(id, 4, at), 10, now).unwrap();
+    }
+    let what = store.expire_before(now - 10 * DAY).unwrap();
+    let machines = store.machines().unwrap();
+    let by_id = |id: &str| machines.iter().find(|m| m.key.computer_id == id).unwrap();
+    assert_eq!(by_id("old").records, 0, "{what}");
+    assert_eq!(by_id("old").acknowledged.sequence, 4, "the head stays: nothing is resent");
+    assert_eq!(by_id("new").records, 4, "{what}");
+    what
+}
+
 /// Journal cap per computer id.
 pub fn one_computer_may_open_a_bounded_number_of_journals(store: &dyn CollectorStore) {
     let journal = |id: usize| {

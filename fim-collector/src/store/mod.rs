@@ -121,6 +121,12 @@ pub trait CollectorStore: Send + Sync {
         now_ns: i64,
     ) -> Result<GapOutcome, CollectorError>;
 
+    /// Retention: deletes the records before the UTC hour holding `cutoff_ns` (SQLite), or
+    /// drops the daily partitions wholly before it (PostgreSQL), with their hourly counts,
+    /// so the counts stay equal to the rows. Returns what went, for the log. Machines and
+    /// their acknowledged heads stay: agents do not resend what was expired.
+    fn expire_before(&self, cutoff_ns: i64) -> Result<String, CollectorError>;
+
     /// The SQL dialect queries must be compiled for.
     fn dialect(&self) -> Dialect;
 

@@ -612,6 +612,22 @@ impl CollectorStore for PostgresStore {
         })
     }
 
+    fn expire_before(&self, cutoff_ns: i64) -> Result<String, CollectorError> {
+        let cutoff = Timestamp::from_unix_nanos(cutoff_ns);
+        let dropped = self.run("expiring old partitions", |client| {
+            Ok(layout::postgres_drop_before(client, cutoff)?)
+        })?;
+        let days = layout::partition_days(&dropped);
+        self.partitions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|day| !days.contains(day));
+        Ok(match dropped.len() {
+            0 => "no partition".to_string(),
+            n => format!("{n} daily partitions ({})", dropped.join(", ")),
+        })
+    }
+
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }

@@ -53,6 +53,13 @@ fn the_storage_contract_holds_on_postgres() {
         &PostgresStore::open(&url, 2).unwrap(),
     );
 
+    let url = database(&server, "retention");
+    let what = contract::retention_expires_old_records_and_their_counts(
+        &PostgresStore::open(&url, 2).unwrap(),
+    );
+    assert!(what.starts_with("1 daily partitions (configuration_change_p"), "{what}");
+    assert_eq!(totals(&url), (4, 4, 0), "rows, counts, default partition");
+
     let url = database(&server, "journals");
     contract::one_computer_may_open_a_bounded_number_of_journals(
         &PostgresStore::open(&url, 2).unwrap(),

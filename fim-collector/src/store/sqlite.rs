@@ -411,6 +411,19 @@ impl CollectorStore for SqliteStore {
         Ok(super::gap_recorded(key, first, gap))
     }
 
+    fn expire_before(&self, cutoff_ns: i64) -> Result<String, CollectorError> {
+        let mut conn = self.lock();
+        let fail = self.fail("expiring old records");
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&fail)?;
+        let [records, counts] = fim_kql::schema::SQLITE_RETENTION;
+        let deleted = tx.execute(records, params![cutoff_ns]).map_err(&fail)?;
+        tx.execute(counts, params![cutoff_ns]).map_err(&fail)?;
+        tx.commit().map_err(&fail)?;
+        Ok(format!("{deleted} records"))
+    }
+
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }

@@ -27,6 +27,23 @@ fn a_pruned_gap_is_recorded_and_the_chain_continues_after_it() {
 }
 
 #[test]
+fn retention_expires_old_records_and_their_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir);
+    let what = contract::retention_expires_old_records_and_their_counts(&store);
+    assert_eq!(what, "4 records");
+    let conn = store.lock();
+    let counted: i64 = conn
+        .query_row(
+            "SELECT coalesce(sum(changes), 0) FROM configuration_change_hourly",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(counted, 4, "the counts follow the rows");
+}
+
+#[test]
 fn one_computer_may_open_a_bounded_number_of_journals() {
     let dir = tempfile::tempdir().unwrap();
     contract::one_computer_may_open_a_bounded_number_of_journals(&store_in(&dir));

@@ -115,6 +115,10 @@ struct ServeArgs {
     /// The largest message an agent may send, in bytes.
     #[arg(long, default_value_t = Limits::default().max_message_bytes)]
     max_message_bytes: usize,
+    /// Keep records this many days (by TimeGenerated), expiring older ones at start and
+    /// every hour (PostgreSQL: whole daily partitions). Without it, records are kept.
+    #[arg(long)]
+    retention_days: Option<u32>,
     /// What a Busy answer asks agents to wait, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     retry_after_ms: u64,
@@ -171,12 +175,31 @@ fn serve_agents(args: ServeArgs) -> anyhow::Result<()> {
         println!("fim-collector listening on {}", bound.address);
         let _ = std::io::stdout().flush();
         tracing::info!(address = %bound.address, "serving agents (fim.collector.v1)");
+        if let Some(days) = args.retention_days {
+            tokio::spawn(expire_every_hour(Arc::clone(&store), days.max(1)));
+        }
         let workspace = WorkspaceService::new(Arc::clone(&store), QueryLimits::default());
         let service = CollectorService::new(store, limits);
         server::serve(bound, service, workspace, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Collector retention: at start, then every hour.
+async fn expire_every_hour(store: Arc<dyn CollectorStore>, days: u32) {
+    const DAY_NS: i64 = 86_400_000_000_000;
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let cutoff = fim_model::Timestamp::now().unix_nanos() - i64::from(days) * DAY_NS;
+        let store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || store.expire_before(cutoff)).await {
+            Ok(Ok(what)) => tracing::info!(days, "retention: expired {what}"),
+            Ok(Err(error)) => tracing::error!("retention: {error}"),
+            Err(error) => tracing::error!("retention task failed: {error}"),
+        }
+    }
 }
 
 #[cfg(unix)]
