@@ -132,7 +132,11 @@ pub fn retention_expires_old_records_and_their_counts(store: &dyn CollectorStore
     let machines = store.machines().unwrap();
     let by_id = |id: &str| machines.iter().find(|m| m.key.computer_id == id).unwrap();
     assert_eq!(by_id("old").records, 0, "{what}");
-    assert_eq!(by_id("old").acknowledged.sequence, 4, "the head stays: nothing is resent");
+    assert_eq!(
+        by_id("old").acknowledged.sequence,
+        4,
+        "the head stays: nothing is resent"
+    );
     assert_eq!(by_id("new").records, 4, "{what}");
     what
 }

@@ -57,7 +57,10 @@ fn the_storage_contract_holds_on_postgres() {
     let what = contract::retention_expires_old_records_and_their_counts(
         &PostgresStore::open(&url, 2).unwrap(),
     );
-    assert!(what.starts_with("1 daily partitions (configuration_change_p"), "{what}");
+    assert!(
+        what.starts_with("1 daily partitions (configuration_change_p"),
+        "{what}"
+    );
     assert_eq!(totals(&url), (4, 4, 0), "rows, counts, default partition");
 
     let url = database(&server, "journals");
