@@ -64,8 +64,9 @@ fn an_agent_offline_collector_catches_up_with_exactly_its_journal() {
     let address = free_address();
     let collector_state = workspace.base.join("collector");
     let mut engine = Engine::start_with(&workspace, &["--collector", &address]);
-    write_files(&workspace, "offline", 2500);
-    let (head, head_hash) = settled_head(&workspace.state, 2500, Duration::from_secs(120));
+    // The case: an agent offline while it records 10,000 changes.
+    write_files(&workspace, "offline", 10_000);
+    let (head, head_hash) = settled_head(&workspace.state, 10_000, Duration::from_secs(240));
     engine.wait_for_log("cannot connect to the collector", Duration::from_secs(10));
     assert_eq!(collector_count(&collector_state), 0);
 

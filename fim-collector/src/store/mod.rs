@@ -15,6 +15,7 @@ use fim_engine::state::Digest;
 use fim_kql::{CompiledQuery, Dialect, Rows};
 
 pub mod postgres;
+mod postgres_pool;
 mod postgres_schema;
 pub mod sqlite;
 mod sqlite_schema;

@@ -16,20 +16,14 @@
 //! Connections come from a small pool; one found closed (PostgreSQL restarted) is reopened
 //! and the operation retried once, which is safe because Hello and ingest are idempotent
 //! (the chain check skips what is already stored).
-use std::{
-    collections::HashSet,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Mutex, MutexGuard, TryLockError,
-    },
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Mutex};
 
 use fim_kql::schema as layout;
 use fim_model::Timestamp;
-use postgres::{Client, GenericClient, NoTls};
+use postgres::GenericClient;
 
 use super::{
+    postgres_pool::{Fail, Pool},
     postgres_schema::{self, Found},
     token_from, AgentHello, CollectorStore, GapOutcome, Ingested, JournalKey, Machine, PrunedGap,
     MACHINE_COLUMNS, MACHINE_STATS, MAX_JOURNALS_PER_COMPUTER, NO_STATS, TOKEN_COLUMNS,
@@ -54,45 +48,11 @@ const DAY_NS: i64 = 86_400_000_000_000;
 pub const DEFAULT_CONNECTIONS: usize = 4;
 
 pub struct PostgresStore {
-    config: postgres::Config,
-    /// The URL without its password, for messages.
+    pool: Pool,
+    /// The database as messages name it (no password).
     target: String,
-    slots: Vec<Mutex<Option<Client>>>,
-    next: AtomicUsize,
     /// Day starts (Unix ns) whose partition exists.
     partitions: Mutex<HashSet<i64>>,
-}
-
-/// Why an operation failed: the database, or a refusal to pass on as it is.
-enum Fail {
-    Db(postgres::Error),
-    Refused(CollectorError),
-}
-
-impl From<postgres::Error> for Fail {
-    fn from(error: postgres::Error) -> Self {
-        Fail::Db(error)
-    }
-}
-
-/// The URL as it can be shown: user, hosts, ports and database, never the password.
-fn redacted(config: &postgres::Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432u16)))
-        .map(|(host, port)| match host {
-            postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
-            #[cfg(unix)]
-            postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
-        })
-        .collect();
-    format!(
-        "postgresql://{}@{}/{}",
-        config.get_user().unwrap_or(""),
-        hosts.join(","),
-        config.get_dbname().unwrap_or("")
-    )
 }
 
 fn digest(target: &str, bytes: &[u8]) -> Result<Digest, Fail> {
@@ -279,27 +239,13 @@ impl PostgresStore {
     /// Connects to `url`, creates the schema in an empty database, and refuses a database
     /// that holds anything else. `connections` is the pool's size.
     pub fn open(url: &str, connections: usize) -> Result<PostgresStore, CollectorError> {
-        let mut config: postgres::Config =
-            url.parse()
-                .map_err(|source: postgres::Error| CollectorError::Postgres {
-                    target: "the --database URL".to_string(),
-                    action: "parsing the URL",
-                    source,
-                })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("fim-collector");
-        }
+        let pool = Pool::connect(url, connections)?;
         let store = PostgresStore {
-            target: redacted(&config),
-            config,
-            slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
-            next: AtomicUsize::new(0),
+            target: pool.target().to_string(),
+            pool,
             partitions: Mutex::new(HashSet::new()),
         };
-        let found = store.run("creating the schema", |client| {
+        let found = store.pool.run("creating the schema", |client| {
             Ok(postgres_schema::create_if_empty(client)?)
         })?;
         match found {
@@ -325,69 +271,8 @@ impl PostgresStore {
         &self.target
     }
 
-    fn slot(&self) -> MutexGuard<'_, Option<Client>> {
-        for slot in &self.slots {
-            match slot.try_lock() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        // A panic while holding a client cannot leave a transaction open on it: the
-        // transaction is rolled back when dropped.
-        self.slots[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn error(&self, action: &'static str, source: postgres::Error) -> CollectorError {
-        CollectorError::Postgres {
-            target: self.target.clone(),
-            action,
-            source,
-        }
-    }
-
-    /// Runs `operation` on a pooled connection; a connection found closed is reopened and
-    /// the operation retried once.
-    fn run<T>(
-        &self,
-        action: &'static str,
-        mut operation: impl FnMut(&mut Client) -> Result<T, Fail>,
-    ) -> Result<T, CollectorError> {
-        let mut slot = self.slot();
-        let mut retried = false;
-        loop {
-            let client = match &mut *slot {
-                Some(client) => client,
-                empty => empty.insert(
-                    self.config
-                        .connect(NoTls)
-                        .map_err(|source| self.error("connecting", source))?,
-                ),
-            };
-            match operation(client) {
-                Ok(value) => return Ok(value),
-                Err(Fail::Refused(error)) => return Err(error),
-                Err(Fail::Db(source)) => {
-                    if !client.is_closed() {
-                        return Err(self.error(action, source));
-                    }
-                    *slot = None;
-                    if retried {
-                        return Err(self.error(action, source));
-                    }
-                    tracing::warn!(database = %self.target, "the connection was closed \
-                        ({source}); reconnecting to retry {action}");
-                    retried = true;
-                }
-            }
-        }
-    }
-
     fn load_partitions(&self) -> Result<(), CollectorError> {
-        let names: Vec<String> = self.run("listing partitions", |client| {
+        let names: Vec<String> = self.pool.run("listing partitions", |client| {
             Ok(client
                 .query(
                     "SELECT c.relname::text FROM pg_inherits i \
@@ -432,7 +317,7 @@ impl PostgresStore {
     fn create_partitions(&self, days: &[i64]) {
         for &day in days {
             let ddl = layout::postgres_partition(Timestamp::from_unix_nanos(day));
-            let made = self.run("creating a partition", |client| {
+            let made = self.pool.run("creating a partition", |client| {
                 match client.batch_execute(&ddl) {
                     Err(error) if already_exists(&error) => Ok(()),
                     other => Ok(other?),
@@ -456,7 +341,7 @@ impl PostgresStore {
 impl CollectorStore for PostgresStore {
     fn hello(&self, hello: &AgentHello, now_ns: i64) -> Result<Machine, CollectorError> {
         let key = &hello.key;
-        self.run("registering a journal", |client| {
+        self.pool.run("registering a journal", |client| {
             let mut tx = client.transaction()?;
             tx.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -506,7 +391,7 @@ impl CollectorStore for PostgresStore {
         // collector's inserts until commit), and the batch checked again.
         let mut make_partitions = true;
         loop {
-            let attempt = self.run("ingesting a batch", |client| {
+            let attempt = self.pool.run("ingesting a batch", |client| {
                 let mut tx = client.transaction()?;
                 let Some(machine) = lock_machine(&self.target, &mut tx, key)? else {
                     return Err(Fail::Refused(super::unknown_journal(key)));
@@ -557,7 +442,7 @@ impl CollectorStore for PostgresStore {
     }
 
     fn machines(&self) -> Result<Vec<Machine>, CollectorError> {
-        self.run("listing machines", |client| {
+        self.pool.run("listing machines", |client| {
             let rows = client.query(
                 &format!(
                     "SELECT {MACHINE_COLUMNS}, {MACHINE_STATS} \
@@ -577,7 +462,7 @@ impl CollectorStore for PostgresStore {
         gap: &PrunedGap,
         now_ns: i64,
     ) -> Result<GapOutcome, CollectorError> {
-        self.run("recording a gap", |client| {
+        self.pool.run("recording a gap", |client| {
             let mut tx = client.transaction()?;
             let Some(machine) = lock_machine(&self.target, &mut tx, key)? else {
                 return Err(Fail::Refused(super::unknown_journal(key)));
@@ -614,7 +499,7 @@ impl CollectorStore for PostgresStore {
 
     fn expire_before(&self, cutoff_ns: i64) -> Result<String, CollectorError> {
         let cutoff = Timestamp::from_unix_nanos(cutoff_ns);
-        let dropped = self.run("expiring old partitions", |client| {
+        let dropped = self.pool.run("expiring old partitions", |client| {
             Ok(layout::postgres_drop_before(client, cutoff)?)
         })?;
         let days = layout::partition_days(&dropped);
@@ -633,7 +518,7 @@ impl CollectorStore for PostgresStore {
     }
 
     fn query(&self, query: &CompiledQuery) -> Result<Rows, CollectorError> {
-        let outcome = self.run("running a query", |client| {
+        let outcome = self.pool.run("running a query", |client| {
             match fim_kql::postgres::query_rows(client, query) {
                 // The server's error goes through `run`, which retries on a closed
                 // connection; the adapter's own (a timeout, a decode) is passed on as is.
@@ -645,7 +530,7 @@ impl CollectorStore for PostgresStore {
     }
 
     fn add_token(&self, token: &ApiToken, hash: &Digest) -> Result<(), CollectorError> {
-        let added = self.run("adding an API token", |client| {
+        let added = self.pool.run("adding an API token", |client| {
             Ok(client.execute(
                 "INSERT INTO api_token (name, token_hash, role, created_ns, expires_ns) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
@@ -665,7 +550,7 @@ impl CollectorStore for PostgresStore {
     }
 
     fn token(&self, hash: &Digest) -> Result<Option<ApiToken>, CollectorError> {
-        self.run("looking up an API token", |client| {
+        self.pool.run("looking up an API token", |client| {
             let row = client.query_opt(
                 &format!("SELECT {TOKEN_COLUMNS} FROM api_token WHERE token_hash = $1"),
                 &[&hash.as_slice()],
@@ -675,7 +560,7 @@ impl CollectorStore for PostgresStore {
     }
 
     fn tokens(&self) -> Result<Vec<ApiToken>, CollectorError> {
-        self.run("listing API tokens", |client| {
+        self.pool.run("listing API tokens", |client| {
             let rows = client.query(
                 &format!("SELECT {TOKEN_COLUMNS} FROM api_token ORDER BY name"),
                 &[],
@@ -685,7 +570,7 @@ impl CollectorStore for PostgresStore {
     }
 
     fn revoke_token(&self, name: &str, now_ns: i64) -> Result<bool, CollectorError> {
-        let changed = self.run("revoking an API token", |client| {
+        let changed = self.pool.run("revoking an API token", |client| {
             Ok(client.execute(
                 "UPDATE api_token SET revoked_ns = $2 WHERE name = $1 AND revoked_ns IS NULL",
                 &[&name, &now_ns],

@@ -4,6 +4,7 @@
 use super::*;
 use crate::store::contract_tests as contract;
 use fim_kql::pg_test::TestServer;
+use postgres::{Client, NoTls};
 
 /// A fresh database on `server`, and its URL.
 fn database(server: &TestServer, name: &str) -> String {
