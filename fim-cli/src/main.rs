@@ -54,11 +54,15 @@ struct Cli {
     /// Do not use a running daemon: read the store and edit the policy file directly.
     #[arg(long, global = true)]
     local: bool,
-    /// A workspace collector's address (http://127.0.0.1:7700): `changes`, `summary`,
+    /// A workspace collector's address (https://127.0.0.1:7700): `changes`, `summary`,
     /// `query` and `machines` then cover every machine reporting to it. The API token comes
     /// from FIM_WORKSPACE_TOKEN or --token-file.
     #[arg(long, global = true, env = "FIM_WORKSPACE")]
     workspace: Option<String>,
+    /// The workspace CA the collector is checked against (its tls/ca.pem); without it the
+    /// connection is plain, for a collector run with --insecure-plaintext.
+    #[arg(long, global = true, env = "FIM_WORKSPACE_CA")]
+    workspace_ca: Option<PathBuf>,
     /// A file whose first line is the workspace API token.
     #[arg(long, global = true, env = "FIM_WORKSPACE_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -153,7 +157,8 @@ const NEEDS_WORKSPACE: &str =
 /// --local is not given), else on the files.
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(url) = &cli.workspace {
-        return dispatch_workspace(url, cli.token_file.as_deref(), cli.command).await;
+        let (token_file, ca) = (cli.token_file.as_deref(), cli.workspace_ca.as_deref());
+        return dispatch_workspace(url, token_file, ca, cli.command).await;
     }
     if matches!(cli.command, Command::Query(_) | Command::Machines { .. }) {
         anyhow::bail!(NEEDS_WORKSPACE);
@@ -198,6 +203,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn dispatch_workspace(
     url: &str,
     token_file: Option<&std::path::Path>,
+    ca: Option<&std::path::Path>,
     command: Command,
 ) -> anyhow::Result<ExitCode> {
     let kql = match &command {
@@ -210,7 +216,7 @@ async fn dispatch_workspace(
              commands work on one machine (drop --workspace)"
         ),
     };
-    let mut client = workspace::connect(url, token_file).await?;
+    let mut client = workspace::connect(url, token_file, ca).await?;
     match (kql, command) {
         (Some((kql, max_rows, format)), _) => {
             workspace::query(&mut client, &kql, max_rows, format).await

@@ -3,8 +3,10 @@
 //! (any KQL), and `machines`.
 //!
 //! The token comes from `FIM_WORKSPACE_TOKEN` or `--token-file`, never from the command
-//! line (other users see it in the process list). The collector answers only over loopback
-//! until it has TLS; a remote workspace is reached through an SSH tunnel for now.
+//! line (other users see it in the process list). The connection is TLS checked against the
+//! workspace CA (`--workspace-ca`, the collector's tls/ca.pem) for the name every collector
+//! carries; without a CA it is plain HTTP/2, which only a collector run with
+//! `--insecure-plaintext` speaks, and that one answers loopback callers only.
 use std::{path::Path, process::ExitCode};
 
 use anyhow::{bail, Context as _};
@@ -15,7 +17,7 @@ use fim_kql::{quote, OutputColumn, Rows, Type, Value};
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{interceptor::InterceptedService, Interceptor},
-    transport::Channel,
+    transport::{Certificate, Channel, ClientTlsConfig},
 };
 
 use crate::{
@@ -57,19 +59,39 @@ fn token(token_file: Option<&Path>) -> anyhow::Result<String> {
     Ok(text.lines().next().unwrap_or("").trim().to_string())
 }
 
-pub async fn connect(url: &str, token_file: Option<&Path>) -> anyhow::Result<Client> {
+pub async fn connect(
+    url: &str,
+    token_file: Option<&Path>,
+    ca: Option<&Path>,
+) -> anyhow::Result<Client> {
     let secret = token(token_file)?;
     let header: MetadataValue<Ascii> = format!("Bearer {secret}")
         .parse()
         .context("the API token holds characters a header cannot carry")?;
-    let url = if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
+    let address = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let url = match (ca, url.split_once("://").map(|(scheme, _)| scheme)) {
+        (Some(_), Some("http")) => bail!(
+            "--workspace {url:?} is plain http, but --workspace-ca asks for TLS: use https://"
+        ),
+        (Some(_), _) => format!("https://{address}"),
+        (None, Some("https")) => bail!(
+            "--workspace {url:?} is https: pass the workspace CA with --workspace-ca \
+             (the collector's tls/ca.pem)"
+        ),
+        (None, _) => format!("http://{address}"),
     };
-    let channel = Channel::from_shared(url.clone())
+    let mut endpoint = Channel::from_shared(url.clone())
         .with_context(|| format!("--workspace {url:?} is not a URL"))?
-        .connect_timeout(std::time::Duration::from_secs(10))
+        .connect_timeout(std::time::Duration::from_secs(10));
+    if let Some(ca) = ca {
+        let pem = std::fs::read_to_string(ca)
+            .with_context(|| format!("reading the workspace CA {}", ca.display()))?;
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(pem))
+            .domain_name(fim_api::push::COLLECTOR_SERVER_NAME);
+        endpoint = endpoint.tls_config(tls).context("setting up TLS")?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .with_context(|| format!("cannot connect to the workspace at {url}"))?;

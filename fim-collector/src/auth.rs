@@ -76,9 +76,15 @@ const PREFIX: &str = "fimw_";
 
 /// A new secret and the hash to store.
 pub fn new_secret() -> std::io::Result<(String, Digest)> {
+    random_secret(PREFIX)
+}
+
+/// 32 random bytes as `prefix` and 64 hex digits, and the hash to store (enrollment tokens
+/// are made the same way, under their own prefix).
+pub(crate) fn random_secret(prefix: &str) -> std::io::Result<(String, Digest)> {
     let mut bytes = [0u8; 32];
     fim_engine::platform::random_bytes(&mut bytes)?;
-    let secret = format!("{PREFIX}{}", crate::chain::hex(&bytes));
+    let secret = format!("{prefix}{}", crate::chain::hex(&bytes));
     let hash = secret_hash(&secret);
     Ok((secret, hash))
 }

@@ -52,6 +52,8 @@ pub enum CollectorError {
     },
     #[error("the collector's server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Ca(#[from] crate::ca::CaError),
 }
 
 /// The server's own message when there is one ("db error" alone says nothing).

@@ -11,9 +11,13 @@
 //!   acknowledged heads live in the database only, so collectors can share one;
 //! - [`server`]: the gRPC services over TCP with their limits (admission, connections,
 //!   message and batch sizes): agents' Report stream, and the Workspace API (queries,
-//!   machines) for holders of an API token ([`auth`]).
+//!   machines) for holders of an API token ([`auth`]), and Enrollment;
+//! - [`ca`] and [`enrollment`]: the workspace CA, enrollment tokens, and the certificates
+//!   agents report with over mutual TLS (who may write which machine's journal).
 pub mod auth;
+pub mod ca;
 pub mod chain;
+pub mod enrollment;
 mod error;
 pub mod server;
 pub mod store;

@@ -58,6 +58,31 @@ pub fn create_private_file(path: &Path) -> io::Result<()> {
     imp::create_private_file(path)
 }
 
+/// Writes `bytes` to `path` (replacing it atomically) in a file readable by the owner only
+/// (0600 where the platform has modes): keys and certificates. Written beside it and
+/// renamed, so a crash leaves the old file or the new one, never half of one.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".new");
+    let temporary = std::path::PathBuf::from(name);
+    match std::fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    create_private_file(&temporary)?;
+    let mut file = std::fs::OpenOptions::new().write(true).open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => Ok(()),
+    }
+}
+
 /// Gives `file` (a rewrite of `path` about to replace it) the permissions of the file at
 /// `path`, or the platform's default for a new file (0644 on Unix).
 pub fn keep_permissions(path: &Path, file: &std::fs::File) -> io::Result<()> {

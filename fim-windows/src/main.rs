@@ -98,10 +98,8 @@ pub struct RunArgs {
     /// Print every committed record as a JSON line on stdout.
     #[arg(long)]
     pub print_records: bool,
-    /// Report the journal to a workspace collector (`host:port`); repeatable or a comma
-    /// list, tried in turn on failure. Retention then waits for its acknowledgement.
-    #[arg(long = "collector", value_name = "ADDR", value_delimiter = ',')]
-    pub collectors: Vec<String>,
+    #[command(flatten)]
+    pub reporting: fim_api::push::ReportingOptions,
     #[command(flatten)]
     pub api: ApiArgs,
 }

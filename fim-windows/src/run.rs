@@ -22,7 +22,8 @@ pub async fn run(
     started: impl FnOnce(),
 ) -> anyhow::Result<()> {
     // Shared by the push task (which learns it) and retention (which waits for it).
-    let acknowledged = (!args.collectors.is_empty()).then(fim_engine::store::Acknowledged::default);
+    let acknowledged =
+        (!args.reporting.collectors.is_empty()).then(fim_engine::store::Acknowledged::default);
     let daemon = Daemon::open(DaemonConfig {
         state_dir: args.state_dir.clone(),
         policy: PolicySource::File(args.policy.clone()),
@@ -108,7 +109,19 @@ pub async fn run(
             let _ = tokio::task::spawn_blocking(move || services.stop()).await;
         }
     });
-    let push = acknowledged.map(|acknowledged| start_push(&args, acknowledged));
+    // The push task reads the journal through its own read-only connection.
+    let push = match acknowledged {
+        Some(acknowledged) => args
+            .reporting
+            .start(
+                &args.state_dir,
+                "windows",
+                env!("CARGO_PKG_VERSION"),
+                acknowledged,
+            )
+            .context("reporting to the workspace")?,
+        None => None,
+    };
     let result = daemon.run(events, root_updates, stopping).await;
     if let Some(push) = push {
         push.abort();
@@ -131,26 +144,6 @@ pub async fn run(
         Ok(Err(error)) => Err(error).context("watching the registry"),
         Err(error) => Err(anyhow::anyhow!("the registry source failed: {error}")),
     }
-}
-
-/// Ships the journal to the workspace collectors through a read-only connection of its own
-/// (fim-api's push task, as fimd runs it).
-fn start_push(
-    args: &RunArgs,
-    acknowledged: fim_engine::store::Acknowledged,
-) -> tokio::task::JoinHandle<()> {
-    let computer = fim_engine::identity::Computer::of_this_host();
-    let identity = fim_api::push::AgentIdentity {
-        computer_id: computer.id,
-        computer: computer.name,
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        platform: "windows".to_string(),
-    };
-    let database = args.state_dir.join(fim_engine::daemon::DATABASE_FILE);
-    tracing::info!(collectors = ?args.collectors, "reporting the journal to the workspace");
-    let mut config = fim_api::push::PushConfig::new(args.collectors.clone(), database, identity);
-    config.acknowledged = acknowledged;
-    fim_api::push::spawn(config)
 }
 
 /// Stores where the change journals stand (off the async threads: it is device I/O).

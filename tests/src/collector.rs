@@ -127,6 +127,57 @@ impl Drop for Collector {
     }
 }
 
+/// Makes a one-use enrollment token in the workspace at `state` (creating the database and
+/// the CA on a first run) and returns the fimd flags that report to `address` with it:
+/// `--collector`, `--collector-ca` and `--enroll-token-file`.
+pub fn enrolled_agent_args(state: &Path, address: &str) -> Vec<String> {
+    enrolled_agent_args_in(state, address, &[])
+}
+
+/// [`enrolled_agent_args`] for a workspace elsewhere: `store` are the collector's database
+/// flags (`--database URL`); `state` still holds the CA and the token file.
+pub fn enrolled_agent_args_in(state: &Path, address: &str, store: &[&str]) -> Vec<String> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("agent-{}-{number}", std::process::id());
+    let token_file = state.join(format!("{name}.token"));
+    let mut args = vec![
+        "enroll",
+        "create",
+        "--name",
+        &name,
+        "--uses",
+        "1",
+        "--out",
+        token_file.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend_from_slice(store);
+    let output = run_collector(&args, state);
+    assert!(
+        output.status.success(),
+        "fim-collector enroll create: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    vec![
+        "--collector".to_string(),
+        address.to_string(),
+        "--collector-ca".to_string(),
+        ca_path(state).display().to_string(),
+        "--enroll-token-file".to_string(),
+        token_file.display().to_string(),
+    ]
+}
+
+/// The workspace CA of the collector whose state directory is `state`.
+pub fn ca_path(state: &Path) -> PathBuf {
+    state.join("tls").join("ca.pem")
+}
+
+/// Borrows flags for `Engine::start_with`.
+pub fn as_args(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// `fim-collector ARGS` to completion.
 pub fn run_collector(args: &[&str], state: &Path) -> Output {
     Command::new(collector_bin())

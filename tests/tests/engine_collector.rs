@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use fim_tests::{
     collector::{
-        agent_head, agent_rows, collector_count, collector_rows, free_address, machines,
-        run_collector, settled_head, wait_until, Collector,
+        agent_head, agent_rows, as_args, collector_count, collector_rows, enrolled_agent_args,
+        free_address, machines, run_collector, settled_head, wait_until, Collector,
     },
     engine::{Engine, Workspace},
 };
@@ -63,7 +63,8 @@ fn an_agent_offline_collector_catches_up_with_exactly_its_journal() {
     let workspace = Workspace::new("collector-offline");
     let address = free_address();
     let collector_state = workspace.base.join("collector");
-    let mut engine = Engine::start_with(&workspace, &["--collector", &address]);
+    let agent = enrolled_agent_args(&collector_state, &address);
+    let mut engine = Engine::start_with(&workspace, &as_args(&agent));
     // The case: an agent offline while it records 10,000 changes.
     write_files(&workspace, "offline", 10_000);
     let (head, head_hash) = settled_head(&workspace.state, 10_000, Duration::from_secs(240));
@@ -98,7 +99,8 @@ fn a_collector_killed_mid_ingest_loses_and_duplicates_nothing() {
     let workspace = Workspace::new("collector-kill");
     let address = free_address();
     let collector_state = workspace.base.join("collector");
-    let engine = Engine::start_with(&workspace, &["--collector", &address]);
+    let agent = enrolled_agent_args(&collector_state, &address);
+    let engine = Engine::start_with(&workspace, &as_args(&agent));
     write_files(&workspace, "kill", 3000);
     let (head, head_hash) = settled_head(&workspace.state, 3000, Duration::from_secs(120));
 
@@ -130,7 +132,8 @@ fn an_edited_agent_record_is_refused_and_flags_the_machine() {
     let workspace = Workspace::new("collector-edit");
     let address = free_address();
     let collector_state = workspace.base.join("collector");
-    let engine = Engine::start_with(&workspace, &["--collector", &address]);
+    let agent = enrolled_agent_args(&collector_state, &address);
+    let engine = Engine::start_with(&workspace, &as_args(&agent));
     write_files(&workspace, "edit", 20);
     let (head, _) = settled_head(&workspace.state, 20, Duration::from_secs(60));
     let rows = agent_rows(&workspace.state);
@@ -194,8 +197,9 @@ fn a_rolled_back_agent_journal_is_flagged_with_both_heads() {
     let workspace = Workspace::new("collector-rollback");
     let address = free_address();
     let collector_state = workspace.base.join("collector");
+    let agent = enrolled_agent_args(&collector_state, &address);
     let _collector = Collector::start(&collector_state, &address, &[]);
-    let engine = Engine::start_with(&workspace, &["--collector", &address]);
+    let engine = Engine::start_with(&workspace, &as_args(&agent));
     write_files(&workspace, "roll", 20);
     let (head, head_hash) = settled_head(&workspace.state, 20, Duration::from_secs(60));
     acknowledged(&collector_state, head, Duration::from_secs(60));
@@ -229,7 +233,7 @@ fn a_rolled_back_agent_journal_is_flagged_with_both_heads() {
         verified,
         "the rolled-back file verifies on its own: {report}"
     );
-    let engine = Engine::start_with(&workspace, &["--collector", &address]);
+    let engine = Engine::start_with(&workspace, &as_args(&agent));
     wait_until("the flag", Duration::from_secs(30), || {
         machines(&collector_state)[0]["chain_status"] == "flagged"
     });
@@ -295,7 +299,9 @@ fn an_agent_fails_over_to_the_next_collector_in_its_list() {
     let up = free_address();
     let collector_state = workspace.base.join("collector");
     let _collector = Collector::start(&collector_state, &up, &[]);
-    let mut engine = Engine::start_with(&workspace, &["--collector", &down, "--collector", &up]);
+    let mut agent = vec!["--collector".to_string(), down.clone()];
+    agent.extend(enrolled_agent_args(&collector_state, &up));
+    let mut engine = Engine::start_with(&workspace, &as_args(&agent));
     write_files(&workspace, "failover", 50);
     let (head, head_hash) = settled_head(&workspace.state, 50, Duration::from_secs(60));
     let machine = acknowledged(&collector_state, head, Duration::from_secs(60));

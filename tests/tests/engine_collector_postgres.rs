@@ -10,7 +10,8 @@ use std::{process::Command, time::Duration};
 use fim_kql::pg_test::TestServer;
 use fim_tests::{
     collector::{
-        agent_rows, collector_bin, free_address, hex, settled_head, wait_until, Collector, Row,
+        agent_rows, as_args, collector_bin, enrolled_agent_args_in, free_address, hex,
+        settled_head, wait_until, Collector, Row,
     },
     engine::{Engine, Workspace},
 };
@@ -120,12 +121,29 @@ fn two_collectors_on_one_postgresql_one_killed_and_the_database_restarted_lose_a
         &first,
         &["--database", &url, "--max-batch-records", "1"],
     );
+    let shared_ca = workspace.base.join("collector-a").join("tls");
+    let shared_ca = shared_ca.display().to_string();
     let collector_b = Collector::start(
         &workspace.base.join("collector-b"),
         &second,
-        &["--database", &url, "--max-batch-records", "1"],
+        &[
+            "--database",
+            &url,
+            "--max-batch-records",
+            "1",
+            "--tls-dir",
+            &shared_ca,
+        ],
     );
-    let engine = Engine::start_with(&workspace, &["--collector", &first, "--collector", &second]);
+    // Both collectors share the database, so a certificate one issued is known to both;
+    // they share the CA too, as the docs ask of collectors on one PostgreSQL.
+    let mut agent = enrolled_agent_args_in(
+        &workspace.base.join("collector-a"),
+        &first,
+        &["--database", &url],
+    );
+    agent.extend(["--collector".to_string(), second.clone()]);
+    let engine = Engine::start_with(&workspace, &as_args(&agent));
     write_files(&workspace, "pg", 3000);
     wait_until("ingest to begin", Duration::from_secs(120), || {
         stored(&url).unwrap_or(0) >= 100

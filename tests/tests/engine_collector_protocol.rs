@@ -1,4 +1,6 @@
-//! fim.collector.v1 spoken directly to a real `fim-collector`: oversized Hellos, too many
+//! fim.collector.v1 spoken directly to a real `fim-collector` (run with
+//! `--insecure-plaintext`, so the protocol is seen bare; engine_collector_enrollment covers
+//! TLS and certificates): oversized Hellos, too many
 //! journals, malformed and oversized batches, records that do not chain, replays, the
 //! admission limit, the connection limits. Each refusal names its reason, and good records
 //! sent afterwards on the same journal are still accepted.
@@ -149,7 +151,13 @@ async fn bad_batches_are_refused_with_reasons_and_later_good_records_are_accepte
     let collector = Collector::start(
         &base,
         &address,
-        &["--max-batch-records", "5", "--max-message-bytes", "65536"],
+        &[
+            "--insecure-plaintext",
+            "--max-batch-records",
+            "5",
+            "--max-message-bytes",
+            "65536",
+        ],
     );
     let records = journal(6);
     let (mut stream, first) = Stream::open(&address, "journal-a", &records[5]).await;
@@ -298,7 +306,13 @@ async fn streams_past_the_admission_limit_are_told_when_to_retry() {
     let _collector = Collector::start(
         &base,
         &address,
-        &["--max-streams", "1", "--retry-after-ms", "1500"],
+        &[
+            "--insecure-plaintext",
+            "--max-streams",
+            "1",
+            "--retry-after-ms",
+            "1500",
+        ],
     );
     let records = journal(1);
     let (first, welcome) = Stream::open(&address, "journal-1", &records[0]).await;
@@ -361,7 +375,7 @@ async fn oversized_hellos_and_too_many_journals_are_refused_with_reasons() {
     let base = std::env::temp_dir().join(format!("fim-collector-hello-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let address = free_address();
-    let _collector = Collector::start(&base, &address, &[]);
+    let _collector = Collector::start(&base, &address, &["--insecure-plaintext"]);
     let hello = |journal: usize| Hello {
         computer_id: COMPUTER_ID.into(),
         computer: "test-agent".into(),
@@ -403,7 +417,11 @@ async fn a_connection_that_sends_nothing_is_closed_at_the_first_byte_limit() {
     let base = std::env::temp_dir().join(format!("fim-collector-silent-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     let address = free_address();
-    let collector = Collector::start(&base, &address, &["--first-byte-timeout-ms", "1000"]);
+    let collector = Collector::start(
+        &base,
+        &address,
+        &["--insecure-plaintext", "--first-byte-timeout-ms", "1000"],
+    );
     // An agent that has spoken stays connected past the limit, quiet as it may be.
     let records = journal(1);
     let (mut agent, welcome) = Stream::open(&address, "journal-quiet", &records[0]).await;
@@ -448,7 +466,11 @@ async fn connections_past_the_per_address_cap_are_closed_at_once_and_an_agent_ke
     let collector = Collector::start(
         &base,
         &address,
-        &["--max-connections-per-address", &CAP.to_string()],
+        &[
+            "--insecure-plaintext",
+            "--max-connections-per-address",
+            &CAP.to_string(),
+        ],
     );
     let records = journal(2);
     let (mut agent, welcome) = Stream::open(&address, "journal-capped", &records[1]).await;

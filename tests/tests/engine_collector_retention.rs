@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use fim_tests::{
     collector::{
-        agent_rows, collector_rows, free_address, machines, settled_head, wait_until, Collector,
+        agent_rows, as_args, collector_rows, enrolled_agent_args, free_address, machines,
+        settled_head, wait_until, Collector,
     },
     engine::{Engine, Workspace},
 };
@@ -59,7 +60,8 @@ fn retention_waits_for_the_workspace_and_a_hard_cap_shows_there_as_a_gap() {
     let address = free_address();
     let collector_state = workspace.base.join("collector");
     policy(&workspace, "");
-    let args = ["--collector", address.as_str()];
+    let agent = enrolled_agent_args(&collector_state, &address);
+    let args = as_args(&agent);
 
     // The collector is down: 40 changes, then a restart, which applies retention at once.
     let engine = Engine::start_with(&workspace, &args);

@@ -6,7 +6,7 @@
 //! order, CSV holds the same cells. Refusals are checked by their exact reasons: no token,
 //! an unknown one, a revoked one, a connection that is not loopback.
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Output},
     time::Duration,
 };
@@ -14,7 +14,10 @@ use std::{
 use fim_kql::pg_test::TestServer;
 use fim_model::{ChangeRecord, ConfigChangeType};
 use fim_tests::{
-    collector::{agent_rows, collector_bin, free_address, settled_head, wait_until, Collector},
+    collector::{
+        agent_rows, as_args, ca_path, collector_bin, enrolled_agent_args_in, free_address,
+        settled_head, wait_until, Collector,
+    },
     engine::{fim_bin, Engine, Workspace},
 };
 
@@ -22,10 +25,29 @@ const SUMMARY: &str = "ConfigurationChange | where TimeGenerated > ago(14d) \
     | where ConfigChangeType in ('Registry', 'Files') \
     | summarize count() by Computer, ConfigChangeType";
 
+/// Where `fim --workspace` goes: the URL, and the workspace CA for https.
+struct Target {
+    url: String,
+    ca: Option<PathBuf>,
+}
+
+impl Target {
+    /// The TLS collector whose state directory is `state`, at `address`.
+    fn tls(address: &str, state: &Path) -> Target {
+        Target {
+            url: format!("https://{address}"),
+            ca: Some(ca_path(state)),
+        }
+    }
+}
+
 /// `fim --workspace URL ARGS` with `token` in FIM_WORKSPACE_TOKEN (None: no token).
-fn fim(url: &str, token: Option<&str>, args: &[&str]) -> Output {
+fn fim(target: &Target, token: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(fim_bin());
-    command.arg("--workspace").arg(url).args(args);
+    command.arg("--workspace").arg(&target.url).args(args);
+    if let Some(ca) = &target.ca {
+        command.arg("--workspace-ca").arg(ca);
+    }
     command.env_remove("FIM_WORKSPACE_TOKEN");
     if let Some(token) = token {
         command.env("FIM_WORKSPACE_TOKEN", token);
@@ -73,12 +95,12 @@ fn journal(state: &Path) -> Vec<ChangeRecord> {
 }
 
 /// Waits until the workspace has every record of the agent's journal.
-fn wait_for_workspace(url: &str, token: &str, head: u64) {
+fn wait_for_workspace(target: &Target, token: &str, head: u64) {
     wait_until(
         "the workspace to hold the journal",
         Duration::from_secs(120),
         || {
-            let output = fim(url, Some(token), &["machines", "--json"]);
+            let output = fim(target, Some(token), &["machines", "--json"]);
             output.status.success()
                 && String::from_utf8_lossy(&output.stdout)
                     .contains(&format!("\"acknowledged_sequence\":{head}"))
@@ -90,13 +112,14 @@ fn wait_for_workspace(url: &str, token: &str, head: u64) {
 fn scenario(name: &str, database: &[&str]) {
     let workspace = Workspace::new(name);
     let address = free_address();
-    let url = format!("http://{address}");
     let state = workspace.base.join("collector");
+    let url = Target::tls(&address, &state);
     let state_arg = state.display().to_string();
     let mut store_args: Vec<&str> = vec!["--state-dir", &state_arg];
     store_args.extend_from_slice(database);
     let collector = Collector::start(&state, &address, database);
-    let engine = Engine::start_with(&workspace, &["--collector", &address]);
+    let agent = enrolled_agent_args_in(&state, &address, database);
+    let engine = Engine::start_with(&workspace, &as_args(&agent));
     for index in 0..7 {
         std::fs::write(workspace.tree.join(format!("report-{index}.conf")), b"x").unwrap();
     }
@@ -286,43 +309,71 @@ fn the_workspace_answers_fim_over_postgresql() {
     scenario("workspace-query-pg", &["--database", &url]);
 }
 
-#[test]
-fn the_workspace_api_is_refused_off_loopback_until_tls() {
-    let workspace = Workspace::new("workspace-remote");
-    let state = workspace.base.join("collector");
-    let port = free_address().rsplit(':').next().unwrap().to_string();
-    let listen = format!("0.0.0.0:{port}");
-    let _collector = Collector::start(&state, &listen, &[]);
-    let state_arg = state.display().to_string();
-    let reader = token(
-        &["--state-dir", &state_arg],
-        &["create", "--name", "remote"],
-    );
-    // This machine's own non-loopback address, so the connection arrives from it.
+/// This machine's own non-loopback IPv4 address, so a connection to it arrives from it.
+fn own_address() -> String {
     let hosts = Command::new("hostname")
         .arg("-I")
         .output()
         .expect("hostname -I");
-    let address = String::from_utf8_lossy(&hosts.stdout)
+    String::from_utf8_lossy(&hosts.stdout)
         .split_whitespace()
         .find(|a| {
             a.parse::<std::net::Ipv4Addr>()
                 .is_ok_and(|ip| !ip.is_loopback())
         })
         .expect("a non-loopback IPv4 address on this machine")
-        .to_string();
-    refused(
-        &fim(
-            &format!("http://{address}:{port}"),
-            Some(&reader),
-            &["query", SUMMARY],
-        ),
-        "answers only on loopback until the collector has TLS",
-    );
-    // The same token over loopback works.
-    stdout(&fim(
-        &format!("http://127.0.0.1:{port}"),
-        Some(&reader),
-        &["query", SUMMARY],
-    ));
+        .to_string()
+}
+
+#[test]
+fn the_workspace_api_answers_other_hosts_only_over_tls() {
+    let workspace = Workspace::new("workspace-remote");
+    let address = own_address();
+    for (name, extra) in [("tls", &[][..]), ("plain", &["--insecure-plaintext"][..])] {
+        let state = workspace.base.join(format!("collector-{name}"));
+        let port = free_address().rsplit(':').next().unwrap().to_string();
+        let listen = format!("0.0.0.0:{port}");
+        let _collector = Collector::start(&state, &listen, extra);
+        let state_arg = state.display().to_string();
+        let reader = token(
+            &["--state-dir", &state_arg],
+            &["create", "--name", "remote"],
+        );
+        let (remote, local) = match name {
+            "tls" => (
+                Target::tls(&format!("{address}:{port}"), &state),
+                Target::tls(&format!("127.0.0.1:{port}"), &state),
+            ),
+            _ => (
+                Target {
+                    url: format!("http://{address}:{port}"),
+                    ca: None,
+                },
+                Target {
+                    url: format!("http://127.0.0.1:{port}"),
+                    ca: None,
+                },
+            ),
+        };
+        let from_afar = fim(&remote, Some(&reader), &["query", SUMMARY]);
+        if name == "tls" {
+            stdout(&from_afar);
+            // Plain HTTP/2 to a TLS collector gets nowhere, token or not (the failure is
+            // the transport's, at connect or at the call).
+            let plain = Target {
+                url: format!("http://127.0.0.1:{port}"),
+                ca: None,
+            };
+            let output = fim(&plain, Some(&reader), &["query", SUMMARY]);
+            refused(&output, "");
+            assert!(output.stdout.is_empty(), "no rows over plain HTTP/2");
+        } else {
+            refused(
+                &from_afar,
+                "runs without TLS (--insecure-plaintext): the workspace API answers only on loopback",
+            );
+        }
+        // Over loopback it answers either way.
+        stdout(&fim(&local, Some(&reader), &["query", SUMMARY]));
+    }
 }

@@ -10,15 +10,18 @@
 //! the next collector of the list; a `Busy` answer is honoured as the collector asks.
 //!
 //! Layout: [`journal`] (reading the journal read-only), [`session`] (one stream: Hello,
-//! batches, acks), [`backoff`].
-use std::{path::PathBuf, time::Duration};
+//! batches, acks), [`enroll`] (the agent's certificate: enrolling, mutual TLS),
+//! [`backoff`].
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tonic::transport::{Channel, Endpoint};
 
 pub mod backoff;
+pub mod enroll;
 pub mod journal;
 mod session;
 
+pub use enroll::{TlsSettings, COLLECTOR_SERVER_NAME};
 pub use journal::{JournalHead, JournalReader};
 pub use session::{Outcome, Progress};
 
@@ -40,34 +43,57 @@ pub enum PushError {
     Protocol { address: String, reason: String },
     #[error("cannot read the journal: {0}")]
     Journal(String),
+    #[error("workspace credentials: {0}")]
+    Credentials(String),
 }
 
-/// How the agent reaches collectors: plain TCP for now; TLS (an `Endpoint::tls_config`) is
-/// the next variant, chosen here so the push logic does not change.
+/// How the agent reaches collectors: mutual TLS with the certificate it enrolled for
+/// ([`enroll`]), or plain TCP where the collector was started with `--insecure-plaintext`
+/// (a lab, or a test of the protocol itself).
 #[derive(Clone, Debug, Default)]
 pub enum Transport {
     #[default]
     Plain,
+    Tls(Arc<TlsSettings>),
 }
 
 impl Transport {
-    pub async fn connect(&self, address: &str) -> Result<Channel, PushError> {
-        let uri = match self {
-            Transport::Plain if address.contains("://") => address.to_string(),
-            Transport::Plain => format!("http://{address}"),
-        };
-        let fail = |source| PushError::Connect {
-            address: address.to_string(),
-            source,
-        };
-        Endpoint::from_shared(uri)
-            .map_err(fail)?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_keepalive(Some(Duration::from_secs(30)))
-            .connect()
-            .await
-            .map_err(fail)
+    /// A channel for reporting: over TLS, enrolling first when the agent has no
+    /// certificate yet.
+    pub async fn connect(
+        &self,
+        address: &str,
+        identity: &AgentIdentity,
+    ) -> Result<Channel, PushError> {
+        match self {
+            Transport::Plain => {
+                let uri = if address.contains("://") {
+                    address.to_string()
+                } else {
+                    format!("http://{address}")
+                };
+                let fail = |source| PushError::Connect {
+                    address: address.to_string(),
+                    source,
+                };
+                endpoint(Endpoint::from_shared(uri).map_err(fail)?)
+                    .connect()
+                    .await
+                    .map_err(fail)
+            }
+            Transport::Tls(settings) => {
+                let credentials = settings.credentials(address, identity).await?;
+                settings.channel(address, Some(&credentials)).await
+            }
+        }
     }
+}
+
+/// The connection settings every collector connection uses.
+fn endpoint(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
 }
 
 /// Who the agent is, for the Hello.
@@ -109,6 +135,94 @@ impl PushConfig {
             max_backoff: Duration::from_secs(30),
             acknowledged: fim_engine::store::Acknowledged::default(),
         }
+    }
+}
+
+/// What fimd and fimsvc are told about reporting: their `--collector` flags (one clap
+/// definition, flattened into both).
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct ReportingOptions {
+    /// Report the journal to the workspace collector at ADDR (host:port, over mutual TLS;
+    /// repeatable: the next one is tried when one fails; FIM_COLLECTOR takes a comma list).
+    /// Retention then waits for the workspace's acknowledgement.
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "collector",
+            value_name = "ADDR",
+            env = "FIM_COLLECTOR",
+            value_delimiter = ','
+        )
+    )]
+    pub collectors: Vec<String>,
+    /// The workspace CA collectors are checked against (ca.pem in the collector's TLS
+    /// directory; a file only root, or the service, may change).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long = "collector-ca", value_name = "PATH", env = "FIM_COLLECTOR_CA")
+    )]
+    pub ca: Option<PathBuf>,
+    /// The enrollment token (`fim-collector enroll create`) for joining the workspace on
+    /// the first connection; not needed once enrolled.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PATH"))]
+    pub enroll_token_file: Option<PathBuf>,
+    /// Report over plain TCP, to a collector started with --insecure-plaintext.
+    #[cfg_attr(feature = "clap", arg(long = "collector-plaintext"))]
+    pub plaintext: bool,
+}
+
+impl ReportingOptions {
+    /// The transport these options ask for; the agent's credentials live in `state_dir`.
+    pub fn transport(&self, state_dir: &std::path::Path) -> Result<Transport, PushError> {
+        match (&self.ca, self.plaintext) {
+            (Some(_), true) => Err(PushError::Credentials(
+                "--collector-ca and --collector-plaintext exclude each other".to_string(),
+            )),
+            (None, true) => {
+                tracing::warn!(
+                    "reporting to the workspace over plain TCP (--collector-plaintext): the                      records and the machine's identity cross the network unprotected"
+                );
+                Ok(Transport::Plain)
+            }
+            (None, false) => Err(PushError::Credentials(
+                "--collector needs --collector-ca PATH (the workspace CA: ca.pem in the                  collector's TLS directory) or, for a collector run with --insecure-plaintext,                  --collector-plaintext"
+                    .to_string(),
+            )),
+            (Some(ca), false) => Ok(Transport::Tls(Arc::new(TlsSettings::new(
+                ca,
+                self.enroll_token_file.clone(),
+                state_dir,
+            )?))),
+        }
+    }
+
+    /// Starts reporting the journal in `state_dir` as this host, None without collectors.
+    /// Retention learns what the workspace acknowledged through `acknowledged`.
+    pub fn start(
+        &self,
+        state_dir: &std::path::Path,
+        platform: &str,
+        agent_version: &str,
+        acknowledged: fim_engine::store::Acknowledged,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, PushError> {
+        if self.collectors.is_empty() {
+            return Ok(None);
+        }
+        let transport = self.transport(state_dir)?;
+        let computer = fim_engine::identity::Computer::of_this_host();
+        let identity = AgentIdentity {
+            computer_id: computer.id,
+            computer: computer.name,
+            agent_version: agent_version.to_string(),
+            platform: platform.to_string(),
+        };
+        let database = state_dir.join(fim_engine::daemon::DATABASE_FILE);
+        tracing::info!(collectors = ?self.collectors, "reporting the journal to the workspace");
+        let mut config = PushConfig::new(self.collectors.clone(), database, identity);
+        config.acknowledged = acknowledged;
+        config.transport = transport;
+        Ok(Some(spawn(config)))
     }
 }
 
@@ -167,7 +281,7 @@ async fn attempt(
     address: &str,
     acknowledged: &mut Option<u64>,
 ) -> Result<Outcome, PushError> {
-    let channel = config.transport.connect(address).await?;
+    let channel = config.transport.connect(address, &config.identity).await?;
     let mut progress = Progress::default();
     let outcome = session::run(channel, address, config, journal, &mut progress).await;
     if let Some(sequence) = progress.acknowledged {

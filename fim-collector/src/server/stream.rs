@@ -17,14 +17,18 @@ use crate::{
 
 pub(super) type Replies = mpsc::Sender<Result<CollectorMessage, Status>>;
 
+/// `certified`: the computer id the agent's certificate was issued to, which its Hello
+/// must name (None on a plaintext collector).
 pub(super) async fn serve(
     store: Arc<dyn CollectorStore>,
     limits: Limits,
+    certified: Option<String>,
     mut inbound: Streaming<AgentMessage>,
     replies: Replies,
     _permit: OwnedSemaphorePermit,
 ) {
-    if let Err(status) = run(store, &limits, &mut inbound, &replies).await {
+    let certified = certified.as_deref();
+    if let Err(status) = run(store, &limits, certified, &mut inbound, &replies).await {
         if status.code() != tonic::Code::Ok {
             tracing::warn!("agent stream ended: {}", status.message());
         }
@@ -35,6 +39,7 @@ pub(super) async fn serve(
 async fn run(
     store: Arc<dyn CollectorStore>,
     limits: &Limits,
+    certified: Option<&str>,
     inbound: &mut Streaming<AgentMessage>,
     replies: &Replies,
 ) -> Result<(), Status> {
@@ -47,6 +52,20 @@ async fn run(
         }
         None => return Ok(()),
     };
+    if let Some(certified) = certified {
+        if hello.key.computer_id != certified {
+            tracing::warn!(
+                certified,
+                claimed = %hello.key.computer_id,
+                "report refused: the Hello names another computer than the certificate"
+            );
+            return Err(Status::permission_denied(format!(
+                "this certificate was issued to computer {certified}; it cannot report for \
+                 computer {}",
+                hello.key.computer_id
+            )));
+        }
+    }
     let key = hello.key.clone();
     let machine = blocking({
         let store = Arc::clone(&store);

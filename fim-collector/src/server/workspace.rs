@@ -1,8 +1,8 @@
 //! fim.collector.v1 Workspace: queries and machine status for holders of an API token.
 //!
-//! Every call is checked in this order, each failure with one clear status: the connection
-//! must come from loopback (until the collector speaks TLS, a token must not cross a
-//! network in clear), it must carry `authorization: Bearer <token>`, the token must be
+//! Every call is checked in this order, each failure with one clear status: on a plaintext
+//! collector the connection must come from loopback (a token must not cross a network in
+//! clear; over TLS any address may call), it must carry `authorization: Bearer <token>`, the token must be
 //! known, unrevoked and unexpired, and its role must allow the call. Queries are compiled
 //! by fim-kql (read-only by construction, row-capped, time-limited; counts over a time range
 //! answered from the hourly table) and run on the blocking pool, at most
@@ -51,25 +51,31 @@ pub struct WorkspaceService {
     store: Arc<dyn CollectorStore>,
     limits: QueryLimits,
     slots: Arc<Semaphore>,
+    /// Calls from other hosts are answered (the collector speaks TLS).
+    remote: bool,
 }
 
 impl WorkspaceService {
-    pub fn new(store: Arc<dyn CollectorStore>, limits: QueryLimits) -> Self {
+    /// `remote`: answer other hosts too; only on a TLS collector.
+    pub fn new(store: Arc<dyn CollectorStore>, limits: QueryLimits, remote: bool) -> Self {
         WorkspaceService {
             slots: Arc::new(Semaphore::new(limits.concurrent.max(1))),
             store,
             limits,
+            remote,
         }
     }
 
     /// The caller's token, once every check passed.
     async fn authorize<T>(&self, request: &Request<T>, needed: Role) -> Result<ApiToken, Status> {
         match request.remote_addr() {
+            _ if self.remote => {}
             Some(peer) if peer.ip().is_loopback() => {}
             peer => {
                 tracing::warn!(?peer, "workspace call refused: not from loopback");
                 return Err(Status::permission_denied(
-                    "the workspace API answers only on loopback until the collector has TLS",
+                    "this collector runs without TLS (--insecure-plaintext): the workspace \
+                     API answers only on loopback",
                 ));
             }
         }

@@ -243,3 +243,158 @@ pub fn a_pruned_gap_is_recorded_and_the_chain_continues_after_it(store: &dyn Col
     );
     assert_eq!(machine.flag_reason, None, "a gap is not tampering");
 }
+
+/// Enrollment: a token's uses are counted and spent once each, even by two stores racing
+/// for the last one; re-enrolling supersedes; an owner's revocation bars the machine until
+/// readmitted.
+pub fn enrollment_spends_each_use_once_and_revocation_bars_the_machine(
+    first: &dyn CollectorStore,
+    second: &dyn CollectorStore,
+) {
+    use crate::{
+        ca::IssuedCertificate,
+        enrollment::{EnrollingMachine, EnrollmentToken},
+    };
+    let now = 1_000;
+    let (_, hash) = crate::enrollment::new_secret().unwrap();
+    let token = EnrollmentToken {
+        name: "fleet".into(),
+        max_uses: 3,
+        uses_left: 3,
+        created_ns: now,
+        expires_ns: now + 1_000_000,
+        revoked_ns: None,
+    };
+    first.add_enrollment_token(&token, &hash).unwrap();
+    assert!(matches!(
+        first.add_enrollment_token(&token, &hash),
+        Err(CollectorError::TokenExists(_))
+    ));
+    let counter = std::sync::atomic::AtomicU32::new(0);
+    let issue = || {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(IssuedCertificate {
+            pem: String::new(),
+            fingerprint: format!("fp-{n}"),
+            serial: format!("{n:02x}"),
+            not_after_ns: now + 500,
+        })
+    };
+    let machine = |id: &str| EnrollingMachine {
+        computer_id: id.into(),
+        computer: format!("host-{id}"),
+    };
+    let issued = first
+        .enroll(&hash, &machine("m1"), now, &issue)
+        .unwrap()
+        .unwrap();
+    assert_eq!(issued.computer_id, "m1");
+    assert_eq!(issued.token_name, "fleet");
+    // Two stores race for the remaining two uses with four machines: exactly two win.
+    let outcomes: Vec<bool> = std::thread::scope(|scope| {
+        let racers: Vec<_> = ["m2", "m3", "m4", "m5"]
+            .into_iter()
+            .enumerate()
+            .map(|(index, id)| {
+                let store = if index % 2 == 0 { first } else { second };
+                let (hash, issue, machine) = (&hash, &issue, machine(id));
+                scope.spawn(move || store.enroll(hash, &machine, now, issue).unwrap().is_ok())
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|racer| racer.join().unwrap())
+            .collect()
+    });
+    assert_eq!(
+        outcomes.iter().filter(|won| **won).count(),
+        2,
+        "{outcomes:?}"
+    );
+    assert_eq!(first.enrollment_tokens().unwrap()[0].uses_left, 0);
+    let refusal = second
+        .enroll(&hash, &machine("m6"), now, &issue)
+        .unwrap()
+        .unwrap_err();
+    assert!(refusal.contains("all of its 3 enrollments"), "{refusal}");
+
+    // m1 enrolls again with a new token: its first certificate is superseded.
+    let (_, again) = crate::enrollment::new_secret().unwrap();
+    let renewal = EnrollmentToken {
+        name: "renewal".into(),
+        ..token.clone()
+    };
+    first.add_enrollment_token(&renewal, &again).unwrap();
+    let newer = first
+        .enroll(&again, &machine("m1"), now + 1, &issue)
+        .unwrap()
+        .unwrap();
+    let old = second
+        .agent_certificate(&issued.fingerprint)
+        .unwrap()
+        .unwrap();
+    assert!(old.refusal(now + 2).unwrap().contains("superseded"));
+    assert_eq!(
+        second
+            .agent_certificate(&newer.fingerprint)
+            .unwrap()
+            .unwrap()
+            .refusal(now + 2),
+        None
+    );
+    assert!(second
+        .agent_certificate(&newer.fingerprint)
+        .unwrap()
+        .unwrap()
+        .refusal(now + 500)
+        .unwrap()
+        .contains("expired"));
+
+    // Revoked by an owner: refused, barred from enrolling, then readmitted.
+    assert_eq!(first.revoke_machine("m1", now + 3).unwrap(), 1);
+    let revoked = second
+        .agent_certificate(&newer.fingerprint)
+        .unwrap()
+        .unwrap();
+    assert!(revoked
+        .refusal(now + 4)
+        .unwrap()
+        .contains("revoked by an owner"));
+    let barred = first
+        .enroll(&again, &machine("m1"), now + 5, &issue)
+        .unwrap()
+        .unwrap_err();
+    assert!(barred.contains("was revoked by an owner"), "{barred}");
+    assert_eq!(second.readmit_machine("m1").unwrap(), 1);
+    first
+        .enroll(&again, &machine("m1"), now + 6, &issue)
+        .unwrap()
+        .expect("readmitted machines enroll");
+    let still = second
+        .agent_certificate(&newer.fingerprint)
+        .unwrap()
+        .unwrap();
+    assert!(
+        still.refusal(now + 7).is_some(),
+        "readmission revives no certificate"
+    );
+
+    // A revoked token enrolls no one; an unknown one is named as such.
+    assert!(first.revoke_enrollment_token("renewal", now + 8).unwrap());
+    assert!(!first.revoke_enrollment_token("renewal", now + 8).unwrap());
+    let refusal = first
+        .enroll(&again, &machine("m7"), now + 9, &issue)
+        .unwrap()
+        .unwrap_err();
+    assert!(refusal.contains("was revoked"), "{refusal}");
+    let (_, unknown) = crate::enrollment::new_secret().unwrap();
+    assert_eq!(
+        first
+            .enroll(&unknown, &machine("m7"), now, &issue)
+            .unwrap()
+            .unwrap_err(),
+        "unknown enrollment token"
+    );
+    let all = first.agent_certificates().unwrap();
+    assert_eq!(all.len(), 5, "every certificate stays on record: {all:?}");
+}

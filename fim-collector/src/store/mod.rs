@@ -14,6 +14,7 @@ use crate::{
 use fim_engine::state::Digest;
 use fim_kql::{CompiledQuery, Dialect, Rows};
 
+pub mod enrollment;
 pub mod postgres;
 mod postgres_pool;
 mod postgres_schema;
@@ -23,6 +24,7 @@ mod sqlite_schema;
 #[cfg(test)]
 mod contract_tests;
 
+pub use enrollment::EnrollmentStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -96,7 +98,7 @@ pub struct Ingested {
     pub acknowledged: Head,
 }
 
-pub trait CollectorStore: Send + Sync {
+pub trait CollectorStore: EnrollmentStore + Send + Sync {
     /// Registers the journal (or updates what the agent says about itself), flags it when
     /// its head contradicts what was acknowledged, and returns it.
     fn hello(&self, hello: &AgentHello, now_ns: i64) -> Result<Machine, CollectorError>;

@@ -590,6 +590,9 @@ fn token_row(row: &postgres::Row) -> Result<ApiToken, postgres::Error> {
     ))
 }
 
+#[path = "postgres_enrollment.rs"]
+mod enrollment;
+
 // The throwaway server is Unix-only.
 #[cfg(test)]
 #[cfg(unix)]

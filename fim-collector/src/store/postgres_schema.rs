@@ -118,8 +118,13 @@ pub fn create_if_empty(client: &mut postgres::Client) -> Result<Found, postgres:
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
     let found = inspect(&mut tx)?;
+    if matches!(found, Found::Ours) {
+        // Tables added within the version (enrollment) appear in older workspaces.
+        tx.batch_execute(&super::enrollment::tables(false))?;
+    }
     if matches!(found, Found::Empty) {
         tx.batch_execute(MACHINES)?;
+        tx.batch_execute(&super::enrollment::tables(false))?;
         tx.batch_execute(fim_kql::schema::POSTGRES_SCHEMA)?;
         tx.execute(
             "INSERT INTO fim_workspace (application, version) VALUES ($1, $2)",

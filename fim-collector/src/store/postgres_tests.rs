@@ -76,6 +76,12 @@ fn the_storage_contract_holds_on_postgres() {
     );
     contract::two_stores_racing_on_one_journal_store_each_record_once(&first, &second);
     assert_eq!(totals(&url), (400, 400, 0));
+    let url = database(&server, "enrollment");
+    let (first, second) = (
+        PostgresStore::open(&url, 2).unwrap(),
+        PostgresStore::open(&url, 2).unwrap(),
+    );
+    contract::enrollment_spends_each_use_once_and_revocation_bars_the_machine(&first, &second);
 }
 
 #[test]

@@ -504,6 +504,9 @@ fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
     ))
 }
 
+#[path = "sqlite_enrollment.rs"]
+mod enrollment;
+
 #[cfg(test)]
 #[path = "sqlite_tests.rs"]
 mod tests;

@@ -83,6 +83,7 @@ pub fn problem(conn: &Connection) -> rusqlite::Result<Option<String>> {
 pub fn create(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(MACHINES)?;
+    tx.execute_batch(&super::enrollment::tables(true))?;
     tx.execute_batch(fim_kql::schema::SQLITE_SCHEMA)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.pragma_update(None, "user_version", VERSION)?;
@@ -94,8 +95,9 @@ pub fn create(conn: &mut Connection) -> rusqlite::Result<()> {
 pub fn upgrade(conn: &mut Connection) -> rusqlite::Result<i32> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let version: i32 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    // Idempotent: tables added within a version (the token table) appear in older files.
+    // Idempotent: tables added within a version (tokens, enrollment) appear in older files.
     tx.execute_batch(MACHINES)?;
+    tx.execute_batch(&super::enrollment::tables(true))?;
     if version == 1 {
         tx.execute_batch(fim_kql::schema::SQLITE_SCHEMA)?;
         tx.execute(BACKFILL_HOURLY, [])?;

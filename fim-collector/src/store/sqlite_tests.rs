@@ -152,3 +152,10 @@ fn hourly_counts_equal_the_rows_and_a_version_1_database_is_upgraded_with_its_co
         .unwrap();
     assert_eq!(old_hour, 1);
 }
+
+#[test]
+fn enrollment_holds_on_sqlite_with_two_collectors_on_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (store_in(&dir), store_in(&dir));
+    contract::enrollment_spends_each_use_once_and_revocation_bars_the_machine(&first, &second);
+}

@@ -3,7 +3,9 @@
 //! `serve` opens (or, on a first run, creates) the workspace database, in the state
 //! directory (SQLite) or at `--database` (PostgreSQL), binds the TCP address, prints it on stdout and serves agents until SIGTERM or
 //! SIGINT. `machines` lists the journals the workspace knows, flagged ones with the reason;
-//! `token` makes, lists and revokes the API tokens of the Workspace API.
+//! `token` makes, lists and revokes the API tokens of the Workspace API; `enroll` makes
+//! enrollment tokens and revokes machines. Agents report over mutual TLS with certificates
+//! the workspace CA (in the TLS directory, made on first use) issued at enrollment.
 //! A database that is missing where one was expected, or unusable, stops it with a non-zero
 //! exit: a silent fresh start would forget every acknowledged head.
 use std::{io::Write as _, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -15,6 +17,7 @@ use fim_collector::{
     store::{sqlite::DATABASE_FILE, CollectorStore, PostgresStore, SqliteStore},
 };
 
+mod enroll;
 mod machines;
 mod tokens;
 
@@ -44,6 +47,32 @@ enum Command {
         #[command(subcommand)]
         command: tokens::TokenCommand,
     },
+    /// Enrollment tokens for agents, their certificates, and revoking machines.
+    Enroll {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
+        #[command(subcommand)]
+        command: enroll::EnrollCommand,
+    },
+}
+
+/// Where the workspace CA lives.
+#[derive(clap::Args, Debug)]
+struct TlsArgs {
+    /// The workspace CA's directory (ca.key, ca.pem); default: tls in the state directory.
+    /// Collectors sharing one PostgreSQL share these two files.
+    #[arg(long, env = "FIM_COLLECTOR_TLS_DIR", value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn dir(&self, database: &DatabaseArgs) -> PathBuf {
+        self.tls_dir
+            .clone()
+            .unwrap_or_else(|| database.state_dir.join("tls"))
+    }
 }
 
 /// Where the workspace lives: the embedded SQLite file in the state directory, or a
@@ -89,6 +118,12 @@ impl DatabaseArgs {
 struct ServeArgs {
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Serve without TLS: agents report unauthenticated (no enrollment), and the Workspace
+    /// API answers on loopback only. For labs and protocol tests; never on a network.
+    #[arg(long)]
+    insecure_plaintext: bool,
     /// The TCP address agents connect to (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:7700")]
     listen: String,
@@ -136,6 +171,11 @@ fn main() -> ExitCode {
         Command::Serve(serve) => serve_agents(serve),
         Command::Machines { database, json } => machines::print(&database, json),
         Command::Token { database, command } => tokens::run(&database, command),
+        Command::Enroll {
+            database,
+            tls,
+            command,
+        } => enroll::run(&database, &tls.dir(&database), command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -169,6 +209,21 @@ fn serve_agents(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // The database first: on a first run it must find the state directory empty.
+    let ca = match args.insecure_plaintext {
+        true => {
+            tracing::warn!(
+                "serving WITHOUT TLS (--insecure-plaintext): agents are not authenticated, \
+                 records cross the network in clear, and enrollment is off"
+            );
+            None
+        }
+        false => {
+            let ca = fim_collector::ca::WorkspaceCa::load_or_create(&args.tls.dir(&args.database))?;
+            tracing::info!(ca = %ca.ca_path().display(), "agents report over mutual TLS with the workspace CA");
+            Some(Arc::new(ca))
+        }
+    };
     runtime.block_on(async move {
         let bound = server::bind(&args.listen).await?;
         // The address on stdout, for `cargo xtask run` and for scripts (port 0).
@@ -178,9 +233,10 @@ fn serve_agents(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(days) = args.retention_days {
             tokio::spawn(expire_every_hour(Arc::clone(&store), days.max(1)));
         }
-        let workspace = WorkspaceService::new(Arc::clone(&store), QueryLimits::default());
-        let service = CollectorService::new(store, limits);
-        server::serve(bound, service, workspace, shutdown_signal()).await?;
+        let tls = ca.is_some();
+        let workspace = WorkspaceService::new(Arc::clone(&store), QueryLimits::default(), tls);
+        let service = CollectorService::new(store, limits, tls);
+        server::serve(bound, service, workspace, ca, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })

@@ -63,15 +63,8 @@ pub(crate) struct Args {
     /// allowed) and "owner" or "reader", e.g. `ab12...=reader` (repeatable).
     #[arg(long = "api-client", value_name = "FINGERPRINT=ROLE", value_parser = parse_api_client)]
     pub(crate) api_clients: Vec<(String, fim_api::Role)>,
-    /// Report the journal to the workspace collector at ADDR (host:port, plain TCP for now;
-    /// repeatable: the next one is tried when one fails; FIM_COLLECTOR takes a comma list).
-    #[arg(
-        long = "collector",
-        value_name = "ADDR",
-        env = "FIM_COLLECTOR",
-        value_delimiter = ','
-    )]
-    pub(crate) collectors: Vec<String>,
+    #[command(flatten)]
+    pub(crate) reporting: fim_api::push::ReportingOptions,
 }
 
 fn parse_api_client(text: &str) -> Result<(String, fim_api::Role), String> {
@@ -99,6 +92,6 @@ mod tests {
     #[test]
     fn collectors_split_on_commas() {
         let args = Args::try_parse_from(["fimd", "--collector", "a:1,b:2"]).unwrap();
-        assert_eq!(args.collectors, ["a:1", "b:2"]);
+        assert_eq!(args.reporting.collectors, ["a:1", "b:2"]);
     }
 }

@@ -51,7 +51,8 @@ async fn start_api(daemon: &Daemon, args: &Args) -> anyhow::Result<Option<Runnin
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // Shared by the push task (which learns it) and retention (which waits for it).
-    let acknowledged = (!args.collectors.is_empty()).then(fim_engine::store::Acknowledged::default);
+    let acknowledged =
+        (!args.reporting.collectors.is_empty()).then(fim_engine::store::Acknowledged::default);
     let daemon = Daemon::open(DaemonConfig {
         state_dir: args.state_dir.clone(),
         policy: PolicySource::File(args.policy.clone()),
@@ -71,7 +72,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         &fim_engine::change::Timestamp::now().to_rfc3339(),
     );
     let api = start_api(&daemon, &args).await?;
-    let push = acknowledged.and_then(|acknowledged| start_push(&args, acknowledged));
+    // The push task reads the journal through its own read-only connection: journaling
+    // never waits on it.
+    let push = match acknowledged {
+        Some(acknowledged) => args
+            .reporting
+            .start(
+                &args.state_dir,
+                "linux",
+                env!("CARGO_PKG_VERSION"),
+                acknowledged,
+            )
+            .context("reporting to the workspace")?,
+        None => None,
+    };
     let result = run_engine(
         daemon,
         &args,
@@ -89,29 +103,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         api.stop().await;
     }
     result
-}
-
-/// Starts shipping the journal to the collectors (`--collector`), None without any. The
-/// task reads the journal through its own read-only connection: journaling never waits on it.
-fn start_push(
-    args: &Args,
-    acknowledged: fim_engine::store::Acknowledged,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if args.collectors.is_empty() {
-        return None;
-    }
-    let computer = fim_engine::identity::Computer::of_this_host();
-    let identity = fim_api::push::AgentIdentity {
-        computer_id: computer.id,
-        computer: computer.name,
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        platform: "linux".to_string(),
-    };
-    let database = args.state_dir.join(fim_engine::daemon::DATABASE_FILE);
-    tracing::info!(collectors = ?args.collectors, "reporting the journal to the workspace");
-    let mut config = fim_api::push::PushConfig::new(args.collectors.clone(), database, identity);
-    config.acknowledged = acknowledged;
-    Some(fim_api::push::spawn(config))
 }
 
 async fn run_engine(
