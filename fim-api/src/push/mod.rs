@@ -34,7 +34,11 @@ pub enum PushError {
         address: String,
         source: tonic::transport::Error,
     },
-    #[error("the collector at {address} failed the stream: {status}")]
+    #[error(
+        "the collector at {address} failed the stream: {} ({:?})",
+        status.message(),
+        status.code()
+    )]
     Stream {
         address: String,
         status: Box<tonic::Status>,

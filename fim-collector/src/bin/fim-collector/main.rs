@@ -63,7 +63,7 @@ enum Command {
 struct TlsArgs {
     /// The workspace CA's directory (ca.key, ca.pem); default: tls in the state directory.
     /// Collectors sharing one PostgreSQL share these two files.
-    #[arg(long, env = "FIM_COLLECTOR_TLS_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "FIM_COLLECTOR_TLS_DIR", value_name = "DIR")]
     tls_dir: Option<PathBuf>,
 }
 
@@ -82,6 +82,7 @@ struct DatabaseArgs {
     /// Where the embedded workspace database (collector.db) lives.
     #[arg(
         long,
+        global = true,
         env = "FIM_COLLECTOR_STATE_DIR",
         default_value = "/var/lib/fim-collector"
     )]
@@ -89,10 +90,10 @@ struct DatabaseArgs {
     /// A PostgreSQL connection URL (postgresql://user@host:port/db) or libpq string; when
     /// given, the workspace lives there instead of in the state directory. An empty
     /// database gets the schema; one holding anything else is refused.
-    #[arg(long, env = "FIM_COLLECTOR_DATABASE")]
+    #[arg(long, global = true, env = "FIM_COLLECTOR_DATABASE")]
     database: Option<String>,
     /// PostgreSQL connections this collector holds.
-    #[arg(long, default_value_t = fim_collector::store::postgres::DEFAULT_CONNECTIONS)]
+    #[arg(long, global = true, default_value_t = fim_collector::store::postgres::DEFAULT_CONNECTIONS)]
     pg_connections: usize,
 }
 
