@@ -5,7 +5,9 @@
 //! exit status is the command's. With no arguments fimd runs the engine on its embedded default:
 //! the built-in policy (while /etc/fim/policy.toml does not exist) and the SQLite store in
 //! /var/lib/fim. The collector runs beside it (same process group, so Ctrl-C stops it too) on
-//! its embedded SQLite store in /var/lib/fim-collector, and fimd gets `--collector ADDR`.
+//! its embedded SQLite store in /var/lib/fim-collector, and fimd reports to it over mutual
+//! TLS: it gets `--collector ADDR`, the workspace CA, and (until it is enrolled) a one-use
+//! enrollment token made here.
 
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
@@ -32,20 +34,58 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let address = start_collector(&release.join("fim-collector"))?;
     println!("xtask: the workspace collector listens on {address} (state in {COLLECTOR_STATE})");
+    let ca = std::path::Path::new(COLLECTOR_STATE).join("tls/ca.pem");
     match local_owner_token(&release.join("fim-collector")) {
         Ok(token_file) => println!(
-            "xtask: query the workspace: fim --workspace http://{address} --token-file {} \
-             changes   (or summary, query 'KQL', machines)",
+            "xtask: query the workspace: fim --workspace https://{address} --workspace-ca {} \
+             --token-file {} changes   (or summary, query 'KQL', machines)",
+            ca.display(),
             token_file.display()
         ),
         Err(error) => eprintln!("xtask: no workspace API token for the local owner: {error:#}"),
     }
     let mut cmd = Command::new(&fimd);
-    cmd.arg("--collector").arg(&address).args(args);
+    cmd.arg("--collector")
+        .arg(&address)
+        .arg("--collector-ca")
+        .arg(&ca);
+    if !std::path::Path::new(FIMD_CERTIFICATE).exists() {
+        let token = enrollment_token(&release.join("fim-collector"))?;
+        cmd.arg("--enroll-token-file").arg(token);
+    }
+    cmd.args(args);
     eprintln!("xtask: exec {}", show(&cmd));
     // exec only returns on failure.
     let err = cmd.exec();
     Err(anyhow::Error::new(err).context(format!("exec {}", fimd.display())))
+}
+
+/// The certificate fimd keeps once it is enrolled (its default state directory).
+const FIMD_CERTIFICATE: &str = "/var/lib/fim/collector-agent.pem";
+
+/// A one-use enrollment token for the local fimd, in a root-only file beside the
+/// collector's database.
+fn enrollment_token(binary: &std::path::Path) -> Result<std::path::PathBuf> {
+    let path = std::path::Path::new(COLLECTOR_STATE).join("local-fimd.token");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let output = Command::new(binary)
+        .args(["enroll", "create", "--state-dir", COLLECTOR_STATE])
+        .arg("--name")
+        .arg(format!("local-fimd-{stamp}"))
+        .arg("--out")
+        .arg(&path)
+        .output()
+        .context("running fim-collector enroll create")?;
+    if !output.status.success() {
+        bail!(
+            "fim-collector enroll create: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(path)
 }
 
 /// An owner API token for whoever ran `cargo xtask run`, in a root-only file beside the
