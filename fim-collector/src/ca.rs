@@ -95,22 +95,7 @@ impl WorkspaceCa {
     }
 
     fn load(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<WorkspaceCa, CaError> {
-        let io = |action| {
-            let dir = dir.to_path_buf();
-            move |source| CaError::Io {
-                dir,
-                action,
-                source,
-            }
-        };
-        let certificate = |action| {
-            let dir = dir.to_path_buf();
-            move |source| CaError::Certificate {
-                dir,
-                action,
-                source,
-            }
-        };
+        let (io, certificate) = (io_error(dir), certificate_error(dir));
         let key_pem = std::fs::read_to_string(key_path).map_err(io("reading ca.key"))?;
         let ca_pem = std::fs::read_to_string(cert_path).map_err(io("reading ca.pem"))?;
         let key = KeyPair::from_pem(&key_pem).map_err(certificate("reading ca.key"))?;
@@ -124,22 +109,7 @@ impl WorkspaceCa {
     }
 
     fn create(dir: &Path, key_path: &Path, cert_path: &Path) -> Result<WorkspaceCa, CaError> {
-        let io = |action| {
-            let dir = dir.to_path_buf();
-            move |source| CaError::Io {
-                dir,
-                action,
-                source,
-            }
-        };
-        let certificate = |action| {
-            let dir = dir.to_path_buf();
-            move |source| CaError::Certificate {
-                dir,
-                action,
-                source,
-            }
-        };
+        let (io, certificate) = (io_error(dir), certificate_error(dir));
         fim_engine::platform::create_private_dir(dir).map_err(io("creating the directory"))?;
         let key = KeyPair::generate().map_err(certificate("generating the CA key"))?;
         let mut params = CertificateParams::default();
@@ -246,6 +216,32 @@ impl WorkspaceCa {
 /// prints it, without the colons).
 pub fn fingerprint(der: &[u8]) -> String {
     crate::chain::hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
+}
+
+/// `CaError::Io` for an action in `dir`.
+fn io_error(dir: &Path) -> impl Fn(&'static str) -> Box<dyn FnOnce(io::Error) -> CaError> + '_ {
+    move |action| {
+        let dir = dir.to_path_buf();
+        Box::new(move |source| CaError::Io {
+            dir,
+            action,
+            source,
+        })
+    }
+}
+
+/// `CaError::Certificate` for an action in `dir`.
+fn certificate_error(
+    dir: &Path,
+) -> impl Fn(&'static str) -> Box<dyn FnOnce(rcgen::Error) -> CaError> + '_ {
+    move |action| {
+        let dir = dir.to_path_buf();
+        Box::new(move |source| CaError::Certificate {
+            dir,
+            action,
+            source,
+        })
+    }
 }
 
 fn name(common_name: &str) -> DistinguishedName {
