@@ -312,4 +312,34 @@ fn an_agent_fails_over_to_the_next_collector_in_its_list() {
         Duration::from_secs(5),
     );
     engine.stop();
+
+    // The heartbeat carries each entity's baseline digest: after a restart (digests are
+    // reused for minutes), the workspace holds exactly what the agent's baseline gives.
+    let expected = fim_engine::store::Store::open_read_only(workspace.state.join("fim.db"))
+        .expect("the agent's database")
+        .entity_digests()
+        .expect("entity digests");
+    assert!(
+        !expected.is_empty(),
+        "the test tree is an entity with a baseline"
+    );
+    let engine = Engine::start_with(&workspace, &as_args(&agent));
+    let mut reported = Vec::new();
+    wait_until(
+        "the heartbeat's entity digests",
+        Duration::from_secs(60),
+        || {
+            reported = machines(&collector_state)[0]["entities"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            reported.len() == expected.len()
+        },
+    );
+    for (got, want) in reported.iter().zip(&expected) {
+        assert_eq!(got["entity"], want.entity.as_str());
+        assert_eq!(got["objects"], want.objects);
+        assert_eq!(got["digest"], fim_tests::collector::hex(&want.digest));
+    }
+    engine.stop();
 }

@@ -81,6 +81,7 @@ async fn hello(channel: Channel, computer_id: &str) -> Result<collector_message:
                 agent_version: "test".into(),
                 platform: "test".into(),
                 strategy: "replay".into(),
+                ..Hello::default()
             })),
         })
         .await

@@ -84,6 +84,7 @@ impl Stream {
             agent_version: "test".into(),
             platform: "test".into(),
             strategy: "replay".into(),
+            ..Hello::default()
         };
         requests
             .send(AgentMessage {
@@ -385,6 +386,7 @@ async fn oversized_hellos_and_too_many_journals_are_refused_with_reasons() {
         agent_version: "test".into(),
         platform: "test".into(),
         strategy: "replay".into(),
+        ..Hello::default()
     };
     let mut oversized = hello(0);
     oversized.computer = "x".repeat(257);
@@ -530,5 +532,93 @@ async fn connections_past_the_per_address_cap_are_closed_at_once_and_an_agent_ke
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(collector);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_group_machines_whose_monitored_trees_differ() {
+    let base = std::env::temp_dir().join(format!("fim-collector-drift-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let address = free_address();
+    let _collector = Collector::start(&base, &address, &["--insecure-plaintext"]);
+    let digest = |entity: &str, byte: u8| fim_api::collector_pb::EntityDigest {
+        entity: entity.into(),
+        objects: 12,
+        digest: vec![byte; 32],
+        reported_ns: 0,
+    };
+    let hello = |computer: &str, entities| Hello {
+        computer_id: computer.into(),
+        computer: format!("host-{computer}"),
+        journal_id: "journal-1".into(),
+        head_sequence: 0,
+        head_hash: GENESIS.to_vec(),
+        entities,
+        entities_reported: true,
+        ..Hello::default()
+    };
+    for (computer, etc) in [("web-1", 1), ("web-2", 1), ("web-3", 9)] {
+        let entities = vec![digest("etc", etc), digest("cron", 4)];
+        let answer = hello_answer(&address, hello(computer, entities))
+            .await
+            .unwrap();
+        assert!(
+            matches!(answer, collector_message::Kind::Welcome(_)),
+            "{answer:?}"
+        );
+    }
+    // web-2 stops monitoring cron: its next heartbeat replaces what it reported.
+    let answer = hello_answer(&address, hello("web-2", vec![digest("etc", 1)]))
+        .await
+        .unwrap();
+    assert!(matches!(answer, collector_message::Kind::Welcome(_)));
+    // A heartbeat without entities_reported leaves them alone.
+    let mut silent = hello("web-1", Vec::new());
+    silent.entities_reported = false;
+    hello_answer(&address, silent).await.unwrap();
+
+    let output = fim_tests::collector::run_collector(&["drift", "--json"], &base);
+    assert!(output.status.success(), "{output:?}");
+    let drift: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(drift.len(), 2, "{drift:?}");
+    assert_eq!(drift[0]["entity"], "cron");
+    assert_eq!(drift[0]["drifted"], true);
+    assert_eq!(
+        drift[0]["variants"][0]["computers"],
+        serde_json::json!(["web-1", "web-3"])
+    );
+    assert_eq!(drift[0]["missing"], serde_json::json!(["web-2"]));
+    assert_eq!(drift[1]["entity"], "etc");
+    assert_eq!(
+        drift[1]["variants"][0]["computers"],
+        serde_json::json!(["web-1", "web-2"])
+    );
+    assert_eq!(drift[1]["variants"][0]["digest"], hex(&[1; 32]));
+    assert_eq!(
+        drift[1]["variants"][1]["computers"],
+        serde_json::json!(["web-3"])
+    );
+    assert_eq!(drift[1]["variants"][1]["objects"], 12);
+
+    // Too many entities, or a digest of the wrong size: refused with the reason.
+    let flood = (0..1025)
+        .map(|index| digest(&format!("e{index}"), 1))
+        .collect();
+    let status = hello_answer(&address, hello("web-4", flood))
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().contains("more than the 1024 allowed"),
+        "{status:?}"
+    );
+    let mut short = digest("etc", 1);
+    short.digest.truncate(8);
+    let status = hello_answer(&address, hello("web-4", vec![short]))
+        .await
+        .unwrap_err();
+    assert!(status.message().contains("is not 32 bytes"), "{status:?}");
     let _ = std::fs::remove_dir_all(&base);
 }

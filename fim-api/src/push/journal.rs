@@ -2,11 +2,15 @@
 //! the push never takes the daemon's lock and never blocks journaling (SQLite's WAL lets a
 //! reader run beside the writer). Each session opens it afresh: fimd may have restored or
 //! replaced the file since.
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use fim_engine::{
     state::Digest,
-    store::{JournalRow, Store},
+    store::{EntityDigest, JournalRow, Store},
 };
 
 use super::PushError;
@@ -22,16 +26,45 @@ pub struct JournalHead {
     pub base: (u64, Digest),
 }
 
+/// How long entity digests are reused: computing them reads the whole baseline, and a
+/// heartbeat goes out at every session (at least once a minute).
+const DIGESTS_FOR: Duration = Duration::from_secs(300);
+
+type DigestCache = Arc<Mutex<Option<(Instant, Vec<EntityDigest>)>>>;
+
 #[derive(Clone)]
 pub struct JournalReader {
     database: Arc<PathBuf>,
+    digests: DigestCache,
 }
 
 impl JournalReader {
     pub fn new(database: PathBuf) -> Self {
         JournalReader {
             database: Arc::new(database),
+            digests: Arc::default(),
         }
+    }
+
+    /// Each entity's baseline digest, computed at most every [`DIGESTS_FOR`].
+    pub async fn entity_digests(&self) -> Result<Vec<EntityDigest>, PushError> {
+        let cached = self
+            .digests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some((at, digests)) = cached {
+            if at.elapsed() < DIGESTS_FOR {
+                return Ok(digests);
+            }
+        }
+        let digests = self.with_store(|store| store.entity_digests()).await?;
+        *self
+            .digests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((Instant::now(), digests.clone()));
+        Ok(digests)
     }
 
     async fn with_store<T: Send + 'static>(

@@ -58,9 +58,18 @@ pub(super) async fn run(
     progress: &mut Progress,
 ) -> Result<Outcome, PushError> {
     let head = journal.head().await?;
+    // A failed summary must not stop reporting: the heartbeat then leaves drift alone.
+    let entities = match journal.entity_digests().await {
+        Ok(digests) => Some(digests),
+        Err(error) => {
+            tracing::warn!("no entity digests for the workspace this time: {error}");
+            None
+        }
+    };
     let (requests, outgoing) = mpsc::channel::<AgentMessage>(2);
+    let hello = hello(config, &head, entities);
     requests
-        .send(message(agent_message::Kind::Hello(hello(config, &head))))
+        .send(message(agent_message::Kind::Hello(hello)))
         .await
         .map_err(|_| closed(address))?;
     let mut client = CollectorClient::new(channel).max_decoding_message_size(MAX_REPLY_BYTES);
@@ -222,8 +231,25 @@ fn closed(address: &str) -> PushError {
     protocol(address, "it closed the stream")
 }
 
-fn hello(config: &PushConfig, head: &JournalHead) -> Hello {
+fn hello(
+    config: &PushConfig,
+    head: &JournalHead,
+    entities: Option<Vec<fim_engine::store::EntityDigest>>,
+) -> Hello {
+    let entities_reported = entities.is_some();
+    let entities = entities
+        .unwrap_or_default()
+        .into_iter()
+        .map(|digest| crate::collector_pb::EntityDigest {
+            entity: digest.entity,
+            objects: digest.objects,
+            digest: digest.digest.to_vec(),
+            reported_ns: 0,
+        })
+        .collect();
     Hello {
+        entities,
+        entities_reported,
         computer_id: config.identity.computer_id.clone(),
         computer: config.identity.computer.clone(),
         journal_id: head.journal_id.clone(),

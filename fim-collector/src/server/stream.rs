@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use fim_api::collector_pb::{
-    agent_message, collector_message, Ack, AgentMessage, CollectorMessage, Hello, JournalRecord,
-    Refusal, Welcome,
+    agent_message, collector_message, Ack, AgentMessage, CollectorMessage, EntityDigest, Hello,
+    JournalRecord, Refusal, Welcome,
 };
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tonic::{Status, Streaming};
@@ -12,7 +12,10 @@ use tonic::{Status, Streaming};
 use super::Limits;
 use crate::{
     chain::{Head, IncomingRecord},
-    store::{AgentHello, CollectorStore, Ingested, JournalKey},
+    store::{
+        drift::{MAX_ENTITIES, MAX_ENTITY_NAME_BYTES},
+        AgentHello, CollectorStore, EntityReport, Ingested, JournalKey,
+    },
 };
 
 pub(super) type Replies = mpsc::Sender<Result<CollectorMessage, Status>>;
@@ -67,11 +70,17 @@ async fn run(
         }
     }
     let key = hello.key.clone();
+    let entities = hello.entities.clone();
     let machine = blocking({
         let store = Arc::clone(&store);
         move || store.hello(&hello, now_ns())
     })
     .await?;
+    if let Some(entities) = entities {
+        let store = Arc::clone(&store);
+        let computer_id = key.computer_id.clone();
+        blocking(move || store.report_entities(&computer_id, &entities)).await?;
+    }
     tracing::debug!(
         computer = %machine.computer,
         computer_id = %key.computer_id,
@@ -214,6 +223,10 @@ fn agent_hello(hello: Hello) -> Result<AgentHello, Status> {
         ));
     }
     check_hello_sizes(&hello)?;
+    let entities = hello
+        .entities_reported
+        .then(|| entity_reports(&hello.entities))
+        .transpose()?;
     let hash = hello
         .head_hash
         .as_slice()
@@ -232,7 +245,41 @@ fn agent_hello(hello: Hello) -> Result<AgentHello, Status> {
             sequence: hello.head_sequence,
             hash,
         },
+        entities,
     })
+}
+
+/// A heartbeat's entity digests, checked for size and shape.
+fn entity_reports(entities: &[EntityDigest]) -> Result<Vec<EntityReport>, Status> {
+    if entities.len() > MAX_ENTITIES {
+        return Err(Status::invalid_argument(format!(
+            "the Hello carries {} entity digests, more than the {MAX_ENTITIES} allowed",
+            entities.len()
+        )));
+    }
+    let now = now_ns();
+    entities
+        .iter()
+        .map(|entity| {
+            if entity.entity.is_empty() || entity.entity.len() > MAX_ENTITY_NAME_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "an entity name must be 1 to {MAX_ENTITY_NAME_BYTES} bytes"
+                )));
+            }
+            let digest = entity.digest.as_slice().try_into().map_err(|_| {
+                Status::invalid_argument(format!(
+                    "the digest of entity {:?} is not 32 bytes",
+                    entity.entity
+                ))
+            })?;
+            Ok(EntityReport {
+                entity: entity.entity.clone(),
+                objects: entity.objects,
+                digest,
+                reported_ns: now,
+            })
+        })
+        .collect()
 }
 
 fn check_hello_sizes(hello: &Hello) -> Result<(), Status> {

@@ -10,8 +10,8 @@
 use std::{sync::Arc, time::Duration};
 
 use fim_api::collector_pb::{
-    workspace_server::Workspace, Machine as MachinePb, MachinesRequest, MachinesResponse,
-    QueryColumn, QueryRequest, QueryResponse, QueryRow,
+    workspace_server::Workspace, EntityDigest, Machine as MachinePb, MachinesRequest,
+    MachinesResponse, QueryColumn, QueryRequest, QueryResponse, QueryRow,
 };
 use fim_kql::{Catalog, Options, Rollup, Value};
 use fim_model::Timestamp;
@@ -148,8 +148,9 @@ fn cell(value: &Value) -> String {
     json.to_string()
 }
 
-fn machine_pb(machine: Machine) -> MachinePb {
+fn machine_pb(machine: Machine, entities: Vec<EntityDigest>) -> MachinePb {
     MachinePb {
+        entities,
         computer_id: machine.key.computer_id,
         computer: machine.computer,
         journal_id: machine.key.journal_id,
@@ -228,9 +229,32 @@ impl Workspace for WorkspaceService {
     ) -> Result<Response<MachinesResponse>, Status> {
         self.authorize(&request, Role::Reader).await?;
         let store = Arc::clone(&self.store);
-        let machines = blocking(move || store.machines()).await?;
+        let (machines, reports) =
+            blocking(move || Ok((store.machines()?, store.entity_reports()?))).await?;
+        let mut by_computer: std::collections::HashMap<String, Vec<EntityDigest>> =
+            std::collections::HashMap::new();
+        for (computer_id, report) in reports {
+            by_computer
+                .entry(computer_id)
+                .or_default()
+                .push(EntityDigest {
+                    entity: report.entity,
+                    objects: report.objects,
+                    digest: report.digest.to_vec(),
+                    reported_ns: report.reported_ns,
+                });
+        }
         Ok(Response::new(MachinesResponse {
-            machines: machines.into_iter().map(machine_pb).collect(),
+            machines: machines
+                .into_iter()
+                .map(|machine| {
+                    let entities = by_computer
+                        .get(&machine.key.computer_id)
+                        .cloned()
+                        .unwrap_or_default();
+                    machine_pb(machine, entities)
+                })
+                .collect(),
         }))
     }
 }

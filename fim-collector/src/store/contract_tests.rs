@@ -15,6 +15,7 @@ pub fn hello(computer_id: &str, head: Head) -> AgentHello {
         platform: "linux".into(),
         strategy: "tracepoint".into(),
         head,
+        entities: None,
     }
 }
 
@@ -397,4 +398,26 @@ pub fn enrollment_spends_each_use_once_and_revocation_bars_the_machine(
     );
     let all = first.agent_certificates().unwrap();
     assert_eq!(all.len(), 5, "every certificate stays on record: {all:?}");
+}
+
+/// Drift: a computer's report replaces its previous one whole; reports read back exactly.
+pub fn entity_reports_replace_the_computers_previous_ones(store: &dyn CollectorStore) {
+    let report = |entity: &str, byte: u8| EntityReport {
+        entity: entity.into(),
+        objects: u64::from(byte),
+        digest: [byte; 32],
+        reported_ns: 7,
+    };
+    store
+        .report_entities("a", &[report("etc", 1), report("cron", 2)])
+        .unwrap();
+    store.report_entities("b", &[report("etc", 3)]).unwrap();
+    store.report_entities("a", &[report("etc", 4)]).unwrap();
+    assert_eq!(
+        store.entity_reports().unwrap(),
+        vec![
+            ("a".to_string(), report("etc", 4)),
+            ("b".to_string(), report("etc", 3)),
+        ]
+    );
 }

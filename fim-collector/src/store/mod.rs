@@ -14,6 +14,7 @@ use crate::{
 use fim_engine::state::Digest;
 use fim_kql::{CompiledQuery, Dialect, Rows};
 
+pub mod drift;
 pub mod enrollment;
 pub mod postgres;
 mod postgres_pool;
@@ -24,6 +25,7 @@ mod sqlite_schema;
 #[cfg(test)]
 mod contract_tests;
 
+pub use drift::{DriftStore, EntityReport};
 pub use enrollment::EnrollmentStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -44,6 +46,8 @@ pub struct AgentHello {
     pub platform: String,
     pub strategy: String,
     pub head: Head,
+    /// The heartbeat's entity digests, None when the agent sent none.
+    pub entities: Option<Vec<EntityReport>>,
 }
 
 /// The most distinct journals one computer id may open: a new database is a new journal, so
@@ -98,7 +102,7 @@ pub struct Ingested {
     pub acknowledged: Head,
 }
 
-pub trait CollectorStore: EnrollmentStore + Send + Sync {
+pub trait CollectorStore: EnrollmentStore + DriftStore + Send + Sync {
     /// Registers the journal (or updates what the agent says about itself), flags it when
     /// its head contradicts what was acknowledged, and returns it.
     fn hello(&self, hello: &AgentHello, now_ns: i64) -> Result<Machine, CollectorError>;

@@ -590,6 +590,8 @@ fn token_row(row: &postgres::Row) -> Result<ApiToken, postgres::Error> {
     ))
 }
 
+#[path = "postgres_drift.rs"]
+mod drift;
 #[path = "postgres_enrollment.rs"]
 mod enrollment;
 

@@ -121,10 +121,12 @@ pub fn create_if_empty(client: &mut postgres::Client) -> Result<Found, postgres:
     if matches!(found, Found::Ours) {
         // Tables added within the version (enrollment) appear in older workspaces.
         tx.batch_execute(&super::enrollment::tables(false))?;
+        tx.batch_execute(&super::drift::tables(false))?;
     }
     if matches!(found, Found::Empty) {
         tx.batch_execute(MACHINES)?;
         tx.batch_execute(&super::enrollment::tables(false))?;
+        tx.batch_execute(&super::drift::tables(false))?;
         tx.batch_execute(fim_kql::schema::POSTGRES_SCHEMA)?;
         tx.execute(
             "INSERT INTO fim_workspace (application, version) VALUES ($1, $2)",

@@ -82,6 +82,7 @@ fn the_storage_contract_holds_on_postgres() {
         PostgresStore::open(&url, 2).unwrap(),
     );
     contract::enrollment_spends_each_use_once_and_revocation_bars_the_machine(&first, &second);
+    contract::entity_reports_replace_the_computers_previous_ones(&first);
 }
 
 #[test]

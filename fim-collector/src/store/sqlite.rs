@@ -504,6 +504,8 @@ fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
     ))
 }
 
+#[path = "sqlite_drift.rs"]
+mod drift;
 #[path = "sqlite_enrollment.rs"]
 mod enrollment;
 

@@ -84,6 +84,7 @@ pub fn create(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(MACHINES)?;
     tx.execute_batch(&super::enrollment::tables(true))?;
+    tx.execute_batch(&super::drift::tables(true))?;
     tx.execute_batch(fim_kql::schema::SQLITE_SCHEMA)?;
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.pragma_update(None, "user_version", VERSION)?;
@@ -98,6 +99,7 @@ pub fn upgrade(conn: &mut Connection) -> rusqlite::Result<i32> {
     // Idempotent: tables added within a version (tokens, enrollment) appear in older files.
     tx.execute_batch(MACHINES)?;
     tx.execute_batch(&super::enrollment::tables(true))?;
+    tx.execute_batch(&super::drift::tables(true))?;
     if version == 1 {
         tx.execute_batch(fim_kql::schema::SQLITE_SCHEMA)?;
         tx.execute(BACKFILL_HOURLY, [])?;

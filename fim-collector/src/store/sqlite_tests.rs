@@ -158,4 +158,5 @@ fn enrollment_holds_on_sqlite_with_two_collectors_on_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let (first, second) = (store_in(&dir), store_in(&dir));
     contract::enrollment_spends_each_use_once_and_revocation_bars_the_machine(&first, &second);
+    contract::entity_reports_replace_the_computers_previous_ones(&first);
 }

@@ -21,6 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub mod baseline;
 pub mod batch;
+pub mod digest;
 mod error;
 pub mod journal;
 pub mod meta;
@@ -37,6 +38,7 @@ mod tests;
 pub use crate::state::QuickMeta;
 pub use baseline::BaselineEntry;
 pub use batch::Batch;
+pub use digest::EntityDigest;
 pub use error::{Result, StoreError};
 pub use journal::{Anchor, EditDetail, VerifyProblem, VerifyReport};
 pub use meta::ScanRun;

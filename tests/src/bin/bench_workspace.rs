@@ -203,6 +203,7 @@ async fn stream(address: String, agents: Arc<Vec<Agent>>, index: usize) -> anyho
                 agent_version: "bench".into(),
                 platform: "linux".into(),
                 strategy: "replay".into(),
+                ..Hello::default()
             })),
         })
         .await?;

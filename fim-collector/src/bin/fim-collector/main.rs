@@ -40,6 +40,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Which machines' monitored trees differ (from their heartbeats' entity digests).
+    Drift {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// One JSON object per entity instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// API tokens for the Workspace API (`fim --workspace`).
     Token {
         #[command(flatten)]
@@ -171,6 +179,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Serve(serve) => serve_agents(serve),
         Command::Machines { database, json } => machines::print(&database, json),
+        Command::Drift { database, json } => machines::drift(&database, json),
         Command::Token { database, command } => tokens::run(&database, command),
         Command::Enroll {
             database,

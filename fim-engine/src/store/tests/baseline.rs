@@ -210,3 +210,40 @@ fn a_dropped_batch_leaves_nothing() {
     );
     assert!(store.verify().unwrap().is_ok());
 }
+
+#[test]
+fn entity_digests_ignore_what_differs_per_machine_and_see_what_a_change_makes() {
+    let make = |tweak: &dyn Fn(&mut FileState)| {
+        let (dir, _path, store) = temp_store();
+        let mut batch = store.batch().unwrap();
+        for (n, file) in ["/etc/a", "/etc/b"].iter().enumerate() {
+            let mut state = state(n as u64);
+            tweak(&mut state);
+            batch.put(Path::new(file), "etc", &state).unwrap();
+        }
+        batch.put(Path::new("/srv/x"), "srv", &state(9)).unwrap();
+        batch.commit().unwrap();
+        let digests = store.entity_digests().unwrap();
+        drop(dir);
+        digests
+    };
+    let here = make(&|_| {});
+    assert_eq!(here.len(), 2);
+    assert_eq!((here[0].entity.as_str(), here[0].objects), ("etc", 2));
+    assert_eq!((here[1].entity.as_str(), here[1].objects), ("srv", 1));
+    // Another machine: other inodes, devices and times, same tree.
+    let there = make(&|state| {
+        state.ino += 1000;
+        state.dev += 7;
+        state.mtime_ns += 5;
+        state.ctime_ns += 5;
+        state.nlink += 1;
+    });
+    assert_eq!(here, there);
+    // A permission or content difference shows, in that entity only.
+    let chmod = make(&|state| state.mode ^= 0o002);
+    assert_ne!(chmod[0].digest, here[0].digest);
+    assert_eq!(chmod[1], here[1]);
+    let edited = make(&|state| state.hash = Some([0x5a; 32]));
+    assert_ne!(edited[0].digest, here[0].digest);
+}
