@@ -14,6 +14,8 @@
 //! The collector's agent listener (fim-collector) uses the same pieces with its own numbers
 //! ([`Limiter::named`], [`Limited::with_timers`]): one accounting of slots and silence for
 //! every server this project runs, rather than a second hand-written limiter that drifts.
+//! Connections are taken from the listener by [`LimitedIncoming`], which also pauses after a
+//! failed accept (out of descriptors: retried at once, it would spin a core).
 //!
 //! WatchChanges streams are the other thing a client can multiply (64 per connection would
 //! be 2,048 per peer), so they take slots of their own ([`Limiter::streams`]). Root is never
@@ -79,12 +81,48 @@ impl PeerKey {
     }
 }
 
+mod accept;
+
+pub use accept::{Accept, LimitedIncoming, ACCEPT_PAUSE};
+
+/// A repeated warning (refused connections, failed accepts) is logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// A warning logged at most once per [`WARN_EVERY`], with the count of occurrences it stands
+/// for: a flood must not flood the log too.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    /// Occurrences not yet reported by a warning.
+    unreported: u64,
+    /// An occurrence since [`Throttle::recovered`] last said the run was over.
+    active: bool,
+}
+
+impl Throttle {
+    /// Counts one occurrence; when a warning is due, the occurrences it reports (this one
+    /// included).
+    fn note(&mut self) -> Option<u64> {
+        self.unreported += 1;
+        self.active = true;
+        if self.last.is_some_and(|last| last.elapsed() < WARN_EVERY) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.unreported))
+    }
+
+    /// The end of a run of occurrences: those no warning reported, if there was a run.
+    fn recovered(&mut self) -> Option<u64> {
+        std::mem::take(&mut self.active).then(|| std::mem::take(&mut self.unreported))
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     total: usize,
     per_peer: HashMap<PeerKey, usize>,
-    last_warning: Option<Instant>,
-    refused_since_warning: u64,
+    refusals: Throttle,
 }
 
 /// The connection slots of one server.
@@ -145,22 +183,16 @@ impl Limiter {
         let mine = counts.per_peer.get(&peer).copied().unwrap_or(0);
         let full = counts.total >= self.total && !peer.is_root();
         if full || mine >= self.per_peer {
-            counts.refused_since_warning += 1;
-            let due = counts
-                .last_warning
-                .is_none_or(|last| last.elapsed() >= Duration::from_secs(10));
-            if due {
+            if let Some(refused) = counts.refusals.note() {
                 tracing::warn!(
                     peer = ?peer,
-                    refused = counts.refused_since_warning,
+                    refused,
                     open = counts.total,
                     "{} refused: at most {} per peer and {} in all",
                     self.what,
                     self.per_peer,
                     self.total
                 );
-                counts.last_warning = Some(Instant::now());
-                counts.refused_since_warning = 0;
             }
             return None;
         }

@@ -18,14 +18,13 @@ use std::{
 
 use fim_engine::{daemon::DaemonHandle, path_text::display_path};
 use tokio::sync::watch;
-use tokio_stream::{wrappers::TcpListenerStream, StreamExt as _};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 #[cfg(windows)]
 use crate::pipe_windows::{PipeError, PipeListener};
 use crate::{
     auth::{parse_fingerprint, AuthLayer, Role, Roles},
-    limits::{Limited, Limiter, PeerKey, KEEPALIVE, MAX_REQUEST_BYTES, TLS_HANDSHAKE},
+    limits::{LimitedIncoming, Limiter, KEEPALIVE, MAX_REQUEST_BYTES, TLS_HANDSHAKE},
     pb,
     service::FimService,
 };
@@ -314,7 +313,10 @@ impl ApiServer {
                 .add_service(health)
                 .add_service(reflection)
                 .add_service(reflection_alpha)
-                .serve_with_incoming_shutdown(tcp_incoming(listener, limiter), stopped(stopping))
+                .serve_with_incoming_shutdown(
+                    LimitedIncoming::new(listener, limiter),
+                    stopped(stopping),
+                )
                 .await
         };
         let servers = async { tokio::try_join!(local, tcp) };
@@ -346,26 +348,6 @@ fn bounded(builder: Server) -> Server {
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .max_concurrent_streams(Some(64))
         .tcp_nodelay(true)
-}
-
-/// Accepted TCP connections, each admitted by `limiter` (by IP address) or closed.
-fn tcp_incoming(
-    listener: tokio::net::TcpListener,
-    limiter: Limiter,
-) -> impl tokio_stream::Stream<Item = std::io::Result<Limited<tokio::net::TcpStream>>> {
-    TcpListenerStream::new(listener).filter_map(move |accepted| {
-        let stream = match accepted {
-            Ok(stream) => stream,
-            Err(error) => return Some(Err(error)),
-        };
-        let _ = stream.set_nodelay(true);
-        let peer = stream
-            .peer_addr()
-            .map_or(PeerKey::Unknown, |addr| PeerKey::Address(addr.ip()));
-        limiter
-            .admit(peer)
-            .map(|slot| Ok(Limited::new(stream, slot)))
-    })
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

@@ -22,14 +22,14 @@ use std::{
         fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
     },
     path::{Path, PathBuf},
+    task::{ready, Context, Poll},
 };
 
 use fim_engine::path_text::display_path;
 use tokio::net::UnixListener;
-use tokio_stream::{wrappers::UnixListenerStream, StreamExt as _};
 
 use crate::{
-    limits::{Limited, Limiter, PeerKey},
+    limits::{Accept, LimitedIncoming, Limiter, PeerKey},
     peer::PeerStream,
 };
 
@@ -143,22 +143,22 @@ pub fn remove(path: &Path) {
 
 /// Accepted connections with their peer credentials, each admitted by `limiter` (by uid) or
 /// closed.
-pub fn incoming(
-    listener: UnixListener,
-    limiter: Limiter,
-) -> impl tokio_stream::Stream<Item = io::Result<Limited<PeerStream>>> {
-    UnixListenerStream::new(listener).filter_map(move |accepted| {
-        let stream = match accepted {
-            Ok(stream) => PeerStream::new(stream),
-            Err(error) => return Some(Err(error)),
-        };
+pub fn incoming(listener: UnixListener, limiter: Limiter) -> LimitedIncoming<UnixListener> {
+    LimitedIncoming::new(listener, limiter)
+}
+
+/// Local connections count against the peer's uid.
+impl Accept for UnixListener {
+    type Stream = PeerStream;
+
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(PeerStream, PeerKey)>> {
+        let (stream, _) = ready!(UnixListener::poll_accept(self, cx))?;
+        let stream = PeerStream::new(stream);
         let peer = stream
             .peer()
             .map_or(PeerKey::Unknown, |peer| PeerKey::Uid(peer.uid));
-        limiter
-            .admit(peer)
-            .map(|slot| Ok(Limited::new(stream, slot)))
-    })
+        Poll::Ready(Ok((stream, peer)))
+    }
 }
 
 /// POSIX ACL tags and the xattr layout (linux/posix_acl_xattr.h).

@@ -10,6 +10,7 @@ mod handle;
 mod hashing;
 mod policy_audit;
 mod policy_file;
+mod realtime;
 mod scans;
 mod schedule;
 
@@ -38,6 +39,7 @@ use hashing::Hasher;
 pub use hashing::{saved_hashing, HASHING_META};
 pub use policy_audit::{PolicyAuthor, PolicyEdits};
 pub use policy_file::{LoadedPolicy, PendingLoad, PolicyChange, PolicySource, PolicyWatcher};
+use realtime::{spawn_printer, REALTIME_STEP};
 use scans::{Request, Scans};
 use schedule::Schedule;
 
@@ -178,8 +180,6 @@ pub struct Daemon {
 /// API commands waiting for the loop; more is "busy", not unbounded memory.
 const COMMAND_QUEUE: usize = 16;
 
-/// Paths that could not be journaled (full disk): kept, with their hints, and retried.
-const MAX_HELD_PATHS: usize = 100_000;
 const RETRY_EVERY: Duration = Duration::from_secs(5);
 /// How often the journal retention is applied.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -385,7 +385,9 @@ impl Daemon {
                     }
                 }
                 _ = sleep_until(next_due) => {
-                    let due = coalescer.take_due(Instant::now());
+                    // One step at a time: events are read between steps, and the rest is due
+                    // again at once.
+                    let due = coalescer.take_due_at_most(Instant::now(), REALTIME_STEP);
                     self.reconcile(due, &mut held, &mut needs_rescan).await;
                 }
                 _ = tick.tick() => {
@@ -480,67 +482,6 @@ impl Daemon {
         let at = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
             .ok()?;
         Some(at.into())
-    }
-
-    async fn reconcile(
-        &self,
-        due: Vec<(MonitoredObject, Hint)>,
-        held: &mut HashMap<MonitoredObject, Hint>,
-        needs_rescan: &mut bool,
-    ) {
-        if due.is_empty() {
-            return;
-        }
-        let reconciler = self.reconciler.clone();
-        let objects = due.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            lock(&reconciler).reconcile(&objects, Detection::Realtime)
-        })
-        .await;
-        match result {
-            Ok(Ok(_records)) => {
-                if held.is_empty() && self.status.borrow().degraded.is_some() {
-                    tracing::warn!("the journal accepts records again");
-                    self.status.send_modify(|status| status.degraded = None);
-                }
-            }
-            Ok(Err(error)) => {
-                // A full disk and a damaged database are handled alike: nothing is dropped,
-                // the paths are held and retried, status says why, and a rescan follows.
-                let reason = if error.is_disk_full() {
-                    "the state directory's disk is full: changes cannot be journaled".to_string()
-                } else {
-                    format!("changes cannot be recorded: {error}")
-                };
-                // Said once per reason, not at every retry.
-                if self.status.borrow().degraded.as_ref() != Some(&reason) {
-                    tracing::error!(
-                        "{reason}; holding them and retrying every {}s",
-                        RETRY_EVERY.as_secs()
-                    );
-                }
-                self.status
-                    .send_modify(|status| status.degraded = Some(reason));
-                for (object, hint) in due {
-                    if held.len() >= MAX_HELD_PATHS {
-                        *needs_rescan = true;
-                        break;
-                    }
-                    // The newest hint wins (its actor made the latest change); operations and
-                    // rename ends accumulate.
-                    let merged = match held.remove(&object) {
-                        Some(older) => hint.merged_over(older),
-                        None => hint,
-                    };
-                    held.insert(object, merged);
-                }
-                *needs_rescan = true;
-            }
-            Err(join) => {
-                tracing::error!("reconcile task failed: {join}");
-                *needs_rescan = true;
-            }
-        }
     }
 
     /// Starts reading the policy file on a blocking thread, unless a read is under way.
@@ -694,31 +635,6 @@ fn entities_touching(policy: &CompiledPolicy, gap: &GapNotice) -> Vec<String> {
         })
         .map(|entity| entity.name.clone())
         .collect()
-}
-
-fn spawn_printer(mut records: tokio::sync::broadcast::Receiver<Announcement>) {
-    tokio::spawn(async move {
-        use std::io::Write as _;
-        loop {
-            match records.recv().await {
-                Ok(Announcement::Gap(_)) => {}
-                Ok(Announcement::Record(record)) => {
-                    let Ok(line) = serde_json::to_string(&record) else {
-                        continue;
-                    };
-                    let mut stdout = std::io::stdout().lock();
-                    let _ = writeln!(stdout, "{line}");
-                    let _ = stdout.flush();
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(
-                        "stdout printer fell behind; {missed} records are only in the journal"
-                    );
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    });
 }
 
 fn replace_if_changed<T: Clone + PartialEq>(current: &mut Vec<T>, next: &[T]) -> bool {

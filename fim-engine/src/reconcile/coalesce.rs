@@ -209,9 +209,15 @@ impl Coalescer {
 
     /// The objects whose window has closed, oldest first.
     pub fn take_due(&mut self, now: Instant) -> Vec<(MonitoredObject, Hint)> {
+        self.take_due_at_most(now, usize::MAX)
+    }
+
+    /// The oldest `limit` objects whose window has closed; the rest stay due (and keep
+    /// gathering events) until the next call.
+    pub fn take_due_at_most(&mut self, now: Instant, limit: usize) -> Vec<(MonitoredObject, Hint)> {
         let mut due = Vec::new();
         while let Some((at, _)) = self.order.front() {
-            if *at > now {
+            if *at > now || due.len() >= limit {
                 break;
             }
             let Some((_, object)) = self.order.pop_front() else {
@@ -325,6 +331,34 @@ mod tests {
         assert_eq!(temp.operations, vec!["create", "write-closed", "rename"]);
         assert_eq!(temp.renamed_to.as_deref(), Some(Path::new("/etc/a.conf")));
         assert_eq!(temp.actor.as_ref().unwrap().process_name, "sed");
+        assert!(coalescer.is_empty());
+    }
+
+    #[test]
+    fn due_objects_are_taken_oldest_first_at_most_a_limit_at_a_time() {
+        let start = Instant::now();
+        let mut coalescer = Coalescer::new(Duration::from_millis(50));
+        for index in 0..5 {
+            let path = format!("/etc/f{index}");
+            let at = start + Duration::from_millis(index);
+            coalescer.push(&event(Operation::WriteClosed, &path, None, 5), at);
+        }
+        let later = start + Duration::from_millis(100);
+        let paths = |due: Vec<(MonitoredObject, Hint)>| -> Vec<String> {
+            due.into_iter()
+                .map(|(object, _)| object.to_string())
+                .collect()
+        };
+        assert_eq!(
+            paths(coalescer.take_due_at_most(later, 2)),
+            ["/etc/f0", "/etc/f1"]
+        );
+        // The rest are still due, and an event for one of them joins its gathering.
+        coalescer.push(&event(Operation::Chmod, "/etc/f3", None, 5), later);
+        assert_eq!(coalescer.len(), 3);
+        let rest = coalescer.take_due_at_most(later, 10);
+        assert_eq!(rest[1].1.operations, ["write-closed", "chmod"]);
+        assert_eq!(paths(rest), ["/etc/f2", "/etc/f3", "/etc/f4"]);
         assert!(coalescer.is_empty());
     }
 

@@ -19,7 +19,7 @@ use std::{
 
 use fim_model::{Actor, ChangeRecord, Detection};
 
-use super::{lock, sweep::SweepOutcome, Announcement, Hint, ReconcileError, Reconciler};
+use super::{lock, sweep::SweepOutcome, Hint, ReconcileError, Reconciler};
 use crate::registry::{
     child_key,
     diff::{compare, RecordContext},
@@ -139,7 +139,7 @@ impl Reconciler {
         }
         batch.commit()?;
         for record in &sweep.records {
-            let _ = self.announce.send(Announcement::Record(record.clone()));
+            self.announce(record);
         }
         Ok(sweep)
     }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use fim_model::{ChangeRecord, Detection};
 
-use super::{keys::KeyCause, lock, sweep::SweepOutcome, Announcement, ReconcileError, Reconciler};
+use super::{keys::KeyCause, lock, sweep::SweepOutcome, ReconcileError, Reconciler};
 use crate::{
     registry::diff::RecordContext,
     service::{diff::service_record, fold, ServiceReader},
@@ -92,7 +92,7 @@ impl Reconciler {
             self.mark_baselined(entity)?;
         }
         for record in &records {
-            let _ = self.announce.send(Announcement::Record(record.clone()));
+            self.announce(record);
         }
         Ok(records)
     }

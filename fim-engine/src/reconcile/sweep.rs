@@ -60,8 +60,13 @@ pub struct SweepOutcome {
 }
 
 /// Items are written in chunks: one transaction per chunk keeps scans fast, and the lock on
-/// the reconciler is released between chunks so real-time events are not held up.
-const CHUNK: usize = 2000;
+/// the reconciler is released between chunks so real-time events are not held up. A changed
+/// item costs ~4 KB until its chunk is committed (both states, the verdict, the record and its
+/// announcement): a gap rescan after a burst writes tens of thousands, 2 MB a chunk at this size.
+const CHUNK: usize = 512;
+/// Scan batches (up to 128 items each) waiting for the writer: enough to keep the workers busy
+/// while a chunk commits, few enough that a rescan of changed files does not queue megabytes.
+const QUEUED_BATCHES: usize = 16;
 /// A first baseline reports nothing, so nobody waits for its commits: bigger transactions
 /// (fewer fsyncs) make it faster. An interrupted one simply runs again.
 const FIRST_CHUNK: usize = 20_000;
@@ -215,7 +220,7 @@ fn sweep_entity(
         generation,
         superseded: false,
     };
-    let (sender, receiver) = crossbeam_channel::bounded::<scan::ScanBatch>(64);
+    let (sender, receiver) = crossbeam_channel::bounded::<scan::ScanBatch>(QUEUED_BATCHES);
     let summary = std::thread::scope(|scope| -> Result<scan::ScanSummary, ReconcileError> {
         let target = ScanTarget::with_known(entity, &known);
         let options = &options;
