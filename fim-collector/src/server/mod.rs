@@ -184,7 +184,7 @@ pub async fn serve(
 ) -> Result<(), CollectorError> {
     let limits = service.limits.clone();
     let store = Arc::clone(&service.store);
-    let incoming = listener::LimitedIncoming::new(bound.listener, &limits);
+    let incoming = listener::incoming(bound.listener, &limits);
     let server = CollectorServer::new(service)
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
