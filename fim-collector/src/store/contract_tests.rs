@@ -46,10 +46,15 @@ pub fn chain_at(computer_id: &str, count: u64, time_ns: i64) -> Vec<IncomingReco
 }
 
 pub fn chain(computer_id: &str, count: u64) -> Vec<IncomingRecord> {
+    // Timed within today (UTC): the tests pass small fake clocks to ingest, so only the
+    // partitions made at open (today, tomorrow) exist for them, and an hour ago is yesterday
+    // for the first hour of every day. Record 3 is at 07:00:00, so its JSON holds a '7' for
+    // the edit test to change.
     chain_at(
         computer_id,
         count,
-        fim_model::Timestamp::now().unix_nanos() - 3_600_000_000_000,
+        fim_kql::schema::day_start(fim_model::Timestamp::now()) + 7 * 3_600_000_000_000
+            - 3_000_000_000,
     )
 }
 
