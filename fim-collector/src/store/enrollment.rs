@@ -102,14 +102,14 @@ pub trait EnrollmentStore {
     fn readmit_machine(&self, computer_id: &str) -> Result<usize, CollectorError>;
 }
 
-/// Whether `machine` may enroll with `token` (None: no token has that hash), given whether
-/// an owner revoked it and has not readmitted it.
+/// The token `machine` may enroll with (None: no token has that hash), given whether an
+/// owner revoked the machine and has not readmitted it; or why it may not.
 pub(super) fn decide(
-    token: Option<&EnrollmentToken>,
+    token: Option<EnrollmentToken>,
     barred: bool,
     machine: &EnrollingMachine,
     now_ns: i64,
-) -> Result<(), String> {
+) -> Result<EnrollmentToken, String> {
     let Some(token) = token else {
         return Err("unknown enrollment token".to_string());
     };
@@ -123,7 +123,7 @@ pub(super) fn decide(
             machine.computer_id, machine.computer_id
         ));
     }
-    Ok(())
+    Ok(token)
 }
 
 /// The record of a certificate just issued.

@@ -114,11 +114,9 @@ impl EnrollmentStore for PostgresStore {
                     &[&machine.computer_id, &REVOKED_BY_OWNER],
                 )?
                 .try_get(0)?;
-            if let Err(refusal) = decide(token.as_ref(), barred, machine, now_ns) {
-                return Ok(Err(refusal));
-            }
-            let Some(token) = token else {
-                return Ok(Err("unknown enrollment token".to_string()));
+            let token = match decide(token, barred, machine, now_ns) {
+                Ok(token) => token,
+                Err(refusal) => return Ok(Err(refusal)),
             };
             let issued = match issue() {
                 Ok(issued) => issued_record(issued, machine, &token, now_ns),

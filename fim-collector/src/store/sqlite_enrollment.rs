@@ -124,11 +124,9 @@ impl EnrollmentStore for SqliteStore {
                 |row| row.get(0),
             )
             .map_err(&fail)?;
-        if let Err(refusal) = decide(token.as_ref(), barred, machine, now_ns) {
-            return Ok(Err(refusal));
-        }
-        let Some(token) = token else {
-            return Ok(Err("unknown enrollment token".to_string()));
+        let token = match decide(token, barred, machine, now_ns) {
+            Ok(token) => token,
+            Err(refusal) => return Ok(Err(refusal)),
         };
         let issued = match issue() {
             Ok(issued) => issued_record(issued, machine, &token, now_ns),
